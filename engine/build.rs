@@ -1,0 +1,50 @@
+//! Builds the built-in plugins (`plugins/`, target `wasm32-wasip2`) so that `cargo build` of the
+//! engine is the only step needed: the components are embedded into the binary. Set
+//! `HOOKFLOW_PLUGIN_WASM_DIR` to a directory of prebuilt components to skip this.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+const PLUGINS: &[&str] = &["log_plugin", "transform_plugin", "hostile_plugin"];
+
+fn main() {
+    println!("cargo:rerun-if-env-changed=HOOKFLOW_PLUGIN_WASM_DIR");
+    if let Ok(dir) = std::env::var("HOOKFLOW_PLUGIN_WASM_DIR") {
+        println!("cargo:rustc-env=HOOKFLOW_PLUGIN_WASM_DIR={dir}");
+        return;
+    }
+    let manifest_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());
+    let root = manifest_dir.parent().unwrap().to_path_buf();
+    let plugins = root.join("plugins");
+    for watched in ["wit", "plugins/Cargo.toml", "plugins/Cargo.lock", "plugins/sdk", "plugins/log", "plugins/transform", "plugins/testing"] {
+        println!("cargo:rerun-if-changed={}", root.join(watched).display());
+    }
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut command = Command::new(cargo);
+    command
+        .current_dir(&plugins)
+        .args(["build", "--release", "--target", "wasm32-wasip2", "--locked"])
+        .env("CARGO_TARGET_DIR", plugins.join("target"));
+    // Settings meant for the host build must not leak into the guest build.
+    for var in ["RUSTFLAGS", "CARGO_ENCODED_RUSTFLAGS", "CARGO_BUILD_TARGET", "CARGO_BUILD_RUSTFLAGS", "RUSTC_WORKSPACE_WRAPPER"] {
+        command.env_remove(var);
+    }
+    for (key, _) in std::env::vars() {
+        if key.starts_with("CARGO_PROFILE_") || key.starts_with("CARGO_CFG_") || key.starts_with("CARGO_FEATURE_") {
+            command.env_remove(key);
+        }
+    }
+    let status = command.status().expect("could not run cargo to build the plugins");
+    if !status.success() {
+        panic!(
+            "building the built-in plugins failed (see above). They need the wasm32-wasip2 target: \
+             run `rustup target add wasm32-wasip2`"
+        );
+    }
+    let out = plugins.join("target/wasm32-wasip2/release");
+    for name in PLUGINS {
+        let file = out.join(format!("{name}.wasm"));
+        assert!(file.exists(), "plugin build did not produce {}", file.display());
+    }
+    println!("cargo:rustc-env=HOOKFLOW_PLUGIN_WASM_DIR={}", out.display());
+}

@@ -1,0 +1,88 @@
+//! The HTTP API: one axum router per resource, one error type, admin-token authentication for
+//! everything under `/v1` except webhooks (which authenticate per flow).
+
+mod error;
+mod flows;
+mod plugins;
+mod runs;
+mod system;
+mod webhooks;
+
+pub use error::{ApiError, ApiResult};
+
+use crate::metrics::Metrics;
+use crate::queue::Queue;
+use crate::registry::FlowRegistry;
+use crate::store::{Cursor, DynStore};
+use crate::trigger::verify::secrets_equal;
+use crate::wasm::Sandbox;
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use std::sync::Arc;
+
+/// Everything handlers share.
+pub struct App {
+    pub store: DynStore,
+    pub flows: Arc<FlowRegistry>,
+    pub sandbox: Arc<Sandbox>,
+    pub queue: Arc<Queue>,
+    pub metrics: Arc<Metrics>,
+    pub admin_token: String,
+    pub max_body_bytes: usize,
+}
+
+/// Shared application state handed to handlers.
+pub type AppState = Arc<App>;
+
+/// The whole HTTP surface.
+pub fn router(app: AppState) -> Router {
+    let admin = Router::new()
+        .merge(flows::routes())
+        .merge(runs::routes())
+        .merge(plugins::routes())
+        .layer(middleware::from_fn_with_state(app.clone(), require_admin));
+    Router::new()
+        .nest("/v1", admin.merge(webhooks::routes()))
+        .merge(system::routes())
+        .fallback(|| async { ApiError::not_found("no such route") })
+        .with_state(app)
+}
+
+async fn require_admin(State(app): State<AppState>, request: Request, next: Next) -> Result<Response, ApiError> {
+    let presented = request
+        .headers()
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim());
+    match presented {
+        None => Err(ApiError::unauthorized("missing Authorization: Bearer <admin token>")),
+        Some(token) if secrets_equal(token.as_bytes(), app.admin_token.as_bytes()) => Ok(next.run(request).await),
+        Some(_) => Err(ApiError::unauthorized("invalid admin token")),
+    }
+}
+
+/// `limit` and `cursor` query parameters shared by list endpoints.
+#[derive(Debug, serde::Deserialize)]
+pub struct PageParams {
+    pub limit: Option<u32>,
+    pub cursor: Option<String>,
+}
+
+impl PageParams {
+    /// Validated limit (default 50, 1..=500) and decoded cursor.
+    pub fn parse(&self) -> ApiResult<(u32, Option<Cursor>)> {
+        let limit = self.limit.unwrap_or(50);
+        if !(1..=500).contains(&limit) {
+            return Err(ApiError::bad_request(format!("limit: must be between 1 and 500, got {limit}")));
+        }
+        let cursor = match &self.cursor {
+            None => None,
+            Some(text) => Some(Cursor::decode(text).ok_or_else(|| ApiError::bad_request("cursor: not a cursor this server issued"))?),
+        };
+        Ok((limit, cursor))
+    }
+}

@@ -1,0 +1,47 @@
+//! `/v1/flow-runs`: list and inspect runs, retry a failed run from its failed step.
+
+use super::{ApiError, ApiResult, AppState, PageParams};
+use crate::store::{RunFilter, RunStatus};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/flow-runs", get(list))
+        .route("/flow-runs/{id}", get(read))
+        .route("/flow-runs/{id}/retry", post(retry))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ListParams {
+    flow_id: Option<String>,
+    status: Option<String>,
+    #[serde(flatten)]
+    page: PageParams,
+}
+
+async fn list(State(app): State<AppState>, Query(params): Query<ListParams>) -> ApiResult<Json<Value>> {
+    let (limit, cursor) = params.page.parse()?;
+    let status = match &params.status {
+        None => None,
+        Some(text) => Some(text.parse::<RunStatus>().map_err(|e| ApiError::bad_request(format!("status: {e}")))?),
+    };
+    let filter = RunFilter { flow_id: params.flow_id, status, limit, cursor };
+    Ok(Json(json!(app.store.list_runs(&filter).await?)))
+}
+
+async fn read(State(app): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    let run = app.store.get_run(&id).await?.ok_or_else(|| ApiError::not_found(format!("run {id} not found")))?;
+    Ok(Json(json!(run)))
+}
+
+async fn retry(State(app): State<AppState>, Path(id): Path<String>) -> ApiResult<(StatusCode, Json<Value>)> {
+    let run = app.store.retry_run(&id).await?;
+    app.queue.wake();
+    Ok((StatusCode::ACCEPTED, Json(json!({ "runId": run.id, "status": run.status }))))
+}

@@ -1,0 +1,206 @@
+//! The `hookflow` command line. `main.rs` only calls [`main`]. Usage errors and bad input exit
+//! with code 2 and one line saying what is wrong; a flow run that fails exits with 1.
+
+mod trace;
+
+use crate::config::ServeConfig;
+use crate::exec::{Executor, RunRequest};
+use crate::flow::{self, Format};
+use crate::registry::plugin_problems;
+use crate::server;
+use crate::store::Environment;
+use clap::{Parser, Subcommand};
+use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+#[derive(Debug, Parser)]
+#[command(name = "hookflow", version, about = "WebAssembly-extensible workflow engine for audit events")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Start the server (webhook intake, workers and API).
+    Serve(ServeConfig),
+    /// Work with flow files.
+    #[command(subcommand)]
+    Flow(FlowCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum FlowCommand {
+    /// Check a flow file (JSON or YAML) and list every problem by path.
+    Validate {
+        /// The flow file.
+        file: PathBuf,
+    },
+    /// Run a flow locally against an event, without a server, and print the trace.
+    Run {
+        /// The flow file.
+        file: PathBuf,
+        /// The event body (JSON file) the webhook would receive.
+        #[arg(long)]
+        payload: PathBuf,
+        /// Extra plugin components to load besides the built-ins.
+        #[arg(long = "plugin")]
+        plugins: Vec<PathBuf>,
+        /// Print the run as JSON instead of a tree.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// A failure the user can fix: printed as one line, exit code 2.
+struct UsageError(String);
+
+/// Entry point of the binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(dispatch(cli.command)) {
+        Ok(code) => code,
+        Err(Failure::Usage(UsageError(message))) => {
+            eprintln!("error: {message}");
+            ExitCode::from(2)
+        }
+        Err(Failure::Internal(error)) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+enum Failure {
+    Usage(UsageError),
+    Internal(anyhow::Error),
+}
+
+impl From<anyhow::Error> for Failure {
+    fn from(e: anyhow::Error) -> Self {
+        Failure::Internal(e)
+    }
+}
+
+fn usage(message: impl Into<String>) -> Failure {
+    Failure::Usage(UsageError(message.into()))
+}
+
+async fn dispatch(command: Command) -> Result<ExitCode, Failure> {
+    match command {
+        Command::Serve(config) => serve(config).await,
+        Command::Flow(FlowCommand::Validate { file }) => validate(&file).await,
+        Command::Flow(FlowCommand::Run { file, payload, plugins, json }) => run_local(&file, &payload, &plugins, json).await,
+    }
+}
+
+async fn serve(config: ServeConfig) -> Result<ExitCode, Failure> {
+    init_tracing();
+    config.validate().map_err(usage)?;
+    let listener = tokio::net::TcpListener::bind(&config.listen)
+        .await
+        .map_err(|e| usage(format!("cannot listen on {}: {e}", config.listen)))?;
+    // One machine-readable line on stdout: scripts and tests that pass port 0 read the address.
+    if let Ok(address) = listener.local_addr() {
+        use std::io::Write;
+        println!("hookflow listening on http://{address}");
+        let _ = std::io::stdout().flush();
+    }
+    server::run(listener, config, shutdown_signal()).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("HOOKFLOW_LOG").unwrap_or_else(|_| "info".into());
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
+
+/// Completes on SIGTERM or Ctrl-C.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    tracing::info!("shutdown requested");
+}
+
+fn read_file(path: &Path) -> Result<String, Failure> {
+    std::fs::read_to_string(path).map_err(|e| usage(format!("cannot read {}: {e}", path.display())))
+}
+
+/// Parses a flow file and checks its plugins against `sandbox`; all problems in one message.
+fn load_flow(path: &Path, sandbox: &crate::wasm::Sandbox) -> Result<flow::Flow, Vec<String>> {
+    let text = std::fs::read_to_string(path).map_err(|e| vec![format!("cannot read {}: {e}", path.display())])?;
+    let flow = flow::parse_flow(&text, Format::Auto).map_err(|p| p.0.iter().map(ToString::to_string).collect::<Vec<_>>())?;
+    let problems = plugin_problems(&flow, sandbox);
+    if problems.is_empty() { Ok(flow) } else { Err(problems.iter().map(ToString::to_string).collect()) }
+}
+
+async fn validate(file: &Path) -> Result<ExitCode, Failure> {
+    let sandbox = server::sandbox_with_plugins(None, 64 << 20, 4, &[]).await?;
+    match load_flow(file, &sandbox) {
+        Ok(flow) => {
+            println!("{}: valid flow {:?} ({} steps)", file.display(), flow.name, flow.all_steps().count());
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(problems) => {
+            eprintln!("{}: invalid flow ({} problem{})", file.display(), problems.len(), if problems.len() == 1 { "" } else { "s" });
+            for p in &problems {
+                eprintln!("  {p}");
+            }
+            Ok(ExitCode::from(2))
+        }
+    }
+}
+
+async fn run_local(file: &Path, payload: &Path, plugins: &[PathBuf], as_json: bool) -> Result<ExitCode, Failure> {
+    let body: Value = serde_json::from_str(&read_file(payload)?)
+        .map_err(|e| usage(format!("{} is not valid JSON: {e}", payload.display())))?;
+    for p in plugins {
+        if !p.exists() {
+            return Err(usage(format!("--plugin {}: no such file", p.display())));
+        }
+    }
+    let sandbox = Arc::new(server::sandbox_with_plugins(None, 64 << 20, 4, plugins).await?);
+    let flow = load_flow(file, &sandbox).map_err(|problems| usage(format!("{}: {}", file.display(), problems.join("; "))))?;
+    let executor = Executor::new(sandbox);
+    let run_id = crate::store::new_id();
+    let request = RunRequest {
+        run_id: &run_id,
+        flow_id: "local",
+        flow: &flow,
+        trigger: json!({ "body": body, "headers": {} }),
+        environment: Environment::Production,
+        attempt: 1,
+        prior_steps: Vec::new(),
+        live: true,
+    };
+    let result = executor.execute(&request).await;
+    if as_json {
+        let out = json!({ "runId": run_id, "status": result.status, "error": result.error, "durationMs": result.duration_ms, "steps": result.steps });
+        println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+    } else {
+        print!("{}", trace::render(&flow, &result, trace::use_color()));
+    }
+    Ok(if result.status == crate::store::RunStatus::Succeeded { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}

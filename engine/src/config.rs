@@ -1,0 +1,91 @@
+//! Server configuration: command-line flags, each with a `HOOKFLOW_*` environment variable, over
+//! built-in defaults.
+
+use clap::{Args, ValueEnum};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// How hard SQLite works to keep a commit: `full` survives power loss, `normal` survives a crash
+/// of the process (WAL) but may lose the last commits on power loss.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SqliteSync {
+    Full,
+    Normal,
+}
+
+/// Everything `hookflow serve` can be told.
+#[derive(Debug, Clone, Args)]
+pub struct ServeConfig {
+    /// Address to listen on.
+    #[arg(long, env = "HOOKFLOW_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: String,
+    /// Database URL (`sqlite://path`). Default: a SQLite file in the data directory.
+    #[arg(long, env = "HOOKFLOW_DATABASE_URL")]
+    pub database: Option<String>,
+    /// Directory for the default database, the compiled-plugin cache and the admin token file.
+    #[arg(long, env = "HOOKFLOW_DATA_DIR", default_value = "hookflow-data")]
+    pub data_dir: PathBuf,
+    /// Admin API token. When unset, one is generated on first start, stored in the data directory
+    /// and printed once.
+    #[arg(long, env = "HOOKFLOW_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+    /// Extra plugin components (`*.wasm`) loaded at start. Default: `<data dir>/plugins`.
+    #[arg(long, env = "HOOKFLOW_PLUGIN_DIR")]
+    pub plugin_dir: Option<PathBuf>,
+    /// Largest webhook body accepted, in bytes.
+    #[arg(long, env = "HOOKFLOW_MAX_BODY_BYTES", default_value_t = 1 << 20)]
+    pub max_body_bytes: usize,
+    /// Runs executed at once by this process.
+    #[arg(long, env = "HOOKFLOW_WORKERS", default_value_t = 64)]
+    pub workers: usize,
+    /// Memory a single plugin step may use, in MiB.
+    #[arg(long, env = "HOOKFLOW_STEP_MEMORY_MB", default_value_t = 64)]
+    pub step_memory_mb: usize,
+    /// SQLite durability.
+    #[arg(long, env = "HOOKFLOW_SQLITE_SYNCHRONOUS", value_enum, default_value = "full")]
+    pub sqlite_synchronous: SqliteSync,
+    /// Seconds to let in-flight runs finish on shutdown before handing them back to the queue.
+    #[arg(long, env = "HOOKFLOW_SHUTDOWN_GRACE_SECS", default_value_t = 30)]
+    pub shutdown_grace_secs: u64,
+    /// Seconds a claimed run stays leased without renewal.
+    #[arg(long, env = "HOOKFLOW_LEASE_SECS", default_value_t = 30)]
+    pub lease_secs: u64,
+}
+
+impl ServeConfig {
+    /// The database URL, defaulting to `<data dir>/hookflow.db`.
+    pub fn database_url(&self) -> String {
+        self.database.clone().unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("hookflow.db").display()))
+    }
+
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_secs(self.shutdown_grace_secs)
+    }
+
+    pub fn lease(&self) -> Duration {
+        Duration::from_secs(self.lease_secs.max(1))
+    }
+
+    /// Checks values clap cannot, with messages naming the setting.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.workers == 0 || self.workers > 4096 {
+            return Err(format!("--workers (HOOKFLOW_WORKERS) must be 1..=4096, got {}", self.workers));
+        }
+        if self.max_body_bytes == 0 {
+            return Err("--max-body-bytes (HOOKFLOW_MAX_BODY_BYTES) must be positive".into());
+        }
+        if self.step_memory_mb == 0 || self.step_memory_mb > 4096 {
+            return Err(format!("--step-memory-mb (HOOKFLOW_STEP_MEMORY_MB) must be 1..=4096, got {}", self.step_memory_mb));
+        }
+        if let Some(token) = &self.admin_token
+            && token.len() < 16
+        {
+            return Err("HOOKFLOW_ADMIN_TOKEN must be at least 16 characters".into());
+        }
+        let url = self.database_url();
+        if !url.starts_with("sqlite:") {
+            return Err(format!("--database: unsupported database URL {url:?} (this build supports sqlite://PATH)"));
+        }
+        Ok(())
+    }
+}

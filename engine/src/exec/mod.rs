@@ -1,0 +1,245 @@
+//! The executor: walks a flow for one run. Routers evaluate their branches over the run context;
+//! action steps render their input and call the sandbox, with retries, timeouts and
+//! continue-on-failure. The result is the run's status and a record of every step, which the
+//! queue hands to the store.
+
+use crate::flow::{ActionStep, Flow, RouterStep, Step, router, template};
+use crate::store::{Environment, RunStatus, StepKind, StepRecord, StepStatus};
+use crate::wasm::{Sandbox, StepContext, StepOutcome};
+use futures::future::BoxFuture;
+use serde_json::{Map, Value, json};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Step deadline when a step sets none.
+pub const DEFAULT_STEP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What the executor needs to run a flow once.
+pub struct RunRequest<'a> {
+    pub run_id: &'a str,
+    pub flow_id: &'a str,
+    pub flow: &'a Flow,
+    /// `{"body": ..., "headers": ...}`: the event as templates see it under `trigger`.
+    pub trigger: Value,
+    pub environment: Environment,
+    /// 1 for the first execution; higher after a crash recovery or a manual retry.
+    pub attempt: u32,
+    /// Steps of an earlier attempt: succeeded action steps are reused, not run again.
+    pub prior_steps: Vec<StepRecord>,
+    /// In test runs, run steps whose plugin has side effects instead of skipping them.
+    pub live: bool,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone)]
+pub struct RunResult {
+    pub status: RunStatus,
+    pub error: Option<String>,
+    pub steps: Vec<StepRecord>,
+    pub duration_ms: f64,
+}
+
+/// Runs flows. Cheap to share; one per process.
+pub struct Executor {
+    sandbox: Arc<Sandbox>,
+}
+
+/// State of one run while it executes.
+struct RunState<'a> {
+    req: &'a RunRequest<'a>,
+    ctx: Value,
+    steps: Vec<StepRecord>,
+    prior: HashMap<&'a str, &'a StepRecord>,
+    /// Set when a step failed the run; stops the walk.
+    failure: Option<(RunStatus, String)>,
+}
+
+impl Executor {
+    pub fn new(sandbox: Arc<Sandbox>) -> Executor {
+        Executor { sandbox }
+    }
+
+    /// The sandbox the executor runs plugins in.
+    pub fn sandbox(&self) -> &Arc<Sandbox> {
+        &self.sandbox
+    }
+
+    /// Executes the whole flow. Never fails as a call: every problem is part of the result.
+    pub async fn execute(&self, req: &RunRequest<'_>) -> RunResult {
+        let started = Instant::now();
+        let ctx = json!({
+            "trigger": req.trigger,
+            "steps": {},
+            "run": {"id": req.run_id, "flowId": req.flow_id, "attempt": req.attempt, "environment": req.environment},
+        });
+        let prior = req.prior_steps.iter().map(|s| (s.name.as_str(), s)).collect();
+        let mut state = RunState { req, ctx, steps: Vec::new(), prior, failure: None };
+        self.run_steps(&mut state, &req.flow.steps).await;
+        let (status, error) = match state.failure {
+            Some((status, error)) => (status, Some(error)),
+            None => (RunStatus::Succeeded, None),
+        };
+        RunResult { status, error, steps: state.steps, duration_ms: millis(started.elapsed()) }
+    }
+
+    fn run_steps<'s>(&'s self, state: &'s mut RunState<'_>, steps: &'s [Step]) -> BoxFuture<'s, ()> {
+        Box::pin(async move {
+            for step in steps {
+                if state.failure.is_some() {
+                    return;
+                }
+                match step {
+                    Step::Router(router) => self.run_router(state, router).await,
+                    Step::Action(action) => self.run_action(state, action).await,
+                }
+            }
+        })
+    }
+
+    async fn run_router(&self, state: &mut RunState<'_>, step: &RouterStep) {
+        let started = Instant::now();
+        let decision = router::decide(step, &state.ctx);
+        let selected: Vec<&str> = decision.selected.iter().map(|&i| step.branches[i].name.as_str()).collect();
+        let output = json!({ "selectedBranches": selected });
+        set_step_context(&mut state.ctx, &step.name, StepStatus::Succeeded, Some(&output), None);
+        let record = StepRecord {
+            name: step.name.clone(),
+            seq: state.steps.len() as i64,
+            kind: StepKind::Router,
+            status: StepStatus::Succeeded,
+            input: None,
+            output: Some(output),
+            error: None,
+            attempts: 1,
+            duration_ms: millis(started.elapsed()),
+            detail: Some(json!({ "mode": step.mode, "branches": decision.branches })),
+        };
+        state.steps.push(record);
+        for index in decision.selected {
+            self.run_steps(state, &step.branches[index].steps).await;
+        }
+    }
+
+    async fn run_action(&self, state: &mut RunState<'_>, step: &ActionStep) {
+        if let Some(prior) = state.prior.get(step.name.as_str())
+            && matches!(prior.status, StepStatus::Succeeded | StepStatus::Skipped)
+        {
+            let mut reused = (*prior).clone();
+            reused.seq = state.steps.len() as i64;
+            set_step_context(&mut state.ctx, &step.name, reused.status, reused.output.as_ref(), None);
+            state.steps.push(reused);
+            return;
+        }
+        let started = Instant::now();
+        let input = Value::Object(render_input(&step.input, &state.ctx));
+        let plugin = &step.plugin;
+        let test_run = state.req.environment == Environment::Testing;
+        let info = self.sandbox.plugin(&plugin.name, &plugin.version);
+        if let Some(info) = &info
+            && test_run
+            && info.side_effects
+            && !state.req.live
+        {
+            set_step_context(&mut state.ctx, &step.name, StepStatus::Skipped, None, None);
+            state.steps.push(StepRecord {
+                name: step.name.clone(),
+                seq: state.steps.len() as i64,
+                kind: StepKind::Action,
+                status: StepStatus::Skipped,
+                input: Some(input),
+                output: None,
+                error: None,
+                attempts: 0,
+                duration_ms: 0.0,
+                detail: Some(json!({ "plugin": plugin.to_string(), "skipped": "side effect in test run" })),
+            });
+            return;
+        }
+        let input_text = input.to_string();
+        let timeout = step.timeout_ms.map(Duration::from_millis).unwrap_or(DEFAULT_STEP_TIMEOUT);
+        let max_attempts = step.retry.max_attempts.max(1);
+        let mut attempts_detail = Vec::new();
+        let mut logs = Vec::new();
+        let mut attempt = 0;
+        let (status, output, error) = loop {
+            attempt += 1;
+            let ctx = StepContext {
+                run_id: state.req.run_id.to_string(),
+                flow_id: state.req.flow_id.to_string(),
+                step_name: step.name.clone(),
+                attempt,
+                test_run,
+            };
+            let call_started = Instant::now();
+            let report = self.sandbox.run(&plugin.name, &plugin.version, &ctx, &input_text, timeout).await;
+            logs.extend(report.logs);
+            let (status, message, retryable) = match report.outcome {
+                StepOutcome::Succeeded { output } => break (StepStatus::Succeeded, Some(output), None),
+                StepOutcome::Failed { message, retryable } => (StepStatus::Failed, message, retryable),
+                StepOutcome::TimedOut { after } => (
+                    StepStatus::Timeout,
+                    format!("step timed out after {} ms (limit {} ms)", after.as_millis(), timeout.as_millis()),
+                    true,
+                ),
+            };
+            attempts_detail.push(json!({
+                "attempt": attempt,
+                "status": status,
+                "error": message,
+                "durationMs": millis(call_started.elapsed()),
+            }));
+            if !retryable || attempt >= max_attempts {
+                break (status, None, Some(message));
+            }
+            tokio::time::sleep(step.retry.backoff(attempt)).await;
+        };
+        let mut detail = Map::new();
+        detail.insert("plugin".into(), json!(plugin.to_string()));
+        if !logs.is_empty() {
+            detail.insert("logs".into(), json!(logs));
+        }
+        if !attempts_detail.is_empty() {
+            detail.insert("failedAttempts".into(), Value::Array(attempts_detail));
+        }
+        set_step_context(&mut state.ctx, &step.name, status, output.as_ref(), error.as_deref());
+        state.steps.push(StepRecord {
+            name: step.name.clone(),
+            seq: state.steps.len() as i64,
+            kind: StepKind::Action,
+            status,
+            input: Some(input),
+            output,
+            error: error.clone(),
+            attempts: i64::from(attempt),
+            duration_ms: millis(started.elapsed()),
+            detail: Some(Value::Object(detail)),
+        });
+        if status != StepStatus::Succeeded && !step.continue_on_failure {
+            let run_status = if status == StepStatus::Timeout { RunStatus::Timeout } else { RunStatus::Failed };
+            let message = format!("step {} failed: {}", step.name, error.unwrap_or_default());
+            state.failure = Some((run_status, message));
+        }
+    }
+}
+
+fn render_input(input: &Map<String, Value>, ctx: &Value) -> Map<String, Value> {
+    input.iter().map(|(k, v)| (k.clone(), template::render(v, ctx))).collect()
+}
+
+/// Makes a step's result visible to later templates as `steps.NAME.output` / `.status` / `.error`.
+fn set_step_context(ctx: &mut Value, name: &str, status: StepStatus, output: Option<&Value>, error: Option<&str>) {
+    let mut entry = Map::new();
+    entry.insert("status".into(), json!(status));
+    entry.insert("output".into(), output.cloned().unwrap_or(Value::Null));
+    if let Some(error) = error {
+        entry.insert("error".into(), json!(error));
+    }
+    if let Some(steps) = ctx.get_mut("steps").and_then(Value::as_object_mut) {
+        steps.insert(name.to_string(), Value::Object(entry));
+    }
+}
+
+fn millis(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1_000_000.0).round() / 1000.0
+}

@@ -1,0 +1,770 @@
+//! Typed model of a flow definition.
+//!
+//! These types are what the rest of the engine works with once a definition
+//! has been accepted by [`super::validate`]. They (de)serialize with
+//! camelCase field names so a stored flow round-trips through JSON or YAML
+//! unchanged; the validator, not serde, is responsible for friendly errors.
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::{Map, Value};
+
+/// Used by `skip_serializing_if` so default `false` flags stay out of the
+/// serialized form (keeps exported flows short).
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+/// Lets optional fields be written as `null` (e.g. an empty `input:` in
+/// YAML) and still get their default instead of a deserialization error.
+fn null_as_default<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
+/// A complete workflow: what starts it and which steps run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Flow {
+    /// Human readable name shown in the UI and logs (1..=200 chars).
+    pub name: String,
+    /// Optional free text so operators can explain what the flow is for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// What starts a run of this flow.
+    pub trigger: Trigger,
+    /// Example payloads (event type -> payload) used by the editor and test
+    /// runs; kept verbatim, never interpreted by the engine.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sample_data: Option<Map<String, Value>>,
+    /// Top-level steps, run in order.
+    pub steps: Vec<Step>,
+}
+
+/// What starts a run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "camelCase")]
+pub enum Trigger {
+    /// An HTTP request to the flow's webhook URL, optionally authenticated.
+    Webhook {
+        /// How incoming requests must authenticate; `none` by default.
+        #[serde(default, deserialize_with = "null_as_default")]
+        auth: WebhookAuth,
+    },
+    /// A cron schedule (5-field standard, or 6/7-field with seconds).
+    Schedule {
+        /// The cron expression as written by the user; use
+        /// [`super::validate::parse_cron`] to get a schedule.
+        cron: String,
+    },
+}
+
+/// Authentication required from webhook callers, so audit endpoints are not
+/// open to anyone who learns the URL.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "camelCase")]
+pub enum WebhookAuth {
+    /// No authentication (the URL itself is the secret).
+    #[default]
+    None,
+    /// A fixed header must carry a fixed token (e.g. GitLab's
+    /// `X-Gitlab-Event-Streaming-Token`).
+    Header {
+        /// Header name to read.
+        header: String,
+        /// Expected header value.
+        value: String,
+    },
+    /// HTTP Basic authentication.
+    Basic {
+        /// Expected user name.
+        username: String,
+        /// Expected password.
+        password: String,
+    },
+    /// `Authorization: Bearer <token>`.
+    Bearer {
+        /// Expected bearer token.
+        token: String,
+    },
+    /// Standard Webhooks signatures (`webhook-id`, `webhook-timestamp`,
+    /// `webhook-signature`), as sent by e.g. Activepieces.
+    StandardWebhooks {
+        /// Signing secret, `whsec_` followed by base64.
+        secret: String,
+    },
+}
+
+/// One step of a flow: either a branching router or a plugin action.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "camelCase")]
+pub enum Step {
+    /// Chooses which nested branch(es) run.
+    Router(RouterStep),
+    /// Calls a plugin.
+    Action(ActionStep),
+}
+
+impl Step {
+    /// The step's unique name, whatever its kind; templates refer to step
+    /// outputs through it (`steps.<name>.output`).
+    pub fn name(&self) -> &str {
+        match self {
+            Step::Router(r) => &r.name,
+            Step::Action(a) => &a.name,
+        }
+    }
+
+    /// The action, if this step is one (saves a `match` at call sites).
+    pub fn as_action(&self) -> Option<&ActionStep> {
+        match self {
+            Step::Action(a) => Some(a),
+            Step::Router(_) => None,
+        }
+    }
+
+    /// The router, if this step is one (saves a `match` at call sites).
+    pub fn as_router(&self) -> Option<&RouterStep> {
+        match self {
+            Step::Router(r) => Some(r),
+            Step::Action(_) => None,
+        }
+    }
+}
+
+/// A router: evaluates branch conditions and runs the selected branches.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RouterStep {
+    /// Unique step name.
+    pub name: String,
+    /// Whether only the first or every matching branch runs; defaults to
+    /// `firstMatch` when omitted.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub mode: RouterMode,
+    /// Candidate branches, in evaluation order (at least one).
+    pub branches: Vec<Branch>,
+}
+
+/// How many matching branches of a router run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum RouterMode {
+    /// Only the first matching branch (like `if / else if`).
+    #[default]
+    FirstMatch,
+    /// Every matching branch, in order.
+    AllMatch,
+}
+
+/// One branch of a router.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Branch {
+    /// Free text label shown in traces.
+    pub name: String,
+    /// A fallback branch has no conditions and runs only when no other
+    /// branch matched (at most one per router).
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "is_false"
+    )]
+    pub fallback: bool,
+    /// Condition groups: the conditions of a group are AND'ed, the groups
+    /// are OR'ed. Empty for the fallback branch.
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub when: Vec<Vec<Condition>>,
+    /// Steps run when the branch is selected.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub steps: Vec<Step>,
+}
+
+/// A single comparison, evaluated with Activepieces' semantics (see
+/// [`super::condition`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Condition {
+    /// First operand; any JSON value, strings may hold templates.
+    pub left: Value,
+    /// The comparison.
+    pub operator: Operator,
+    /// Second operand; present exactly for binary operators.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub right: Option<Value>,
+    /// Text comparisons lowercase both sides unless this is set (only used
+    /// by `TEXT_*`, `LIST_CONTAINS` and `LIST_DOES_NOT_CONTAIN`).
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "is_false"
+    )]
+    pub case_sensitive: bool,
+}
+
+/// The 22 Activepieces branch operators, with the same wire names so
+/// conditions can be copied between the two systems.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Operator {
+    /// Left text contains right text.
+    TextContains,
+    /// Left text does not contain right text.
+    TextDoesNotContain,
+    /// Texts are equal.
+    TextExactlyMatches,
+    /// Texts differ.
+    TextDoesNotExactlyMatch,
+    /// Left text starts with right text.
+    TextStartsWith,
+    /// Left text does not start with right text.
+    TextDoesNotStartWith,
+    /// Left text ends with right text.
+    TextEndsWith,
+    /// Left text does not end with right text.
+    TextDoesNotEndWith,
+    /// Left list has an item equal (as text) to right.
+    ListContains,
+    /// Left list has no item equal (as text) to right.
+    ListDoesNotContain,
+    /// Left is a list with no items.
+    ListIsEmpty,
+    /// Left is a list with items.
+    ListIsNotEmpty,
+    /// Left number is greater than right number.
+    NumberIsGreaterThan,
+    /// Left number is less than right number.
+    NumberIsLessThan,
+    /// Numbers are equal.
+    NumberIsEqualTo,
+    /// Left is truthy.
+    BooleanIsTrue,
+    /// Left is falsy.
+    BooleanIsFalse,
+    /// Left date is after right date.
+    DateIsAfter,
+    /// Left date is before right date.
+    DateIsBefore,
+    /// Dates are the same instant.
+    DateIsEqual,
+    /// Left is neither null nor the empty string.
+    Exists,
+    /// Left is null or the empty string.
+    DoesNotExist,
+}
+
+impl Operator {
+    /// Every operator, so validation can list and look them up.
+    pub const ALL: [Operator; 22] = [
+        Operator::TextContains,
+        Operator::TextDoesNotContain,
+        Operator::TextExactlyMatches,
+        Operator::TextDoesNotExactlyMatch,
+        Operator::TextStartsWith,
+        Operator::TextDoesNotStartWith,
+        Operator::TextEndsWith,
+        Operator::TextDoesNotEndWith,
+        Operator::ListContains,
+        Operator::ListDoesNotContain,
+        Operator::ListIsEmpty,
+        Operator::ListIsNotEmpty,
+        Operator::NumberIsGreaterThan,
+        Operator::NumberIsLessThan,
+        Operator::NumberIsEqualTo,
+        Operator::BooleanIsTrue,
+        Operator::BooleanIsFalse,
+        Operator::DateIsAfter,
+        Operator::DateIsBefore,
+        Operator::DateIsEqual,
+        Operator::Exists,
+        Operator::DoesNotExist,
+    ];
+
+    /// The wire name (`TEXT_CONTAINS`...), used in messages and traces.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Operator::TextContains => "TEXT_CONTAINS",
+            Operator::TextDoesNotContain => "TEXT_DOES_NOT_CONTAIN",
+            Operator::TextExactlyMatches => "TEXT_EXACTLY_MATCHES",
+            Operator::TextDoesNotExactlyMatch => "TEXT_DOES_NOT_EXACTLY_MATCH",
+            Operator::TextStartsWith => "TEXT_STARTS_WITH",
+            Operator::TextDoesNotStartWith => "TEXT_DOES_NOT_START_WITH",
+            Operator::TextEndsWith => "TEXT_ENDS_WITH",
+            Operator::TextDoesNotEndWith => "TEXT_DOES_NOT_END_WITH",
+            Operator::ListContains => "LIST_CONTAINS",
+            Operator::ListDoesNotContain => "LIST_DOES_NOT_CONTAIN",
+            Operator::ListIsEmpty => "LIST_IS_EMPTY",
+            Operator::ListIsNotEmpty => "LIST_IS_NOT_EMPTY",
+            Operator::NumberIsGreaterThan => "NUMBER_IS_GREATER_THAN",
+            Operator::NumberIsLessThan => "NUMBER_IS_LESS_THAN",
+            Operator::NumberIsEqualTo => "NUMBER_IS_EQUAL_TO",
+            Operator::BooleanIsTrue => "BOOLEAN_IS_TRUE",
+            Operator::BooleanIsFalse => "BOOLEAN_IS_FALSE",
+            Operator::DateIsAfter => "DATE_IS_AFTER",
+            Operator::DateIsBefore => "DATE_IS_BEFORE",
+            Operator::DateIsEqual => "DATE_IS_EQUAL",
+            Operator::Exists => "EXISTS",
+            Operator::DoesNotExist => "DOES_NOT_EXIST",
+        }
+    }
+
+    /// Unary operators only look at `left`; `right` must be absent.
+    pub fn is_unary(self) -> bool {
+        matches!(
+            self,
+            Operator::ListIsEmpty
+                | Operator::ListIsNotEmpty
+                | Operator::Exists
+                | Operator::DoesNotExist
+                | Operator::BooleanIsTrue
+                | Operator::BooleanIsFalse
+        )
+    }
+
+    /// Whether `caseSensitive` changes the result of this operator.
+    pub fn uses_case_sensitivity(self) -> bool {
+        matches!(
+            self,
+            Operator::TextContains
+                | Operator::TextDoesNotContain
+                | Operator::TextExactlyMatches
+                | Operator::TextDoesNotExactlyMatch
+                | Operator::TextStartsWith
+                | Operator::TextDoesNotStartWith
+                | Operator::TextEndsWith
+                | Operator::TextDoesNotEndWith
+                | Operator::ListContains
+                | Operator::ListDoesNotContain
+        )
+    }
+}
+
+impl fmt::Display for Operator {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Operator {
+    type Err = String;
+
+    /// Parses a wire name exactly (case-sensitive, like serde does).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Operator::ALL
+            .into_iter()
+            .find(|op| op.as_str() == s)
+            .ok_or_else(|| format!("unknown operator {s:?}"))
+    }
+}
+
+/// A step that runs a plugin.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ActionStep {
+    /// Unique step name.
+    pub name: String,
+    /// Which plugin (and version) to call.
+    pub plugin: PluginRef,
+    /// Plugin input; strings may contain templates. Defaults to `{}`.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub input: Map<String, Value>,
+    /// Retry behaviour on failure; defaults to a single attempt.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub retry: RetryPolicy,
+    /// When set, a failure of this step does not fail the run.
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "is_false"
+    )]
+    pub continue_on_failure: bool,
+    /// Per-attempt time limit in milliseconds (1..=300000); engine default
+    /// when omitted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+}
+
+/// A plugin reference `name@version`, pinned so a flow keeps working when a
+/// newer plugin version is installed.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct PluginRef {
+    /// Plugin name, `^[a-z0-9][a-z0-9-]*$`.
+    pub name: String,
+    /// Version, `x.y.z` with optional `-pre` / `+build` suffixes.
+    pub version: String,
+}
+
+impl PluginRef {
+    /// Parses and checks `name@version`; the error explains which part is
+    /// wrong so validation can report it.
+    pub fn parse(s: &str) -> Result<PluginRef, String> {
+        let Some((name, version)) = s.split_once('@') else {
+            return Err(format!("expected \"name@version\", got {s:?}"));
+        };
+        if !valid_plugin_name(name) {
+            return Err(format!(
+                "invalid plugin name {name:?} (expected lowercase letters, digits and '-', not starting with '-')"
+            ));
+        }
+        if !valid_version(version) {
+            return Err(format!(
+                "invalid plugin version {version:?} (expected x.y.z)"
+            ));
+        }
+        Ok(PluginRef {
+            name: name.to_owned(),
+            version: version.to_owned(),
+        })
+    }
+}
+
+/// `^[a-z0-9][a-z0-9-]*$`
+fn valid_plugin_name(name: &str) -> bool {
+    let mut bytes = name.bytes();
+    match bytes.next() {
+        Some(b) if b.is_ascii_lowercase() || b.is_ascii_digit() => {}
+        _ => return false,
+    }
+    bytes.all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
+/// `x.y.z` (decimal numbers) optionally followed by `-pre` and/or `+build`
+/// made of `[0-9A-Za-z.-]`.
+fn valid_version(version: &str) -> bool {
+    let (core, build) = match version.split_once('+') {
+        Some((c, b)) => (c, Some(b)),
+        None => (version, None),
+    };
+    let (core, pre) = match core.split_once('-') {
+        Some((c, p)) => (c, Some(p)),
+        None => (core, None),
+    };
+    let ident_ok = |s: &str| {
+        !s.is_empty()
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
+    };
+    let nums: Vec<&str> = core.split('.').collect();
+    nums.len() == 3
+        && nums
+            .iter()
+            .all(|n| !n.is_empty() && n.len() <= 9 && n.bytes().all(|b| b.is_ascii_digit()))
+        && pre.is_none_or(ident_ok)
+        && build.is_none_or(ident_ok)
+}
+
+impl fmt::Display for PluginRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}@{}", self.name, self.version)
+    }
+}
+
+impl FromStr for PluginRef {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        PluginRef::parse(s)
+    }
+}
+
+impl TryFrom<String> for PluginRef {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        PluginRef::parse(&s)
+    }
+}
+
+impl From<PluginRef> for String {
+    fn from(p: PluginRef) -> String {
+        p.to_string()
+    }
+}
+
+/// Default for [`RetryPolicy::max_attempts`]: no retry.
+fn default_max_attempts() -> u32 {
+    1
+}
+
+/// Default for [`RetryPolicy::initial_backoff_ms`].
+fn default_initial_backoff_ms() -> u64 {
+    500
+}
+
+/// Default for [`RetryPolicy::max_backoff_ms`].
+fn default_max_backoff_ms() -> u64 {
+    30_000
+}
+
+/// How often and how patiently a failed action is retried (exponential
+/// backoff, so flaky endpoints are not hammered).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RetryPolicy {
+    /// Total attempts including the first (1..=10).
+    #[serde(default = "default_max_attempts")]
+    pub max_attempts: u32,
+    /// Delay after the first failed attempt.
+    #[serde(default = "default_initial_backoff_ms")]
+    pub initial_backoff_ms: u64,
+    /// Upper bound of the delay.
+    #[serde(default = "default_max_backoff_ms")]
+    pub max_backoff_ms: u64,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            max_attempts: default_max_attempts(),
+            initial_backoff_ms: default_initial_backoff_ms(),
+            max_backoff_ms: default_max_backoff_ms(),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// Delay to wait after failed attempt number `attempt` (1-based; 0 is
+    /// treated as 1): `initial * 2^(attempt-1)`, capped at `max`. Saturating,
+    /// so huge attempt numbers cannot overflow.
+    pub fn backoff(&self, attempt: u32) -> Duration {
+        let exp = attempt.saturating_sub(1).min(63);
+        let factor = 1u64.checked_shl(exp).unwrap_or(u64::MAX);
+        let ms = self
+            .initial_backoff_ms
+            .saturating_mul(factor)
+            .min(self.max_backoff_ms);
+        Duration::from_millis(ms)
+    }
+}
+
+/// Depth-first, pre-order iterator over every step of a flow (nested ones
+/// included), in the order they appear in the definition.
+#[derive(Debug, Clone)]
+pub struct StepIter<'a> {
+    stack: Vec<std::slice::Iter<'a, Step>>,
+}
+
+impl<'a> Iterator for StepIter<'a> {
+    type Item = &'a Step;
+
+    fn next(&mut self) -> Option<&'a Step> {
+        loop {
+            let top = self.stack.last_mut()?;
+            match top.next() {
+                None => {
+                    self.stack.pop();
+                }
+                Some(step) => {
+                    if let Step::Router(r) = step {
+                        for b in r.branches.iter().rev() {
+                            self.stack.push(b.steps.iter());
+                        }
+                    }
+                    return Some(step);
+                }
+            }
+        }
+    }
+}
+
+impl Flow {
+    /// Serializes to a JSON value (camelCase); parsing it back with
+    /// [`super::validate::flow_from_value`] yields an equal flow.
+    pub fn to_value(&self) -> Value {
+        serde_json::to_value(self).expect("a Flow always serializes: all map keys are strings")
+    }
+
+    /// Every step, nested ones included, depth-first in definition order.
+    pub fn all_steps(&self) -> StepIter<'_> {
+        StepIter {
+            stack: vec![self.steps.iter()],
+        }
+    }
+
+    /// Every action step, nested ones included, e.g. to check that all
+    /// referenced plugins are installed.
+    pub fn action_steps(&self) -> impl Iterator<Item = &ActionStep> {
+        self.all_steps().filter_map(Step::as_action)
+    }
+
+    /// Every action step with the path of the step in the definition
+    /// (`steps[0].branches[1].steps[0]`), so callers can report problems
+    /// such as `steps[0].branches[1].steps[0].plugin: not installed`.
+    pub fn action_steps_with_paths(&self) -> Vec<(String, &ActionStep)> {
+        fn walk<'a>(steps: &'a [Step], prefix: &str, out: &mut Vec<(String, &'a ActionStep)>) {
+            for (i, step) in steps.iter().enumerate() {
+                let path = format!("{prefix}steps[{i}]");
+                match step {
+                    Step::Action(a) => out.push((path, a)),
+                    Step::Router(r) => {
+                        for (j, b) in r.branches.iter().enumerate() {
+                            walk(&b.steps, &format!("{path}.branches[{j}]."), out);
+                        }
+                    }
+                }
+            }
+        }
+        let mut out = Vec::new();
+        walk(&self.steps, "", &mut out);
+        out
+    }
+
+    /// Finds a step (nested ones included) by its unique name.
+    pub fn find_step(&self, name: &str) -> Option<&Step> {
+        self.all_steps().find(|s| s.name() == name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn sample() -> Flow {
+        serde_json::from_value(json!({
+            "name": "f",
+            "trigger": {"type": "webhook"},
+            "steps": [
+                {"name": "route", "type": "router", "mode": "allMatch", "branches": [
+                    {"name": "a", "when": [[{"left": "{{x}}", "operator": "EXISTS"}]], "steps": [
+                        {"name": "inner", "type": "action", "plugin": "log@0.1.0"}
+                    ]},
+                    {"name": "b", "fallback": true, "steps": [
+                        {"name": "r2", "type": "router", "branches": [
+                            {"name": "c", "when": [[{"left": 1, "operator": "NUMBER_IS_EQUAL_TO", "right": 1, "caseSensitive": true}]], "steps": [
+                                {"name": "deep", "type": "action", "plugin": "slack@1.2.3-beta.1"}
+                            ]}
+                        ]}
+                    ]}
+                ]},
+                {"name": "notify", "type": "action", "plugin": "log@0.1.0", "input": {"m": "hi"},
+                 "retry": {"maxAttempts": 3}, "continueOnFailure": true, "timeoutMs": 1000}
+            ]
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn defaults_apply() {
+        let f = sample();
+        assert_eq!(
+            f.trigger,
+            Trigger::Webhook {
+                auth: WebhookAuth::None
+            }
+        );
+        let Step::Action(n) = &f.steps[1] else {
+            panic!()
+        };
+        assert_eq!(n.retry.max_attempts, 3);
+        assert_eq!(n.retry.initial_backoff_ms, 500);
+        assert_eq!(n.retry.max_backoff_ms, 30_000);
+        let Step::Router(r2) = f.find_step("r2").unwrap() else {
+            panic!()
+        };
+        assert_eq!(r2.mode, RouterMode::FirstMatch);
+        let inner = f.find_step("inner").unwrap().as_action().unwrap();
+        assert_eq!(inner.retry, RetryPolicy::default());
+        assert!(inner.input.is_empty());
+    }
+
+    #[test]
+    fn round_trip() {
+        let f = sample();
+        let v = f.to_value();
+        let back: Flow = serde_json::from_value(v.clone()).unwrap();
+        assert_eq!(back, f);
+        // Defaults that equal false/None are omitted.
+        assert!(v["steps"][0]["branches"][0].get("fallback").is_none());
+        assert_eq!(v["trigger"]["auth"], json!({"type": "none"}));
+        assert_eq!(v["steps"][1]["plugin"], json!("log@0.1.0"));
+    }
+
+    #[test]
+    fn iteration_and_lookup() {
+        let f = sample();
+        let names: Vec<&str> = f.all_steps().map(Step::name).collect();
+        assert_eq!(names, ["route", "inner", "r2", "deep", "notify"]);
+        let actions: Vec<&str> = f.action_steps().map(|a| a.name.as_str()).collect();
+        assert_eq!(actions, ["inner", "deep", "notify"]);
+        let paths: Vec<(String, &str)> = f
+            .action_steps_with_paths()
+            .into_iter()
+            .map(|(p, a)| (p, a.name.as_str()))
+            .collect();
+        assert_eq!(
+            paths,
+            [
+                ("steps[0].branches[0].steps[0]".to_owned(), "inner"),
+                (
+                    "steps[0].branches[1].steps[0].branches[0].steps[0]".to_owned(),
+                    "deep"
+                ),
+                ("steps[1]".to_owned(), "notify"),
+            ]
+        );
+        assert!(f.find_step("missing").is_none());
+        assert!(f.find_step("route").unwrap().as_router().is_some());
+    }
+
+    #[test]
+    fn plugin_ref() {
+        let p = PluginRef::parse("log@0.1.0").unwrap();
+        assert_eq!(p.name, "log");
+        assert_eq!(p.version, "0.1.0");
+        assert_eq!(p.to_string(), "log@0.1.0");
+        assert!(PluginRef::parse("http-request@10.20.30+build.5").is_ok());
+        for bad in [
+            "log",
+            "Log@0.1.0",
+            "-x@1.0.0",
+            "log@1.0",
+            "log@1.0.0.0",
+            "log@v1.0.0",
+            "@1.0.0",
+            "log@1.0.0-",
+            "a b@1.0.0",
+        ] {
+            assert!(PluginRef::parse(bad).is_err(), "{bad}");
+        }
+        assert!(serde_json::from_value::<PluginRef>(json!("nope")).is_err());
+    }
+
+    #[test]
+    fn backoff_doubles_and_caps() {
+        let r = RetryPolicy {
+            max_attempts: 5,
+            initial_backoff_ms: 200,
+            max_backoff_ms: 1000,
+        };
+        assert_eq!(r.backoff(0), Duration::from_millis(200));
+        assert_eq!(r.backoff(1), Duration::from_millis(200));
+        assert_eq!(r.backoff(2), Duration::from_millis(400));
+        assert_eq!(r.backoff(3), Duration::from_millis(800));
+        assert_eq!(r.backoff(4), Duration::from_millis(1000));
+        assert_eq!(r.backoff(u32::MAX), Duration::from_millis(1000));
+    }
+
+    #[test]
+    fn operators() {
+        assert_eq!(Operator::ALL.len(), 22);
+        for op in Operator::ALL {
+            let v = serde_json::to_value(op).unwrap();
+            assert_eq!(v, json!(op.as_str()));
+            assert_eq!(op.as_str().parse::<Operator>().unwrap(), op);
+        }
+        assert_eq!(Operator::ALL.iter().filter(|o| o.is_unary()).count(), 6);
+        assert!("TEXT_EQ".parse::<Operator>().is_err());
+    }
+}

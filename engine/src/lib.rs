@@ -1,0 +1,20 @@
+//! hookflow: a self-hosted, WebAssembly-extensible workflow engine for audit events.
+//!
+//! Data flows `api` (webhook intake, via `trigger`) → `store` (event + queued run, one
+//! transaction) → `queue` (claim under lease) → `exec` (walk the `flow`: routers, action steps)
+//! → `wasm` (sandboxed plugin call) → `store` (step results, run status). See
+//! `docs/architecture.md` for the map.
+
+pub mod api;
+pub mod builtins;
+pub mod cli;
+pub mod config;
+pub mod exec;
+pub mod flow;
+pub mod metrics;
+pub mod queue;
+pub mod registry;
+pub mod server;
+pub mod store;
+pub mod trigger;
+pub mod wasm;

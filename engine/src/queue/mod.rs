@@ -1,0 +1,252 @@
+//! The run queue: claims queued runs from the store under a lease, executes them with bounded
+//! concurrency, reports their outcome, and wakes anyone waiting for a run to finish (`/sync`).
+//!
+//! Work is found two ways: intake wakes the dispatcher right after a commit (no polling delay),
+//! and a poll every second picks up anything else (recovered runs, retries from another path).
+//! A lease keeper renews this process's leases; a sweeper re-queues runs whose lease expired, so
+//! a run left RUNNING by a dead process is picked up again.
+
+use crate::exec::{Executor, RunRequest};
+use crate::metrics::Metrics;
+use crate::registry::FlowRegistry;
+use crate::store::{ClaimedRun, DynStore, RunOutcome, RunStatus};
+use serde_json::json;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{Notify, oneshot, watch};
+use tokio::task::JoinSet;
+
+/// Queue tunables.
+#[derive(Debug, Clone)]
+pub struct QueueConfig {
+    /// Runs executing at once in this process.
+    pub concurrency: usize,
+    /// How long a claim is valid without renewal.
+    pub lease: Duration,
+    /// Fallback poll interval when nobody wakes the dispatcher.
+    pub poll_interval: Duration,
+}
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        QueueConfig { concurrency: 64, lease: Duration::from_secs(30), poll_interval: Duration::from_secs(1) }
+    }
+}
+
+/// Shared queue handle.
+pub struct Queue {
+    store: DynStore,
+    config: QueueConfig,
+    /// This process's lease owner id.
+    owner: String,
+    wake: Notify,
+    slot_freed: Notify,
+    in_flight: AtomicUsize,
+    waiters: Mutex<HashMap<String, Vec<oneshot::Sender<()>>>>,
+}
+
+impl Queue {
+    pub fn new(store: DynStore, config: QueueConfig) -> Arc<Queue> {
+        Arc::new(Queue {
+            store,
+            config,
+            owner: format!("{}-{}", hostname(), crate::store::new_id()),
+            wake: Notify::new(),
+            slot_freed: Notify::new(),
+            in_flight: AtomicUsize::new(0),
+            waiters: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Tells the dispatcher new work was committed.
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Runs executing in this process right now.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// Waits until `run_id` reaches a terminal status or `timeout` passes. Returns whether it
+    /// finished. Safe against the run finishing before the wait starts.
+    pub async fn wait_for(&self, run_id: &str, timeout: Duration) -> bool {
+        let (tx, rx) = oneshot::channel();
+        self.waiters.lock().expect("waiters poisoned").entry(run_id.to_string()).or_default().push(tx);
+        if let Ok(Some(run)) = self.store.get_run(run_id).await
+            && run.summary.status.is_terminal()
+        {
+            self.waiters.lock().expect("waiters poisoned").remove(run_id);
+            return true;
+        }
+        let finished = tokio::time::timeout(timeout, rx).await.is_ok();
+        if !finished {
+            self.waiters.lock().expect("waiters poisoned").remove(run_id);
+        }
+        finished
+    }
+
+    fn notify_finished(&self, run_id: &str) {
+        if let Some(senders) = self.waiters.lock().expect("waiters poisoned").remove(run_id) {
+            for tx in senders {
+                let _ = tx.send(());
+            }
+        }
+    }
+
+    /// Runs the dispatcher, lease keeper and sweeper until `shutdown` turns true, then waits up to
+    /// `grace` for in-flight runs and hands the rest back to the queue.
+    pub async fn run(
+        self: Arc<Self>,
+        executor: Arc<Executor>,
+        flows: Arc<FlowRegistry>,
+        metrics: Arc<Metrics>,
+        mut shutdown: watch::Receiver<bool>,
+        grace: Duration,
+    ) {
+        let keeper = tokio::spawn(self.clone().keep_leases(shutdown.clone()));
+        let mut tasks = JoinSet::new();
+        loop {
+            if *shutdown.borrow() {
+                break;
+            }
+            self.dispatch(&mut tasks, &executor, &flows, &metrics).await;
+            while tasks.try_join_next().is_some() {}
+            tokio::select! {
+                _ = self.wake.notified() => {}
+                _ = self.slot_freed.notified() => {}
+                _ = tokio::time::sleep(self.config.poll_interval) => {}
+                _ = shutdown.changed() => {}
+            }
+        }
+        tracing::info!(in_flight = self.in_flight(), "queue stopping; waiting for in-flight runs");
+        let drained = tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} }).await;
+        if drained.is_err() {
+            tasks.abort_all();
+            match self.store.release_leases(&self.owner).await {
+                Ok(n) => tracing::warn!(requeued = n, "grace period over; unfinished runs handed back to the queue"),
+                Err(error) => tracing::error!(%error, "could not hand unfinished runs back; their leases will expire"),
+            }
+        }
+        keeper.abort();
+    }
+
+    /// Claims as many runs as there are free slots and starts them.
+    async fn dispatch(
+        self: &Arc<Self>,
+        tasks: &mut JoinSet<()>,
+        executor: &Arc<Executor>,
+        flows: &Arc<FlowRegistry>,
+        metrics: &Arc<Metrics>,
+    ) {
+        loop {
+            let free = self.config.concurrency.saturating_sub(self.in_flight());
+            if free == 0 {
+                return;
+            }
+            let lease_ms = self.config.lease.as_millis() as i64;
+            let claimed = match self.store.claim_runs(&self.owner, free.min(256) as u32, lease_ms).await {
+                Ok(claimed) => claimed,
+                Err(error) => {
+                    tracing::error!(%error, "claiming runs failed");
+                    return;
+                }
+            };
+            if claimed.is_empty() {
+                return;
+            }
+            for run in claimed {
+                self.in_flight.fetch_add(1, Ordering::Relaxed);
+                let queue = self.clone();
+                let executor = executor.clone();
+                let flows = flows.clone();
+                let metrics = metrics.clone();
+                tasks.spawn(async move {
+                    let run_id = run.id.clone();
+                    let outcome = execute_claimed(&executor, &flows, run, &queue.owner).await;
+                    let status = outcome.status;
+                    match queue.store.finish_run(outcome).await {
+                        Ok(true) => metrics.run_finished(status),
+                        Ok(false) => tracing::warn!(%run_id, "run finished after its lease was lost; result dropped"),
+                        Err(error) => tracing::error!(%run_id, %error, "recording run result failed"),
+                    }
+                    queue.notify_finished(&run_id);
+                    queue.in_flight.fetch_sub(1, Ordering::Relaxed);
+                    queue.slot_freed.notify_one();
+                });
+            }
+        }
+    }
+
+    /// Renews this process's leases and re-queues expired ones from dead processes.
+    async fn keep_leases(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        let every = self.config.lease / 3;
+        let lease_ms = self.config.lease.as_millis() as i64;
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(every) => {}
+                _ = shutdown.changed() => {}
+            }
+            if let Err(error) = self.store.renew_leases(&self.owner, lease_ms).await {
+                tracing::error!(%error, "renewing leases failed");
+            }
+            match self.store.requeue_expired().await {
+                Ok(0) => {}
+                Ok(n) => {
+                    tracing::warn!(requeued = n, "re-queued runs whose lease expired");
+                    self.wake();
+                }
+                Err(error) => tracing::error!(%error, "re-queueing expired runs failed"),
+            }
+            if *shutdown.borrow() {
+                return;
+            }
+        }
+    }
+}
+
+/// Loads the flow version a run was queued with and executes it.
+async fn execute_claimed(executor: &Executor, flows: &FlowRegistry, run: ClaimedRun, owner: &str) -> RunOutcome {
+    let fail = |message: String| RunOutcome {
+        run_id: run.id.clone(),
+        owner: owner.to_string(),
+        status: RunStatus::Failed,
+        error: Some(message),
+        duration_ms: 0.0,
+        steps: Vec::new(),
+    };
+    let flow = match flows.version(&run.flow_id, run.flow_version).await {
+        Ok(Some(flow)) => flow,
+        Ok(None) => return fail(format!("flow {} version {} no longer exists", run.flow_id, run.flow_version)),
+        Err(error) => return fail(format!("loading flow {} failed: {error}", run.flow_id)),
+    };
+    let body = match serde_json::from_str(&run.event_body) {
+        Ok(body) => body,
+        Err(error) => return fail(format!("stored event is not JSON: {error}")),
+    };
+    let request = RunRequest {
+        run_id: &run.id,
+        flow_id: &run.flow_id,
+        flow: &flow,
+        trigger: json!({ "body": body, "headers": run.event_headers }),
+        environment: run.environment,
+        attempt: run.attempt.max(1) as u32,
+        prior_steps: run.prior_steps.clone(),
+        live: false,
+    };
+    let result = executor.execute(&request).await;
+    RunOutcome {
+        run_id: run.id.clone(),
+        owner: owner.to_string(),
+        status: result.status,
+        error: result.error,
+        duration_ms: result.duration_ms,
+        steps: result.steps,
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_string()).unwrap_or_else(|_| "hookflow".into())
+}

@@ -1,0 +1,136 @@
+//! Flows as the running engine sees them: validated, parsed once and cached. Saving goes through
+//! here so a flow is checked against the installed plugins before it is stored, and the cache is
+//! refreshed on every save (a single process owns the SQLite database).
+
+use crate::flow::{self, Flow, Problem, Problems};
+use crate::store::{Cursor, DynStore, FlowRecord, Page, Scope, StoreError};
+use crate::wasm::Sandbox;
+use serde_json::Value;
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+/// Why a flow could not be saved.
+#[derive(Debug, thiserror::Error)]
+pub enum SaveError {
+    #[error("the flow is invalid")]
+    Invalid(Problems),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The current version of a flow, parsed.
+#[derive(Debug)]
+pub struct ActiveFlow {
+    pub record: FlowRecord,
+    pub flow: Arc<Flow>,
+}
+
+/// Read-through cache of parsed flows over the store.
+pub struct FlowRegistry {
+    store: DynStore,
+    sandbox: Arc<Sandbox>,
+    current: RwLock<HashMap<String, Arc<ActiveFlow>>>,
+    versions: RwLock<HashMap<(String, i64), Arc<Flow>>>,
+}
+
+impl FlowRegistry {
+    pub fn new(store: DynStore, sandbox: Arc<Sandbox>) -> FlowRegistry {
+        FlowRegistry { store, sandbox, current: RwLock::default(), versions: RwLock::default() }
+    }
+
+    /// Validates a flow definition: structure, templates, and that every plugin it uses is
+    /// installed. Every problem is reported with its path.
+    pub fn check(&self, definition: Value) -> Result<Flow, Problems> {
+        let flow = flow::flow_from_value(definition)?;
+        let problems = plugin_problems(&flow, &self.sandbox);
+        if problems.is_empty() { Ok(flow) } else { Err(Problems(problems)) }
+    }
+
+    /// Validates and stores a new flow.
+    pub async fn create(&self, scope: &Scope, definition: Value) -> Result<Arc<ActiveFlow>, SaveError> {
+        let flow = self.check(definition).map_err(SaveError::Invalid)?;
+        let record = self.store.create_flow(scope, &flow.name, &flow.to_value()).await?;
+        Ok(self.remember(record, flow))
+    }
+
+    /// Validates and stores a new version of a flow.
+    pub async fn update(&self, id: &str, definition: Value) -> Result<Arc<ActiveFlow>, SaveError> {
+        let flow = self.check(definition).map_err(SaveError::Invalid)?;
+        let record = self.store.update_flow(id, &flow.name, &flow.to_value()).await?;
+        Ok(self.remember(record, flow))
+    }
+
+    /// Deletes a flow; its webhook stops accepting events at once.
+    pub async fn delete(&self, id: &str) -> Result<bool, StoreError> {
+        let deleted = self.store.delete_flow(id).await?;
+        self.current.write().expect("flow cache poisoned").remove(id);
+        Ok(deleted)
+    }
+
+    /// The current version of a flow, from cache or store.
+    pub async fn current(&self, id: &str) -> Result<Option<Arc<ActiveFlow>>, StoreError> {
+        if let Some(active) = self.current.read().expect("flow cache poisoned").get(id) {
+            return Ok(Some(active.clone()));
+        }
+        let Some(record) = self.store.get_flow(id).await? else {
+            return Ok(None);
+        };
+        let flow = parse_stored(&record)?;
+        Ok(Some(self.remember(record, flow)))
+    }
+
+    /// A specific version of a flow (what a queued run was accepted with).
+    pub async fn version(&self, id: &str, version: i64) -> Result<Option<Arc<Flow>>, StoreError> {
+        let key = (id.to_string(), version);
+        if let Some(flow) = self.versions.read().expect("flow cache poisoned").get(&key) {
+            return Ok(Some(flow.clone()));
+        }
+        let Some(record) = self.store.get_flow_version(id, version).await? else {
+            return Ok(None);
+        };
+        let flow = Arc::new(parse_stored(&record)?);
+        self.versions.write().expect("flow cache poisoned").insert(key, flow.clone());
+        Ok(Some(flow))
+    }
+
+    /// Flows, newest first.
+    pub async fn list(&self, limit: u32, cursor: Option<Cursor>) -> Result<Page<FlowRecord>, StoreError> {
+        self.store.list_flows(limit, cursor).await
+    }
+
+    fn remember(&self, record: FlowRecord, flow: Flow) -> Arc<ActiveFlow> {
+        let flow = Arc::new(flow);
+        let key = (record.id.clone(), record.version);
+        self.versions.write().expect("flow cache poisoned").insert(key, flow.clone());
+        let active = Arc::new(ActiveFlow { record, flow });
+        self.current.write().expect("flow cache poisoned").insert(active.record.id.clone(), active.clone());
+        active
+    }
+}
+
+/// Problems for every action step whose plugin is not installed.
+pub fn plugin_problems(flow: &Flow, sandbox: &Sandbox) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    for (path, step) in flow.action_steps_with_paths() {
+        if sandbox.plugin(&step.plugin.name, &step.plugin.version).is_none() {
+            let installed: Vec<String> = sandbox
+                .plugins()
+                .into_iter()
+                .filter(|p| p.name == step.plugin.name)
+                .map(|p| format!("{}@{}", p.name, p.version))
+                .collect();
+            let hint = if installed.is_empty() {
+                "no plugin of that name is installed".to_string()
+            } else {
+                format!("installed versions: {}", installed.join(", "))
+            };
+            problems.push(Problem { path: format!("{path}.plugin"), message: format!("plugin {} is not installed ({hint})", step.plugin) });
+        }
+    }
+    problems
+}
+
+fn parse_stored(record: &FlowRecord) -> Result<Flow, StoreError> {
+    flow::flow_from_value(record.definition.clone())
+        .map_err(|problems| StoreError::Corrupt(format!("stored flow {} v{} is invalid: {problems}", record.id, record.version)))
+}

@@ -1,0 +1,144 @@
+//! Assembles the running server: store, sandbox with plugins, flow registry, queue and HTTP API.
+//! Takes an already bound listener (tests bind port 0) and a shutdown future (SIGTERM/Ctrl-C in
+//! the binary), in the style of mini-redis.
+
+use crate::api::{self, App};
+use crate::builtins::BUILTIN_PLUGINS;
+use crate::config::{ServeConfig, SqliteSync};
+use crate::exec::Executor;
+use crate::metrics::Metrics;
+use crate::queue::{Queue, QueueConfig};
+use crate::registry::FlowRegistry;
+use crate::store::{DynStore, SqliteStore};
+use crate::wasm::{Sandbox, SandboxConfig};
+use anyhow::Context;
+use std::fs::File;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+/// The sandbox with the built-in plugins and any `*.wasm` in `extra_dir` loaded.
+pub async fn sandbox_with_plugins(cache_dir: Option<PathBuf>, memory_limit: usize, concurrency: u32, extra: &[PathBuf]) -> anyhow::Result<Sandbox> {
+    let config = SandboxConfig { cache_dir, memory_limit, max_concurrency: concurrency, ..SandboxConfig::default() };
+    let sandbox = Sandbox::new(config)?;
+    for (name, wasm) in BUILTIN_PLUGINS {
+        sandbox.load(wasm, true).await.with_context(|| format!("loading built-in plugin {name}"))?;
+    }
+    for path in extra {
+        let wasm = std::fs::read(path).with_context(|| format!("reading plugin {}", path.display()))?;
+        let info = sandbox.load(&wasm, false).await.with_context(|| format!("loading plugin {}", path.display()))?;
+        tracing::info!(plugin = %format!("{}@{}", info.name, info.version), path = %path.display(), "plugin loaded");
+    }
+    Ok(sandbox)
+}
+
+/// `*.wasm` files in a directory (none when it does not exist).
+pub fn wasm_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    if !dir.exists() {
+        return Ok(Vec::new());
+    }
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("reading plugin directory {}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "wasm"))
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+/// Runs the server on `listener` until `shutdown` completes, then drains: intake stops first,
+/// in-flight runs get the grace period, the rest go back to the queue.
+pub async fn run(listener: TcpListener, config: ServeConfig, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    config.validate().map_err(anyhow::Error::msg)?;
+    std::fs::create_dir_all(&config.data_dir).with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
+    let url = config.database_url();
+    let db_path = url.trim_start_matches("sqlite://").trim_start_matches("sqlite:").to_string();
+    let _lock = lock_database(&db_path)?;
+    let store: DynStore = Arc::new(SqliteStore::open(&url, config.sqlite_synchronous == SqliteSync::Full).await?);
+    // We hold the database's exclusive lock, so no other process can be running these runs.
+    let recovered = store.requeue_all_running().await?;
+    if recovered > 0 {
+        tracing::warn!(recovered, "re-queued runs left RUNNING by a previous process");
+    }
+    let plugin_dir = config.plugin_dir.clone().unwrap_or_else(|| config.data_dir.join("plugins"));
+    let sandbox = Arc::new(
+        sandbox_with_plugins(
+            Some(config.data_dir.join("cache")),
+            config.step_memory_mb << 20,
+            config.workers.min(1024) as u32,
+            &wasm_files(&plugin_dir)?,
+        )
+        .await?,
+    );
+    let admin_token = admin_token(&config)?;
+    let metrics = Arc::new(Metrics::default());
+    let flows = Arc::new(FlowRegistry::new(store.clone(), sandbox.clone()));
+    let queue = Queue::new(
+        store.clone(),
+        QueueConfig { concurrency: config.workers, lease: config.lease(), ..QueueConfig::default() },
+    );
+    let executor = Arc::new(Executor::new(sandbox.clone()));
+    let app = Arc::new(App {
+        store: store.clone(),
+        flows: flows.clone(),
+        sandbox,
+        queue: queue.clone(),
+        metrics: metrics.clone(),
+        admin_token,
+        max_body_bytes: config.max_body_bytes,
+    });
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let workers = tokio::spawn(queue.clone().run(executor, flows, metrics, stop_rx, config.shutdown_grace()));
+    queue.wake();
+    tracing::info!(address = %listener.local_addr()?, database = %url, "hookflow listening");
+    axum::serve(listener, api::router(app)).with_graceful_shutdown(shutdown).await?;
+    tracing::info!("intake stopped; draining runs");
+    let _ = stop_tx.send(true);
+    workers.await?;
+    tracing::info!("shutdown complete");
+    Ok(())
+}
+
+/// One process per SQLite database: a second one would run the same queue twice.
+fn lock_database(db_path: &str) -> anyhow::Result<File> {
+    let lock_path = format!("{db_path}.lock");
+    let file = File::create(&lock_path).with_context(|| format!("creating lock file {lock_path}"))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(_) => anyhow::bail!("another hookflow process is using the database {db_path} (lock {lock_path} is held)"),
+    }
+}
+
+/// The configured admin token, or the one generated on first start (stored with mode 0600).
+fn admin_token(config: &ServeConfig) -> anyhow::Result<String> {
+    if let Some(token) = &config.admin_token {
+        return Ok(token.clone());
+    }
+    let path = config.data_dir.join("admin-token");
+    if let Ok(token) = std::fs::read_to_string(&path) {
+        return Ok(token.trim().to_string());
+    }
+    use rand::Rng;
+    let bytes: [u8; 24] = rand::rng().random();
+    let token = format!("hf_{}", bytes.iter().map(|b| format!("{b:02x}")).collect::<String>());
+    write_private(&path, &token)?;
+    eprintln!("Generated admin token (shown once; stored in {}):\n  {token}", path.display());
+    Ok(token)
+}
+
+fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path).with_context(|| format!("writing {}", path.display()))?;
+    file.write_all(text.as_bytes())?;
+    Ok(())
+}

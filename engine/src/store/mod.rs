@@ -1,0 +1,93 @@
+//! Durable state. Everything that reaches the database goes through the [`Store`] trait; only this
+//! module writes SQL. SQLite is the embedded default; the SQL is kept portable so a PostgreSQL
+//! backend can implement the same trait and pass the same tests.
+
+mod sqlite;
+mod types;
+
+pub use sqlite::SqliteStore;
+pub use types::*;
+
+use async_trait::async_trait;
+use serde_json::Value;
+use std::sync::Arc;
+
+/// Errors a backend reports. Callers match on `NotFound`/`Conflict`; the rest is internal.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    #[error("the store is shutting down")]
+    Closed,
+    #[error("batched write failed: {0}")]
+    Write(String),
+}
+
+/// Result alias for store calls.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Shared handle to the active backend.
+pub type DynStore = Arc<dyn Store>;
+
+/// The one storage interface. Hot-path writes (`accept_event`, `finish_run`) are batched by the
+/// backend into group commits; callers just await their own result.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// The default platform and project, created on first start.
+    async fn default_scope(&self) -> StoreResult<Scope>;
+
+    /// Saves a new flow at version 1.
+    async fn create_flow(&self, scope: &Scope, name: &str, definition: &Value) -> StoreResult<FlowRecord>;
+    /// Saves a new version of an existing flow.
+    async fn update_flow(&self, id: &str, name: &str, definition: &Value) -> StoreResult<FlowRecord>;
+    /// Soft-deletes a flow; its runs stay queryable. Returns false when there was no such flow.
+    async fn delete_flow(&self, id: &str) -> StoreResult<bool>;
+    /// The current version of a flow.
+    async fn get_flow(&self, id: &str) -> StoreResult<Option<FlowRecord>>;
+    /// A specific version of a flow (also of a deleted flow, for runs that are still queued).
+    async fn get_flow_version(&self, id: &str, version: i64) -> StoreResult<Option<FlowRecord>>;
+    /// Flows, newest first.
+    async fn list_flows(&self, limit: u32, cursor: Option<Cursor>) -> StoreResult<Page<FlowRecord>>;
+
+    /// Durably records an event and queues its run, or finds the run of an earlier delivery.
+    async fn accept_event(&self, event: NewEvent) -> StoreResult<Accepted>;
+    /// Claims up to `limit` queued runs for `owner` with a lease of `lease_ms`.
+    async fn claim_runs(&self, owner: &str, limit: u32, lease_ms: i64) -> StoreResult<Vec<ClaimedRun>>;
+    /// Extends the leases of every run `owner` holds. Returns how many.
+    async fn renew_leases(&self, owner: &str, lease_ms: i64) -> StoreResult<u64>;
+    /// Puts runs whose lease expired back in the queue. Returns how many.
+    async fn requeue_expired(&self) -> StoreResult<u64>;
+    /// Hands the runs `owner` holds back to the queue (graceful shutdown). Returns how many.
+    async fn release_leases(&self, owner: &str) -> StoreResult<u64>;
+    /// Puts every RUNNING run back in the queue: only safe when no other process can hold leases.
+    async fn requeue_all_running(&self) -> StoreResult<u64>;
+    /// Records a run's end. Returns false when `owner` no longer held the lease (ignored).
+    async fn finish_run(&self, outcome: RunOutcome) -> StoreResult<bool>;
+    /// Queues a failed run again; succeeded steps are kept and not re-run.
+    async fn retry_run(&self, id: &str) -> StoreResult<RunSummary>;
+
+    /// One run with its event and steps.
+    async fn get_run(&self, id: &str) -> StoreResult<Option<RunDetail>>;
+    /// Runs, newest first.
+    async fn list_runs(&self, filter: &RunFilter) -> StoreResult<Page<RunSummary>>;
+    /// How many runs are in each live status, for `/metrics`.
+    async fn queue_depth(&self) -> StoreResult<(i64, i64)>;
+}
+
+/// Current time as the store writes it: RFC 3339 UTC with milliseconds.
+pub fn now_text() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// A new time-ordered id.
+pub fn new_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}

@@ -1,0 +1,293 @@
+//! Records the store reads and writes. These are the engine's durable vocabulary: the API renders
+//! them, the executor produces them, and every backend stores them the same way.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::fmt;
+use std::str::FromStr;
+
+/// The tenant a record belongs to. Every flow, run and event is scoped from the start so that
+/// projects and per-project API keys can arrive later without a data migration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Scope {
+    pub platform_id: String,
+    pub project_id: String,
+}
+
+/// A stored flow at one version.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FlowRecord {
+    pub id: String,
+    pub platform_id: String,
+    pub project_id: String,
+    pub name: String,
+    pub version: i64,
+    pub definition: Value,
+    pub created: String,
+    pub updated: String,
+}
+
+macro_rules! string_enum {
+    ($(#[$meta:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        pub enum $name { $(#[serde(rename = $text)] $variant),+ }
+
+        impl $name {
+            /// Every variant, in declaration order.
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            /// The stored and serialised spelling.
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $text),+ }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = String;
+            fn from_str(s: &str) -> Result<Self, String> {
+                match s {
+                    $($text => Ok($name::$variant),)+
+                    other => Err(format!(
+                        "unknown {} {other:?} (expected one of {})",
+                        stringify!($name),
+                        [$($text),+].join(", ")
+                    )),
+                }
+            }
+        }
+    };
+}
+
+string_enum!(
+    /// Lifecycle of a run. QUEUED and RUNNING are live; the rest are terminal.
+    RunStatus {
+        Queued => "QUEUED",
+        Running => "RUNNING",
+        Succeeded => "SUCCEEDED",
+        Failed => "FAILED",
+        Timeout => "TIMEOUT",
+        Canceled => "CANCELED",
+    }
+);
+
+impl RunStatus {
+    /// Terminal runs never change again unless retried.
+    pub fn is_terminal(self) -> bool {
+        !matches!(self, RunStatus::Queued | RunStatus::Running)
+    }
+}
+
+string_enum!(
+    /// Outcome of one step.
+    StepStatus {
+        Succeeded => "SUCCEEDED",
+        Failed => "FAILED",
+        Timeout => "TIMEOUT",
+        Skipped => "SKIPPED",
+    }
+);
+
+string_enum!(
+    /// Live events run in PRODUCTION; test runs in TESTING (never deduplicated, side effects
+    /// skipped unless asked for).
+    Environment {
+        Production => "PRODUCTION",
+        Testing => "TESTING",
+    }
+);
+
+string_enum!(
+    /// What kind of step a step result belongs to.
+    StepKind {
+        Router => "router",
+        Action => "action",
+    }
+);
+
+/// An event accepted on a webhook, with the run it queues. Written in one transaction.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub event_id: String,
+    pub run_id: String,
+    pub flow_id: String,
+    pub flow_version: i64,
+    pub scope: Scope,
+    /// The sender's id for deduplication; `None` never deduplicates (test runs).
+    pub event_key: Option<String>,
+    pub environment: Environment,
+    /// Request headers as a JSON object (lower-case names).
+    pub headers: Value,
+    /// The raw JSON body as received.
+    pub body: String,
+}
+
+/// What intake answers: a new run, or the run the same event already started.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Accepted {
+    New { run_id: String },
+    Duplicate { run_id: String },
+}
+
+/// The record of one executed step.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct StepRecord {
+    pub name: String,
+    pub seq: i64,
+    pub kind: StepKind,
+    pub status: StepStatus,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub input: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub output: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub attempts: i64,
+    pub duration_ms: f64,
+    /// Router branch evaluations, plugin logs, skip reasons.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<Value>,
+}
+
+/// A run claimed by a worker, with everything needed to execute it.
+#[derive(Debug, Clone)]
+pub struct ClaimedRun {
+    pub id: String,
+    pub scope: Scope,
+    pub flow_id: String,
+    pub flow_version: i64,
+    pub environment: Environment,
+    pub attempt: i64,
+    pub event_headers: Value,
+    pub event_body: String,
+    /// Step results of an earlier attempt (manual retry): succeeded steps are not run again.
+    pub prior_steps: Vec<StepRecord>,
+}
+
+/// The end of a run, as the executor reports it.
+#[derive(Debug, Clone)]
+pub struct RunOutcome {
+    pub run_id: String,
+    /// The lease owner; a finish from a process that lost its lease is ignored.
+    pub owner: String,
+    pub status: RunStatus,
+    pub error: Option<String>,
+    pub duration_ms: f64,
+    pub steps: Vec<StepRecord>,
+}
+
+/// A run without its steps, for lists.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunSummary {
+    pub id: String,
+    pub platform_id: String,
+    pub project_id: String,
+    pub flow_id: String,
+    pub flow_version: i64,
+    pub event_id: String,
+    pub environment: Environment,
+    pub status: RunStatus,
+    pub attempt: i64,
+    pub created: String,
+    pub started: Option<String>,
+    pub finished: Option<String>,
+    pub duration_ms: Option<f64>,
+    pub error: Option<String>,
+}
+
+/// A run with its trigger event and every step.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunDetail {
+    #[serde(flatten)]
+    pub summary: RunSummary,
+    pub trigger: Value,
+    pub steps: Vec<StepRecord>,
+}
+
+/// Filters for listing runs, newest first.
+#[derive(Debug, Clone, Default)]
+pub struct RunFilter {
+    pub flow_id: Option<String>,
+    pub status: Option<RunStatus>,
+    pub limit: u32,
+    pub cursor: Option<Cursor>,
+}
+
+/// Position in a newest-first list of UUIDv7-keyed rows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cursor {
+    /// Rows older than this id.
+    After(String),
+    /// Rows newer than this id.
+    Before(String),
+}
+
+impl Cursor {
+    /// Opaque text form handed to clients.
+    pub fn encode(&self) -> String {
+        use base64::Engine as _;
+        let raw = match self {
+            Cursor::After(id) => format!("a:{id}"),
+            Cursor::Before(id) => format!("b:{id}"),
+        };
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
+    }
+
+    /// Parses a cursor produced by [`Cursor::encode`].
+    pub fn decode(text: &str) -> Option<Cursor> {
+        use base64::Engine as _;
+        let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(text).ok()?;
+        let raw = String::from_utf8(raw).ok()?;
+        let (kind, id) = raw.split_once(':')?;
+        if id.is_empty() || id.len() > 64 {
+            return None;
+        }
+        match kind {
+            "a" => Some(Cursor::After(id.to_string())),
+            "b" => Some(Cursor::Before(id.to_string())),
+            _ => None,
+        }
+    }
+}
+
+/// One page of a list, in the shape every list endpoint answers.
+#[derive(Debug, Clone, Serialize)]
+pub struct Page<T> {
+    pub data: Vec<T>,
+    pub next: Option<String>,
+    pub previous: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursor_round_trips_and_rejects_garbage() {
+        let c = Cursor::After("0190-abc".into());
+        assert_eq!(Cursor::decode(&c.encode()), Some(c));
+        assert_eq!(Cursor::decode("not base64!"), None);
+        assert_eq!(Cursor::decode("eDp5"), None); // "x:y"
+    }
+
+    #[test]
+    fn statuses_parse_and_print() {
+        for s in RunStatus::ALL {
+            assert_eq!(s.as_str().parse::<RunStatus>().unwrap(), *s);
+        }
+        assert!("DONE".parse::<RunStatus>().unwrap_err().contains("QUEUED"));
+        assert!(RunStatus::Timeout.is_terminal());
+        assert!(!RunStatus::Running.is_terminal());
+    }
+}

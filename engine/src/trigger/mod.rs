@@ -1,0 +1,122 @@
+//! Webhook intake: everything between the raw HTTP request and the durable event, independent of
+//! the HTTP framework. Authentication lives in [`verify`]; parsing and event identity here.
+
+pub mod verify;
+
+use http::HeaderMap;
+use serde_json::{Map, Value};
+
+/// Why a webhook body was refused (answered as 400).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BodyError {
+    #[error("expected a JSON body, but content-type is {0:?}")]
+    NotJsonContentType(String),
+    #[error("body is empty; a JSON value is required")]
+    Empty,
+    #[error("body is not valid JSON: {0}")]
+    InvalidJson(String),
+}
+
+/// Parses a webhook body as JSON. Accepts JSON labelled as `application/json`, any `+json` type,
+/// `text/plain` or `application/x-www-form-urlencoded` (GitLab's audit streaming sends JSON with
+/// that label), or with no content type at all.
+pub fn parse_body(content_type: Option<&str>, body: &[u8]) -> Result<Value, BodyError> {
+    if let Some(ct) = content_type {
+        let essence = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+        let acceptable = essence.is_empty()
+            || essence == "application/json"
+            || essence.ends_with("+json")
+            || essence == "text/plain"
+            || essence == "application/x-www-form-urlencoded";
+        if !acceptable {
+            return Err(BodyError::NotJsonContentType(essence));
+        }
+    }
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(BodyError::Empty);
+    }
+    serde_json::from_slice(body).map_err(|e| BodyError::InvalidJson(e.to_string()))
+}
+
+/// Longest sender-supplied event id kept for deduplication.
+const MAX_EVENT_KEY: usize = 256;
+
+/// The id used to deduplicate deliveries: the body's `id` (Activepieces, GitLab, CloudEvents),
+/// else the `webhook-id` header (Standard Webhooks), else a fresh id (never deduplicated).
+pub fn event_key(body: &Value, headers: &HeaderMap) -> String {
+    let from_body = match body.get("id") {
+        Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
+        Some(Value::Number(n)) => Some(n.to_string()),
+        _ => None,
+    };
+    let from_header = || headers.get("webhook-id").and_then(|v| v.to_str().ok()).filter(|s| !s.is_empty()).map(str::to_string);
+    match from_body.or_else(from_header) {
+        Some(key) if key.len() <= MAX_EVENT_KEY => key,
+        _ => crate::store::new_id(),
+    }
+}
+
+/// The header that carries a flow's fixed token, if its authentication uses one.
+pub fn secret_header(auth: &crate::flow::WebhookAuth) -> Option<&str> {
+    match auth {
+        crate::flow::WebhookAuth::Header { header, .. } => Some(header),
+        _ => None,
+    }
+}
+
+/// Headers kept with the event (and visible to templates as `trigger.headers`), with credentials
+/// removed: `authorization` and the flow's token header never reach storage or traces.
+pub fn kept_headers(headers: &HeaderMap, secret_header: Option<&str>) -> Value {
+    let mut map = Map::new();
+    for (name, value) in headers {
+        let name = name.as_str();
+        if name == "authorization" || name == "cookie" || secret_header.is_some_and(|h| h.eq_ignore_ascii_case(name)) {
+            continue;
+        }
+        if let Ok(v) = value.to_str() {
+            map.insert(name.to_string(), Value::String(v.to_string()));
+        }
+    }
+    Value::Object(map)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    #[test]
+    fn accepts_json_under_form_label_and_refuses_others() {
+        let body = br#"{"id":"1"}"#;
+        assert!(parse_body(Some("application/x-www-form-urlencoded"), body).is_ok());
+        assert!(parse_body(Some("application/json; charset=utf-8"), body).is_ok());
+        assert!(parse_body(Some("application/cloudevents+json"), body).is_ok());
+        assert!(parse_body(None, body).is_ok());
+        assert_eq!(parse_body(Some("text/xml"), body), Err(BodyError::NotJsonContentType("text/xml".into())));
+        assert_eq!(parse_body(None, b"  "), Err(BodyError::Empty));
+        let err = parse_body(None, b"{\"a\":").unwrap_err();
+        assert!(err.to_string().contains("EOF while parsing"), "{err}");
+    }
+
+    #[test]
+    fn event_key_prefers_body_id_then_header() {
+        let mut h = HeaderMap::new();
+        h.insert("webhook-id", HeaderValue::from_static("msg_1"));
+        assert_eq!(event_key(&serde_json::json!({"id": "evt"}), &h), "evt");
+        assert_eq!(event_key(&serde_json::json!({"id": 7}), &h), "7");
+        assert_eq!(event_key(&serde_json::json!({"x": 1}), &h), "msg_1");
+        let a = event_key(&serde_json::json!({}), &HeaderMap::new());
+        let b = event_key(&serde_json::json!({}), &HeaderMap::new());
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn credentials_are_not_kept() {
+        let mut h = HeaderMap::new();
+        h.insert("authorization", HeaderValue::from_static("Bearer x"));
+        h.insert("x-token", HeaderValue::from_static("secret"));
+        h.insert("x-gitlab-audit-event-type", HeaderValue::from_static("user_created"));
+        let kept = kept_headers(&h, Some("X-Token"));
+        assert_eq!(kept, serde_json::json!({"x-gitlab-audit-event-type": "user_created"}));
+    }
+}

@@ -1,0 +1,139 @@
+//! Per-step host state: the WASI context (nothing granted), the memory limiter and the log
+//! capture behind the `hookflow:plugin/log` import.
+
+use super::hookflow::plugin::log::{Host as LogHost, Level};
+use serde::Serialize;
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+/// Log lines kept per step; later lines are counted but dropped.
+const MAX_LOG_LINES: usize = 200;
+/// Longest kept log message.
+const MAX_LOG_LINE_BYTES: usize = 4096;
+/// Bytes of stdout+stderr kept per step. Writes past this fail inside the guest.
+const STDIO_CAPACITY: usize = 64 << 10;
+
+/// Severity of a plugin log line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogLevel {
+    Debug,
+    Info,
+    Warn,
+    Error,
+}
+
+/// One line a plugin logged (or printed), kept in the step's trace.
+#[derive(Debug, Clone, Serialize)]
+pub struct LogLine {
+    pub level: LogLevel,
+    pub message: String,
+}
+
+/// Caps linear memory and remembers whether the cap was hit, so a guest that aborts on a failed
+/// allocation is reported as out of memory rather than as a mysterious trap.
+pub struct MemoryLimits {
+    max_bytes: usize,
+    hit: bool,
+}
+
+impl MemoryLimits {
+    pub fn new(max_bytes: usize) -> Self {
+        MemoryLimits { max_bytes, hit: false }
+    }
+}
+
+impl wasmtime::ResourceLimiter for MemoryLimits {
+    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        let allowed = desired <= self.max_bytes;
+        self.hit |= !allowed;
+        Ok(allowed)
+    }
+
+    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        Ok(desired <= 100_000)
+    }
+}
+
+/// Everything a single step's store holds. Dropped with the store after the step.
+pub struct HostState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    limits: MemoryLimits,
+    logs: Vec<LogLine>,
+    dropped_logs: usize,
+    stdio: MemoryOutputPipe,
+}
+
+impl HostState {
+    pub fn new(limits: MemoryLimits) -> Self {
+        let stdio = MemoryOutputPipe::new(STDIO_CAPACITY);
+        // No preopens, no environment, no arguments, no network: the builder grants nothing
+        // unless asked, and we ask only for captured stdout/stderr.
+        let wasi = WasiCtx::builder().stdout(stdio.clone()).stderr(stdio.clone()).build();
+        HostState { wasi, table: ResourceTable::new(), limits, logs: Vec::new(), dropped_logs: 0, stdio }
+    }
+
+    pub fn limits(&mut self) -> &mut MemoryLimits {
+        &mut self.limits
+    }
+
+    pub fn memory_limit_hit(&self) -> bool {
+        self.limits.hit
+    }
+
+    fn push_log(&mut self, level: LogLevel, mut message: String) {
+        if self.logs.len() >= MAX_LOG_LINES {
+            self.dropped_logs += 1;
+            return;
+        }
+        if message.len() > MAX_LOG_LINE_BYTES {
+            let mut cut = MAX_LOG_LINE_BYTES;
+            while !message.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            message.truncate(cut);
+            message.push('…');
+        }
+        self.logs.push(LogLine { level, message });
+    }
+
+    /// The step's log: host `log` calls, then anything printed to stdout/stderr.
+    pub fn take_logs(&mut self) -> Vec<LogLine> {
+        let printed = self.stdio.contents();
+        if !printed.is_empty() {
+            let text = String::from_utf8_lossy(&printed).into_owned();
+            for line in text.lines().filter(|l| !l.is_empty()) {
+                self.push_log(LogLevel::Info, line.to_string());
+            }
+        }
+        if self.dropped_logs > 0 {
+            let note = format!("{} more log lines dropped (limit {MAX_LOG_LINES})", self.dropped_logs);
+            self.logs.push(LogLine { level: LogLevel::Warn, message: note });
+            self.dropped_logs = 0;
+        }
+        std::mem::take(&mut self.logs)
+    }
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+impl LogHost for HostState {
+    async fn log(&mut self, level: Level, message: String) -> wasmtime::Result<()> {
+        let level = match level {
+            Level::Debug => LogLevel::Debug,
+            Level::Info => LogLevel::Info,
+            Level::Warn => LogLevel::Warn,
+            Level::Error => LogLevel::Error,
+        };
+        self.push_log(level, message);
+        Ok(())
+    }
+}
+
+impl super::hookflow::plugin::types::Host for HostState {}

@@ -1,0 +1,353 @@
+//! The sandbox: the only module that touches wasmtime.
+//!
+//! One [`Sandbox`] per process owns one `wasmtime::Engine` (pooling allocator, epoch interruption
+//! driven by a ticker thread). Each plugin version is compiled once (cached on disk by content
+//! hash and engine compatibility) and linked once (`instantiate_pre`). Every step gets a fresh
+//! `Store` with a memory limiter, an epoch deadline and a wall-clock timeout, and the store is
+//! dropped afterwards, so nothing a plugin did survives into the next step, trap or not.
+//!
+//! Plugins see only what the host grants: the `hookflow:plugin/log` interface and a WASI context
+//! with no preopened directories, no environment, no network and capped stdout/stderr.
+
+mod cache;
+mod host;
+
+use host::{HostState, MemoryLimits};
+use serde::Serialize;
+use serde_json::Value;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+use tokio::sync::Semaphore;
+use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap};
+
+pub use host::{LogLine, LogLevel};
+
+wasmtime::component::bindgen!({
+    world: "plugin",
+    path: "../wit",
+    imports: { default: async | trappable },
+    exports: { default: async },
+});
+
+use exports::RunContext as WitRunContext;
+
+mod exports {
+    pub use super::hookflow::plugin::types::{Descriptor, RunContext, StepError};
+}
+
+/// Tunables of the sandbox. Defaults are the product's documented defaults.
+#[derive(Debug, Clone)]
+pub struct SandboxConfig {
+    /// Where compiled components are cached; `None` disables the disk cache.
+    pub cache_dir: Option<PathBuf>,
+    /// Steps that may run at once (pool slots); more wait for a slot.
+    pub max_concurrency: u32,
+    /// Linear memory a step may grow to.
+    pub memory_limit: usize,
+    /// Largest step output accepted.
+    pub max_output_bytes: usize,
+    /// Largest component accepted.
+    pub max_component_bytes: usize,
+}
+
+impl Default for SandboxConfig {
+    fn default() -> Self {
+        SandboxConfig {
+            cache_dir: None,
+            max_concurrency: 64,
+            memory_limit: 64 << 20,
+            max_output_bytes: 1 << 20,
+            max_component_bytes: 32 << 20,
+        }
+    }
+}
+
+/// What a plugin says about itself.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct PluginInfo {
+    pub name: String,
+    pub version: String,
+    pub description: String,
+    pub input_schema: Value,
+    pub side_effects: bool,
+    /// Hex SHA-256 of the component bytes.
+    pub digest: String,
+    pub builtin: bool,
+}
+
+/// Identity of the step being run, handed to the plugin.
+#[derive(Debug, Clone)]
+pub struct StepContext {
+    pub run_id: String,
+    pub flow_id: String,
+    pub step_name: String,
+    pub attempt: u32,
+    pub test_run: bool,
+}
+
+/// How one call into a plugin ended.
+#[derive(Debug, Clone)]
+pub enum StepOutcome {
+    /// The plugin returned output (JSON text, already checked to parse).
+    Succeeded { output: Value },
+    /// The plugin returned an error, trapped, ran out of memory or produced bad output.
+    Failed { message: String, retryable: bool },
+    /// The step ran past its deadline and was interrupted.
+    TimedOut { after: Duration },
+}
+
+/// A finished plugin call: its outcome and what it logged.
+#[derive(Debug, Clone)]
+pub struct StepReport {
+    pub outcome: StepOutcome,
+    pub logs: Vec<LogLine>,
+}
+
+/// Errors loading a plugin.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("component is {size} bytes, over the {limit}-byte limit")]
+    TooLarge { size: usize, limit: usize },
+    #[error("not a valid WebAssembly component: {0}")]
+    Invalid(String),
+    #[error("the component imports {0}, which hookflow does not grant to plugins")]
+    ForbiddenImport(String),
+    #[error("the component does not implement the hookflow:plugin world: {0}")]
+    WrongWorld(String),
+    #[error("describe() failed: {0}")]
+    Describe(String),
+    #[error("describe() returned an invalid input schema: {0}")]
+    BadSchema(String),
+}
+
+struct LoadedPlugin {
+    info: PluginInfo,
+    pre: PluginPre<HostState>,
+}
+
+/// The process-wide plugin runtime.
+pub struct Sandbox {
+    engine: Engine,
+    linker: Linker<HostState>,
+    config: SandboxConfig,
+    plugins: RwLock<HashMap<(String, String), Arc<LoadedPlugin>>>,
+    slots: Semaphore,
+}
+
+/// Interfaces a plugin may import. Anything else (sockets, HTTP, ...) is refused at load time.
+const GRANTED_IMPORT_PREFIXES: &[&str] = &[
+    "hookflow:plugin/log@0.1.",
+    "hookflow:plugin/types@0.1.",
+    "wasi:cli/",
+    "wasi:io/",
+    "wasi:clocks/",
+    "wasi:random/",
+    "wasi:filesystem/",
+];
+
+/// Epoch tick. Deadlines are checked at this granularity.
+const EPOCH_TICK: Duration = Duration::from_millis(5);
+
+impl Sandbox {
+    /// Builds the engine (pooling allocator, falling back to on-demand allocation where the
+    /// address space is too small) and starts the epoch ticker.
+    pub fn new(config: SandboxConfig) -> anyhow::Result<Sandbox> {
+        let engine = match Engine::new(&engine_config(&config, true)) {
+            Ok(engine) => engine,
+            Err(error) => {
+                tracing::warn!(%error, "pooling allocator unavailable, using on-demand allocation");
+                Engine::new(&engine_config(&config, false))?
+            }
+        };
+        start_epoch_ticker(&engine);
+        let mut linker: Linker<HostState> = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        Plugin::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s)?;
+        let slots = Semaphore::new(config.max_concurrency as usize);
+        Ok(Sandbox { engine, linker, config, plugins: RwLock::new(HashMap::new()), slots })
+    }
+
+    /// Compiles (or loads from cache), vets, links and describes a component, then registers it
+    /// under the name and version it describes. Replaces an earlier load of the same version.
+    pub async fn load(&self, wasm: &[u8], builtin: bool) -> Result<PluginInfo, LoadError> {
+        if wasm.len() > self.config.max_component_bytes {
+            return Err(LoadError::TooLarge { size: wasm.len(), limit: self.config.max_component_bytes });
+        }
+        let digest = cache::digest(wasm);
+        let component = cache::compile(&self.engine, self.config.cache_dir.as_deref(), wasm, &digest)
+            .map_err(|e| LoadError::Invalid(format!("{e:#}")))?;
+        for (name, _) in component.component_type().imports(&self.engine) {
+            if !GRANTED_IMPORT_PREFIXES.iter().any(|p| name.starts_with(p)) {
+                return Err(LoadError::ForbiddenImport(name.to_string()));
+            }
+        }
+        let pre = self.linker.instantiate_pre(&component).map_err(|e| LoadError::WrongWorld(format!("{e:#}")))?;
+        let pre = PluginPre::new(pre).map_err(|e| LoadError::WrongWorld(format!("{e:#}")))?;
+        let descriptor = {
+            let mut store = self.new_store(Instant::now() + Duration::from_secs(10));
+            let plugin = pre.instantiate_async(&mut store).await.map_err(|e| LoadError::Describe(format!("{e:#}")))?;
+            plugin.call_describe(&mut store).await.map_err(|e| LoadError::Describe(format!("{e:#}")))?
+        };
+        let input_schema: Value =
+            serde_json::from_str(&descriptor.input_schema).map_err(|e| LoadError::BadSchema(e.to_string()))?;
+        if !input_schema.is_object() {
+            return Err(LoadError::BadSchema("not a JSON object".into()));
+        }
+        let info = PluginInfo {
+            name: descriptor.name,
+            version: descriptor.version,
+            description: descriptor.description,
+            input_schema,
+            side_effects: descriptor.side_effects,
+            digest,
+            builtin,
+        };
+        let key = (info.name.clone(), info.version.clone());
+        let loaded = Arc::new(LoadedPlugin { info: info.clone(), pre });
+        self.plugins.write().expect("plugin map poisoned").insert(key, loaded);
+        Ok(info)
+    }
+
+    /// The plugin registered as `name@version`.
+    pub fn plugin(&self, name: &str, version: &str) -> Option<PluginInfo> {
+        self.lookup(name, version).map(|p| p.info.clone())
+    }
+
+    /// Every registered plugin, sorted by name then version.
+    pub fn plugins(&self) -> Vec<PluginInfo> {
+        let mut all: Vec<PluginInfo> =
+            self.plugins.read().expect("plugin map poisoned").values().map(|p| p.info.clone()).collect();
+        all.sort_by(|a, b| (&a.name, &a.version).cmp(&(&b.name, &b.version)));
+        all
+    }
+
+    fn lookup(&self, name: &str, version: &str) -> Option<Arc<LoadedPlugin>> {
+        self.plugins.read().expect("plugin map poisoned").get(&(name.to_string(), version.to_string())).cloned()
+    }
+
+    /// Runs one step of `name@version` with `input` (JSON text) in a fresh store. Never panics
+    /// or fails as a whole: every way a plugin can misbehave becomes a [`StepOutcome`].
+    pub async fn run(&self, name: &str, version: &str, ctx: &StepContext, input: &str, timeout: Duration) -> StepReport {
+        let Some(plugin) = self.lookup(name, version) else {
+            return StepReport {
+                outcome: StepOutcome::Failed { message: format!("plugin {name}@{version} is not installed"), retryable: false },
+                logs: Vec::new(),
+            };
+        };
+        let _slot = self.slots.acquire().await.expect("sandbox semaphore closed");
+        let started = Instant::now();
+        let mut store = self.new_store(started + timeout);
+        let wit_ctx = WitRunContext {
+            run_id: ctx.run_id.clone(),
+            flow_id: ctx.flow_id.clone(),
+            step_name: ctx.step_name.clone(),
+            attempt: ctx.attempt,
+            test_run: ctx.test_run,
+        };
+        let call = async {
+            let instance = plugin.pre.instantiate_async(&mut store).await?;
+            instance.call_run(&mut store, &wit_ctx, input).await
+        };
+        // Epochs stop guest code at the deadline; the outer timeout also covers time spent in
+        // host calls (a guest sleeping), which epochs cannot interrupt.
+        let result = tokio::time::timeout(timeout + Duration::from_secs(1), call).await;
+        let outcome = match result {
+            Err(_) => StepOutcome::TimedOut { after: started.elapsed() },
+            Ok(Ok(Ok(output))) => self.check_output(output),
+            Ok(Ok(Err(error))) => StepOutcome::Failed { message: error.message, retryable: error.retryable },
+            Ok(Err(error)) => self.classify_trap(&error, store.data(), started.elapsed()),
+        };
+        let logs = store.data_mut().take_logs();
+        StepReport { outcome, logs }
+    }
+
+    fn check_output(&self, output: String) -> StepOutcome {
+        if output.len() > self.config.max_output_bytes {
+            return StepOutcome::Failed {
+                message: format!("output is {} bytes, over the {}-byte limit", output.len(), self.config.max_output_bytes),
+                retryable: false,
+            };
+        }
+        match serde_json::from_str(&output) {
+            Ok(output) => StepOutcome::Succeeded { output },
+            Err(e) => StepOutcome::Failed { message: format!("plugin returned invalid JSON: {e}"), retryable: false },
+        }
+    }
+
+    fn classify_trap(&self, error: &wasmtime::Error, state: &HostState, elapsed: Duration) -> StepOutcome {
+        if error.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
+            return StepOutcome::TimedOut { after: elapsed };
+        }
+        let trap = match error.downcast_ref::<Trap>() {
+            Some(trap) => format!("plugin trapped: {trap}"),
+            None => format!("plugin failed: {}", error.root_cause()),
+        };
+        let message = if state.memory_limit_hit() {
+            format!("plugin exceeded its memory limit of {} ({trap})", human_bytes(self.config.memory_limit))
+        } else {
+            trap
+        };
+        StepOutcome::Failed { message, retryable: false }
+    }
+
+    fn new_store(&self, deadline: Instant) -> Store<HostState> {
+        let mut store = Store::new(&self.engine, HostState::new(MemoryLimits::new(self.config.memory_limit)));
+        store.limiter(|s| s.limits());
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |_| {
+            if Instant::now() >= deadline {
+                Ok(wasmtime::UpdateDeadline::Interrupt)
+            } else {
+                // Yield to tokio at each tick so a busy guest cannot starve the runtime's timers.
+                Ok(wasmtime::UpdateDeadline::YieldCustom(1, Box::pin(tokio::task::yield_now())))
+            }
+        });
+        store
+    }
+}
+
+fn engine_config(config: &SandboxConfig, pooling: bool) -> Config {
+    let mut c = Config::new();
+    c.async_support(true).epoch_interruption(true).memory_init_cow(true).max_wasm_stack(512 << 10);
+    if pooling {
+        let n = config.max_concurrency;
+        let mut p = PoolingAllocationConfig::new();
+        p.total_component_instances(n)
+            .total_core_instances(8 * n)
+            .total_memories(2 * n)
+            .total_tables(4 * n)
+            .total_stacks(n)
+            .max_memory_size(config.memory_limit.max(1 << 20))
+            .max_component_instance_size(1 << 20)
+            .max_core_instance_size(1 << 20)
+            .max_memories_per_component(4)
+            .linear_memory_keep_resident(1 << 20)
+            .table_keep_resident(64 << 10)
+            .pagemap_scan(wasmtime::Enabled::Auto);
+        c.allocation_strategy(InstanceAllocationStrategy::Pooling(p));
+    }
+    c
+}
+
+/// Advances the engine's epoch every tick; stops when the engine is dropped.
+fn start_epoch_ticker(engine: &Engine) {
+    let weak = engine.weak();
+    std::thread::Builder::new()
+        .name("hookflow-epoch".into())
+        .spawn(move || {
+            while let Some(engine) = weak.upgrade() {
+                engine.increment_epoch();
+                drop(engine);
+                std::thread::sleep(EPOCH_TICK);
+            }
+        })
+        .expect("spawn epoch ticker");
+}
+
+fn human_bytes(n: usize) -> String {
+    if n >= 1 << 20 && n % (1 << 20) == 0 { format!("{} MiB", n >> 20) } else { format!("{n} bytes") }
+}

@@ -1,0 +1,196 @@
+//! The harness every end-to-end test uses: start the real `hookflow` binary on 127.0.0.1:0 with
+//! a fresh SQLite data directory, talk to it over HTTP, kill and restart it.
+
+use reqwest::{Client, Response, StatusCode};
+use serde_json::{Value, json};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
+
+/// Path of the test-only plugin that loops, allocates without bound and traps on request.
+pub fn hostile_plugin() -> PathBuf {
+    PathBuf::from(hookflow::builtins::HOSTILE_PLUGIN_PATH)
+}
+
+/// A running server process and its data directory.
+pub struct Server {
+    child: Option<Child>,
+    pub base: String,
+    pub client: Client,
+    dir: tempfile::TempDir,
+    env: Vec<(String, String)>,
+}
+
+/// Options for [`Server::start_with`].
+#[derive(Default)]
+pub struct Options {
+    /// Install the hostile test plugin.
+    pub hostile: bool,
+    /// Extra environment variables.
+    pub env: Vec<(&'static str, String)>,
+}
+
+impl Server {
+    /// A server with the built-in plugins and the hostile test plugin.
+    pub async fn start() -> Server {
+        Server::start_with(Options { hostile: true, ..Options::default() }).await
+    }
+
+    pub async fn start_with(options: Options) -> Server {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let plugins = dir.path().join("plugins");
+        std::fs::create_dir_all(&plugins).unwrap();
+        if options.hostile {
+            std::fs::copy(hostile_plugin(), plugins.join("hostile.wasm")).expect("copy hostile plugin");
+        }
+        let env = options.env.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+        let mut server = Server { child: None, base: String::new(), client: Client::new(), dir, env };
+        server.spawn();
+        server
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn spawn(&mut self) {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_hookflow"));
+        command
+            .arg("serve")
+            .env("HOOKFLOW_LISTEN", "127.0.0.1:0")
+            .env("HOOKFLOW_DATA_DIR", self.dir.path())
+            .env("HOOKFLOW_ADMIN_TOKEN", ADMIN_TOKEN)
+            .env("HOOKFLOW_LOG", "warn")
+            .env("HOOKFLOW_SHUTDOWN_GRACE_SECS", "5")
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        let mut child = command.spawn().expect("start hookflow");
+        let stdout = child.stdout.take().unwrap();
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).expect("read listening line");
+        let base = line.trim().rsplit(' ').next().unwrap_or_default().to_string();
+        assert!(base.starts_with("http://127.0.0.1:"), "unexpected first line from server: {line:?}");
+        self.base = base;
+        self.child = Some(child);
+    }
+
+    /// `kill -9`: no chance to flush or drain anything.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Sends SIGTERM and waits for a clean exit.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("server running");
+        let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "server did not exit after SIGTERM");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Starts the server again on the same data directory (new port).
+    pub fn restart(&mut self) {
+        self.kill9();
+        self.spawn();
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    /// Authenticated admin request.
+    pub fn admin(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.client.request(method, self.url(path)).bearer_auth(ADMIN_TOKEN)
+    }
+
+    /// Creates a flow, asserting success; returns its id.
+    pub async fn create_flow(&self, flow: Value) -> String {
+        let response = self.admin(reqwest::Method::POST, "/v1/flows").json(&flow).send().await.unwrap();
+        let status = response.status();
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(status, StatusCode::CREATED, "create flow failed: {body}");
+        body["id"].as_str().unwrap().to_string()
+    }
+
+    /// Posts an event to a flow's webhook.
+    pub async fn post_event(&self, flow_id: &str, body: &Value) -> Response {
+        self.client.post(self.url(&format!("/v1/webhooks/{flow_id}"))).json(body).send().await.unwrap()
+    }
+
+    /// Posts an event and returns the run id from the 202.
+    pub async fn trigger(&self, flow_id: &str, body: &Value) -> String {
+        let response = self.post_event(flow_id, body).await;
+        assert_eq!(response.status(), StatusCode::ACCEPTED);
+        let body: Value = response.json().await.unwrap();
+        body["runId"].as_str().unwrap().to_string()
+    }
+
+    pub async fn get_run(&self, run_id: &str) -> Value {
+        let response = self.admin(reqwest::Method::GET, &format!("/v1/flow-runs/{run_id}")).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        response.json().await.unwrap()
+    }
+
+    /// Polls until the run is terminal (bounded: 60 s).
+    pub async fn wait_run(&self, run_id: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let run = self.get_run(run_id).await;
+            let status = run["status"].as_str().unwrap_or_default();
+            if !matches!(status, "QUEUED" | "RUNNING") {
+                return run;
+            }
+            assert!(Instant::now() < deadline, "run {run_id} still {status} after 60 s");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Triggers and waits: the finished run.
+    pub async fn run_flow(&self, flow_id: &str, body: &Value) -> Value {
+        let run_id = self.trigger(flow_id, body).await;
+        self.wait_run(&run_id).await
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// The step named `name` in a run.
+pub fn step<'a>(run: &'a Value, name: &str) -> &'a Value {
+    run["steps"].as_array().unwrap().iter().find(|s| s["name"] == name).unwrap_or_else(|| panic!("no step {name} in {run}"))
+}
+
+/// Names of the steps that ran, in order.
+pub fn step_names(run: &Value) -> Vec<String> {
+    run["steps"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap().to_string()).collect()
+}
+
+/// A `log` action step.
+pub fn log_step(name: &str, message: &str) -> Value {
+    json!({"name": name, "type": "action", "plugin": "log@0.1.0", "input": {"message": message}})
+}
+
+/// A `hostile` action step in the given mode.
+pub fn hostile_step(name: &str, input: Value) -> Value {
+    json!({"name": name, "type": "action", "plugin": "hostile@0.1.0", "input": input})
+}
+
+/// A webhook flow with no authentication.
+pub fn webhook_flow(name: &str, steps: Value) -> Value {
+    json!({"name": name, "trigger": {"type": "webhook"}, "steps": steps})
+}

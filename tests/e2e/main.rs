@@ -1,0 +1,11 @@
+//! End-to-end tests: the real `hookflow` binary on 127.0.0.1:0, a real SQLite file, real
+//! plugins compiled to wasm32-wasip2. One binary, one module per area.
+
+mod common;
+
+mod api;
+mod intake;
+mod recovery;
+mod routing;
+mod sandbox;
+mod steps;
