@@ -16,25 +16,50 @@ fn main() {
     let manifest_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());
     let root = manifest_dir.parent().unwrap().to_path_buf();
     let plugins = root.join("plugins");
-    for watched in ["wit", "plugins/Cargo.toml", "plugins/Cargo.lock", "plugins/sdk", "plugins/log", "plugins/transform", "plugins/testing"] {
+    for watched in [
+        "wit",
+        "plugins/Cargo.toml",
+        "plugins/Cargo.lock",
+        "plugins/sdk",
+        "plugins/log",
+        "plugins/transform",
+        "plugins/testing",
+    ] {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());
     }
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut command = Command::new(cargo);
     command
         .current_dir(&plugins)
-        .args(["build", "--release", "--target", "wasm32-wasip2", "--locked"])
+        .args([
+            "build",
+            "--release",
+            "--target",
+            "wasm32-wasip2",
+            "--locked",
+        ])
         .env("CARGO_TARGET_DIR", plugins.join("target"));
     // Settings meant for the host build must not leak into the guest build.
-    for var in ["RUSTFLAGS", "CARGO_ENCODED_RUSTFLAGS", "CARGO_BUILD_TARGET", "CARGO_BUILD_RUSTFLAGS", "RUSTC_WORKSPACE_WRAPPER"] {
+    for var in [
+        "RUSTFLAGS",
+        "CARGO_ENCODED_RUSTFLAGS",
+        "CARGO_BUILD_TARGET",
+        "CARGO_BUILD_RUSTFLAGS",
+        "RUSTC_WORKSPACE_WRAPPER",
+    ] {
         command.env_remove(var);
     }
     for (key, _) in std::env::vars() {
-        if key.starts_with("CARGO_PROFILE_") || key.starts_with("CARGO_CFG_") || key.starts_with("CARGO_FEATURE_") {
+        if key.starts_with("CARGO_PROFILE_")
+            || key.starts_with("CARGO_CFG_")
+            || key.starts_with("CARGO_FEATURE_")
+        {
             command.env_remove(key);
         }
     }
-    let status = command.status().expect("could not run cargo to build the plugins");
+    let status = command
+        .status()
+        .expect("could not run cargo to build the plugins");
     if !status.success() {
         panic!(
             "building the built-in plugins failed (see above). They need the wasm32-wasip2 target: \
@@ -44,7 +69,11 @@ fn main() {
     let out = plugins.join("target/wasm32-wasip2/release");
     for name in PLUGINS {
         let file = out.join(format!("{name}.wasm"));
-        assert!(file.exists(), "plugin build did not produce {}", file.display());
+        assert!(
+            file.exists(),
+            "plugin build did not produce {}",
+            file.display()
+        );
     }
     println!("cargo:rustc-env=HOOKFLOW_PLUGIN_WASM_DIR={}", out.display());
 }

@@ -42,7 +42,12 @@ pub struct ServeConfig {
     #[arg(long, env = "HOOKFLOW_STEP_MEMORY_MB", default_value_t = 64)]
     pub step_memory_mb: usize,
     /// SQLite durability.
-    #[arg(long, env = "HOOKFLOW_SQLITE_SYNCHRONOUS", value_enum, default_value = "full")]
+    #[arg(
+        long,
+        env = "HOOKFLOW_SQLITE_SYNCHRONOUS",
+        value_enum,
+        default_value = "full"
+    )]
     pub sqlite_synchronous: SqliteSync,
     /// Seconds to let in-flight runs finish on shutdown before handing them back to the queue.
     #[arg(long, env = "HOOKFLOW_SHUTDOWN_GRACE_SECS", default_value_t = 30)]
@@ -55,7 +60,9 @@ pub struct ServeConfig {
 impl ServeConfig {
     /// The database URL, defaulting to `<data dir>/hookflow.db`.
     pub fn database_url(&self) -> String {
-        self.database.clone().unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("hookflow.db").display()))
+        self.database
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("hookflow.db").display()))
     }
 
     pub fn shutdown_grace(&self) -> Duration {
@@ -69,13 +76,19 @@ impl ServeConfig {
     /// Checks values clap cannot, with messages naming the setting.
     pub fn validate(&self) -> Result<(), String> {
         if self.workers == 0 || self.workers > 4096 {
-            return Err(format!("--workers (HOOKFLOW_WORKERS) must be 1..=4096, got {}", self.workers));
+            return Err(format!(
+                "--workers (HOOKFLOW_WORKERS) must be 1..=4096, got {}",
+                self.workers
+            ));
         }
         if self.max_body_bytes == 0 {
             return Err("--max-body-bytes (HOOKFLOW_MAX_BODY_BYTES) must be positive".into());
         }
         if self.step_memory_mb == 0 || self.step_memory_mb > 4096 {
-            return Err(format!("--step-memory-mb (HOOKFLOW_STEP_MEMORY_MB) must be 1..=4096, got {}", self.step_memory_mb));
+            return Err(format!(
+                "--step-memory-mb (HOOKFLOW_STEP_MEMORY_MB) must be 1..=4096, got {}",
+                self.step_memory_mb
+            ));
         }
         if let Some(token) = &self.admin_token
             && token.len() < 16
@@ -84,7 +97,9 @@ impl ServeConfig {
         }
         let url = self.database_url();
         if !url.starts_with("sqlite:") {
-            return Err(format!("--database: unsupported database URL {url:?} (this build supports sqlite://PATH)"));
+            return Err(format!(
+                "--database: unsupported database URL {url:?} (this build supports sqlite://PATH)"
+            ));
         }
         Ok(())
     }

@@ -26,7 +26,11 @@ pub enum Rejection {
 
 impl Metrics {
     pub fn event_accepted(&self, duplicate: bool) {
-        let counter = if duplicate { &self.events_duplicate } else { &self.events_accepted };
+        let counter = if duplicate {
+            &self.events_duplicate
+        } else {
+            &self.events_accepted
+        };
         counter.fetch_add(1, Ordering::Relaxed);
     }
 
@@ -40,7 +44,10 @@ impl Metrics {
     }
 
     pub fn run_finished(&self, status: RunStatus) {
-        let index = RunStatus::ALL.iter().position(|s| *s == status).unwrap_or(0);
+        let index = RunStatus::ALL
+            .iter()
+            .position(|s| *s == status)
+            .unwrap_or(0);
         self.runs_finished[index].fetch_add(1, Ordering::Relaxed);
     }
 
@@ -56,12 +63,20 @@ impl Metrics {
             ("rejected_body", &self.events_rejected_body),
             ("rejected_size", &self.events_rejected_size),
         ] {
-            let _ = writeln!(out, "hookflow_events_total{{outcome=\"{outcome}\"}} {}", get(counter));
+            let _ = writeln!(
+                out,
+                "hookflow_events_total{{outcome=\"{outcome}\"}} {}",
+                get(counter)
+            );
         }
         out.push_str("# HELP hookflow_runs_finished_total Runs finished by this process, by status.\n# TYPE hookflow_runs_finished_total counter\n");
         for (status, counter) in RunStatus::ALL.iter().zip(&self.runs_finished) {
             if status.is_terminal() {
-                let _ = writeln!(out, "hookflow_runs_finished_total{{status=\"{status}\"}} {}", get(counter));
+                let _ = writeln!(
+                    out,
+                    "hookflow_runs_finished_total{{status=\"{status}\"}} {}",
+                    get(counter)
+                );
             }
         }
         out.push_str("# HELP hookflow_runs Runs in live states (all processes).\n# TYPE hookflow_runs gauge\n");

@@ -35,7 +35,12 @@ pub struct FlowRegistry {
 
 impl FlowRegistry {
     pub fn new(store: DynStore, sandbox: Arc<Sandbox>) -> FlowRegistry {
-        FlowRegistry { store, sandbox, current: RwLock::default(), versions: RwLock::default() }
+        FlowRegistry {
+            store,
+            sandbox,
+            current: RwLock::default(),
+            versions: RwLock::default(),
+        }
     }
 
     /// Validates a flow definition: structure, templates, and that every plugin it uses is
@@ -43,27 +48,44 @@ impl FlowRegistry {
     pub fn check(&self, definition: Value) -> Result<Flow, Problems> {
         let flow = flow::flow_from_value(definition)?;
         let problems = plugin_problems(&flow, &self.sandbox);
-        if problems.is_empty() { Ok(flow) } else { Err(Problems(problems)) }
+        if problems.is_empty() {
+            Ok(flow)
+        } else {
+            Err(Problems(problems))
+        }
     }
 
     /// Validates and stores a new flow.
-    pub async fn create(&self, scope: &Scope, definition: Value) -> Result<Arc<ActiveFlow>, SaveError> {
+    pub async fn create(
+        &self,
+        scope: &Scope,
+        definition: Value,
+    ) -> Result<Arc<ActiveFlow>, SaveError> {
         let flow = self.check(definition).map_err(SaveError::Invalid)?;
-        let record = self.store.create_flow(scope, &flow.name, &flow.to_value()).await?;
+        let record = self
+            .store
+            .create_flow(scope, &flow.name, &flow.to_value())
+            .await?;
         Ok(self.remember(record, flow))
     }
 
     /// Validates and stores a new version of a flow.
     pub async fn update(&self, id: &str, definition: Value) -> Result<Arc<ActiveFlow>, SaveError> {
         let flow = self.check(definition).map_err(SaveError::Invalid)?;
-        let record = self.store.update_flow(id, &flow.name, &flow.to_value()).await?;
+        let record = self
+            .store
+            .update_flow(id, &flow.name, &flow.to_value())
+            .await?;
         Ok(self.remember(record, flow))
     }
 
     /// Deletes a flow; its webhook stops accepting events at once.
     pub async fn delete(&self, id: &str) -> Result<bool, StoreError> {
         let deleted = self.store.delete_flow(id).await?;
-        self.current.write().expect("flow cache poisoned").remove(id);
+        self.current
+            .write()
+            .expect("flow cache poisoned")
+            .remove(id);
         Ok(deleted)
     }
 
@@ -89,21 +111,34 @@ impl FlowRegistry {
             return Ok(None);
         };
         let flow = Arc::new(parse_stored(&record)?);
-        self.versions.write().expect("flow cache poisoned").insert(key, flow.clone());
+        self.versions
+            .write()
+            .expect("flow cache poisoned")
+            .insert(key, flow.clone());
         Ok(Some(flow))
     }
 
     /// Flows, newest first.
-    pub async fn list(&self, limit: u32, cursor: Option<Cursor>) -> Result<Page<FlowRecord>, StoreError> {
+    pub async fn list(
+        &self,
+        limit: u32,
+        cursor: Option<Cursor>,
+    ) -> Result<Page<FlowRecord>, StoreError> {
         self.store.list_flows(limit, cursor).await
     }
 
     fn remember(&self, record: FlowRecord, flow: Flow) -> Arc<ActiveFlow> {
         let flow = Arc::new(flow);
         let key = (record.id.clone(), record.version);
-        self.versions.write().expect("flow cache poisoned").insert(key, flow.clone());
+        self.versions
+            .write()
+            .expect("flow cache poisoned")
+            .insert(key, flow.clone());
         let active = Arc::new(ActiveFlow { record, flow });
-        self.current.write().expect("flow cache poisoned").insert(active.record.id.clone(), active.clone());
+        self.current
+            .write()
+            .expect("flow cache poisoned")
+            .insert(active.record.id.clone(), active.clone());
         active
     }
 }
@@ -112,7 +147,10 @@ impl FlowRegistry {
 pub fn plugin_problems(flow: &Flow, sandbox: &Sandbox) -> Vec<Problem> {
     let mut problems = Vec::new();
     for (path, step) in flow.action_steps_with_paths() {
-        if sandbox.plugin(&step.plugin.name, &step.plugin.version).is_none() {
+        if sandbox
+            .plugin(&step.plugin.name, &step.plugin.version)
+            .is_none()
+        {
             let installed: Vec<String> = sandbox
                 .plugins()
                 .into_iter()
@@ -124,13 +162,20 @@ pub fn plugin_problems(flow: &Flow, sandbox: &Sandbox) -> Vec<Problem> {
             } else {
                 format!("installed versions: {}", installed.join(", "))
             };
-            problems.push(Problem { path: format!("{path}.plugin"), message: format!("plugin {} is not installed ({hint})", step.plugin) });
+            problems.push(Problem {
+                path: format!("{path}.plugin"),
+                message: format!("plugin {} is not installed ({hint})", step.plugin),
+            });
         }
     }
     problems
 }
 
 fn parse_stored(record: &FlowRecord) -> Result<Flow, StoreError> {
-    flow::flow_from_value(record.definition.clone())
-        .map_err(|problems| StoreError::Corrupt(format!("stored flow {} v{} is invalid: {problems}", record.id, record.version)))
+    flow::flow_from_value(record.definition.clone()).map_err(|problems| {
+        StoreError::Corrupt(format!(
+            "stored flow {} v{} is invalid: {problems}",
+            record.id, record.version
+        ))
+    })
 }

@@ -20,15 +20,32 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 /// The sandbox with the built-in plugins and any `*.wasm` in `extra_dir` loaded.
-pub async fn sandbox_with_plugins(cache_dir: Option<PathBuf>, memory_limit: usize, concurrency: u32, extra: &[PathBuf]) -> anyhow::Result<Sandbox> {
-    let config = SandboxConfig { cache_dir, memory_limit, max_concurrency: concurrency, ..SandboxConfig::default() };
+pub async fn sandbox_with_plugins(
+    cache_dir: Option<PathBuf>,
+    memory_limit: usize,
+    concurrency: u32,
+    extra: &[PathBuf],
+) -> anyhow::Result<Sandbox> {
+    let config = SandboxConfig {
+        cache_dir,
+        memory_limit,
+        max_concurrency: concurrency,
+        ..SandboxConfig::default()
+    };
     let sandbox = Sandbox::new(config)?;
     for (name, wasm) in BUILTIN_PLUGINS {
-        sandbox.load(wasm, true).await.with_context(|| format!("loading built-in plugin {name}"))?;
+        sandbox
+            .load(wasm, true)
+            .await
+            .with_context(|| format!("loading built-in plugin {name}"))?;
     }
     for path in extra {
-        let wasm = std::fs::read(path).with_context(|| format!("reading plugin {}", path.display()))?;
-        let info = sandbox.load(&wasm, false).await.with_context(|| format!("loading plugin {}", path.display()))?;
+        let wasm =
+            std::fs::read(path).with_context(|| format!("reading plugin {}", path.display()))?;
+        let info = sandbox
+            .load(&wasm, false)
+            .await
+            .with_context(|| format!("loading plugin {}", path.display()))?;
         tracing::info!(plugin = %format!("{}@{}", info.name, info.version), path = %path.display(), "plugin loaded");
     }
     Ok(sandbox)
@@ -50,19 +67,34 @@ pub fn wasm_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
 
 /// Runs the server on `listener` until `shutdown` completes, then drains: intake stops first,
 /// in-flight runs get the grace period, the rest go back to the queue.
-pub async fn run(listener: TcpListener, config: ServeConfig, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+pub async fn run(
+    listener: TcpListener,
+    config: ServeConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     config.validate().map_err(anyhow::Error::msg)?;
-    std::fs::create_dir_all(&config.data_dir).with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
     let url = config.database_url();
-    let db_path = url.trim_start_matches("sqlite://").trim_start_matches("sqlite:").to_string();
+    let db_path = url
+        .trim_start_matches("sqlite://")
+        .trim_start_matches("sqlite:")
+        .to_string();
     let _lock = lock_database(&db_path)?;
-    let store: DynStore = Arc::new(SqliteStore::open(&url, config.sqlite_synchronous == SqliteSync::Full).await?);
+    let store: DynStore =
+        Arc::new(SqliteStore::open(&url, config.sqlite_synchronous == SqliteSync::Full).await?);
     // We hold the database's exclusive lock, so no other process can be running these runs.
     let recovered = store.requeue_all_running().await?;
     if recovered > 0 {
-        tracing::warn!(recovered, "re-queued runs left RUNNING by a previous process");
+        tracing::warn!(
+            recovered,
+            "re-queued runs left RUNNING by a previous process"
+        );
     }
-    let plugin_dir = config.plugin_dir.clone().unwrap_or_else(|| config.data_dir.join("plugins"));
+    let plugin_dir = config
+        .plugin_dir
+        .clone()
+        .unwrap_or_else(|| config.data_dir.join("plugins"));
     let sandbox = Arc::new(
         sandbox_with_plugins(
             Some(config.data_dir.join("cache")),
@@ -77,7 +109,11 @@ pub async fn run(listener: TcpListener, config: ServeConfig, shutdown: impl Futu
     let flows = Arc::new(FlowRegistry::new(store.clone(), sandbox.clone()));
     let queue = Queue::new(
         store.clone(),
-        QueueConfig { concurrency: config.workers, lease: config.lease(), ..QueueConfig::default() },
+        QueueConfig {
+            concurrency: config.workers,
+            lease: config.lease(),
+            ..QueueConfig::default()
+        },
     );
     let executor = Arc::new(Executor::new(sandbox.clone()));
     let app = Arc::new(App {
@@ -91,10 +127,17 @@ pub async fn run(listener: TcpListener, config: ServeConfig, shutdown: impl Futu
     });
 
     let (stop_tx, stop_rx) = watch::channel(false);
-    let workers = tokio::spawn(queue.clone().run(executor, flows, metrics, stop_rx, config.shutdown_grace()));
+    let workers =
+        tokio::spawn(
+            queue
+                .clone()
+                .run(executor, flows, metrics, stop_rx, config.shutdown_grace()),
+        );
     queue.wake();
     tracing::info!(address = %listener.local_addr()?, database = %url, "hookflow listening");
-    axum::serve(listener, api::router(app)).with_graceful_shutdown(shutdown).await?;
+    axum::serve(listener, api::router(app))
+        .with_graceful_shutdown(shutdown)
+        .await?;
     tracing::info!("intake stopped; draining runs");
     let _ = stop_tx.send(true);
     workers.await?;
@@ -105,10 +148,13 @@ pub async fn run(listener: TcpListener, config: ServeConfig, shutdown: impl Futu
 /// One process per SQLite database: a second one would run the same queue twice.
 fn lock_database(db_path: &str) -> anyhow::Result<File> {
     let lock_path = format!("{db_path}.lock");
-    let file = File::create(&lock_path).with_context(|| format!("creating lock file {lock_path}"))?;
+    let file =
+        File::create(&lock_path).with_context(|| format!("creating lock file {lock_path}"))?;
     match file.try_lock() {
         Ok(()) => Ok(file),
-        Err(_) => anyhow::bail!("another hookflow process is using the database {db_path} (lock {lock_path} is held)"),
+        Err(_) => anyhow::bail!(
+            "another hookflow process is using the database {db_path} (lock {lock_path} is held)"
+        ),
     }
 }
 
@@ -123,9 +169,15 @@ fn admin_token(config: &ServeConfig) -> anyhow::Result<String> {
     }
     use rand::Rng;
     let bytes: [u8; 24] = rand::rng().random();
-    let token = format!("hf_{}", bytes.iter().map(|b| format!("{b:02x}")).collect::<String>());
+    let token = format!(
+        "hf_{}",
+        bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    );
     write_private(&path, &token)?;
-    eprintln!("Generated admin token (shown once; stored in {}):\n  {token}", path.display());
+    eprintln!(
+        "Generated admin token (shown once; stored in {}):\n  {token}",
+        path.display()
+    );
     Ok(token)
 }
 
@@ -138,7 +190,9 @@ fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
         use std::os::unix::fs::OpenOptionsExt;
         options.mode(0o600);
     }
-    let mut file = options.open(path).with_context(|| format!("writing {}", path.display()))?;
+    let mut file = options
+        .open(path)
+        .with_context(|| format!("writing {}", path.display()))?;
     file.write_all(text.as_bytes())?;
     Ok(())
 }

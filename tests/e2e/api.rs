@@ -9,15 +9,49 @@ use std::process::Command;
 #[tokio::test]
 async fn admin_routes_need_the_token() {
     let server = Server::start().await;
-    let r = server.client.get(server.url("/v1/flows")).send().await.unwrap();
+    let r = server
+        .client
+        .get(server.url("/v1/flows"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(r.headers()["content-type"], "application/problem+json");
-    let r = server.client.get(server.url("/v1/flow-runs")).bearer_auth("wrong-token-wrong-token").send().await.unwrap();
+    let r = server
+        .client
+        .get(server.url("/v1/flow-runs"))
+        .bearer_auth("wrong-token-wrong-token")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
-    let r = server.client.get(server.url("/healthz")).send().await.unwrap();
+    let r = server
+        .client
+        .get(server.url("/healthz"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
-    let plugins: Value = server.admin(Method::GET, "/v1/plugins").send().await.unwrap().json().await.unwrap();
-    let names: Vec<String> = plugins["data"].as_array().unwrap().iter().map(|p| format!("{}@{}", p["name"].as_str().unwrap(), p["version"].as_str().unwrap())).collect();
+    let plugins: Value = server
+        .admin(Method::GET, "/v1/plugins")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let names: Vec<String> = plugins["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            format!(
+                "{}@{}",
+                p["name"].as_str().unwrap(),
+                p["version"].as_str().unwrap()
+            )
+        })
+        .collect();
     assert_eq!(names, ["hostile@0.1.0", "log@0.1.0", "transform@0.1.0"]);
     let log = &plugins["data"][1];
     assert_eq!(log["inputSchema"]["required"], json!(["message"]));
@@ -39,22 +73,69 @@ async fn invalid_flows_are_refused_with_every_problem_by_path() {
             ]}
         ]
     });
-    let r = server.admin(Method::POST, "/v1/flows").json(&flow).send().await.unwrap();
+    let r = server
+        .admin(Method::POST, "/v1/flows")
+        .json(&flow)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
     let body: Value = r.json().await.unwrap();
-    let problems: Vec<String> = body["errors"].as_array().unwrap().iter().map(|p| format!("{}: {}", p["path"].as_str().unwrap(), p["message"].as_str().unwrap())).collect();
+    let problems: Vec<String> = body["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            format!(
+                "{}: {}",
+                p["path"].as_str().unwrap(),
+                p["message"].as_str().unwrap()
+            )
+        })
+        .collect();
     let all = problems.join("\n");
-    assert!(all.contains("steps[1].branches[0].when[0][1].operator: unknown operator \"TEXT_EQ\""), "{all}");
-    assert!(all.contains("steps[1].branches[0].steps[0].name"), "duplicate name: {all}");
-    assert!(all.contains("steps[1].branches[0].steps[0].input.m"), "bad template: {all}");
+    assert!(
+        all.contains("steps[1].branches[0].when[0][1].operator: unknown operator \"TEXT_EQ\""),
+        "{all}"
+    );
+    assert!(
+        all.contains("steps[1].branches[0].steps[0].name"),
+        "duplicate name: {all}"
+    );
+    assert!(
+        all.contains("steps[1].branches[0].steps[0].input.m"),
+        "bad template: {all}"
+    );
 
     // Structurally valid, but the plugin is not installed.
-    let flow = webhook_flow("missing plugin", json!([{"name": "x", "type": "action", "plugin": "nope@1.0.0"}]));
-    let body: Value = server.admin(Method::POST, "/v1/flows").json(&flow).send().await.unwrap().json().await.unwrap();
+    let flow = webhook_flow(
+        "missing plugin",
+        json!([{"name": "x", "type": "action", "plugin": "nope@1.0.0"}]),
+    );
+    let body: Value = server
+        .admin(Method::POST, "/v1/flows")
+        .json(&flow)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(body["errors"][0]["path"], "steps[0].plugin");
-    assert!(body["errors"][0]["message"].as_str().unwrap().contains("not installed"));
+    assert!(
+        body["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("not installed")
+    );
 
-    let r = server.admin(Method::POST, "/v1/flows").header("content-type", "application/json").body("{").send().await.unwrap();
+    let r = server
+        .admin(Method::POST, "/v1/flows")
+        .header("content-type", "application/json")
+        .body("{")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
 }
 
@@ -62,7 +143,13 @@ async fn invalid_flows_are_refused_with_every_problem_by_path() {
 async fn flows_are_versioned_yaml_works_and_runs_record_their_version() {
     let server = Server::start().await;
     let yaml = "name: v\ntrigger:\n  type: webhook\nsteps:\n  - name: say\n    type: action\n    plugin: log@0.1.0\n    input:\n      message: one\n";
-    let r = server.admin(Method::POST, "/v1/flows").header("content-type", "application/yaml").body(yaml).send().await.unwrap();
+    let r = server
+        .admin(Method::POST, "/v1/flows")
+        .header("content-type", "application/yaml")
+        .body(yaml)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::CREATED);
     let created: Value = r.json().await.unwrap();
     let id = created["id"].as_str().unwrap().to_string();
@@ -70,67 +157,169 @@ async fn flows_are_versioned_yaml_works_and_runs_record_their_version() {
     let run1 = server.run_flow(&id, &json!({})).await;
 
     let updated = webhook_flow("v", json!([log_step("say", "two")]));
-    let r = server.admin(Method::PUT, &format!("/v1/flows/{id}")).json(&updated).send().await.unwrap();
+    let r = server
+        .admin(Method::PUT, &format!("/v1/flows/{id}"))
+        .json(&updated)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(r.json::<Value>().await.unwrap()["version"], 2);
     let run2 = server.run_flow(&id, &json!({})).await;
-    assert_eq!((run1["flowVersion"].clone(), run2["flowVersion"].clone()), (json!(1), json!(2)));
+    assert_eq!(
+        (run1["flowVersion"].clone(), run2["flowVersion"].clone()),
+        (json!(1), json!(2))
+    );
     assert_eq!(step(&run2, "say")["output"]["message"], "two");
 
-    let got: Value = server.admin(Method::GET, &format!("/v1/flows/{id}")).send().await.unwrap().json().await.unwrap();
+    let got: Value = server
+        .admin(Method::GET, &format!("/v1/flows/{id}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(got["definition"]["steps"][0]["input"]["message"], "two");
 
-    assert_eq!(server.admin(Method::DELETE, &format!("/v1/flows/{id}")).send().await.unwrap().status(), StatusCode::NO_CONTENT);
-    assert_eq!(server.post_event(&id, &json!({})).await.status(), StatusCode::NOT_FOUND);
-    assert_eq!(server.admin(Method::GET, &format!("/v1/flows/{id}")).send().await.unwrap().status(), StatusCode::NOT_FOUND);
+    assert_eq!(
+        server
+            .admin(Method::DELETE, &format!("/v1/flows/{id}"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        server.post_event(&id, &json!({})).await.status(),
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        server
+            .admin(Method::GET, &format!("/v1/flows/{id}"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::NOT_FOUND
+    );
     // Runs of a deleted flow stay queryable.
-    assert_eq!(server.get_run(run1["id"].as_str().unwrap()).await["status"], "SUCCEEDED");
+    assert_eq!(
+        server.get_run(run1["id"].as_str().unwrap()).await["status"],
+        "SUCCEEDED"
+    );
 }
 
 #[tokio::test]
 async fn run_list_paginates_with_stable_cursors_and_filters() {
     let server = Server::start().await;
-    let ok = server.create_flow(webhook_flow("ok", json!([log_step("l", "x")]))).await;
-    let bad = server.create_flow(webhook_flow("bad", json!([hostile_step("f", json!({"mode": "fatal"}))]))).await;
+    let ok = server
+        .create_flow(webhook_flow("ok", json!([log_step("l", "x")])))
+        .await;
+    let bad = server
+        .create_flow(webhook_flow(
+            "bad",
+            json!([hostile_step("f", json!({"mode": "fatal"}))]),
+        ))
+        .await;
     let mut ids = Vec::new();
     for _ in 0..5 {
-        ids.push(server.run_flow(&ok, &json!({})).await["id"].as_str().unwrap().to_string());
+        ids.push(
+            server.run_flow(&ok, &json!({})).await["id"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        );
     }
     server.run_flow(&bad, &json!({})).await;
 
     let list = |query: String| {
         let server = &server;
-        async move { server.admin(Method::GET, &format!("/v1/flow-runs?{query}")).send().await.unwrap().json::<Value>().await.unwrap() }
+        async move {
+            server
+                .admin(Method::GET, &format!("/v1/flow-runs?{query}"))
+                .send()
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap()
+        }
     };
     let page1 = list(format!("flowId={ok}&limit=2")).await;
     assert_eq!(page1["previous"], Value::Null);
-    let page2 = list(format!("flowId={ok}&limit=2&cursor={}", page1["next"].as_str().unwrap())).await;
-    let page3 = list(format!("flowId={ok}&limit=2&cursor={}", page2["next"].as_str().unwrap())).await;
+    let page2 = list(format!(
+        "flowId={ok}&limit=2&cursor={}",
+        page1["next"].as_str().unwrap()
+    ))
+    .await;
+    let page3 = list(format!(
+        "flowId={ok}&limit=2&cursor={}",
+        page2["next"].as_str().unwrap()
+    ))
+    .await;
     assert_eq!(page3["next"], Value::Null);
     let seen: Vec<String> = [&page1, &page2, &page3]
         .iter()
-        .flat_map(|p| p["data"].as_array().unwrap().iter().map(|r| r["id"].as_str().unwrap().to_string()))
+        .flat_map(|p| {
+            p["data"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r["id"].as_str().unwrap().to_string())
+        })
         .collect();
     let mut newest_first = ids.clone();
     newest_first.reverse();
     assert_eq!(seen, newest_first);
-    let back = list(format!("flowId={ok}&limit=2&cursor={}", page2["previous"].as_str().unwrap())).await;
+    let back = list(format!(
+        "flowId={ok}&limit=2&cursor={}",
+        page2["previous"].as_str().unwrap()
+    ))
+    .await;
     assert_eq!(back["data"], page1["data"]);
 
     let failed = list("status=FAILED".into()).await;
     assert_eq!(failed["data"].as_array().unwrap().len(), 1);
-    let r = server.admin(Method::GET, "/v1/flow-runs?status=DONE").send().await.unwrap();
+    let r = server
+        .admin(Method::GET, "/v1/flow-runs?status=DONE")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
-    let r = server.admin(Method::GET, "/v1/flow-runs?limit=501").send().await.unwrap();
+    let r = server
+        .admin(Method::GET, "/v1/flow-runs?limit=501")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
 
-    let metrics = server.client.get(server.url("/metrics")).send().await.unwrap().text().await.unwrap();
-    assert!(metrics.contains("hookflow_runs_finished_total{status=\"SUCCEEDED\"} 5"), "{metrics}");
-    assert!(metrics.contains("hookflow_runs_finished_total{status=\"FAILED\"} 1"), "{metrics}");
+    let metrics = server
+        .client
+        .get(server.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("hookflow_runs_finished_total{status=\"SUCCEEDED\"} 5"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("hookflow_runs_finished_total{status=\"FAILED\"} 1"),
+        "{metrics}"
+    );
 }
 
 fn hookflow(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_hookflow")).args(args).env("NO_COLOR", "1").output().unwrap()
+    Command::new(env!("CARGO_BIN_EXE_hookflow"))
+        .args(args)
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap()
 }
 
 #[test]
@@ -145,9 +334,18 @@ fn cli_validate_lists_problems_and_exits_2() {
     assert!(err.contains("steps[1].mode"), "{err}");
 
     let good = dir.path().join("good.json");
-    std::fs::write(&good, webhook_flow("good", json!([log_step("l", "x")])).to_string()).unwrap();
+    std::fs::write(
+        &good,
+        webhook_flow("good", json!([log_step("l", "x")])).to_string(),
+    )
+    .unwrap();
     let out = hookflow(&["flow", "validate", good.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     let out = hookflow(&["flow", "validate", "/no/such/file.yaml"]);
     assert_eq!(out.status.code(), Some(2));
@@ -166,16 +364,40 @@ fn cli_flow_run_prints_the_trace() {
         ]}]),
     );
     std::fs::write(&flow, flow_json.to_string()).unwrap();
-    let fixtures: Value = serde_json::from_str(&std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/activepieces-events.json")).unwrap()).unwrap();
+    let fixtures: Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../tests/fixtures/activepieces-events.json"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
     let payload = dir.path().join("event.json");
     std::fs::write(&payload, fixtures["examples"][0].to_string()).unwrap();
-    let out = hookflow(&["flow", "run", flow.to_str().unwrap(), "--payload", payload.to_str().unwrap()]);
+    let out = hookflow(&[
+        "flow",
+        "run",
+        flow.to_str().unwrap(),
+        "--payload",
+        payload.to_str().unwrap(),
+    ]);
     let text = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(0), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(text.contains("run SUCCEEDED"), "{text}");
     assert!(text.contains("▶ taken \"Failed run\""), "{text}");
     assert!(text.contains("run ZvPhjFqWMNR8iAqiOB2cN failed"), "{text}");
 
-    let out = hookflow(&["flow", "run", flow.to_str().unwrap(), "--payload", "/nope.json"]);
+    let out = hookflow(&[
+        "flow",
+        "run",
+        flow.to_str().unwrap(),
+        "--payload",
+        "/nope.json",
+    ]);
     assert_eq!(out.status.code(), Some(2));
 }

@@ -36,7 +36,11 @@ pub struct Options {
 impl Server {
     /// A server with the built-in plugins and the hostile test plugin.
     pub async fn start() -> Server {
-        Server::start_with(Options { hostile: true, ..Options::default() }).await
+        Server::start_with(Options {
+            hostile: true,
+            ..Options::default()
+        })
+        .await
     }
 
     pub async fn start_with(options: Options) -> Server {
@@ -44,16 +48,23 @@ impl Server {
         let plugins = dir.path().join("plugins");
         std::fs::create_dir_all(&plugins).unwrap();
         if options.hostile {
-            std::fs::copy(hostile_plugin(), plugins.join("hostile.wasm")).expect("copy hostile plugin");
+            std::fs::copy(hostile_plugin(), plugins.join("hostile.wasm"))
+                .expect("copy hostile plugin");
         }
-        let env = options.env.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
-        let mut server = Server { child: None, base: String::new(), client: Client::new(), dir, env };
+        let env = options
+            .env
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
+        let mut server = Server {
+            child: None,
+            base: String::new(),
+            client: Client::new(),
+            dir,
+            env,
+        };
         server.spawn();
         server
-    }
-
-    pub fn data_dir(&self) -> &Path {
-        self.dir.path()
     }
 
     fn spawn(&mut self) {
@@ -71,9 +82,19 @@ impl Server {
         let mut child = command.spawn().expect("start hookflow");
         let stdout = child.stdout.take().unwrap();
         let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).expect("read listening line");
-        let base = line.trim().rsplit(' ').next().unwrap_or_default().to_string();
-        assert!(base.starts_with("http://127.0.0.1:"), "unexpected first line from server: {line:?}");
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("read listening line");
+        let base = line
+            .trim()
+            .rsplit(' ')
+            .next()
+            .unwrap_or_default()
+            .to_string();
+        assert!(
+            base.starts_with("http://127.0.0.1:"),
+            "unexpected first line from server: {line:?}"
+        );
         self.base = base;
         self.child = Some(child);
     }
@@ -89,13 +110,19 @@ impl Server {
     /// Sends SIGTERM and waits for a clean exit.
     pub fn terminate(&mut self) -> std::process::ExitStatus {
         let mut child = self.child.take().expect("server running");
-        let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status();
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Some(status) = child.try_wait().unwrap() {
                 return status;
             }
-            assert!(Instant::now() < deadline, "server did not exit after SIGTERM");
+            assert!(
+                Instant::now() < deadline,
+                "server did not exit after SIGTERM"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -112,12 +139,19 @@ impl Server {
 
     /// Authenticated admin request.
     pub fn admin(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
-        self.client.request(method, self.url(path)).bearer_auth(ADMIN_TOKEN)
+        self.client
+            .request(method, self.url(path))
+            .bearer_auth(ADMIN_TOKEN)
     }
 
     /// Creates a flow, asserting success; returns its id.
     pub async fn create_flow(&self, flow: Value) -> String {
-        let response = self.admin(reqwest::Method::POST, "/v1/flows").json(&flow).send().await.unwrap();
+        let response = self
+            .admin(reqwest::Method::POST, "/v1/flows")
+            .json(&flow)
+            .send()
+            .await
+            .unwrap();
         let status = response.status();
         let body: Value = response.json().await.unwrap();
         assert_eq!(status, StatusCode::CREATED, "create flow failed: {body}");
@@ -126,7 +160,12 @@ impl Server {
 
     /// Posts an event to a flow's webhook.
     pub async fn post_event(&self, flow_id: &str, body: &Value) -> Response {
-        self.client.post(self.url(&format!("/v1/webhooks/{flow_id}"))).json(body).send().await.unwrap()
+        self.client
+            .post(self.url(&format!("/v1/webhooks/{flow_id}")))
+            .json(body)
+            .send()
+            .await
+            .unwrap()
     }
 
     /// Posts an event and returns the run id from the 202.
@@ -138,7 +177,11 @@ impl Server {
     }
 
     pub async fn get_run(&self, run_id: &str) -> Value {
-        let response = self.admin(reqwest::Method::GET, &format!("/v1/flow-runs/{run_id}")).send().await.unwrap();
+        let response = self
+            .admin(reqwest::Method::GET, &format!("/v1/flow-runs/{run_id}"))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(response.status(), StatusCode::OK);
         response.json().await.unwrap()
     }
@@ -152,7 +195,10 @@ impl Server {
             if !matches!(status, "QUEUED" | "RUNNING") {
                 return run;
             }
-            assert!(Instant::now() < deadline, "run {run_id} still {status} after 60 s");
+            assert!(
+                Instant::now() < deadline,
+                "run {run_id} still {status} after 60 s"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -172,12 +218,22 @@ impl Drop for Server {
 
 /// The step named `name` in a run.
 pub fn step<'a>(run: &'a Value, name: &str) -> &'a Value {
-    run["steps"].as_array().unwrap().iter().find(|s| s["name"] == name).unwrap_or_else(|| panic!("no step {name} in {run}"))
+    run["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == name)
+        .unwrap_or_else(|| panic!("no step {name} in {run}"))
 }
 
 /// Names of the steps that ran, in order.
 pub fn step_names(run: &Value) -> Vec<String> {
-    run["steps"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap().to_string()).collect()
+    run["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap().to_string())
+        .collect()
 }
 
 /// A `log` action step.

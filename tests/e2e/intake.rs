@@ -6,36 +6,91 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 async fn problem(response: reqwest::Response) -> Value {
-    assert_eq!(response.headers()["content-type"], "application/problem+json");
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/problem+json"
+    );
     response.json().await.unwrap()
 }
 
 async fn run_count(server: &Server, flow_id: &str) -> usize {
-    let page: Value = server.admin(reqwest::Method::GET, &format!("/v1/flow-runs?flowId={flow_id}&limit=500")).send().await.unwrap().json().await.unwrap();
+    let page: Value = server
+        .admin(
+            reqwest::Method::GET,
+            &format!("/v1/flow-runs?flowId={flow_id}&limit=500"),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     page["data"].as_array().unwrap().len()
 }
 
 #[tokio::test]
 async fn size_limit_json_errors_and_form_labelled_json() {
-    let server = Server::start_with(Options { env: vec![("HOOKFLOW_MAX_BODY_BYTES", "1024".into())], ..Options::default() }).await;
-    let id = server.create_flow(webhook_flow("intake", json!([log_step("l", "{{trigger.body.id}}")]))).await;
+    let server = Server::start_with(Options {
+        env: vec![("HOOKFLOW_MAX_BODY_BYTES", "1024".into())],
+        ..Options::default()
+    })
+    .await;
+    let id = server
+        .create_flow(webhook_flow(
+            "intake",
+            json!([log_step("l", "{{trigger.body.id}}")]),
+        ))
+        .await;
     let url = server.url(&format!("/v1/webhooks/{id}"));
 
     let big = json!({"pad": "x".repeat(2000)});
     let response = server.client.post(&url).json(&big).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
-    assert!(problem(response).await["detail"].as_str().unwrap().contains("1024-byte limit"));
+    assert!(
+        problem(response).await["detail"]
+            .as_str()
+            .unwrap()
+            .contains("1024-byte limit")
+    );
 
-    let response = server.client.post(&url).header("content-type", "application/json").body("{\"a\": ").send().await.unwrap();
+    let response = server
+        .client
+        .post(&url)
+        .header("content-type", "application/json")
+        .body("{\"a\": ")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), StatusCode::BAD_REQUEST);
-    assert!(problem(response).await["detail"].as_str().unwrap().contains("not valid JSON"));
+    assert!(
+        problem(response).await["detail"]
+            .as_str()
+            .unwrap()
+            .contains("not valid JSON")
+    );
 
-    let response = server.client.post(&url).header("content-type", "text/xml").body("<a/>").send().await.unwrap();
+    let response = server
+        .client
+        .post(&url)
+        .header("content-type", "text/xml")
+        .body("<a/>")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), StatusCode::BAD_REQUEST);
-    assert!(problem(response).await["detail"].as_str().unwrap().contains("text/xml"));
+    assert!(
+        problem(response).await["detail"]
+            .as_str()
+            .unwrap()
+            .contains("text/xml")
+    );
 
     // GitLab labels its JSON as a form.
-    let gitlab = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/gitlab-audit-event.json")).unwrap();
+    let gitlab = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../tests/fixtures/gitlab-audit-event.json"
+    ))
+    .unwrap();
     let gitlab: Value = serde_json::from_str(&gitlab).unwrap();
     let response = server
         .client
@@ -46,7 +101,11 @@ async fn size_limit_json_errors_and_form_labelled_json() {
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::ACCEPTED);
-    assert_eq!(run_count(&server, &id).await, 1, "rejected requests stored nothing");
+    assert_eq!(
+        run_count(&server, &id).await,
+        1,
+        "rejected requests stored nothing"
+    );
 
     let response = server.post_event("no-such-flow", &json!({})).await;
     assert_eq!(response.status(), StatusCode::NOT_FOUND);
@@ -55,7 +114,9 @@ async fn size_limit_json_errors_and_form_labelled_json() {
 #[tokio::test]
 async fn same_event_id_twice_starts_one_run() {
     let server = Server::start().await;
-    let id = server.create_flow(webhook_flow("dedup", json!([log_step("l", "x")]))).await;
+    let id = server
+        .create_flow(webhook_flow("dedup", json!([log_step("l", "x")])))
+        .await;
     let event = json!({"id": "evt_6SfwXrtm8nVcjzzNCFFH1L", "type": "user.created"});
     let first = server.post_event(&id, &event).await;
     assert_eq!(first.status(), StatusCode::ACCEPTED);
@@ -72,7 +133,13 @@ async fn same_event_id_twice_starts_one_run() {
         let client = server.client.clone();
         let url = server.url(&format!("/v1/webhooks/{id}"));
         handles.push(tokio::spawn(async move {
-            let r = client.post(url).header("webhook-id", "msg_same").json(&json!({"x": 1})).send().await.unwrap();
+            let r = client
+                .post(url)
+                .header("webhook-id", "msg_same")
+                .json(&json!({"x": 1}))
+                .send()
+                .await
+                .unwrap();
             let status = r.status();
             let body: Value = r.json().await.unwrap();
             (status, body["runId"].as_str().unwrap().to_string())
@@ -101,37 +168,125 @@ async fn every_auth_mode_accepts_good_and_refuses_bad_credentials() {
     // Fixed header token (GitLab's X-Gitlab-Event-Streaming-Token).
     let id = server.create_flow(flow_with(json!({"type": "header", "header": "X-Gitlab-Event-Streaming-Token", "value": "glt-secret"}))).await;
     let url = server.url(&format!("/v1/webhooks/{id}"));
-    let ok = server.client.post(&url).header("X-Gitlab-Event-Streaming-Token", "glt-secret").json(&body).send().await.unwrap();
+    let ok = server
+        .client
+        .post(&url)
+        .header("X-Gitlab-Event-Streaming-Token", "glt-secret")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(ok.status(), StatusCode::ACCEPTED);
-    let bad = server.client.post(&url).header("X-Gitlab-Event-Streaming-Token", "nope").json(&body).send().await.unwrap();
+    let bad = server
+        .client
+        .post(&url)
+        .header("X-Gitlab-Event-Streaming-Token", "nope")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(bad.status(), StatusCode::UNAUTHORIZED);
     let missing = server.client.post(&url).json(&body).send().await.unwrap();
     assert_eq!(missing.status(), StatusCode::UNAUTHORIZED);
-    assert!(problem(missing).await["detail"].as_str().unwrap().contains("missing x-gitlab-event-streaming-token"));
+    assert!(
+        problem(missing).await["detail"]
+            .as_str()
+            .unwrap()
+            .contains("missing x-gitlab-event-streaming-token")
+    );
     assert_eq!(run_count(&server, &id).await, 1, "nothing stored on 401");
-    let run = server.get_run(&ok.json::<Value>().await.unwrap()["runId"].as_str().unwrap().to_string()).await;
-    assert!(run["trigger"]["headers"].get("x-gitlab-event-streaming-token").is_none(), "token not stored");
+    let run = server
+        .get_run(
+            &ok.json::<Value>().await.unwrap()["runId"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        )
+        .await;
+    assert!(
+        run["trigger"]["headers"]
+            .get("x-gitlab-event-streaming-token")
+            .is_none(),
+        "token not stored"
+    );
 
     // Bearer.
-    let id = server.create_flow(flow_with(json!({"type": "bearer", "token": "b-secret"}))).await;
+    let id = server
+        .create_flow(flow_with(json!({"type": "bearer", "token": "b-secret"})))
+        .await;
     let url = server.url(&format!("/v1/webhooks/{id}"));
-    assert_eq!(server.client.post(&url).bearer_auth("b-secret").json(&body).send().await.unwrap().status(), StatusCode::ACCEPTED);
-    assert_eq!(server.client.post(&url).bearer_auth("b-secreT").json(&body).send().await.unwrap().status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        server
+            .client
+            .post(&url)
+            .bearer_auth("b-secret")
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::ACCEPTED
+    );
+    assert_eq!(
+        server
+            .client
+            .post(&url)
+            .bearer_auth("b-secreT")
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::UNAUTHORIZED
+    );
 
     // Basic.
-    let id = server.create_flow(flow_with(json!({"type": "basic", "username": "auth0", "password": "pw"}))).await;
+    let id = server
+        .create_flow(flow_with(
+            json!({"type": "basic", "username": "auth0", "password": "pw"}),
+        ))
+        .await;
     let url = server.url(&format!("/v1/webhooks/{id}"));
-    assert_eq!(server.client.post(&url).basic_auth("auth0", Some("pw")).json(&body).send().await.unwrap().status(), StatusCode::ACCEPTED);
-    assert_eq!(server.client.post(&url).basic_auth("auth0", Some("px")).json(&body).send().await.unwrap().status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        server
+            .client
+            .post(&url)
+            .basic_auth("auth0", Some("pw"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::ACCEPTED
+    );
+    assert_eq!(
+        server
+            .client
+            .post(&url)
+            .basic_auth("auth0", Some("px"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::UNAUTHORIZED
+    );
 
     // Standard Webhooks with the public test vector's secret, signed now.
     let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
-    let id = server.create_flow(flow_with(json!({"type": "standardWebhooks", "secret": secret}))).await;
+    let id = server
+        .create_flow(flow_with(
+            json!({"type": "standardWebhooks", "secret": secret}),
+        ))
+        .await;
     let url = server.url(&format!("/v1/webhooks/{id}"));
     let payload = r#"{"test": 2432232314}"#;
     let sign = |ts: i64, msg_id: &str| {
         let sig = hookflow::trigger::verify::sign(secret, msg_id, ts, payload.as_bytes()).unwrap();
-        format!("v1,{}", base64::engine::general_purpose::STANDARD.encode(sig))
+        format!(
+            "v1,{}",
+            base64::engine::general_purpose::STANDARD.encode(sig)
+        )
     };
     let now = chrono::Utc::now().timestamp();
     let send = |ts: i64, signature: String, msg_id: &'static str| {
@@ -145,32 +300,72 @@ async fn every_auth_mode_accepts_good_and_refuses_bad_credentials() {
             .body(payload)
             .send()
     };
-    let good = send(now, format!("v1,bm90IGl0 {}", sign(now, "msg_1")), "msg_1").await.unwrap();
-    assert_eq!(good.status(), StatusCode::ACCEPTED, "second of several signatures matches");
-    let stale = send(now - 301, sign(now - 301, "msg_2"), "msg_2").await.unwrap();
+    let good = send(now, format!("v1,bm90IGl0 {}", sign(now, "msg_1")), "msg_1")
+        .await
+        .unwrap();
+    assert_eq!(
+        good.status(),
+        StatusCode::ACCEPTED,
+        "second of several signatures matches"
+    );
+    let stale = send(now - 301, sign(now - 301, "msg_2"), "msg_2")
+        .await
+        .unwrap();
     assert_eq!(stale.status(), StatusCode::UNAUTHORIZED);
     let forged = send(now, sign(now, "msg_other"), "msg_3").await.unwrap();
     assert_eq!(forged.status(), StatusCode::UNAUTHORIZED);
     // The public vector itself verifies (its timestamp is old, so only the signature is checked
     // by the unit tests; here we check the server refuses it as expired, not as forged).
-    let vector = send(1614265330, "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=".into(), "msg_p5jXN8AQM9LWM0D4loKWxJek").await.unwrap();
-    assert!(problem(vector).await["detail"].as_str().unwrap().contains("seconds from the server's time"));
+    let vector = send(
+        1614265330,
+        "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=".into(),
+        "msg_p5jXN8AQM9LWM0D4loKWxJek",
+    )
+    .await
+    .unwrap();
+    assert!(
+        problem(vector).await["detail"]
+            .as_str()
+            .unwrap()
+            .contains("seconds from the server's time")
+    );
     assert_eq!(run_count(&server, &id).await, 1);
 }
 
 #[tokio::test]
 async fn sync_endpoint_returns_the_finished_run_or_408() {
     let server = Server::start().await;
-    let id = server.create_flow(webhook_flow("sync", json!([log_step("l", "hi {{trigger.body.who}}")]))).await;
-    let response = server.client.post(server.url(&format!("/v1/webhooks/{id}/sync"))).json(&json!({"who": "there"})).send().await.unwrap();
+    let id = server
+        .create_flow(webhook_flow(
+            "sync",
+            json!([log_step("l", "hi {{trigger.body.who}}")]),
+        ))
+        .await;
+    let response = server
+        .client
+        .post(server.url(&format!("/v1/webhooks/{id}/sync")))
+        .json(&json!({"who": "there"}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     let run: Value = response.json().await.unwrap();
     assert_eq!(run["status"], "SUCCEEDED");
     assert_eq!(step(&run, "l")["output"]["message"], "hi there");
 
-    let slow = server.create_flow(webhook_flow("slow", json!([hostile_step("nap", json!({"mode": "sleep", "ms": 2000}))]))).await;
-    let response =
-        server.client.post(server.url(&format!("/v1/webhooks/{slow}/sync?timeoutMs=200"))).json(&json!({})).send().await.unwrap();
+    let slow = server
+        .create_flow(webhook_flow(
+            "slow",
+            json!([hostile_step("nap", json!({"mode": "sleep", "ms": 2000}))]),
+        ))
+        .await;
+    let response = server
+        .client
+        .post(server.url(&format!("/v1/webhooks/{slow}/sync?timeoutMs=200")))
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), StatusCode::REQUEST_TIMEOUT);
     let body = problem(response).await;
     let run_id = body["runId"].as_str().unwrap().to_string();

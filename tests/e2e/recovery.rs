@@ -12,7 +12,13 @@ async fn kill_9_mid_burst_then_restart_runs_every_acknowledged_event_once() {
     let mut server = Server::start().await;
     // Each run takes a moment, so many are queued or running when the process dies.
     let id = server
-        .create_flow(webhook_flow("burst", json!([hostile_step("nap", json!({"mode": "sleep", "ms": 20})), log_step("done", "{{trigger.body.n}}")])))
+        .create_flow(webhook_flow(
+            "burst",
+            json!([
+                hostile_step("nap", json!({"mode": "sleep", "ms": 20})),
+                log_step("done", "n={{trigger.body.n}}")
+            ]),
+        ))
         .await;
     let acknowledged = Arc::new(Mutex::new(Vec::<(u64, String)>::new()));
     let url = server.url(&format!("/v1/webhooks/{id}"));
@@ -24,10 +30,18 @@ async fn kill_9_mid_burst_then_restart_runs_every_acknowledged_event_once() {
         senders.push(tokio::spawn(async move {
             for i in 0..200u64 {
                 let n = worker * 1000 + i;
-                match client.post(&url).json(&json!({"id": format!("evt-{n}"), "n": n})).send().await {
+                match client
+                    .post(&url)
+                    .json(&json!({"id": format!("evt-{n}"), "n": n}))
+                    .send()
+                    .await
+                {
                     Ok(r) if r.status() == StatusCode::ACCEPTED => {
                         let body: Value = r.json().await.unwrap();
-                        acknowledged.lock().unwrap().push((n, body["runId"].as_str().unwrap().to_string()));
+                        acknowledged
+                            .lock()
+                            .unwrap()
+                            .push((n, body["runId"].as_str().unwrap().to_string()));
                     }
                     _ => return, // the server died under us
                 }
@@ -44,31 +58,56 @@ async fn kill_9_mid_burst_then_restart_runs_every_acknowledged_event_once() {
         let _ = s.await;
     }
     let acknowledged = acknowledged.lock().unwrap().clone();
-    assert!(acknowledged.len() >= 300, "burst too small: {}", acknowledged.len());
+    assert!(
+        acknowledged.len() >= 300,
+        "burst too small: {}",
+        acknowledged.len()
+    );
 
     server.restart();
     let mut seen = HashSet::new();
     for (n, run_id) in &acknowledged {
         let run = server.wait_run(run_id).await;
         assert_eq!(run["status"], "SUCCEEDED", "event {n}: {run}");
-        assert_eq!(step(&run, "done")["output"]["message"], n.to_string());
+        assert_eq!(step(&run, "done")["output"]["message"], format!("n={n}"));
         assert!(seen.insert(run_id.clone()), "one run per event");
     }
     // Exactly one run per acknowledged event id, none extra: redelivering gives the same run.
     for (n, run_id) in acknowledged.iter().take(20) {
-        let r = server.post_event(&id, &json!({"id": format!("evt-{n}"), "n": n})).await;
+        let r = server
+            .post_event(&id, &json!({"id": format!("evt-{n}"), "n": n}))
+            .await;
         assert_eq!(r.status(), StatusCode::OK);
         assert_eq!(r.json::<Value>().await.unwrap()["runId"], run_id.as_str());
     }
-    let metrics = server.client.get(server.url("/metrics")).send().await.unwrap().text().await.unwrap();
-    assert!(metrics.contains("hookflow_runs{status=\"QUEUED\"} 0"), "{metrics}");
-    assert!(metrics.contains("hookflow_runs{status=\"RUNNING\"} 0"), "{metrics}");
+    let metrics = server
+        .client
+        .get(server.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("hookflow_runs{status=\"QUEUED\"} 0"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("hookflow_runs{status=\"RUNNING\"} 0"),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]
 async fn sigterm_drains_in_flight_runs() {
     let mut server = Server::start().await;
-    let id = server.create_flow(webhook_flow("drain", json!([hostile_step("nap", json!({"mode": "sleep", "ms": 300}))]))).await;
+    let id = server
+        .create_flow(webhook_flow(
+            "drain",
+            json!([hostile_step("nap", json!({"mode": "sleep", "ms": 300}))]),
+        ))
+        .await;
     let run_id = server.trigger(&id, &json!({})).await;
     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     let status = server.terminate();

@@ -42,9 +42,15 @@ async fn first_match_all_match_fallback_and_nested() {
     let failed = server.run_flow(&id, &json!({"action": "flow.run.finished", "data": {"flowRun": {"id": "r1", "status": "FAILED"}}})).await;
     assert_eq!(failed["status"], "SUCCEEDED", "{failed}");
     assert_eq!(step_names(&failed), ["by-action", "by-status", "failed"]);
-    assert_eq!(step(&failed, "failed")["output"]["message"], "Run r1 failed");
+    assert_eq!(
+        step(&failed, "failed")["output"]["message"],
+        "Run r1 failed"
+    );
     let router = step(&failed, "by-action");
-    assert_eq!(router["output"]["selectedBranches"], json!(["Run finished"]));
+    assert_eq!(
+        router["output"]["selectedBranches"],
+        json!(["Run finished"])
+    );
     // Every branch is evaluated and recorded, even after the first match.
     let branches = router["detail"]["branches"].as_array().unwrap();
     assert_eq!(branches[1]["matched"], true);
@@ -53,13 +59,29 @@ async fn first_match_all_match_fallback_and_nested() {
     assert_eq!(evaluated["left"], "flow.run.finished");
     assert_eq!(evaluated["result"], true);
 
-    let timeout = server.run_flow(&id, &json!({"action": "FLOW.RUN.FINISHED", "data": {"flowRun": {"status": "timeout"}}})).await;
-    assert_eq!(step_names(&timeout), ["by-action", "by-status", "failed"], "OR group and case-insensitive default");
+    let timeout = server
+        .run_flow(
+            &id,
+            &json!({"action": "FLOW.RUN.FINISHED", "data": {"flowRun": {"status": "timeout"}}}),
+        )
+        .await;
+    assert_eq!(
+        step_names(&timeout),
+        ["by-action", "by-status", "failed"],
+        "OR group and case-insensitive default"
+    );
 
-    let ok = server.run_flow(&id, &json!({"action": "flow.run.finished", "data": {"flowRun": {"status": "SUCCEEDED"}}})).await;
+    let ok = server
+        .run_flow(
+            &id,
+            &json!({"action": "flow.run.finished", "data": {"flowRun": {"status": "SUCCEEDED"}}}),
+        )
+        .await;
     assert_eq!(step_names(&ok), ["by-action", "by-status", "other-status"]);
 
-    let other = server.run_flow(&id, &json!({"action": "user.signed.in"})).await;
+    let other = server
+        .run_flow(&id, &json!({"action": "user.signed.in"}))
+        .await;
     assert_eq!(step_names(&other), ["by-action", "fallback"]);
 }
 
@@ -79,7 +101,12 @@ async fn all_match_runs_every_matching_branch_in_order() {
         }, log_step("after", "done")]),
     );
     let id = server.create_flow(flow).await;
-    let run = server.run_flow(&id, &json!({"userEmail": "a@b.c", "role": "admin", "source": "auth0"})).await;
+    let run = server
+        .run_flow(
+            &id,
+            &json!({"userEmail": "a@b.c", "role": "admin", "source": "auth0"}),
+        )
+        .await;
     assert_eq!(step_names(&run), ["fan-out", "a", "b", "after"]);
     let run = server.run_flow(&id, &json!({})).await;
     assert_eq!(step_names(&run), ["fan-out", "d", "after"]);
@@ -90,24 +117,94 @@ async fn all_match_runs_every_matching_branch_in_order() {
 fn operator_cases() -> Vec<(&'static str, Value, Value, Value)> {
     let date = "2026-11-21T20:42:58.983Z";
     vec![
-        ("TEXT_CONTAINS", json!("LO WO"), json!("Hello World"), json!("Hello")),
-        ("TEXT_DOES_NOT_CONTAIN", json!("xyz"), json!("Hello"), json!("aXYZb")),
-        ("TEXT_EXACTLY_MATCHES", json!("Hello World"), json!("hello world"), json!("Hello World!")),
-        ("TEXT_DOES_NOT_EXACTLY_MATCH", json!("hello"), json!("hello!"), json!("HELLO")),
-        ("TEXT_STARTS_WITH", json!("hel"), json!("Hello"), json!("oh hello")),
-        ("TEXT_DOES_NOT_START_WITH", json!("world"), json!("hello world"), json!("World peace")),
-        ("TEXT_ENDS_WITH", json!("WORLD"), json!("hello world"), json!("world hello")),
-        ("TEXT_DOES_NOT_END_WITH", json!("hello"), json!("hello world"), json!("oh HELLO")),
+        (
+            "TEXT_CONTAINS",
+            json!("LO WO"),
+            json!("Hello World"),
+            json!("Hello"),
+        ),
+        (
+            "TEXT_DOES_NOT_CONTAIN",
+            json!("xyz"),
+            json!("Hello"),
+            json!("aXYZb"),
+        ),
+        (
+            "TEXT_EXACTLY_MATCHES",
+            json!("Hello World"),
+            json!("hello world"),
+            json!("Hello World!"),
+        ),
+        (
+            "TEXT_DOES_NOT_EXACTLY_MATCH",
+            json!("hello"),
+            json!("hello!"),
+            json!("HELLO"),
+        ),
+        (
+            "TEXT_STARTS_WITH",
+            json!("hel"),
+            json!("Hello"),
+            json!("oh hello"),
+        ),
+        (
+            "TEXT_DOES_NOT_START_WITH",
+            json!("world"),
+            json!("hello world"),
+            json!("World peace"),
+        ),
+        (
+            "TEXT_ENDS_WITH",
+            json!("WORLD"),
+            json!("hello world"),
+            json!("world hello"),
+        ),
+        (
+            "TEXT_DOES_NOT_END_WITH",
+            json!("hello"),
+            json!("hello world"),
+            json!("oh HELLO"),
+        ),
         ("NUMBER_IS_GREATER_THAN", json!(10), json!(42), json!(10)),
-        ("NUMBER_IS_LESS_THAN", json!("100"), json!("99.5"), json!(100)),
+        (
+            "NUMBER_IS_LESS_THAN",
+            json!("100"),
+            json!("99.5"),
+            json!(100),
+        ),
         ("NUMBER_IS_EQUAL_TO", json!(42), json!("42"), json!(41)),
         ("BOOLEAN_IS_TRUE", Value::Null, json!(true), json!(false)),
         ("BOOLEAN_IS_FALSE", Value::Null, json!(false), json!(true)),
-        ("DATE_IS_BEFORE", json!("2030-01-01T00:00:00Z"), json!(date), json!("2031-01-01T00:00:00Z")),
-        ("DATE_IS_EQUAL", json!(date), json!(date), json!("2026-11-21T20:42:59.000Z")),
-        ("DATE_IS_AFTER", json!("2020-01-01T00:00:00Z"), json!(date), json!("2019-12-31T23:59:59Z")),
-        ("LIST_CONTAINS", json!("SECURITY"), json!(["security", "audit"]), json!(["billing"])),
-        ("LIST_DOES_NOT_CONTAIN", json!("billing"), json!(["security"]), json!(["Billing"])),
+        (
+            "DATE_IS_BEFORE",
+            json!("2030-01-01T00:00:00Z"),
+            json!(date),
+            json!("2031-01-01T00:00:00Z"),
+        ),
+        (
+            "DATE_IS_EQUAL",
+            json!(date),
+            json!(date),
+            json!("2026-11-21T20:42:59.000Z"),
+        ),
+        (
+            "DATE_IS_AFTER",
+            json!("2020-01-01T00:00:00Z"),
+            json!(date),
+            json!("2019-12-31T23:59:59Z"),
+        ),
+        (
+            "LIST_CONTAINS",
+            json!("SECURITY"),
+            json!(["security", "audit"]),
+            json!(["billing"]),
+        ),
+        (
+            "LIST_DOES_NOT_CONTAIN",
+            json!("billing"),
+            json!(["security"]),
+            json!(["Billing"]),
+        ),
         ("LIST_IS_EMPTY", Value::Null, json!([]), json!(["x"])),
         ("LIST_IS_NOT_EMPTY", Value::Null, json!(["x"]), json!([])),
         ("EXISTS", Value::Null, json!("x"), json!("")),
@@ -125,19 +222,38 @@ async fn every_operator_true_and_false() {
         .map(|(op, right, _, _)| json!({"name": op, "when": [[cond(&format!("{{{{trigger.body.{op}}}}}"), op, right.clone())]], "steps": []}))
         .chain(std::iter::once(json!({"name": "none", "fallback": true, "steps": []})))
         .collect();
-    let flow = webhook_flow("operators", json!([{"name": "ops", "type": "router", "mode": "allMatch", "branches": branches}]));
+    let flow = webhook_flow(
+        "operators",
+        json!([{"name": "ops", "type": "router", "mode": "allMatch", "branches": branches}]),
+    );
     let id = server.create_flow(flow).await;
 
-    let true_event: serde_json::Map<String, Value> = cases.iter().map(|(op, _, yes, _)| (op.to_string(), yes.clone())).collect();
+    let true_event: serde_json::Map<String, Value> = cases
+        .iter()
+        .map(|(op, _, yes, _)| (op.to_string(), yes.clone()))
+        .collect();
     let run = server.run_flow(&id, &Value::Object(true_event)).await;
     let ops = step(&run, "ops");
     let expected: Vec<&str> = cases.iter().map(|(op, ..)| *op).collect();
-    assert_eq!(ops["output"]["selectedBranches"], json!(expected), "every operator should hold: {}", ops["detail"]);
+    assert_eq!(
+        ops["output"]["selectedBranches"],
+        json!(expected),
+        "every operator should hold: {}",
+        ops["detail"]
+    );
 
-    let false_event: serde_json::Map<String, Value> = cases.iter().map(|(op, _, _, no)| (op.to_string(), no.clone())).collect();
+    let false_event: serde_json::Map<String, Value> = cases
+        .iter()
+        .map(|(op, _, _, no)| (op.to_string(), no.clone()))
+        .collect();
     let run = server.run_flow(&id, &Value::Object(false_event)).await;
     let ops = step(&run, "ops");
-    assert_eq!(ops["output"]["selectedBranches"], json!(["none"]), "no operator should hold: {}", ops["detail"]);
+    assert_eq!(
+        ops["output"]["selectedBranches"],
+        json!(["none"]),
+        "no operator should hold: {}",
+        ops["detail"]
+    );
 }
 
 #[tokio::test]
@@ -152,5 +268,8 @@ async fn case_sensitive_comparison_is_opt_in() {
     );
     let id = server.create_flow(flow).await;
     let run = server.run_flow(&id, &json!({"a": "ABC"})).await;
-    assert_eq!(step(&run, "r")["output"]["selectedBranches"], json!(["insensitive"]));
+    assert_eq!(
+        step(&run, "r")["output"]["selectedBranches"],
+        json!(["insensitive"])
+    );
 }

@@ -23,7 +23,12 @@ pub type ApiResult<T> = Result<T, ApiError>;
 
 impl ApiError {
     pub fn new(status: StatusCode, detail: impl Into<String>) -> ApiError {
-        ApiError { status, detail: detail.into(), problems: None, extra: None }
+        ApiError {
+            status,
+            detail: detail.into(),
+            problems: None,
+            extra: None,
+        }
     }
 
     pub fn bad_request(detail: impl Into<String>) -> ApiError {
@@ -43,7 +48,12 @@ impl ApiError {
             [one] => format!("the flow is invalid: {one}"),
             many => format!("the flow is invalid ({} problems)", many.len()),
         };
-        ApiError { status: StatusCode::UNPROCESSABLE_ENTITY, detail, problems: Some(problems), extra: None }
+        ApiError {
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            detail,
+            problems: Some(problems),
+            extra: None,
+        }
     }
 
     pub fn with_extra(mut self, extra: Value) -> ApiError {
@@ -59,7 +69,10 @@ impl From<StoreError> for ApiError {
             StoreError::Conflict(detail) => ApiError::new(StatusCode::CONFLICT, detail),
             other => {
                 tracing::error!(error = %other, "store error");
-                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal storage error; see the server log")
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal storage error; see the server log",
+                )
             }
         }
     }
@@ -89,9 +102,14 @@ impl IntoResponse for ApiError {
             map.extend(extra);
         }
         let mut response = (self.status, axum::Json(body)).into_response();
-        response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
         if self.status == StatusCode::UNAUTHORIZED {
-            response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         response
     }

@@ -19,11 +19,16 @@ pub fn routes() -> Router<AppState> {
 
 /// Parses a flow body by its content type.
 fn definition(headers: &HeaderMap, body: &Bytes) -> ApiResult<Value> {
-    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
     if content_type.contains("yaml") {
-        serde_yaml::from_slice(body).map_err(|e| ApiError::bad_request(format!("body is not valid YAML: {e}")))
+        serde_yaml::from_slice(body)
+            .map_err(|e| ApiError::bad_request(format!("body is not valid YAML: {e}")))
     } else {
-        serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("body is not valid JSON: {e}")))
+        serde_json::from_slice(body)
+            .map_err(|e| ApiError::bad_request(format!("body is not valid JSON: {e}")))
     }
 }
 
@@ -34,31 +39,56 @@ fn render(active: &ActiveFlow) -> Value {
     body
 }
 
-async fn create(State(app): State<AppState>, headers: HeaderMap, body: Bytes) -> ApiResult<Response> {
+async fn create(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
     let value = definition(&headers, &body)?;
     let scope = app.store.default_scope().await?;
     let active = app.flows.create(&scope, value).await?;
     let location = format!("/v1/flows/{}", active.record.id);
-    Ok((StatusCode::CREATED, [(header::LOCATION, location)], Json(render(&active))).into_response())
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        Json(render(&active)),
+    )
+        .into_response())
 }
 
-async fn list(State(app): State<AppState>, Query(params): Query<PageParams>) -> ApiResult<Json<Value>> {
+async fn list(
+    State(app): State<AppState>,
+    Query(params): Query<PageParams>,
+) -> ApiResult<Json<Value>> {
     let (limit, cursor) = params.parse()?;
     let page = app.flows.list(limit, cursor).await?;
     Ok(Json(json!(page)))
 }
 
 async fn read(State(app): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
-    let active = app.flows.current(&id).await?.ok_or_else(|| ApiError::not_found(format!("flow {id} not found")))?;
+    let active = app
+        .flows
+        .current(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("flow {id} not found")))?;
     Ok(Json(render(&active)))
 }
 
-async fn replace(State(app): State<AppState>, Path(id): Path<String>, headers: HeaderMap, body: Bytes) -> ApiResult<Json<Value>> {
+async fn replace(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Json<Value>> {
     let value = definition(&headers, &body)?;
     let active = app.flows.update(&id, value).await?;
     Ok(Json(render(&active)))
 }
 
 async fn remove(State(app): State<AppState>, Path(id): Path<String>) -> ApiResult<StatusCode> {
-    if app.flows.delete(&id).await? { Ok(StatusCode::NO_CONTENT) } else { Err(ApiError::not_found(format!("flow {id} not found"))) }
+    if app.flows.delete(&id).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::not_found(format!("flow {id} not found")))
+    }
 }

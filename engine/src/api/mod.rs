@@ -50,7 +50,11 @@ pub fn router(app: AppState) -> Router {
         .with_state(app)
 }
 
-async fn require_admin(State(app): State<AppState>, request: Request, next: Next) -> Result<Response, ApiError> {
+async fn require_admin(
+    State(app): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
     let presented = request
         .headers()
         .get(axum::http::header::AUTHORIZATION)
@@ -59,8 +63,12 @@ async fn require_admin(State(app): State<AppState>, request: Request, next: Next
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
         .map(|(_, token)| token.trim());
     match presented {
-        None => Err(ApiError::unauthorized("missing Authorization: Bearer <admin token>")),
-        Some(token) if secrets_equal(token.as_bytes(), app.admin_token.as_bytes()) => Ok(next.run(request).await),
+        None => Err(ApiError::unauthorized(
+            "missing Authorization: Bearer <admin token>",
+        )),
+        Some(token) if secrets_equal(token.as_bytes(), app.admin_token.as_bytes()) => {
+            Ok(next.run(request).await)
+        }
         Some(_) => Err(ApiError::unauthorized("invalid admin token")),
     }
 }
@@ -77,12 +85,17 @@ impl PageParams {
     pub fn parse(&self) -> ApiResult<(u32, Option<Cursor>)> {
         let limit = self.limit.unwrap_or(50);
         if !(1..=500).contains(&limit) {
-            return Err(ApiError::bad_request(format!("limit: must be between 1 and 500, got {limit}")));
+            return Err(ApiError::bad_request(format!(
+                "limit: must be between 1 and 500, got {limit}"
+            )));
         }
-        let cursor = match &self.cursor {
-            None => None,
-            Some(text) => Some(Cursor::decode(text).ok_or_else(|| ApiError::bad_request("cursor: not a cursor this server issued"))?),
-        };
+        let cursor =
+            match &self.cursor {
+                None => None,
+                Some(text) => Some(Cursor::decode(text).ok_or_else(|| {
+                    ApiError::bad_request("cursor: not a cursor this server issued")
+                })?),
+            };
         Ok((limit, cursor))
     }
 }

@@ -21,27 +21,53 @@ pub fn routes() -> Router<AppState> {
 struct ListParams {
     flow_id: Option<String>,
     status: Option<String>,
-    #[serde(flatten)]
-    page: PageParams,
+    // Not `#[serde(flatten)]`: flattened query structs cannot parse numbers.
+    limit: Option<u32>,
+    cursor: Option<String>,
 }
 
-async fn list(State(app): State<AppState>, Query(params): Query<ListParams>) -> ApiResult<Json<Value>> {
-    let (limit, cursor) = params.page.parse()?;
+async fn list(
+    State(app): State<AppState>,
+    Query(params): Query<ListParams>,
+) -> ApiResult<Json<Value>> {
+    let (limit, cursor) = PageParams {
+        limit: params.limit,
+        cursor: params.cursor.clone(),
+    }
+    .parse()?;
     let status = match &params.status {
         None => None,
-        Some(text) => Some(text.parse::<RunStatus>().map_err(|e| ApiError::bad_request(format!("status: {e}")))?),
+        Some(text) => Some(
+            text.parse::<RunStatus>()
+                .map_err(|e| ApiError::bad_request(format!("status: {e}")))?,
+        ),
     };
-    let filter = RunFilter { flow_id: params.flow_id, status, limit, cursor };
+    let filter = RunFilter {
+        flow_id: params.flow_id,
+        status,
+        limit,
+        cursor,
+    };
     Ok(Json(json!(app.store.list_runs(&filter).await?)))
 }
 
 async fn read(State(app): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
-    let run = app.store.get_run(&id).await?.ok_or_else(|| ApiError::not_found(format!("run {id} not found")))?;
+    let run = app
+        .store
+        .get_run(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("run {id} not found")))?;
     Ok(Json(json!(run)))
 }
 
-async fn retry(State(app): State<AppState>, Path(id): Path<String>) -> ApiResult<(StatusCode, Json<Value>)> {
+async fn retry(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
     let run = app.store.retry_run(&id).await?;
     app.queue.wake();
-    Ok((StatusCode::ACCEPTED, Json(json!({ "runId": run.id, "status": run.status }))))
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({ "runId": run.id, "status": run.status })),
+    ))
 }

@@ -8,7 +8,9 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 
 pub fn routes() -> Router<AppState> {
-    Router::new().route("/healthz", get(healthz)).route("/metrics", get(metrics))
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
 }
 
 async fn healthz(State(app): State<AppState>) -> ApiResult<impl IntoResponse> {

@@ -19,7 +19,9 @@ use serde_json::json;
 use std::time::Duration;
 
 pub fn routes() -> Router<AppState> {
-    Router::new().route("/webhooks/{flow_id}", post(receive)).route("/webhooks/{flow_id}/sync", post(receive_sync))
+    Router::new()
+        .route("/webhooks/{flow_id}", post(receive))
+        .route("/webhooks/{flow_id}/sync", post(receive_sync))
 }
 
 /// Longest a `/sync` caller may ask to wait.
@@ -32,11 +34,22 @@ struct SyncParams {
     timeout_ms: Option<u64>,
 }
 
-async fn receive(State(app): State<AppState>, Path(flow_id): Path<String>, headers: HeaderMap, body: Body) -> ApiResult<Response> {
+async fn receive(
+    State(app): State<AppState>,
+    Path(flow_id): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Response> {
     let accepted = accept(&app, &flow_id, &headers, body).await?;
     Ok(match accepted {
-        Accepted::New { run_id } => (StatusCode::ACCEPTED, Json(json!({ "runId": run_id }))).into_response(),
-        Accepted::Duplicate { run_id } => (StatusCode::OK, Json(json!({ "runId": run_id, "duplicate": true }))).into_response(),
+        Accepted::New { run_id } => {
+            (StatusCode::ACCEPTED, Json(json!({ "runId": run_id }))).into_response()
+        }
+        Accepted::Duplicate { run_id } => (
+            StatusCode::OK,
+            Json(json!({ "runId": run_id, "duplicate": true })),
+        )
+            .into_response(),
     })
 }
 
@@ -47,33 +60,62 @@ async fn receive_sync(
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<Response> {
-    let wait = params.timeout_ms.map(Duration::from_millis).unwrap_or(DEFAULT_SYNC_WAIT);
+    let wait = params
+        .timeout_ms
+        .map(Duration::from_millis)
+        .unwrap_or(DEFAULT_SYNC_WAIT);
     if wait > MAX_SYNC_WAIT {
-        return Err(ApiError::bad_request(format!("timeoutMs: at most {} allowed", MAX_SYNC_WAIT.as_millis())));
+        return Err(ApiError::bad_request(format!(
+            "timeoutMs: at most {} allowed",
+            MAX_SYNC_WAIT.as_millis()
+        )));
     }
     let run_id = match accept(&app, &flow_id, &headers, body).await? {
         Accepted::New { run_id } | Accepted::Duplicate { run_id } => run_id,
     };
     if !app.queue.wait_for(&run_id, wait).await {
-        return Err(ApiError::new(StatusCode::REQUEST_TIMEOUT, format!("run {run_id} did not finish within {} ms", wait.as_millis()))
-            .with_extra(json!({ "runId": run_id })));
+        return Err(ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            format!("run {run_id} did not finish within {} ms", wait.as_millis()),
+        )
+        .with_extra(json!({ "runId": run_id })));
     }
-    let run = app.store.get_run(&run_id).await?.ok_or_else(|| ApiError::not_found(format!("run {run_id} not found")))?;
+    let run = app
+        .store
+        .get_run(&run_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("run {run_id} not found")))?;
     Ok(Json(json!(run)).into_response())
 }
 
-async fn accept(app: &AppState, flow_id: &str, headers: &HeaderMap, body: Body) -> ApiResult<Accepted> {
-    let active = app.flows.current(flow_id).await?.ok_or_else(|| ApiError::not_found(format!("flow {flow_id} not found")))?;
+async fn accept(
+    app: &AppState,
+    flow_id: &str,
+    headers: &HeaderMap,
+    body: Body,
+) -> ApiResult<Accepted> {
+    let active = app
+        .flows
+        .current(flow_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("flow {flow_id} not found")))?;
     let Trigger::Webhook { auth } = &active.flow.trigger else {
-        return Err(ApiError::new(StatusCode::CONFLICT, format!("flow {flow_id} is triggered by a schedule, not a webhook")));
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!("flow {flow_id} is triggered by a schedule, not a webhook"),
+        ));
     };
     let bytes = read_limited(app, headers, body).await?;
     let now = chrono::Utc::now().timestamp();
     if let Err(error) = verify::verify(auth, headers, &bytes, now) {
         app.metrics.event_rejected(Rejection::Auth);
-        return Err(ApiError::unauthorized(format!("webhook authentication failed: {error}")));
+        return Err(ApiError::unauthorized(format!(
+            "webhook authentication failed: {error}"
+        )));
     }
-    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
     let value = trigger::parse_body(content_type, &bytes).map_err(|e| {
         app.metrics.event_rejected(Rejection::Body);
         ApiError::bad_request(e.to_string())
@@ -81,13 +123,17 @@ async fn accept(app: &AppState, flow_id: &str, headers: &HeaderMap, body: Body) 
     let event_key = trigger::event_key(&value, headers);
     drop(value);
     // The body parsed as JSON, so it is valid UTF-8.
-    let body = String::from_utf8(bytes.to_vec()).map_err(|_| ApiError::bad_request("body is not UTF-8"))?;
+    let body = String::from_utf8(bytes.to_vec())
+        .map_err(|_| ApiError::bad_request("body is not UTF-8"))?;
     let event = NewEvent {
         event_id: new_id(),
         run_id: new_id(),
         flow_id: flow_id.to_string(),
         flow_version: active.record.version,
-        scope: crate::store::Scope { platform_id: active.record.platform_id.clone(), project_id: active.record.project_id.clone() },
+        scope: crate::store::Scope {
+            platform_id: active.record.platform_id.clone(),
+            project_id: active.record.project_id.clone(),
+        },
         event_key: Some(event_key),
         environment: Environment::Production,
         headers: trigger::kept_headers(headers, trigger::secret_header(auth)),
@@ -104,19 +150,31 @@ async fn accept(app: &AppState, flow_id: &str, headers: &HeaderMap, body: Body) 
 
 /// Reads the body up to the configured limit; larger bodies are refused with 413 without being
 /// read to the end.
-async fn read_limited(app: &AppState, headers: &HeaderMap, body: Body) -> ApiResult<axum::body::Bytes> {
+async fn read_limited(
+    app: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+) -> ApiResult<axum::body::Bytes> {
     let limit = app.max_body_bytes;
     let too_large = || {
         app.metrics.event_rejected(Rejection::Size);
-        ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, format!("body is larger than the {limit}-byte limit"))
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("body is larger than the {limit}-byte limit"),
+        )
     };
-    let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok());
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
     if declared.is_some_and(|n| n > limit) {
         return Err(too_large());
     }
     match Limited::new(body, limit).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(error) if error.is::<LengthLimitError>() => Err(too_large()),
-        Err(error) => Err(ApiError::bad_request(format!("could not read the body: {error}"))),
+        Err(error) => Err(ApiError::bad_request(format!(
+            "could not read the body: {error}"
+        ))),
     }
 }

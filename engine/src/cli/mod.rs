@@ -16,7 +16,11 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 #[derive(Debug, Parser)]
-#[command(name = "hookflow", version, about = "WebAssembly-extensible workflow engine for audit events")]
+#[command(
+    name = "hookflow",
+    version,
+    about = "WebAssembly-extensible workflow engine for audit events"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -60,7 +64,10 @@ struct UsageError(String);
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -99,7 +106,12 @@ async fn dispatch(command: Command) -> Result<ExitCode, Failure> {
     match command {
         Command::Serve(config) => serve(config).await,
         Command::Flow(FlowCommand::Validate { file }) => validate(&file).await,
-        Command::Flow(FlowCommand::Run { file, payload, plugins, json }) => run_local(&file, &payload, &plugins, json).await,
+        Command::Flow(FlowCommand::Run {
+            file,
+            payload,
+            plugins,
+            json,
+        }) => run_local(&file, &payload, &plugins, json).await,
     }
 }
 
@@ -120,8 +132,12 @@ async fn serve(config: ServeConfig) -> Result<ExitCode, Failure> {
 }
 
 fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("HOOKFLOW_LOG").unwrap_or_else(|_| "info".into());
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("HOOKFLOW_LOG")
+        .unwrap_or_else(|_| "info".into());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
 }
 
 /// Completes on SIGTERM or Ctrl-C.
@@ -150,21 +166,37 @@ fn read_file(path: &Path) -> Result<String, Failure> {
 
 /// Parses a flow file and checks its plugins against `sandbox`; all problems in one message.
 fn load_flow(path: &Path, sandbox: &crate::wasm::Sandbox) -> Result<flow::Flow, Vec<String>> {
-    let text = std::fs::read_to_string(path).map_err(|e| vec![format!("cannot read {}: {e}", path.display())])?;
-    let flow = flow::parse_flow(&text, Format::Auto).map_err(|p| p.0.iter().map(ToString::to_string).collect::<Vec<_>>())?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| vec![format!("cannot read {}: {e}", path.display())])?;
+    let flow = flow::parse_flow(&text, Format::Auto)
+        .map_err(|p| p.0.iter().map(ToString::to_string).collect::<Vec<_>>())?;
     let problems = plugin_problems(&flow, sandbox);
-    if problems.is_empty() { Ok(flow) } else { Err(problems.iter().map(ToString::to_string).collect()) }
+    if problems.is_empty() {
+        Ok(flow)
+    } else {
+        Err(problems.iter().map(ToString::to_string).collect())
+    }
 }
 
 async fn validate(file: &Path) -> Result<ExitCode, Failure> {
     let sandbox = server::sandbox_with_plugins(None, 64 << 20, 4, &[]).await?;
     match load_flow(file, &sandbox) {
         Ok(flow) => {
-            println!("{}: valid flow {:?} ({} steps)", file.display(), flow.name, flow.all_steps().count());
+            println!(
+                "{}: valid flow {:?} ({} steps)",
+                file.display(),
+                flow.name,
+                flow.all_steps().count()
+            );
             Ok(ExitCode::SUCCESS)
         }
         Err(problems) => {
-            eprintln!("{}: invalid flow ({} problem{})", file.display(), problems.len(), if problems.len() == 1 { "" } else { "s" });
+            eprintln!(
+                "{}: invalid flow ({} problem{})",
+                file.display(),
+                problems.len(),
+                if problems.len() == 1 { "" } else { "s" }
+            );
             for p in &problems {
                 eprintln!("  {p}");
             }
@@ -173,7 +205,12 @@ async fn validate(file: &Path) -> Result<ExitCode, Failure> {
     }
 }
 
-async fn run_local(file: &Path, payload: &Path, plugins: &[PathBuf], as_json: bool) -> Result<ExitCode, Failure> {
+async fn run_local(
+    file: &Path,
+    payload: &Path,
+    plugins: &[PathBuf],
+    as_json: bool,
+) -> Result<ExitCode, Failure> {
     let body: Value = serde_json::from_str(&read_file(payload)?)
         .map_err(|e| usage(format!("{} is not valid JSON: {e}", payload.display())))?;
     for p in plugins {
@@ -182,7 +219,8 @@ async fn run_local(file: &Path, payload: &Path, plugins: &[PathBuf], as_json: bo
         }
     }
     let sandbox = Arc::new(server::sandbox_with_plugins(None, 64 << 20, 4, plugins).await?);
-    let flow = load_flow(file, &sandbox).map_err(|problems| usage(format!("{}: {}", file.display(), problems.join("; "))))?;
+    let flow = load_flow(file, &sandbox)
+        .map_err(|problems| usage(format!("{}: {}", file.display(), problems.join("; "))))?;
     let executor = Executor::new(sandbox);
     let run_id = crate::store::new_id();
     let request = RunRequest {
@@ -202,5 +240,9 @@ async fn run_local(file: &Path, payload: &Path, plugins: &[PathBuf], as_json: bo
     } else {
         print!("{}", trace::render(&flow, &result, trace::use_color()));
     }
-    Ok(if result.status == crate::store::RunStatus::Succeeded { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if result.status == crate::store::RunStatus::Succeeded {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }

@@ -17,7 +17,11 @@ struct Painter(bool);
 
 impl Painter {
     fn paint(&self, code: &str, text: &str) -> String {
-        if self.0 { format!("\x1b[{code}m{text}\x1b[0m") } else { text.to_string() }
+        if self.0 {
+            format!("\x1b[{code}m{text}\x1b[0m")
+        } else {
+            text.to_string()
+        }
     }
     fn status(&self, status: StepStatus) -> String {
         let code = match status {
@@ -32,11 +36,20 @@ impl Painter {
 /// The whole trace as text.
 pub fn render(flow: &Flow, result: &RunResult, color: bool) -> String {
     let p = Painter(color);
-    let records: HashMap<&str, &StepRecord> = result.steps.iter().map(|s| (s.name.as_str(), s)).collect();
+    let records: HashMap<&str, &StepRecord> =
+        result.steps.iter().map(|s| (s.name.as_str(), s)).collect();
     let mut out = String::new();
     let status = result.status.as_str();
-    let status = if result.status == crate::store::RunStatus::Succeeded { p.paint("32", status) } else { p.paint("31", status) };
-    let _ = writeln!(out, "run {status} in {:.3} ms — flow {:?}", result.duration_ms, flow.name);
+    let status = if result.status == crate::store::RunStatus::Succeeded {
+        p.paint("32", status)
+    } else {
+        p.paint("31", status)
+    };
+    let _ = writeln!(
+        out,
+        "run {status} in {:.3} ms — flow {:?}",
+        result.duration_ms, flow.name
+    );
     if let Some(error) = &result.error {
         let _ = writeln!(out, "  {}", p.paint("31", error));
     }
@@ -44,7 +57,13 @@ pub fn render(flow: &Flow, result: &RunResult, color: bool) -> String {
     out
 }
 
-fn steps(out: &mut String, p: &Painter, list: &[Step], records: &HashMap<&str, &StepRecord>, indent: &str) {
+fn steps(
+    out: &mut String,
+    p: &Painter,
+    list: &[Step],
+    records: &HashMap<&str, &StepRecord>,
+    indent: &str,
+) {
     for step in list {
         let Some(record) = records.get(step.name()) else {
             let _ = writeln!(out, "{indent}· {} (not run)", step.name());
@@ -52,20 +71,52 @@ fn steps(out: &mut String, p: &Painter, list: &[Step], records: &HashMap<&str, &
         };
         match step {
             Step::Router(router) => {
-                let _ = writeln!(out, "{indent}◆ {} router {} ({:.3} ms)", router.name, p.status(record.status), record.duration_ms);
-                let evaluations = record.detail.as_ref().and_then(|d| d.get("branches")).and_then(|b| b.as_array());
+                let _ = writeln!(
+                    out,
+                    "{indent}◆ {} router {} ({:.3} ms)",
+                    router.name,
+                    p.status(record.status),
+                    record.duration_ms
+                );
+                let evaluations = record
+                    .detail
+                    .as_ref()
+                    .and_then(|d| d.get("branches"))
+                    .and_then(|b| b.as_array());
                 for (i, branch) in router.branches.iter().enumerate() {
                     let eval = evaluations.and_then(|e| e.get(i));
-                    let selected = eval.and_then(|e| e.get("selected")).and_then(|v| v.as_bool()).unwrap_or(false);
-                    let mark = if selected { p.paint("32", "▶ taken") } else { p.paint("2", "  not taken") };
+                    let selected = eval
+                        .and_then(|e| e.get("selected"))
+                        .and_then(|v| v.as_bool())
+                        .unwrap_or(false);
+                    let mark = if selected {
+                        p.paint("32", "▶ taken")
+                    } else {
+                        p.paint("2", "  not taken")
+                    };
                     let kind = if branch.fallback { " (fallback)" } else { "" };
                     let _ = writeln!(out, "{indent}  {mark} {:?}{kind}", branch.name);
-                    if let Some(groups) = eval.and_then(|e| e.get("conditions")).and_then(|c| c.as_array()) {
+                    if let Some(groups) = eval
+                        .and_then(|e| e.get("conditions"))
+                        .and_then(|c| c.as_array())
+                    {
                         for condition in groups.iter().filter_map(|g| g.as_array()).flatten() {
-                            let left = condition.get("left").map(|v| v.to_string()).unwrap_or_default();
-                            let op = condition.get("operator").and_then(|v| v.as_str()).unwrap_or("?");
-                            let right = condition.get("right").map(|v| format!(" {v}")).unwrap_or_default();
-                            let ok = condition.get("result").and_then(|v| v.as_bool()).unwrap_or(false);
+                            let left = condition
+                                .get("left")
+                                .map(|v| v.to_string())
+                                .unwrap_or_default();
+                            let op = condition
+                                .get("operator")
+                                .and_then(|v| v.as_str())
+                                .unwrap_or("?");
+                            let right = condition
+                                .get("right")
+                                .map(|v| format!(" {v}"))
+                                .unwrap_or_default();
+                            let ok = condition
+                                .get("result")
+                                .and_then(|v| v.as_bool())
+                                .unwrap_or(false);
                             let _ = writeln!(out, "{indent}      {left} {op}{right} → {ok}");
                         }
                     }
@@ -91,14 +142,24 @@ fn steps(out: &mut String, p: &Painter, list: &[Step], records: &HashMap<&str, &
                 if let Some(error) = &record.error {
                     let _ = writeln!(out, "{indent}    error: {}", p.paint("31", error));
                 }
-                if let Some(logs) = record.detail.as_ref().and_then(|d| d.get("logs")).and_then(|l| l.as_array()) {
+                if let Some(logs) = record
+                    .detail
+                    .as_ref()
+                    .and_then(|d| d.get("logs"))
+                    .and_then(|l| l.as_array())
+                {
                     for line in logs {
                         let level = line.get("level").and_then(|v| v.as_str()).unwrap_or("info");
                         let message = line.get("message").and_then(|v| v.as_str()).unwrap_or("");
                         let _ = writeln!(out, "{indent}    log [{level}] {message}");
                     }
                 }
-                if let Some(reason) = record.detail.as_ref().and_then(|d| d.get("skipped")).and_then(|v| v.as_str()) {
+                if let Some(reason) = record
+                    .detail
+                    .as_ref()
+                    .and_then(|d| d.get("skipped"))
+                    .and_then(|v| v.as_str())
+                {
                     let _ = writeln!(out, "{indent}    skipped: {reason}");
                 }
             }

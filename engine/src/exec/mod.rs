@@ -73,17 +73,36 @@ impl Executor {
             "steps": {},
             "run": {"id": req.run_id, "flowId": req.flow_id, "attempt": req.attempt, "environment": req.environment},
         });
-        let prior = req.prior_steps.iter().map(|s| (s.name.as_str(), s)).collect();
-        let mut state = RunState { req, ctx, steps: Vec::new(), prior, failure: None };
+        let prior = req
+            .prior_steps
+            .iter()
+            .map(|s| (s.name.as_str(), s))
+            .collect();
+        let mut state = RunState {
+            req,
+            ctx,
+            steps: Vec::new(),
+            prior,
+            failure: None,
+        };
         self.run_steps(&mut state, &req.flow.steps).await;
         let (status, error) = match state.failure {
             Some((status, error)) => (status, Some(error)),
             None => (RunStatus::Succeeded, None),
         };
-        RunResult { status, error, steps: state.steps, duration_ms: millis(started.elapsed()) }
+        RunResult {
+            status,
+            error,
+            steps: state.steps,
+            duration_ms: millis(started.elapsed()),
+        }
     }
 
-    fn run_steps<'s>(&'s self, state: &'s mut RunState<'_>, steps: &'s [Step]) -> BoxFuture<'s, ()> {
+    fn run_steps<'s>(
+        &'s self,
+        state: &'s mut RunState<'_>,
+        steps: &'s [Step],
+    ) -> BoxFuture<'s, ()> {
         Box::pin(async move {
             for step in steps {
                 if state.failure.is_some() {
@@ -100,9 +119,19 @@ impl Executor {
     async fn run_router(&self, state: &mut RunState<'_>, step: &RouterStep) {
         let started = Instant::now();
         let decision = router::decide(step, &state.ctx);
-        let selected: Vec<&str> = decision.selected.iter().map(|&i| step.branches[i].name.as_str()).collect();
+        let selected: Vec<&str> = decision
+            .selected
+            .iter()
+            .map(|&i| step.branches[i].name.as_str())
+            .collect();
         let output = json!({ "selectedBranches": selected });
-        set_step_context(&mut state.ctx, &step.name, StepStatus::Succeeded, Some(&output), None);
+        set_step_context(
+            &mut state.ctx,
+            &step.name,
+            StepStatus::Succeeded,
+            Some(&output),
+            None,
+        );
         let record = StepRecord {
             name: step.name.clone(),
             seq: state.steps.len() as i64,
@@ -127,7 +156,13 @@ impl Executor {
         {
             let mut reused = (*prior).clone();
             reused.seq = state.steps.len() as i64;
-            set_step_context(&mut state.ctx, &step.name, reused.status, reused.output.as_ref(), None);
+            set_step_context(
+                &mut state.ctx,
+                &step.name,
+                reused.status,
+                reused.output.as_ref(),
+                None,
+            );
             state.steps.push(reused);
             return;
         }
@@ -152,16 +187,26 @@ impl Executor {
                 error: None,
                 attempts: 0,
                 duration_ms: 0.0,
-                detail: Some(json!({ "plugin": plugin.to_string(), "skipped": "side effect in test run" })),
+                detail: Some(
+                    json!({ "plugin": plugin.to_string(), "skipped": "side effect in test run" }),
+                ),
             });
             return;
         }
         let input_text = input.to_string();
-        let timeout = step.timeout_ms.map(Duration::from_millis).unwrap_or(DEFAULT_STEP_TIMEOUT);
+        let timeout = step
+            .timeout_ms
+            .map(Duration::from_millis)
+            .unwrap_or(DEFAULT_STEP_TIMEOUT);
         let max_attempts = step.retry.max_attempts.max(1);
         let mut attempts_detail = Vec::new();
         let mut logs = Vec::new();
-        let mut attempt = 0;
+        // Attempts count across manual retries of the run, so a plugin sees how often it was tried.
+        let earlier_attempts = state
+            .prior
+            .get(step.name.as_str())
+            .map_or(0, |p| p.attempts.max(0) as u32);
+        let mut attempt = earlier_attempts;
         let (status, output, error) = loop {
             attempt += 1;
             let ctx = StepContext {
@@ -172,14 +217,25 @@ impl Executor {
                 test_run,
             };
             let call_started = Instant::now();
-            let report = self.sandbox.run(&plugin.name, &plugin.version, &ctx, &input_text, timeout).await;
+            let report = self
+                .sandbox
+                .run(&plugin.name, &plugin.version, &ctx, &input_text, timeout)
+                .await;
             logs.extend(report.logs);
             let (status, message, retryable) = match report.outcome {
-                StepOutcome::Succeeded { output } => break (StepStatus::Succeeded, Some(output), None),
-                StepOutcome::Failed { message, retryable } => (StepStatus::Failed, message, retryable),
+                StepOutcome::Succeeded { output } => {
+                    break (StepStatus::Succeeded, Some(output), None);
+                }
+                StepOutcome::Failed { message, retryable } => {
+                    (StepStatus::Failed, message, retryable)
+                }
                 StepOutcome::TimedOut { after } => (
                     StepStatus::Timeout,
-                    format!("step timed out after {} ms (limit {} ms)", after.as_millis(), timeout.as_millis()),
+                    format!(
+                        "step timed out after {} ms (limit {} ms)",
+                        after.as_millis(),
+                        timeout.as_millis()
+                    ),
                     true,
                 ),
             };
@@ -189,7 +245,7 @@ impl Executor {
                 "error": message,
                 "durationMs": millis(call_started.elapsed()),
             }));
-            if !retryable || attempt >= max_attempts {
+            if !retryable || attempt - earlier_attempts >= max_attempts {
                 break (status, None, Some(message));
             }
             tokio::time::sleep(step.retry.backoff(attempt)).await;
@@ -202,7 +258,13 @@ impl Executor {
         if !attempts_detail.is_empty() {
             detail.insert("failedAttempts".into(), Value::Array(attempts_detail));
         }
-        set_step_context(&mut state.ctx, &step.name, status, output.as_ref(), error.as_deref());
+        set_step_context(
+            &mut state.ctx,
+            &step.name,
+            status,
+            output.as_ref(),
+            error.as_deref(),
+        );
         state.steps.push(StepRecord {
             name: step.name.clone(),
             seq: state.steps.len() as i64,
@@ -216,7 +278,11 @@ impl Executor {
             detail: Some(Value::Object(detail)),
         });
         if status != StepStatus::Succeeded && !step.continue_on_failure {
-            let run_status = if status == StepStatus::Timeout { RunStatus::Timeout } else { RunStatus::Failed };
+            let run_status = if status == StepStatus::Timeout {
+                RunStatus::Timeout
+            } else {
+                RunStatus::Failed
+            };
             let message = format!("step {} failed: {}", step.name, error.unwrap_or_default());
             state.failure = Some((run_status, message));
         }
@@ -224,11 +290,20 @@ impl Executor {
 }
 
 fn render_input(input: &Map<String, Value>, ctx: &Value) -> Map<String, Value> {
-    input.iter().map(|(k, v)| (k.clone(), template::render(v, ctx))).collect()
+    input
+        .iter()
+        .map(|(k, v)| (k.clone(), template::render(v, ctx)))
+        .collect()
 }
 
 /// Makes a step's result visible to later templates as `steps.NAME.output` / `.status` / `.error`.
-fn set_step_context(ctx: &mut Value, name: &str, status: StepStatus, output: Option<&Value>, error: Option<&str>) {
+fn set_step_context(
+    ctx: &mut Value,
+    name: &str,
+    status: StepStatus,
+    output: Option<&Value>,
+    error: Option<&str>,
+) {
     let mut entry = Map::new();
     entry.insert("status".into(), json!(status));
     entry.insert("output".into(), output.cloned().unwrap_or(Value::Null));

@@ -31,7 +31,11 @@ pub struct QueueConfig {
 
 impl Default for QueueConfig {
     fn default() -> Self {
-        QueueConfig { concurrency: 64, lease: Duration::from_secs(30), poll_interval: Duration::from_secs(1) }
+        QueueConfig {
+            concurrency: 64,
+            lease: Duration::from_secs(30),
+            poll_interval: Duration::from_secs(1),
+        }
     }
 }
 
@@ -74,22 +78,38 @@ impl Queue {
     /// finished. Safe against the run finishing before the wait starts.
     pub async fn wait_for(&self, run_id: &str, timeout: Duration) -> bool {
         let (tx, rx) = oneshot::channel();
-        self.waiters.lock().expect("waiters poisoned").entry(run_id.to_string()).or_default().push(tx);
+        self.waiters
+            .lock()
+            .expect("waiters poisoned")
+            .entry(run_id.to_string())
+            .or_default()
+            .push(tx);
         if let Ok(Some(run)) = self.store.get_run(run_id).await
             && run.summary.status.is_terminal()
         {
-            self.waiters.lock().expect("waiters poisoned").remove(run_id);
+            self.waiters
+                .lock()
+                .expect("waiters poisoned")
+                .remove(run_id);
             return true;
         }
         let finished = tokio::time::timeout(timeout, rx).await.is_ok();
         if !finished {
-            self.waiters.lock().expect("waiters poisoned").remove(run_id);
+            self.waiters
+                .lock()
+                .expect("waiters poisoned")
+                .remove(run_id);
         }
         finished
     }
 
     fn notify_finished(&self, run_id: &str) {
-        if let Some(senders) = self.waiters.lock().expect("waiters poisoned").remove(run_id) {
+        if let Some(senders) = self
+            .waiters
+            .lock()
+            .expect("waiters poisoned")
+            .remove(run_id)
+        {
             for tx in senders {
                 let _ = tx.send(());
             }
@@ -121,13 +141,22 @@ impl Queue {
                 _ = shutdown.changed() => {}
             }
         }
-        tracing::info!(in_flight = self.in_flight(), "queue stopping; waiting for in-flight runs");
-        let drained = tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} }).await;
+        tracing::info!(
+            in_flight = self.in_flight(),
+            "queue stopping; waiting for in-flight runs"
+        );
+        let drained =
+            tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} }).await;
         if drained.is_err() {
             tasks.abort_all();
             match self.store.release_leases(&self.owner).await {
-                Ok(n) => tracing::warn!(requeued = n, "grace period over; unfinished runs handed back to the queue"),
-                Err(error) => tracing::error!(%error, "could not hand unfinished runs back; their leases will expire"),
+                Ok(n) => tracing::warn!(
+                    requeued = n,
+                    "grace period over; unfinished runs handed back to the queue"
+                ),
+                Err(error) => {
+                    tracing::error!(%error, "could not hand unfinished runs back; their leases will expire")
+                }
             }
         }
         keeper.abort();
@@ -147,7 +176,11 @@ impl Queue {
                 return;
             }
             let lease_ms = self.config.lease.as_millis() as i64;
-            let claimed = match self.store.claim_runs(&self.owner, free.min(256) as u32, lease_ms).await {
+            let claimed = match self
+                .store
+                .claim_runs(&self.owner, free.min(256) as u32, lease_ms)
+                .await
+            {
                 Ok(claimed) => claimed,
                 Err(error) => {
                     tracing::error!(%error, "claiming runs failed");
@@ -208,7 +241,12 @@ impl Queue {
 }
 
 /// Loads the flow version a run was queued with and executes it.
-async fn execute_claimed(executor: &Executor, flows: &FlowRegistry, run: ClaimedRun, owner: &str) -> RunOutcome {
+async fn execute_claimed(
+    executor: &Executor,
+    flows: &FlowRegistry,
+    run: ClaimedRun,
+    owner: &str,
+) -> RunOutcome {
     let fail = |message: String| RunOutcome {
         run_id: run.id.clone(),
         owner: owner.to_string(),
@@ -219,10 +257,15 @@ async fn execute_claimed(executor: &Executor, flows: &FlowRegistry, run: Claimed
     };
     let flow = match flows.version(&run.flow_id, run.flow_version).await {
         Ok(Some(flow)) => flow,
-        Ok(None) => return fail(format!("flow {} version {} no longer exists", run.flow_id, run.flow_version)),
+        Ok(None) => {
+            return fail(format!(
+                "flow {} version {} no longer exists",
+                run.flow_id, run.flow_version
+            ));
+        }
         Err(error) => return fail(format!("loading flow {} failed: {error}", run.flow_id)),
     };
-    let body = match serde_json::from_str(&run.event_body) {
+    let body: serde_json::Value = match serde_json::from_str(&run.event_body) {
         Ok(body) => body,
         Err(error) => return fail(format!("stored event is not JSON: {error}")),
     };
@@ -248,5 +291,7 @@ async fn execute_claimed(executor: &Executor, flows: &FlowRegistry, run: Claimed
 }
 
 fn hostname() -> String {
-    std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_string()).unwrap_or_else(|_| "hookflow".into())
+    std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "hookflow".into())
 }

@@ -45,9 +45,19 @@ pub trait Store: Send + Sync + 'static {
     async fn default_scope(&self) -> StoreResult<Scope>;
 
     /// Saves a new flow at version 1.
-    async fn create_flow(&self, scope: &Scope, name: &str, definition: &Value) -> StoreResult<FlowRecord>;
+    async fn create_flow(
+        &self,
+        scope: &Scope,
+        name: &str,
+        definition: &Value,
+    ) -> StoreResult<FlowRecord>;
     /// Saves a new version of an existing flow.
-    async fn update_flow(&self, id: &str, name: &str, definition: &Value) -> StoreResult<FlowRecord>;
+    async fn update_flow(
+        &self,
+        id: &str,
+        name: &str,
+        definition: &Value,
+    ) -> StoreResult<FlowRecord>;
     /// Soft-deletes a flow; its runs stay queryable. Returns false when there was no such flow.
     async fn delete_flow(&self, id: &str) -> StoreResult<bool>;
     /// The current version of a flow.
@@ -55,12 +65,18 @@ pub trait Store: Send + Sync + 'static {
     /// A specific version of a flow (also of a deleted flow, for runs that are still queued).
     async fn get_flow_version(&self, id: &str, version: i64) -> StoreResult<Option<FlowRecord>>;
     /// Flows, newest first.
-    async fn list_flows(&self, limit: u32, cursor: Option<Cursor>) -> StoreResult<Page<FlowRecord>>;
+    async fn list_flows(&self, limit: u32, cursor: Option<Cursor>)
+    -> StoreResult<Page<FlowRecord>>;
 
     /// Durably records an event and queues its run, or finds the run of an earlier delivery.
     async fn accept_event(&self, event: NewEvent) -> StoreResult<Accepted>;
     /// Claims up to `limit` queued runs for `owner` with a lease of `lease_ms`.
-    async fn claim_runs(&self, owner: &str, limit: u32, lease_ms: i64) -> StoreResult<Vec<ClaimedRun>>;
+    async fn claim_runs(
+        &self,
+        owner: &str,
+        limit: u32,
+        lease_ms: i64,
+    ) -> StoreResult<Vec<ClaimedRun>>;
     /// Extends the leases of every run `owner` holds. Returns how many.
     async fn renew_leases(&self, owner: &str, lease_ms: i64) -> StoreResult<u64>;
     /// Puts runs whose lease expired back in the queue. Returns how many.

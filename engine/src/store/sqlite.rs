@@ -7,7 +7,9 @@
 //! lets run concurrently with the writer.
 
 use super::*;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+};
 use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool, Transaction};
 use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
@@ -37,11 +39,19 @@ impl SqliteStore {
     /// applies migrations and starts the batching writer. `synchronous_full` trades some
     /// throughput for surviving power loss, not just process crashes.
     pub async fn open(url: &str, synchronous_full: bool) -> StoreResult<SqliteStore> {
-        let url = if url.starts_with("sqlite:") { url.to_string() } else { format!("sqlite://{url}") };
+        let url = if url.starts_with("sqlite:") {
+            url.to_string()
+        } else {
+            format!("sqlite://{url}")
+        };
         let base = SqliteConnectOptions::from_str(&url)?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(if synchronous_full { SqliteSynchronous::Full } else { SqliteSynchronous::Normal })
+            .synchronous(if synchronous_full {
+                SqliteSynchronous::Full
+            } else {
+                SqliteSynchronous::Normal
+            })
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(true)
             .pragma("cache_size", "-16000")
@@ -60,7 +70,11 @@ impl SqliteStore {
             .await?;
         let (ops, rx) = mpsc::channel(16 * 1024);
         tokio::spawn(write_loop(writer.clone(), rx));
-        let store = SqliteStore { writer, reader, ops };
+        let store = SqliteStore {
+            writer,
+            reader,
+            ops,
+        };
         store.ensure_default_scope().await?;
         Ok(store)
     }
@@ -80,9 +94,15 @@ impl SqliteStore {
         Ok(())
     }
 
-    async fn submit<T>(&self, make: impl FnOnce(oneshot::Sender<StoreResult<T>>) -> Op) -> StoreResult<T> {
+    async fn submit<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<StoreResult<T>>) -> Op,
+    ) -> StoreResult<T> {
         let (tx, rx) = oneshot::channel();
-        self.ops.send(make(tx)).await.map_err(|_| StoreError::Closed)?;
+        self.ops
+            .send(make(tx))
+            .await
+            .map_err(|_| StoreError::Closed)?;
         rx.await.map_err(|_| StoreError::Closed)?
     }
 }
@@ -90,10 +110,18 @@ impl SqliteStore {
 #[async_trait]
 impl Store for SqliteStore {
     async fn default_scope(&self) -> StoreResult<Scope> {
-        Ok(Scope { platform_id: "default".into(), project_id: "default".into() })
+        Ok(Scope {
+            platform_id: "default".into(),
+            project_id: "default".into(),
+        })
     }
 
-    async fn create_flow(&self, scope: &Scope, name: &str, definition: &Value) -> StoreResult<FlowRecord> {
+    async fn create_flow(
+        &self,
+        scope: &Scope,
+        name: &str,
+        definition: &Value,
+    ) -> StoreResult<FlowRecord> {
         let id = new_id();
         let now = now_text();
         let text = definition.to_string();
@@ -124,7 +152,12 @@ impl Store for SqliteStore {
         })
     }
 
-    async fn update_flow(&self, id: &str, name: &str, definition: &Value) -> StoreResult<FlowRecord> {
+    async fn update_flow(
+        &self,
+        id: &str,
+        name: &str,
+        definition: &Value,
+    ) -> StoreResult<FlowRecord> {
         let now = now_text();
         let text = definition.to_string();
         let mut tx = self.writer.begin().await?;
@@ -141,7 +174,9 @@ impl Store for SqliteStore {
         let version: i64 = row.try_get("version")?;
         insert_version(&mut tx, id, version, &text, &now).await?;
         tx.commit().await?;
-        self.get_flow(id).await?.ok_or_else(|| StoreError::NotFound(format!("flow {id}")))
+        self.get_flow(id)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("flow {id}")))
     }
 
     async fn delete_flow(&self, id: &str) -> StoreResult<bool> {
@@ -175,19 +210,33 @@ impl Store for SqliteStore {
         .transpose()
     }
 
-    async fn list_flows(&self, limit: u32, cursor: Option<Cursor>) -> StoreResult<Page<FlowRecord>> {
+    async fn list_flows(
+        &self,
+        limit: u32,
+        cursor: Option<Cursor>,
+    ) -> StoreResult<Page<FlowRecord>> {
         let mut q = QueryBuilder::<Sqlite>::new("SELECT * FROM flows WHERE deleted IS NULL");
         let backwards = push_cursor(&mut q, cursor.as_ref(), limit);
         let rows = q.build().fetch_all(&self.reader).await?;
-        let items = rows.iter().map(flow_record).collect::<StoreResult<Vec<_>>>()?;
-        Ok(paginate(items, limit, backwards, cursor.is_some(), |f| f.id.clone()))
+        let items = rows
+            .iter()
+            .map(flow_record)
+            .collect::<StoreResult<Vec<_>>>()?;
+        Ok(paginate(items, limit, backwards, cursor.is_some(), |f| {
+            f.id.clone()
+        }))
     }
 
     async fn accept_event(&self, event: NewEvent) -> StoreResult<Accepted> {
         self.submit(|tx| Op::Accept(event, tx)).await
     }
 
-    async fn claim_runs(&self, owner: &str, limit: u32, lease_ms: i64) -> StoreResult<Vec<ClaimedRun>> {
+    async fn claim_runs(
+        &self,
+        owner: &str,
+        limit: u32,
+        lease_ms: i64,
+    ) -> StoreResult<Vec<ClaimedRun>> {
         let mut tx = self.writer.begin().await?;
         let rows = sqlx::query(
             "UPDATE runs SET status = 'RUNNING', lease_owner = ?, lease_expires = ?, started = COALESCE(started, ?), attempt = attempt + 1 \
@@ -205,23 +254,33 @@ impl Store for SqliteStore {
             return Ok(Vec::new());
         }
         let mut events: HashMap<String, (String, String)> = HashMap::new();
-        let event_ids: Vec<String> = rows.iter().map(|r| r.get::<String, _>("event_id")).collect();
+        let event_ids: Vec<String> = rows
+            .iter()
+            .map(|r| r.get::<String, _>("event_id"))
+            .collect();
         for chunk in event_ids.chunks(ROWS_PER_STATEMENT) {
-            let mut q = QueryBuilder::<Sqlite>::new("SELECT id, headers, body FROM events WHERE id IN (");
+            let mut q =
+                QueryBuilder::<Sqlite>::new("SELECT id, headers, body FROM events WHERE id IN (");
             push_list(&mut q, chunk);
             for row in q.build().fetch_all(&mut *tx).await? {
                 events.insert(row.get("id"), (row.get("headers"), row.get("body")));
             }
         }
-        let retried: Vec<String> =
-            rows.iter().filter(|r| r.get::<i64, _>("attempt") > 1).map(|r| r.get::<String, _>("id")).collect();
+        let retried: Vec<String> = rows
+            .iter()
+            .filter(|r| r.get::<i64, _>("attempt") > 1)
+            .map(|r| r.get::<String, _>("id"))
+            .collect();
         let mut prior: HashMap<String, Vec<StepRecord>> = HashMap::new();
         for chunk in retried.chunks(ROWS_PER_STATEMENT) {
             let mut q = QueryBuilder::<Sqlite>::new("SELECT * FROM step_results WHERE run_id IN (");
             push_list(&mut q, chunk);
             q.push(" ORDER BY seq");
             for row in q.build().fetch_all(&mut *tx).await? {
-                prior.entry(row.get("run_id")).or_default().push(step_record(&row)?);
+                prior
+                    .entry(row.get("run_id"))
+                    .or_default()
+                    .push(step_record(&row)?);
             }
         }
         tx.commit().await?;
@@ -229,15 +288,20 @@ impl Store for SqliteStore {
         for row in rows {
             let id: String = row.get("id");
             let event_id: String = row.get("event_id");
-            let (headers, body) =
-                events.remove(&event_id).ok_or_else(|| StoreError::Corrupt(format!("run {id} has no event {event_id}")))?;
+            let (headers, body) = events
+                .remove(&event_id)
+                .ok_or_else(|| StoreError::Corrupt(format!("run {id} has no event {event_id}")))?;
             claimed.push(ClaimedRun {
-                scope: Scope { platform_id: row.get("platform_id"), project_id: row.get("project_id") },
+                scope: Scope {
+                    platform_id: row.get("platform_id"),
+                    project_id: row.get("project_id"),
+                },
                 flow_id: row.get("flow_id"),
                 flow_version: row.get("flow_version"),
                 environment: parse_enum(&row, "environment")?,
                 attempt: row.get("attempt"),
-                event_headers: serde_json::from_str(&headers).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                event_headers: serde_json::from_str(&headers)
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?,
                 event_body: body,
                 prior_steps: prior.remove(&id).unwrap_or_default(),
                 id,
@@ -248,11 +312,13 @@ impl Store for SqliteStore {
     }
 
     async fn renew_leases(&self, owner: &str, lease_ms: i64) -> StoreResult<u64> {
-        let done = sqlx::query("UPDATE runs SET lease_expires = ? WHERE lease_owner = ? AND status = 'RUNNING'")
-            .bind(epoch_ms() + lease_ms)
-            .bind(owner)
-            .execute(&self.writer)
-            .await?;
+        let done = sqlx::query(
+            "UPDATE runs SET lease_expires = ? WHERE lease_owner = ? AND status = 'RUNNING'",
+        )
+        .bind(epoch_ms() + lease_ms)
+        .bind(owner)
+        .execute(&self.writer)
+        .await?;
         Ok(done.rows_affected())
     }
 
@@ -329,7 +395,11 @@ impl Store for SqliteStore {
             .iter()
             .map(step_record)
             .collect::<StoreResult<Vec<_>>>()?;
-        Ok(Some(RunDetail { summary, trigger, steps }))
+        Ok(Some(RunDetail {
+            summary,
+            trigger,
+            steps,
+        }))
     }
 
     async fn list_runs(&self, filter: &RunFilter) -> StoreResult<Page<RunSummary>> {
@@ -342,8 +412,17 @@ impl Store for SqliteStore {
         }
         let backwards = push_cursor(&mut q, filter.cursor.as_ref(), filter.limit);
         let rows = q.build().fetch_all(&self.reader).await?;
-        let items = rows.iter().map(run_summary).collect::<StoreResult<Vec<_>>>()?;
-        Ok(paginate(items, filter.limit, backwards, filter.cursor.is_some(), |r| r.id.clone()))
+        let items = rows
+            .iter()
+            .map(run_summary)
+            .collect::<StoreResult<Vec<_>>>()?;
+        Ok(paginate(
+            items,
+            filter.limit,
+            backwards,
+            filter.cursor.is_some(),
+            |r| r.id.clone(),
+        ))
     }
 
     async fn queue_depth(&self) -> StoreResult<(i64, i64)> {
@@ -438,7 +517,9 @@ async fn write_accepts(
     let received = now_text();
     let mut inserted: HashSet<String> = HashSet::with_capacity(fresh.len());
     for chunk in fresh.chunks(ROWS_PER_STATEMENT) {
-        let mut q = QueryBuilder::<Sqlite>::new("INSERT INTO events (id, flow_id, event_key, run_id, headers, body, received) ");
+        let mut q = QueryBuilder::<Sqlite>::new(
+            "INSERT INTO events (id, flow_id, event_key, run_id, headers, body, received) ",
+        );
         q.push_values(chunk, |mut b, e| {
             b.push_bind(&e.event_id)
                 .push_bind(&e.flow_id)
@@ -453,7 +534,11 @@ async fn write_accepts(
             inserted.insert(row.get("id"));
         }
     }
-    let new_runs: Vec<&NewEvent> = fresh.iter().copied().filter(|e| inserted.contains(&e.event_id)).collect();
+    let new_runs: Vec<&NewEvent> = fresh
+        .iter()
+        .copied()
+        .filter(|e| inserted.contains(&e.event_id))
+        .collect();
     for chunk in new_runs.chunks(ROWS_PER_STATEMENT) {
         let mut q = QueryBuilder::<Sqlite>::new(
             "INSERT INTO runs (id, platform_id, project_id, flow_id, flow_version, event_id, environment, status, attempt, created) ",
@@ -475,16 +560,24 @@ async fn write_accepts(
     let mut answers: Vec<Accepted> = Vec::with_capacity(accepts.len());
     for (i, (event, _)) in accepts.iter().enumerate() {
         let answer = if let Some(first) = same_as[i] {
-            Accepted::Duplicate { run_id: accepts[first].0.run_id.clone() }
+            // `first` comes earlier, so its answer (new run, or an older duplicate) is known.
+            let (Accepted::New { run_id } | Accepted::Duplicate { run_id }) = &answers[first];
+            Accepted::Duplicate {
+                run_id: run_id.clone(),
+            }
         } else if inserted.contains(&event.event_id) {
-            Accepted::New { run_id: event.run_id.clone() }
+            Accepted::New {
+                run_id: event.run_id.clone(),
+            }
         } else {
             let row = sqlx::query("SELECT run_id FROM events WHERE flow_id = ? AND event_key = ?")
                 .bind(&event.flow_id)
                 .bind(&event.event_key)
                 .fetch_one(&mut **tx)
                 .await?;
-            Accepted::Duplicate { run_id: row.get("run_id") }
+            Accepted::Duplicate {
+                run_id: row.get("run_id"),
+            }
         };
         answers.push(answer);
     }
@@ -550,14 +643,22 @@ async fn write_finishes(
     Ok(finished)
 }
 
-async fn insert_version(tx: &mut Transaction<'_, Sqlite>, id: &str, version: i64, text: &str, now: &str) -> StoreResult<()> {
-    sqlx::query("INSERT INTO flow_versions (flow_id, version, definition, created) VALUES (?, ?, ?, ?)")
-        .bind(id)
-        .bind(version)
-        .bind(text)
-        .bind(now)
-        .execute(&mut **tx)
-        .await?;
+async fn insert_version(
+    tx: &mut Transaction<'_, Sqlite>,
+    id: &str,
+    version: i64,
+    text: &str,
+    now: &str,
+) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO flow_versions (flow_id, version, definition, created) VALUES (?, ?, ?, ?)",
+    )
+    .bind(id)
+    .bind(version)
+    .bind(text)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
     Ok(())
 }
 
@@ -574,22 +675,48 @@ fn push_cursor(q: &mut QueryBuilder<'_, Sqlite>, cursor: Option<&Cursor>, limit:
         }
         None => {}
     }
-    q.push(if backwards { " ORDER BY id ASC LIMIT " } else { " ORDER BY id DESC LIMIT " });
+    q.push(if backwards {
+        " ORDER BY id ASC LIMIT "
+    } else {
+        " ORDER BY id DESC LIMIT "
+    });
     q.push_bind(i64::from(limit) + 1);
     backwards
 }
 
 /// Turns `limit + 1` fetched rows into a page with `next`/`previous` cursors.
-fn paginate<T>(mut items: Vec<T>, limit: u32, backwards: bool, had_cursor: bool, id: impl Fn(&T) -> String) -> Page<T> {
+fn paginate<T>(
+    mut items: Vec<T>,
+    limit: u32,
+    backwards: bool,
+    had_cursor: bool,
+    id: impl Fn(&T) -> String,
+) -> Page<T> {
     let more = items.len() > limit as usize;
     items.truncate(limit as usize);
     if backwards {
         items.reverse();
     }
-    let (has_next, has_previous) = if backwards { (true, more) } else { (more, had_cursor) };
-    let next = if has_next { items.last().map(|t| Cursor::After(id(t)).encode()) } else { None };
-    let previous = if has_previous { items.first().map(|t| Cursor::Before(id(t)).encode()) } else { None };
-    Page { data: items, next, previous }
+    let (has_next, has_previous) = if backwards {
+        (true, more)
+    } else {
+        (more, had_cursor)
+    };
+    let next = if has_next {
+        items.last().map(|t| Cursor::After(id(t)).encode())
+    } else {
+        None
+    };
+    let previous = if has_previous {
+        items.first().map(|t| Cursor::Before(id(t)).encode())
+    } else {
+        None
+    };
+    Page {
+        data: items,
+        next,
+        previous,
+    }
 }
 
 fn push_list(q: &mut QueryBuilder<'_, Sqlite>, ids: &[String]) {
@@ -605,11 +732,14 @@ fn epoch_ms() -> i64 {
 }
 
 fn parse_enum<T: FromStr<Err = String>>(row: &SqliteRow, column: &str) -> StoreResult<T> {
-    row.get::<String, _>(column).parse().map_err(StoreError::Corrupt)
+    row.get::<String, _>(column)
+        .parse()
+        .map_err(StoreError::Corrupt)
 }
 
 fn parse_json(text: Option<String>) -> StoreResult<Option<Value>> {
-    text.map(|t| serde_json::from_str(&t).map_err(|e| StoreError::Corrupt(e.to_string()))).transpose()
+    text.map(|t| serde_json::from_str(&t).map_err(|e| StoreError::Corrupt(e.to_string())))
+        .transpose()
 }
 
 fn flow_record(row: &SqliteRow) -> StoreResult<FlowRecord> {
@@ -620,7 +750,8 @@ fn flow_record(row: &SqliteRow) -> StoreResult<FlowRecord> {
         project_id: row.try_get("project_id")?,
         name: row.try_get("name")?,
         version: row.try_get("version")?,
-        definition: serde_json::from_str(&definition).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        definition: serde_json::from_str(&definition)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?,
         created: row.try_get("created")?,
         updated: row.try_get("updated")?,
     })

@@ -247,7 +247,9 @@ impl Cursor {
     /// Parses a cursor produced by [`Cursor::encode`].
     pub fn decode(text: &str) -> Option<Cursor> {
         use base64::Engine as _;
-        let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(text).ok()?;
+        let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(text)
+            .ok()?;
         let raw = String::from_utf8(raw).ok()?;
         let (kind, id) = raw.split_once(':')?;
         if id.is_empty() || id.len() > 64 {

@@ -22,7 +22,12 @@ pub enum BodyError {
 /// that label), or with no content type at all.
 pub fn parse_body(content_type: Option<&str>, body: &[u8]) -> Result<Value, BodyError> {
     if let Some(ct) = content_type {
-        let essence = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+        let essence = ct
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
         let acceptable = essence.is_empty()
             || essence == "application/json"
             || essence.ends_with("+json")
@@ -49,7 +54,13 @@ pub fn event_key(body: &Value, headers: &HeaderMap) -> String {
         Some(Value::Number(n)) => Some(n.to_string()),
         _ => None,
     };
-    let from_header = || headers.get("webhook-id").and_then(|v| v.to_str().ok()).filter(|s| !s.is_empty()).map(str::to_string);
+    let from_header = || {
+        headers
+            .get("webhook-id")
+            .and_then(|v| v.to_str().ok())
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+    };
     match from_body.or_else(from_header) {
         Some(key) if key.len() <= MAX_EVENT_KEY => key,
         _ => crate::store::new_id(),
@@ -70,7 +81,10 @@ pub fn kept_headers(headers: &HeaderMap, secret_header: Option<&str>) -> Value {
     let mut map = Map::new();
     for (name, value) in headers {
         let name = name.as_str();
-        if name == "authorization" || name == "cookie" || secret_header.is_some_and(|h| h.eq_ignore_ascii_case(name)) {
+        if name == "authorization"
+            || name == "cookie"
+            || secret_header.is_some_and(|h| h.eq_ignore_ascii_case(name))
+        {
             continue;
         }
         if let Ok(v) = value.to_str() {
@@ -92,7 +106,10 @@ mod tests {
         assert!(parse_body(Some("application/json; charset=utf-8"), body).is_ok());
         assert!(parse_body(Some("application/cloudevents+json"), body).is_ok());
         assert!(parse_body(None, body).is_ok());
-        assert_eq!(parse_body(Some("text/xml"), body), Err(BodyError::NotJsonContentType("text/xml".into())));
+        assert_eq!(
+            parse_body(Some("text/xml"), body),
+            Err(BodyError::NotJsonContentType("text/xml".into()))
+        );
         assert_eq!(parse_body(None, b"  "), Err(BodyError::Empty));
         let err = parse_body(None, b"{\"a\":").unwrap_err();
         assert!(err.to_string().contains("EOF while parsing"), "{err}");
@@ -115,8 +132,14 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert("authorization", HeaderValue::from_static("Bearer x"));
         h.insert("x-token", HeaderValue::from_static("secret"));
-        h.insert("x-gitlab-audit-event-type", HeaderValue::from_static("user_created"));
+        h.insert(
+            "x-gitlab-audit-event-type",
+            HeaderValue::from_static("user_created"),
+        );
         let kept = kept_headers(&h, Some("X-Token"));
-        assert_eq!(kept, serde_json::json!({"x-gitlab-audit-event-type": "user_created"}));
+        assert_eq!(
+            kept,
+            serde_json::json!({"x-gitlab-audit-event-type": "user_created"})
+        );
     }
 }

@@ -24,45 +24,80 @@ pub enum AuthError {
 }
 
 /// Checks `headers`/`body` against the flow's configured authentication.
-pub fn verify(auth: &WebhookAuth, headers: &HeaderMap, body: &[u8], now_unix: i64) -> Result<(), AuthError> {
+pub fn verify(
+    auth: &WebhookAuth,
+    headers: &HeaderMap,
+    body: &[u8],
+    now_unix: i64,
+) -> Result<(), AuthError> {
     match auth {
         WebhookAuth::None => Ok(()),
         WebhookAuth::Header { header, value } => {
             let got = header_str(headers, header)?;
-            if secrets_equal(got.as_bytes(), value.as_bytes()) { Ok(()) } else { Err(AuthError::Invalid(format!("{header} token"))) }
+            if secrets_equal(got.as_bytes(), value.as_bytes()) {
+                Ok(())
+            } else {
+                Err(AuthError::Invalid(format!("{header} token")))
+            }
         }
         WebhookAuth::Bearer { token } => {
             let got = header_str(headers, "authorization")?;
-            let presented = strip_scheme(got, "bearer").ok_or_else(|| AuthError::Invalid("authorization scheme (expected Bearer)".into()))?;
-            if secrets_equal(presented.as_bytes(), token.as_bytes()) { Ok(()) } else { Err(AuthError::Invalid("bearer token".into())) }
+            let presented = strip_scheme(got, "bearer").ok_or_else(|| {
+                AuthError::Invalid("authorization scheme (expected Bearer)".into())
+            })?;
+            if secrets_equal(presented.as_bytes(), token.as_bytes()) {
+                Ok(())
+            } else {
+                Err(AuthError::Invalid("bearer token".into()))
+            }
         }
         WebhookAuth::Basic { username, password } => {
             let got = header_str(headers, "authorization")?;
-            let encoded = strip_scheme(got, "basic").ok_or_else(|| AuthError::Invalid("authorization scheme (expected Basic)".into()))?;
-            let decoded = STANDARD.decode(encoded.trim()).map_err(|_| AuthError::Invalid("basic credentials encoding".into()))?;
+            let encoded = strip_scheme(got, "basic").ok_or_else(|| {
+                AuthError::Invalid("authorization scheme (expected Basic)".into())
+            })?;
+            let decoded = STANDARD
+                .decode(encoded.trim())
+                .map_err(|_| AuthError::Invalid("basic credentials encoding".into()))?;
             let (user, pass) = match decoded.iter().position(|&b| b == b':') {
                 Some(i) => (&decoded[..i], &decoded[i + 1..]),
                 None => return Err(AuthError::Invalid("basic credentials".into())),
             };
             // Both halves are always compared, so timing does not reveal which one was wrong.
-            let ok = secrets_equal(user, username.as_bytes()) & secrets_equal(pass, password.as_bytes());
-            if ok { Ok(()) } else { Err(AuthError::Invalid("basic credentials".into())) }
+            let ok =
+                secrets_equal(user, username.as_bytes()) & secrets_equal(pass, password.as_bytes());
+            if ok {
+                Ok(())
+            } else {
+                Err(AuthError::Invalid("basic credentials".into()))
+            }
         }
-        WebhookAuth::StandardWebhooks { secret } => verify_standard_webhooks(secret, headers, body, now_unix),
+        WebhookAuth::StandardWebhooks { secret } => {
+            verify_standard_webhooks(secret, headers, body, now_unix)
+        }
     }
 }
 
 /// Standard Webhooks: HMAC-SHA256 over `id.timestamp.body`, several `v1,` signatures allowed,
 /// timestamps within [`TOLERANCE_SECONDS`].
-pub fn verify_standard_webhooks(secret: &str, headers: &HeaderMap, body: &[u8], now_unix: i64) -> Result<(), AuthError> {
+pub fn verify_standard_webhooks(
+    secret: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+    now_unix: i64,
+) -> Result<(), AuthError> {
     let id = header_str(headers, "webhook-id")?;
     let timestamp = header_str(headers, "webhook-timestamp")?;
     let signatures = header_str(headers, "webhook-signature")?;
-    let ts: i64 = timestamp.trim().parse().map_err(|_| AuthError::Invalid("webhook-timestamp".into()))?;
+    let ts: i64 = timestamp
+        .trim()
+        .parse()
+        .map_err(|_| AuthError::Invalid("webhook-timestamp".into()))?;
     if (now_unix - ts).abs() > TOLERANCE_SECONDS {
         return Err(AuthError::Expired);
     }
-    let expected = sign(secret, id, ts, body).ok_or_else(|| AuthError::Invalid("signing secret configuration".into()))?;
+    let expected = sign(secret, id, ts, body)
+        .ok_or_else(|| AuthError::Invalid("signing secret configuration".into()))?;
     let mut matched = false;
     for entry in signatures.split_whitespace() {
         if let Some(sig) = entry.strip_prefix("v1,")
@@ -71,12 +106,18 @@ pub fn verify_standard_webhooks(secret: &str, headers: &HeaderMap, body: &[u8], 
             matched |= bool::from(sig.ct_eq(&expected));
         }
     }
-    if matched { Ok(()) } else { Err(AuthError::Invalid("webhook-signature".into())) }
+    if matched {
+        Ok(())
+    } else {
+        Err(AuthError::Invalid("webhook-signature".into()))
+    }
 }
 
 /// The raw HMAC of a Standard Webhooks message; `None` when the secret is not valid base64.
 pub fn sign(secret: &str, id: &str, timestamp: i64, body: &[u8]) -> Option<Vec<u8>> {
-    let key = STANDARD.decode(secret.strip_prefix("whsec_").unwrap_or(secret)).ok()?;
+    let key = STANDARD
+        .decode(secret.strip_prefix("whsec_").unwrap_or(secret))
+        .ok()?;
     let mut mac = Hmac::<Sha256>::new_from_slice(&key).ok()?;
     mac.update(id.as_bytes());
     mac.update(b".");
@@ -127,9 +168,17 @@ mod tests {
             let h = headers(&[
                 ("webhook-id", v["msgId"].as_str().unwrap().to_string()),
                 ("webhook-timestamp", ts.to_string()),
-                ("webhook-signature", v["signature"].as_str().unwrap().to_string()),
+                (
+                    "webhook-signature",
+                    v["signature"].as_str().unwrap().to_string(),
+                ),
             ]);
-            let result = verify_standard_webhooks(v["secret"].as_str().unwrap(), &h, v["payload"].as_str().unwrap().as_bytes(), ts);
+            let result = verify_standard_webhooks(
+                v["secret"].as_str().unwrap(),
+                &h,
+                v["payload"].as_str().unwrap().as_bytes(),
+                ts,
+            );
             assert_eq!(result.is_ok(), v["valid"].as_bool().unwrap(), "vector {v}");
         }
     }
@@ -143,29 +192,99 @@ mod tests {
             ("webhook-timestamp", "1000".into()),
             ("webhook-signature", format!("v1,AAAA v2,zzz v1,{sig}")),
         ]);
-        assert_eq!(verify_standard_webhooks(secret, &h, b"{}", 1000 + 299), Ok(()));
-        assert_eq!(verify_standard_webhooks(secret, &h, b"{}", 1000 + 301), Err(AuthError::Expired));
-        assert_eq!(verify_standard_webhooks(secret, &h, b"{}", 1000 - 301), Err(AuthError::Expired));
-        assert!(verify_standard_webhooks(secret, &h, b"{ }", 1000).is_err(), "body is signed byte for byte");
+        assert_eq!(
+            verify_standard_webhooks(secret, &h, b"{}", 1000 + 299),
+            Ok(())
+        );
+        assert_eq!(
+            verify_standard_webhooks(secret, &h, b"{}", 1000 + 301),
+            Err(AuthError::Expired)
+        );
+        assert_eq!(
+            verify_standard_webhooks(secret, &h, b"{}", 1000 - 301),
+            Err(AuthError::Expired)
+        );
+        assert!(
+            verify_standard_webhooks(secret, &h, b"{ }", 1000).is_err(),
+            "body is signed byte for byte"
+        );
     }
 
     #[test]
     fn header_bearer_basic() {
-        let auth = WebhookAuth::Header { header: "X-Gitlab-Event-Streaming-Token".into(), value: "tok".into() };
-        assert!(verify(&auth, &headers(&[("x-gitlab-event-streaming-token", "tok".into())]), b"", 0).is_ok());
-        assert_eq!(
-            verify(&auth, &headers(&[("x-gitlab-event-streaming-token", "tok2".into())]), b"", 0),
-            Err(AuthError::Invalid("X-Gitlab-Event-Streaming-Token token".into()))
+        let auth = WebhookAuth::Header {
+            header: "X-Gitlab-Event-Streaming-Token".into(),
+            value: "tok".into(),
+        };
+        assert!(
+            verify(
+                &auth,
+                &headers(&[("x-gitlab-event-streaming-token", "tok".into())]),
+                b"",
+                0
+            )
+            .is_ok()
         );
-        assert_eq!(verify(&auth, &HeaderMap::new(), b"", 0), Err(AuthError::Missing("x-gitlab-event-streaming-token".into())));
+        assert_eq!(
+            verify(
+                &auth,
+                &headers(&[("x-gitlab-event-streaming-token", "tok2".into())]),
+                b"",
+                0
+            ),
+            Err(AuthError::Invalid(
+                "X-Gitlab-Event-Streaming-Token token".into()
+            ))
+        );
+        assert_eq!(
+            verify(&auth, &HeaderMap::new(), b"", 0),
+            Err(AuthError::Missing("x-gitlab-event-streaming-token".into()))
+        );
 
-        let bearer = WebhookAuth::Bearer { token: "abc".into() };
-        assert!(verify(&bearer, &headers(&[("authorization", "Bearer abc".into())]), b"", 0).is_ok());
-        assert!(verify(&bearer, &headers(&[("authorization", "bearer abc".into())]), b"", 0).is_ok());
-        assert!(verify(&bearer, &headers(&[("authorization", "Bearer abd".into())]), b"", 0).is_err());
-        assert!(verify(&bearer, &headers(&[("authorization", "Basic abc".into())]), b"", 0).is_err());
+        let bearer = WebhookAuth::Bearer {
+            token: "abc".into(),
+        };
+        assert!(
+            verify(
+                &bearer,
+                &headers(&[("authorization", "Bearer abc".into())]),
+                b"",
+                0
+            )
+            .is_ok()
+        );
+        assert!(
+            verify(
+                &bearer,
+                &headers(&[("authorization", "bearer abc".into())]),
+                b"",
+                0
+            )
+            .is_ok()
+        );
+        assert!(
+            verify(
+                &bearer,
+                &headers(&[("authorization", "Bearer abd".into())]),
+                b"",
+                0
+            )
+            .is_err()
+        );
+        assert!(
+            verify(
+                &bearer,
+                &headers(&[("authorization", "Basic abc".into())]),
+                b"",
+                0
+            )
+            .is_err()
+        );
 
-        let basic = WebhookAuth::Basic { username: "u".into(), password: "p:w".into() };
+        let basic = WebhookAuth::Basic {
+            username: "u".into(),
+            password: "p:w".into(),
+        };
         let good = format!("Basic {}", STANDARD.encode("u:p:w"));
         assert!(verify(&basic, &headers(&[("authorization", good)]), b"", 0).is_ok());
         let bad = format!("Basic {}", STANDARD.encode("u:pw"));

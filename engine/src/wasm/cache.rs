@@ -22,7 +22,12 @@ fn engine_key(engine: &Engine) -> String {
 
 /// Compiles `wasm`, going through the cache in `dir` when given. A cache that cannot be read or
 /// written is only a slower start, never an error.
-pub fn compile(engine: &Engine, dir: Option<&Path>, wasm: &[u8], digest: &str) -> wasmtime::Result<Component> {
+pub fn compile(
+    engine: &Engine,
+    dir: Option<&Path>,
+    wasm: &[u8],
+    digest: &str,
+) -> wasmtime::Result<Component> {
     let Some(dir) = dir else {
         return Component::new(engine, wasm);
     };
@@ -32,7 +37,9 @@ pub fn compile(engine: &Engine, dir: Option<&Path>, wasm: &[u8], digest: &str) -
         // a name that includes the engine's compatibility hash; the directory is ours.
         match unsafe { Component::deserialize_file(engine, &path) } {
             Ok(component) => return Ok(component),
-            Err(error) => tracing::warn!(%error, path = %path.display(), "ignoring unreadable compiled component"),
+            Err(error) => {
+                tracing::warn!(%error, path = %path.display(), "ignoring unreadable compiled component")
+            }
         }
     }
     let component = Component::new(engine, wasm)?;
@@ -44,7 +51,9 @@ pub fn compile(engine: &Engine, dir: Option<&Path>, wasm: &[u8], digest: &str) -
 
 fn write_atomically(dir: &Path, path: &Path, component: &Component) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir)?;
-    let bytes = component.serialize()?;
+    let bytes = component
+        .serialize()
+        .map_err(|e| anyhow::anyhow!("{e:#}"))?;
     let tmp = path.with_extension(format!("tmp{}", std::process::id()));
     std::fs::write(&tmp, bytes)?;
     std::fs::rename(&tmp, path)?;

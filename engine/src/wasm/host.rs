@@ -40,18 +40,31 @@ pub struct MemoryLimits {
 
 impl MemoryLimits {
     pub fn new(max_bytes: usize) -> Self {
-        MemoryLimits { max_bytes, hit: false }
+        MemoryLimits {
+            max_bytes,
+            hit: false,
+        }
     }
 }
 
 impl wasmtime::ResourceLimiter for MemoryLimits {
-    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         let allowed = desired <= self.max_bytes;
         self.hit |= !allowed;
         Ok(allowed)
     }
 
-    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         Ok(desired <= 100_000)
     }
 }
@@ -71,8 +84,18 @@ impl HostState {
         let stdio = MemoryOutputPipe::new(STDIO_CAPACITY);
         // No preopens, no environment, no arguments, no network: the builder grants nothing
         // unless asked, and we ask only for captured stdout/stderr.
-        let wasi = WasiCtx::builder().stdout(stdio.clone()).stderr(stdio.clone()).build();
-        HostState { wasi, table: ResourceTable::new(), limits, logs: Vec::new(), dropped_logs: 0, stdio }
+        let wasi = WasiCtx::builder()
+            .stdout(stdio.clone())
+            .stderr(stdio.clone())
+            .build();
+        HostState {
+            wasi,
+            table: ResourceTable::new(),
+            limits,
+            logs: Vec::new(),
+            dropped_logs: 0,
+            stdio,
+        }
     }
 
     pub fn limits(&mut self) -> &mut MemoryLimits {
@@ -109,8 +132,14 @@ impl HostState {
             }
         }
         if self.dropped_logs > 0 {
-            let note = format!("{} more log lines dropped (limit {MAX_LOG_LINES})", self.dropped_logs);
-            self.logs.push(LogLine { level: LogLevel::Warn, message: note });
+            let note = format!(
+                "{} more log lines dropped (limit {MAX_LOG_LINES})",
+                self.dropped_logs
+            );
+            self.logs.push(LogLine {
+                level: LogLevel::Warn,
+                message: note,
+            });
             self.dropped_logs = 0;
         }
         std::mem::take(&mut self.logs)
@@ -119,7 +148,10 @@ impl HostState {
 
 impl WasiView for HostState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
     }
 }
 

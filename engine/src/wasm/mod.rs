@@ -20,10 +20,10 @@ use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
-use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::component::{HasSelf, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap};
 
-pub use host::{LogLine, LogLevel};
+pub use host::{LogLevel, LogLine};
 
 wasmtime::component::bindgen!({
     world: "plugin",
@@ -35,7 +35,7 @@ wasmtime::component::bindgen!({
 use exports::RunContext as WitRunContext;
 
 mod exports {
-    pub use super::hookflow::plugin::types::{Descriptor, RunContext, StepError};
+    pub use super::hookflow::plugin::types::RunContext;
 }
 
 /// Tunables of the sandbox. Defaults are the product's documented defaults.
@@ -149,6 +149,9 @@ const GRANTED_IMPORT_PREFIXES: &[&str] = &[
     "wasi:filesystem/",
 ];
 
+/// How long past its deadline a step blocked in a host call may run before it is cancelled.
+const HOST_CALL_MARGIN: Duration = Duration::from_millis(100);
+
 /// Epoch tick. Deadlines are checked at this granularity.
 const EPOCH_TICK: Duration = Duration::from_millis(5);
 
@@ -160,40 +163,64 @@ impl Sandbox {
             Ok(engine) => engine,
             Err(error) => {
                 tracing::warn!(%error, "pooling allocator unavailable, using on-demand allocation");
-                Engine::new(&engine_config(&config, false))?
+                Engine::new(&engine_config(&config, false)).map_err(wasmtime_error)?
             }
         };
         start_epoch_ticker(&engine);
         let mut linker: Linker<HostState> = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
-        Plugin::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s)?;
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(wasmtime_error)?;
+        Plugin::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s)
+            .map_err(wasmtime_error)?;
         let slots = Semaphore::new(config.max_concurrency as usize);
-        Ok(Sandbox { engine, linker, config, plugins: RwLock::new(HashMap::new()), slots })
+        Ok(Sandbox {
+            engine,
+            linker,
+            config,
+            plugins: RwLock::new(HashMap::new()),
+            slots,
+        })
     }
 
     /// Compiles (or loads from cache), vets, links and describes a component, then registers it
     /// under the name and version it describes. Replaces an earlier load of the same version.
     pub async fn load(&self, wasm: &[u8], builtin: bool) -> Result<PluginInfo, LoadError> {
         if wasm.len() > self.config.max_component_bytes {
-            return Err(LoadError::TooLarge { size: wasm.len(), limit: self.config.max_component_bytes });
+            return Err(LoadError::TooLarge {
+                size: wasm.len(),
+                limit: self.config.max_component_bytes,
+            });
         }
         let digest = cache::digest(wasm);
-        let component = cache::compile(&self.engine, self.config.cache_dir.as_deref(), wasm, &digest)
-            .map_err(|e| LoadError::Invalid(format!("{e:#}")))?;
+        let component = cache::compile(
+            &self.engine,
+            self.config.cache_dir.as_deref(),
+            wasm,
+            &digest,
+        )
+        .map_err(|e| LoadError::Invalid(format!("{e:#}")))?;
         for (name, _) in component.component_type().imports(&self.engine) {
             if !GRANTED_IMPORT_PREFIXES.iter().any(|p| name.starts_with(p)) {
                 return Err(LoadError::ForbiddenImport(name.to_string()));
             }
         }
-        let pre = self.linker.instantiate_pre(&component).map_err(|e| LoadError::WrongWorld(format!("{e:#}")))?;
+        let pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| LoadError::WrongWorld(format!("{e:#}")))?;
         let pre = PluginPre::new(pre).map_err(|e| LoadError::WrongWorld(format!("{e:#}")))?;
         let descriptor = {
             let mut store = self.new_store(Instant::now() + Duration::from_secs(10));
-            let plugin = pre.instantiate_async(&mut store).await.map_err(|e| LoadError::Describe(format!("{e:#}")))?;
-            plugin.call_describe(&mut store).await.map_err(|e| LoadError::Describe(format!("{e:#}")))?
+            let plugin = pre
+                .instantiate_async(&mut store)
+                .await
+                .map_err(|e| LoadError::Describe(format!("{e:#}")))?;
+            plugin
+                .call_describe(&mut store)
+                .await
+                .map_err(|e| LoadError::Describe(format!("{e:#}")))?
         };
-        let input_schema: Value =
-            serde_json::from_str(&descriptor.input_schema).map_err(|e| LoadError::BadSchema(e.to_string()))?;
+        let input_schema: Value = serde_json::from_str(&descriptor.input_schema)
+            .map_err(|e| LoadError::BadSchema(e.to_string()))?;
         if !input_schema.is_object() {
             return Err(LoadError::BadSchema("not a JSON object".into()));
         }
@@ -207,8 +234,14 @@ impl Sandbox {
             builtin,
         };
         let key = (info.name.clone(), info.version.clone());
-        let loaded = Arc::new(LoadedPlugin { info: info.clone(), pre });
-        self.plugins.write().expect("plugin map poisoned").insert(key, loaded);
+        let loaded = Arc::new(LoadedPlugin {
+            info: info.clone(),
+            pre,
+        });
+        self.plugins
+            .write()
+            .expect("plugin map poisoned")
+            .insert(key, loaded);
         Ok(info)
     }
 
@@ -219,26 +252,49 @@ impl Sandbox {
 
     /// Every registered plugin, sorted by name then version.
     pub fn plugins(&self) -> Vec<PluginInfo> {
-        let mut all: Vec<PluginInfo> =
-            self.plugins.read().expect("plugin map poisoned").values().map(|p| p.info.clone()).collect();
+        let mut all: Vec<PluginInfo> = self
+            .plugins
+            .read()
+            .expect("plugin map poisoned")
+            .values()
+            .map(|p| p.info.clone())
+            .collect();
         all.sort_by(|a, b| (&a.name, &a.version).cmp(&(&b.name, &b.version)));
         all
     }
 
     fn lookup(&self, name: &str, version: &str) -> Option<Arc<LoadedPlugin>> {
-        self.plugins.read().expect("plugin map poisoned").get(&(name.to_string(), version.to_string())).cloned()
+        self.plugins
+            .read()
+            .expect("plugin map poisoned")
+            .get(&(name.to_string(), version.to_string()))
+            .cloned()
     }
 
     /// Runs one step of `name@version` with `input` (JSON text) in a fresh store. Never panics
     /// or fails as a whole: every way a plugin can misbehave becomes a [`StepOutcome`].
-    pub async fn run(&self, name: &str, version: &str, ctx: &StepContext, input: &str, timeout: Duration) -> StepReport {
+    pub async fn run(
+        &self,
+        name: &str,
+        version: &str,
+        ctx: &StepContext,
+        input: &str,
+        timeout: Duration,
+    ) -> StepReport {
         let Some(plugin) = self.lookup(name, version) else {
             return StepReport {
-                outcome: StepOutcome::Failed { message: format!("plugin {name}@{version} is not installed"), retryable: false },
+                outcome: StepOutcome::Failed {
+                    message: format!("plugin {name}@{version} is not installed"),
+                    retryable: false,
+                },
                 logs: Vec::new(),
             };
         };
-        let _slot = self.slots.acquire().await.expect("sandbox semaphore closed");
+        let _slot = self
+            .slots
+            .acquire()
+            .await
+            .expect("sandbox semaphore closed");
         let started = Instant::now();
         let mut store = self.new_store(started + timeout);
         let wit_ctx = WitRunContext {
@@ -253,12 +309,18 @@ impl Sandbox {
             instance.call_run(&mut store, &wit_ctx, input).await
         };
         // Epochs stop guest code at the deadline; the outer timeout also covers time spent in
-        // host calls (a guest sleeping), which epochs cannot interrupt.
-        let result = tokio::time::timeout(timeout + Duration::from_secs(1), call).await;
+        // host calls (a guest sleeping), which epochs cannot interrupt. The small margin lets the
+        // epoch path win for guest code, so its trap is reported with the guest's logs.
+        let result = tokio::time::timeout(timeout + HOST_CALL_MARGIN, call).await;
         let outcome = match result {
-            Err(_) => StepOutcome::TimedOut { after: started.elapsed() },
+            Err(_) => StepOutcome::TimedOut {
+                after: started.elapsed(),
+            },
             Ok(Ok(Ok(output))) => self.check_output(output),
-            Ok(Ok(Err(error))) => StepOutcome::Failed { message: error.message, retryable: error.retryable },
+            Ok(Ok(Err(error))) => StepOutcome::Failed {
+                message: error.message,
+                retryable: error.retryable,
+            },
             Ok(Err(error)) => self.classify_trap(&error, store.data(), started.elapsed()),
         };
         let logs = store.data_mut().take_logs();
@@ -268,17 +330,29 @@ impl Sandbox {
     fn check_output(&self, output: String) -> StepOutcome {
         if output.len() > self.config.max_output_bytes {
             return StepOutcome::Failed {
-                message: format!("output is {} bytes, over the {}-byte limit", output.len(), self.config.max_output_bytes),
+                message: format!(
+                    "output is {} bytes, over the {}-byte limit",
+                    output.len(),
+                    self.config.max_output_bytes
+                ),
                 retryable: false,
             };
         }
         match serde_json::from_str(&output) {
             Ok(output) => StepOutcome::Succeeded { output },
-            Err(e) => StepOutcome::Failed { message: format!("plugin returned invalid JSON: {e}"), retryable: false },
+            Err(e) => StepOutcome::Failed {
+                message: format!("plugin returned invalid JSON: {e}"),
+                retryable: false,
+            },
         }
     }
 
-    fn classify_trap(&self, error: &wasmtime::Error, state: &HostState, elapsed: Duration) -> StepOutcome {
+    fn classify_trap(
+        &self,
+        error: &wasmtime::Error,
+        state: &HostState,
+        elapsed: Duration,
+    ) -> StepOutcome {
         if error.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
             return StepOutcome::TimedOut { after: elapsed };
         }
@@ -287,15 +361,24 @@ impl Sandbox {
             None => format!("plugin failed: {}", error.root_cause()),
         };
         let message = if state.memory_limit_hit() {
-            format!("plugin exceeded its memory limit of {} ({trap})", human_bytes(self.config.memory_limit))
+            format!(
+                "plugin exceeded its memory limit of {} ({trap})",
+                human_bytes(self.config.memory_limit)
+            )
         } else {
             trap
         };
-        StepOutcome::Failed { message, retryable: false }
+        StepOutcome::Failed {
+            message,
+            retryable: false,
+        }
     }
 
     fn new_store(&self, deadline: Instant) -> Store<HostState> {
-        let mut store = Store::new(&self.engine, HostState::new(MemoryLimits::new(self.config.memory_limit)));
+        let mut store = Store::new(
+            &self.engine,
+            HostState::new(MemoryLimits::new(self.config.memory_limit)),
+        );
         store.limiter(|s| s.limits());
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(move |_| {
@@ -303,7 +386,10 @@ impl Sandbox {
                 Ok(wasmtime::UpdateDeadline::Interrupt)
             } else {
                 // Yield to tokio at each tick so a busy guest cannot starve the runtime's timers.
-                Ok(wasmtime::UpdateDeadline::YieldCustom(1, Box::pin(tokio::task::yield_now())))
+                Ok(wasmtime::UpdateDeadline::YieldCustom(
+                    1,
+                    Box::pin(tokio::task::yield_now()),
+                ))
             }
         });
         store
@@ -312,7 +398,9 @@ impl Sandbox {
 
 fn engine_config(config: &SandboxConfig, pooling: bool) -> Config {
     let mut c = Config::new();
-    c.async_support(true).epoch_interruption(true).memory_init_cow(true).max_wasm_stack(512 << 10);
+    c.epoch_interruption(true)
+        .memory_init_cow(true)
+        .max_wasm_stack(512 << 10);
     if pooling {
         let n = config.max_concurrency;
         let mut p = PoolingAllocationConfig::new();
@@ -348,6 +436,15 @@ fn start_epoch_ticker(engine: &Engine) {
         .expect("spawn epoch ticker");
 }
 
+/// wasmtime 48 has its own error type; the rest of the server speaks anyhow.
+fn wasmtime_error(error: wasmtime::Error) -> anyhow::Error {
+    anyhow::anyhow!("{error:#}")
+}
+
 fn human_bytes(n: usize) -> String {
-    if n >= 1 << 20 && n % (1 << 20) == 0 { format!("{} MiB", n >> 20) } else { format!("{n} bytes") }
+    if n >= 1 << 20 && n % (1 << 20) == 0 {
+        format!("{} MiB", n >> 20)
+    } else {
+        format!("{n} bytes")
+    }
 }

@@ -33,7 +33,7 @@ pub use serde_json::{Value, json};
 /// Public only so that [`export_plugin!`] can reach them from the plugin's crate; plugin authors
 /// should not need anything in here.
 #[doc(hidden)]
-#[allow(missing_docs)]
+#[allow(missing_docs, clippy::all)]
 pub mod bindings {
     wit_bindgen::generate!({
         world: "plugin",
