@@ -13,9 +13,9 @@ pub struct ApiError {
     pub status: StatusCode,
     pub detail: String,
     /// Problems by path (invalid flows), rendered as `errors`.
-    pub problems: Option<Problems>,
+    pub problems: Option<Box<Problems>>,
     /// Extra members merged into the body (e.g. `runId` on a sync timeout).
-    pub extra: Option<Value>,
+    pub extra: Option<Box<Value>>,
 }
 
 /// Shorthand for handler results.
@@ -51,13 +51,13 @@ impl ApiError {
         ApiError {
             status: StatusCode::UNPROCESSABLE_ENTITY,
             detail,
-            problems: Some(problems),
+            problems: Some(Box::new(problems)),
             extra: None,
         }
     }
 
     pub fn with_extra(mut self, extra: Value) -> ApiError {
-        self.extra = Some(extra);
+        self.extra = Some(Box::new(extra));
         self
     }
 }
@@ -98,7 +98,9 @@ impl IntoResponse for ApiError {
         if let Some(problems) = &self.problems {
             body["errors"] = json!(problems.0);
         }
-        if let (Some(Value::Object(extra)), Value::Object(map)) = (self.extra, &mut body) {
+        if let (Some(extra), Value::Object(map)) = (self.extra, &mut body)
+            && let Value::Object(extra) = *extra
+        {
             map.extend(extra);
         }
         let mut response = (self.status, axum::Json(body)).into_response();
