@@ -196,12 +196,7 @@ async fn every_auth_mode_accepts_good_and_refuses_bad_credentials() {
     );
     assert_eq!(run_count(&server, &id).await, 1, "nothing stored on 401");
     let run = server
-        .get_run(
-            &ok.json::<Value>().await.unwrap()["runId"]
-                .as_str()
-                .unwrap()
-                .to_string(),
-        )
+        .get_run(ok.json::<Value>().await.unwrap()["runId"].as_str().unwrap())
         .await;
     assert!(
         run["trigger"]["headers"]
