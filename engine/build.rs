@@ -5,7 +5,12 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-const PLUGINS: &[&str] = &["log_plugin", "transform_plugin", "hostile_plugin"];
+const PLUGINS: &[&str] = &[
+    "log_plugin",
+    "transform_plugin",
+    "hostile_plugin",
+    "effect_plugin",
+];
 
 fn main() {
     println!("cargo:rerun-if-env-changed=HOOKFLOW_PLUGIN_WASM_DIR");

@@ -22,3 +22,7 @@ pub const BUILTIN_PLUGINS: &[(&str, &[u8])] = &[
 /// tests install to prove the sandbox holds. Not registered by default.
 pub const HOSTILE_PLUGIN_PATH: &str =
     concat!(env!("HOOKFLOW_PLUGIN_WASM_DIR"), "/hostile_plugin.wasm");
+
+/// Path of the test-only `effect` plugin, which declares side effects (test runs skip it).
+pub const EFFECT_PLUGIN_PATH: &str =
+    concat!(env!("HOOKFLOW_PLUGIN_WASM_DIR"), "/effect_plugin.wasm");

@@ -7,14 +7,18 @@
 
 pub mod api;
 pub mod builtins;
+pub mod catalog;
 pub mod cli;
 pub mod config;
 pub mod exec;
 pub mod flow;
+pub mod generate;
 pub mod metrics;
 pub mod queue;
 pub mod registry;
+pub mod schedule;
 pub mod server;
 pub mod store;
+pub mod testrun;
 pub mod trigger;
 pub mod wasm;

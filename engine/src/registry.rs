@@ -31,6 +31,8 @@ pub struct FlowRegistry {
     sandbox: Arc<Sandbox>,
     current: RwLock<HashMap<String, Arc<ActiveFlow>>>,
     versions: RwLock<HashMap<(String, i64), Arc<Flow>>>,
+    /// Flows with a cron trigger; `None` after any save until the scheduler reloads it.
+    scheduled: RwLock<Option<Vec<Arc<ActiveFlow>>>>,
 }
 
 impl FlowRegistry {
@@ -40,6 +42,7 @@ impl FlowRegistry {
             sandbox,
             current: RwLock::default(),
             versions: RwLock::default(),
+            scheduled: RwLock::default(),
         }
     }
 
@@ -127,7 +130,37 @@ impl FlowRegistry {
         self.store.list_flows(limit, cursor).await
     }
 
+    /// Every current flow triggered by a cron schedule.
+    pub async fn scheduled(&self) -> Result<Vec<Arc<ActiveFlow>>, StoreError> {
+        if let Some(list) = self.scheduled.read().expect("flow cache poisoned").as_ref() {
+            return Ok(list.clone());
+        }
+        let mut list = Vec::new();
+        let mut cursor = None;
+        loop {
+            let page = self.store.list_flows(500, cursor).await?;
+            for record in page.data {
+                if record
+                    .definition
+                    .pointer("/trigger/type")
+                    .and_then(Value::as_str)
+                    == Some("schedule")
+                    && let Some(active) = self.current(&record.id).await?
+                {
+                    list.push(active);
+                }
+            }
+            match page.next.as_deref().and_then(Cursor::decode) {
+                Some(next) => cursor = Some(next),
+                None => break,
+            }
+        }
+        *self.scheduled.write().expect("flow cache poisoned") = Some(list.clone());
+        Ok(list)
+    }
+
     fn remember(&self, record: FlowRecord, flow: Flow) -> Arc<ActiveFlow> {
+        *self.scheduled.write().expect("flow cache poisoned") = None;
         let flow = Arc::new(flow);
         let key = (record.id.clone(), record.version);
         self.versions

@@ -121,12 +121,19 @@ pub async fn run(
         flows: flows.clone(),
         sandbox,
         queue: queue.clone(),
+        executor: executor.clone(),
         metrics: metrics.clone(),
         admin_token,
         max_body_bytes: config.max_body_bytes,
     });
 
     let (stop_tx, stop_rx) = watch::channel(false);
+    let scheduler = tokio::spawn(crate::schedule::run(
+        store.clone(),
+        flows.clone(),
+        queue.clone(),
+        stop_rx.clone(),
+    ));
     let workers =
         tokio::spawn(
             queue
@@ -141,6 +148,7 @@ pub async fn run(
     tracing::info!("intake stopped; draining runs");
     let _ = stop_tx.send(true);
     workers.await?;
+    scheduler.await?;
     tracing::info!("shutdown complete");
     Ok(())
 }

@@ -52,8 +52,16 @@ async fn admin_routes_need_the_token() {
             )
         })
         .collect();
-    assert_eq!(names, ["hostile@0.1.0", "log@0.1.0", "transform@0.1.0"]);
-    let log = &plugins["data"][1];
+    assert_eq!(
+        names,
+        [
+            "effect@0.1.0",
+            "hostile@0.1.0",
+            "log@0.1.0",
+            "transform@0.1.0"
+        ]
+    );
+    let log = &plugins["data"][2];
     assert_eq!(log["inputSchema"]["required"], json!(["message"]));
     assert_eq!(log["sideEffects"], false);
 }
@@ -400,4 +408,49 @@ fn cli_flow_run_prints_the_trace() {
         "/nope.json",
     ]);
     assert_eq!(out.status.code(), Some(2));
+}
+
+#[tokio::test]
+async fn cron_flows_fire_once_per_tick() {
+    let server = Server::start().await;
+    let flow = json!({"name": "every second", "trigger": {"type": "schedule", "cron": "* * * * * *"}, "steps": [log_step("tick", "{{trigger.body.scheduledAt}}")]});
+    let id = server.create_flow(flow).await;
+    // A scheduled flow has no webhook.
+    assert_eq!(
+        server.post_event(&id, &json!({})).await.status(),
+        StatusCode::CONFLICT
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let runs = loop {
+        let page: Value = server
+            .admin(
+                Method::GET,
+                &format!("/v1/flow-runs?flowId={id}&status=SUCCEEDED"),
+            )
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let runs = page["data"].as_array().unwrap().clone();
+        if runs.len() >= 3 {
+            break runs;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "cron did not fire 3 times in 20 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    let mut ticks = std::collections::HashSet::new();
+    for run in runs {
+        let run = server.get_run(run["id"].as_str().unwrap()).await;
+        let at = step(&run, "tick")["output"]["message"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert!(at.ends_with(".000Z"), "{at}");
+        assert!(ticks.insert(at), "each tick fires once");
+    }
 }

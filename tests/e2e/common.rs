@@ -27,7 +27,7 @@ pub struct Server {
 /// Options for [`Server::start_with`].
 #[derive(Default)]
 pub struct Options {
-    /// Install the hostile test plugin.
+    /// Install the test plugins (`hostile`, `effect`).
     pub hostile: bool,
     /// Extra environment variables.
     pub env: Vec<(&'static str, String)>,
@@ -50,6 +50,11 @@ impl Server {
         if options.hostile {
             std::fs::copy(hostile_plugin(), plugins.join("hostile.wasm"))
                 .expect("copy hostile plugin");
+            std::fs::copy(
+                hookflow::builtins::EFFECT_PLUGIN_PATH,
+                plugins.join("effect.wasm"),
+            )
+            .expect("copy effect plugin");
         }
         let env = options
             .env

@@ -4,6 +4,7 @@
 mod common;
 
 mod api;
+mod catalog;
 mod intake;
 mod recovery;
 mod routing;

@@ -1,6 +1,7 @@
 //! The HTTP API: one axum router per resource, one error type, admin-token authentication for
 //! everything under `/v1` except webhooks (which authenticate per flow).
 
+mod catalog;
 mod error;
 mod flows;
 mod plugins;
@@ -10,6 +11,7 @@ mod webhooks;
 
 pub use error::{ApiError, ApiResult};
 
+use crate::exec::Executor;
 use crate::metrics::Metrics;
 use crate::queue::Queue;
 use crate::registry::FlowRegistry;
@@ -28,6 +30,7 @@ pub struct App {
     pub flows: Arc<FlowRegistry>,
     pub sandbox: Arc<Sandbox>,
     pub queue: Arc<Queue>,
+    pub executor: Arc<Executor>,
     pub metrics: Arc<Metrics>,
     pub admin_token: String,
     pub max_body_bytes: usize,
@@ -42,6 +45,7 @@ pub fn router(app: AppState) -> Router {
         .merge(flows::routes())
         .merge(runs::routes())
         .merge(plugins::routes())
+        .merge(catalog::routes())
         .layer(middleware::from_fn_with_state(app.clone(), require_admin));
     Router::new()
         .nest("/v1", admin.merge(webhooks::routes()))

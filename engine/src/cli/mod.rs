@@ -1,14 +1,17 @@
 //! The `hookflow` command line. `main.rs` only calls [`main`]. Usage errors and bad input exit
 //! with code 2 and one line saying what is wrong; a flow run that fails exits with 1.
 
+mod http;
 mod trace;
 
 use crate::config::ServeConfig;
+use crate::exec::RunResult;
 use crate::exec::{Executor, RunRequest};
 use crate::flow::{self, Format};
 use crate::registry::plugin_problems;
 use crate::server;
-use crate::store::Environment;
+use crate::store::{Environment, RunStatus, StepRecord};
+use crate::testrun::{self, TestInput};
 use clap::{Parser, Subcommand};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
@@ -33,6 +36,21 @@ enum Command {
     /// Work with flow files.
     #[command(subcommand)]
     Flow(FlowCommand),
+    /// Generate a handler flow for selected audit event types (prints YAML).
+    Generate {
+        /// Comma-separated event types, e.g. flow.run.finished,user.signed.in
+        #[arg(long, value_delimiter = ',', required = true)]
+        events: Vec<String>,
+        /// Event source: activepieces, gitlab or auth0.
+        #[arg(long, default_value = "activepieces")]
+        source: String,
+        /// Flow name.
+        #[arg(long)]
+        name: Option<String>,
+        /// Write the flow to this file instead of stdout.
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -52,6 +70,29 @@ enum FlowCommand {
         /// Extra plugin components to load besides the built-ins.
         #[arg(long = "plugin")]
         plugins: Vec<PathBuf>,
+        /// Print the run as JSON instead of a tree.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Test-run a flow against a sample event: a flow FILE locally, or a flow ID on a server.
+    Test {
+        /// A flow file, or the id of a flow on the server.
+        flow: String,
+        /// Event type whose sample to use (the flow's sampleData, else the catalog's).
+        #[arg(long, conflicts_with = "payload")]
+        event: Option<String>,
+        /// An event body (JSON file) instead of a sample.
+        #[arg(long)]
+        payload: Option<PathBuf>,
+        /// Also run steps whose plugin has side effects.
+        #[arg(long)]
+        live: bool,
+        /// Server for flow ids.
+        #[arg(long, env = "HOOKFLOW_URL", default_value = "http://127.0.0.1:8080")]
+        server: String,
+        /// Admin token for flow ids.
+        #[arg(long, env = "HOOKFLOW_ADMIN_TOKEN", hide_env_values = true)]
+        token: Option<String>,
         /// Print the run as JSON instead of a tree.
         #[arg(long)]
         json: bool,
@@ -112,6 +153,31 @@ async fn dispatch(command: Command) -> Result<ExitCode, Failure> {
             plugins,
             json,
         }) => run_local(&file, &payload, &plugins, json).await,
+        Command::Flow(FlowCommand::Test {
+            flow,
+            event,
+            payload,
+            live,
+            server,
+            token,
+            json,
+        }) => {
+            let input = match (event, payload) {
+                (Some(event), None) => TestInput::Event(event),
+                (None, Some(path)) => TestInput::Payload(
+                    serde_json::from_str(&read_file(&path)?)
+                        .map_err(|e| usage(format!("{} is not valid JSON: {e}", path.display())))?,
+                ),
+                _ => return Err(usage("give --event TYPE or --payload FILE")),
+            };
+            test_flow(&flow, input, live, &server, token.as_deref(), json).await
+        }
+        Command::Generate {
+            events,
+            source,
+            name,
+            output,
+        } => generate_flow(events, source, name, output.as_deref()),
     }
 }
 
@@ -234,15 +300,117 @@ async fn run_local(
         live: true,
     };
     let result = executor.execute(&request).await;
-    if as_json {
-        let out = json!({ "runId": run_id, "status": result.status, "error": result.error, "durationMs": result.duration_ms, "steps": result.steps });
-        println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
-    } else {
-        print!("{}", trace::render(&flow, &result, trace::use_color()));
-    }
-    Ok(if result.status == crate::store::RunStatus::Succeeded {
+    print_run(&flow, &result, &run_id, as_json);
+    Ok(if result.status == RunStatus::Succeeded {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
     })
+}
+
+fn generate_flow(
+    events: Vec<String>,
+    source: String,
+    name: Option<String>,
+    output: Option<&Path>,
+) -> Result<ExitCode, Failure> {
+    let request = crate::generate::Request {
+        source,
+        events,
+        name,
+    };
+    let definition = crate::generate::generate(crate::catalog::Catalog::builtin(), &request)
+        .map_err(|e| usage(e.to_string()))?;
+    let flow = flow::flow_from_value(definition)
+        .map_err(|p| Failure::Internal(anyhow::anyhow!("generated flow is invalid: {p}")))?;
+    let yaml = serde_yaml::to_string(&flow.to_value()).map_err(|e| Failure::Internal(e.into()))?;
+    match output {
+        None => print!("{yaml}"),
+        Some(path) => {
+            std::fs::write(path, &yaml)
+                .map_err(|e| usage(format!("cannot write {}: {e}", path.display())))?;
+            eprintln!(
+                "wrote {} ({} steps)",
+                path.display(),
+                flow.all_steps().count()
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn test_flow(
+    target: &str,
+    input: TestInput,
+    live: bool,
+    server: &str,
+    token: Option<&str>,
+    as_json: bool,
+) -> Result<ExitCode, Failure> {
+    let path = Path::new(target);
+    let (flow, result, run_id) = if path.exists() {
+        let sandbox = Arc::new(server::sandbox_with_plugins(None, 64 << 20, 4, &[]).await?);
+        let flow = load_flow(path, &sandbox)
+            .map_err(|problems| usage(format!("{target}: {}", problems.join("; "))))?;
+        let body = testrun::resolve_payload(&flow, &input).map_err(usage)?;
+        let run_id = crate::store::new_id();
+        let result =
+            testrun::execute(&Executor::new(sandbox), &run_id, "local", &flow, body, live).await;
+        (flow, result, run_id)
+    } else {
+        let token = token.ok_or_else(|| usage(format!("{target} is not a file; to test a flow on a server set HOOKFLOW_ADMIN_TOKEN or --token")))?;
+        let body = match &input {
+            TestInput::Event(e) => json!({"event": e, "live": live}),
+            TestInput::Payload(p) => json!({"payload": p, "live": live}),
+        };
+        let (status, run) = http::request(
+            server,
+            "POST",
+            &format!("/v1/flows/{target}/test"),
+            token,
+            Some(&body),
+        )
+        .await?;
+        if status != 200 {
+            return Err(usage(format!(
+                "server answered {status}: {}",
+                run["detail"].as_str().unwrap_or("(no detail)")
+            )));
+        }
+        let (status, record) =
+            http::request(server, "GET", &format!("/v1/flows/{target}"), token, None).await?;
+        if status != 200 {
+            return Err(usage(format!("server answered {status} for flow {target}")));
+        }
+        let flow = flow::flow_from_value(record["definition"].clone())
+            .map_err(|p| Failure::Internal(anyhow::anyhow!("{p}")))?;
+        let steps: Vec<StepRecord> = serde_json::from_value(run["steps"].clone())
+            .map_err(|e| Failure::Internal(e.into()))?;
+        let result = RunResult {
+            status: serde_json::from_value(run["status"].clone()).unwrap_or(RunStatus::Failed),
+            error: run["error"].as_str().map(str::to_string),
+            steps,
+            duration_ms: run["durationMs"].as_f64().unwrap_or_default(),
+        };
+        (
+            flow,
+            result,
+            run["id"].as_str().unwrap_or_default().to_string(),
+        )
+    };
+    print_run(&flow, &result, &run_id, as_json);
+    Ok(if result.status == RunStatus::Succeeded {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn print_run(flow: &flow::Flow, result: &RunResult, run_id: &str, as_json: bool) {
+    if as_json {
+        let out = json!({ "runId": run_id, "status": result.status, "error": result.error, "durationMs": result.duration_ms, "steps": result.steps });
+        println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+    } else {
+        print!("{}", trace::render(flow, result, trace::use_color()));
+    }
 }

@@ -70,6 +70,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// Durably records an event and queues its run, or finds the run of an earlier delivery.
     async fn accept_event(&self, event: NewEvent) -> StoreResult<Accepted>;
+    /// Stores a run that already executed outside the queue (a test run) with its event and
+    /// steps, in one transaction. The event is never deduplicated.
+    async fn record_finished_run(&self, event: NewEvent, outcome: RunOutcome) -> StoreResult<()>;
     /// Claims up to `limit` queued runs for `owner` with a lease of `lease_ms`.
     async fn claim_runs(
         &self,

@@ -231,6 +231,48 @@ impl Store for SqliteStore {
         self.submit(|tx| Op::Accept(event, tx)).await
     }
 
+    async fn record_finished_run(&self, event: NewEvent, outcome: RunOutcome) -> StoreResult<()> {
+        let now = now_text();
+        let mut tx = self.writer.begin().await?;
+        sqlx::query("INSERT INTO events (id, flow_id, event_key, run_id, headers, body, received) VALUES (?, ?, ?, ?, ?, ?, ?)")
+            .bind(&event.event_id)
+            .bind(&event.flow_id)
+            .bind(&event.event_key)
+            .bind(&event.run_id)
+            .bind(event.headers.to_string())
+            .bind(&event.body)
+            .bind(&now)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO runs (id, platform_id, project_id, flow_id, flow_version, event_id, environment, status, attempt, created, started, finished, duration_ms, error) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?)",
+        )
+        .bind(&event.run_id)
+        .bind(&event.scope.platform_id)
+        .bind(&event.scope.project_id)
+        .bind(&event.flow_id)
+        .bind(event.flow_version)
+        .bind(&event.event_id)
+        .bind(event.environment.as_str())
+        .bind(outcome.status.as_str())
+        .bind(&now)
+        .bind(&now)
+        .bind(&now)
+        .bind(outcome.duration_ms)
+        .bind(&outcome.error)
+        .execute(&mut *tx)
+        .await?;
+        let steps: Vec<(&str, &StepRecord)> = outcome
+            .steps
+            .iter()
+            .map(|s| (event.run_id.as_str(), s))
+            .collect();
+        upsert_steps(&mut tx, &steps).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     async fn claim_runs(
         &self,
         owner: &str,
@@ -616,6 +658,15 @@ async fn write_finishes(
         .filter(|(o, _)| finished.contains(&o.run_id))
         .flat_map(|(o, _)| o.steps.iter().map(move |s| (o.run_id.as_str(), s)))
         .collect();
+    upsert_steps(tx, &steps).await?;
+    Ok(finished)
+}
+
+/// Writes step results, replacing earlier rows of the same steps (a retried run).
+async fn upsert_steps(
+    tx: &mut Transaction<'_, Sqlite>,
+    steps: &[(&str, &StepRecord)],
+) -> StoreResult<()> {
     for chunk in steps.chunks(ROWS_PER_STATEMENT) {
         let mut q = QueryBuilder::<Sqlite>::new(
             "INSERT INTO step_results (run_id, name, seq, kind, status, input, output, error, attempts, duration_ms, detail) ",
@@ -640,7 +691,7 @@ async fn write_finishes(
         );
         q.build().execute(&mut **tx).await?;
     }
-    Ok(finished)
+    Ok(())
 }
 
 async fn insert_version(

@@ -1,0 +1,167 @@
+//! `/v1/event-types` (the catalog), `/v1/handler-flows` (the generator) and
+//! `/v1/flows/{id}/test` (synchronous test runs).
+
+use super::{ApiError, ApiResult, AppState};
+use crate::catalog::Catalog;
+use crate::generate::{self, GenerateError};
+use crate::store::{Environment, NewEvent, RunOutcome, Scope, new_id};
+use crate::testrun::{self, TestInput};
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/event-types", get(event_types))
+        .route("/handler-flows", post(handler_flow))
+        .route("/flows/{id}/test", post(test_flow))
+}
+
+#[derive(Debug, Deserialize)]
+struct EventTypeParams {
+    source: Option<String>,
+}
+
+async fn event_types(Query(params): Query<EventTypeParams>) -> ApiResult<Json<Value>> {
+    let catalog = Catalog::builtin();
+    let sources: Vec<_> = match &params.source {
+        None => catalog.sources.iter().collect(),
+        Some(name) => vec![catalog.source(name).ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "source: unknown source {name:?} (known: {})",
+                catalog.source_names().join(", ")
+            ))
+        })?],
+    };
+    let data: Vec<Value> = sources
+        .iter()
+        .flat_map(|s| {
+            s.events.iter().map(move |e| {
+                json!({
+                    "source": s.source,
+                    "eventNamePath": s.event_name_path,
+                    "name": e.name,
+                    "description": e.description,
+                    "summaryTemplate": e.summary,
+                    "summary": e.summarize(&e.sample),
+                    "sample": e.sample,
+                })
+            })
+        })
+        .collect();
+    Ok(Json(
+        json!({ "data": data, "next": null, "previous": null }),
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct HandlerFlowRequest {
+    events: Vec<String>,
+    source: Option<String>,
+    name: Option<String>,
+}
+
+async fn handler_flow(State(app): State<AppState>, body: axum::body::Bytes) -> ApiResult<Response> {
+    let request: HandlerFlowRequest =
+        serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("body: {e}")))?;
+    let request = generate::Request {
+        source: request.source.unwrap_or_else(|| "activepieces".into()),
+        events: request.events,
+        name: request.name,
+    };
+    let definition = generate::generate(Catalog::builtin(), &request).map_err(|e| match &e {
+        GenerateError::UnknownEvents(unknown) => ApiError::bad_request(format!("events: {e}"))
+            .with_extra(json!({ "unknownEvents": unknown })),
+        GenerateError::UnknownSource(..) => ApiError::bad_request(format!("source: {e}")),
+        GenerateError::NoEvents => ApiError::bad_request(format!("events: {e}")),
+    })?;
+    let scope = app.store.default_scope().await?;
+    let active = app.flows.create(&scope, definition).await?;
+    let location = format!("/v1/flows/{}", active.record.id);
+    let mut body = json!(active.record);
+    body["webhookUrl"] = json!(format!("/v1/webhooks/{}", active.record.id));
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        Json(body),
+    )
+        .into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct TestRequest {
+    event: Option<String>,
+    payload: Option<Value>,
+    #[serde(default)]
+    live: bool,
+}
+
+async fn test_flow(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> ApiResult<Json<Value>> {
+    let request: TestRequest =
+        serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("body: {e}")))?;
+    let input = match (request.event, request.payload) {
+        (Some(event), None) => TestInput::Event(event),
+        (None, Some(payload)) => TestInput::Payload(payload),
+        _ => {
+            return Err(ApiError::bad_request(
+                "body: give exactly one of \"event\" or \"payload\"",
+            ));
+        }
+    };
+    let active = app
+        .flows
+        .current(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("flow {id} not found")))?;
+    let payload = testrun::resolve_payload(&active.flow, &input)
+        .map_err(|e| ApiError::bad_request(format!("event: {e}")))?;
+    let run_id = new_id();
+    let result = testrun::execute(
+        &app.executor,
+        &run_id,
+        &id,
+        &active.flow,
+        payload.clone(),
+        request.live,
+    )
+    .await;
+    let event = NewEvent {
+        event_id: new_id(),
+        run_id: run_id.clone(),
+        flow_id: id.clone(),
+        flow_version: active.record.version,
+        scope: Scope {
+            platform_id: active.record.platform_id.clone(),
+            project_id: active.record.project_id.clone(),
+        },
+        event_key: None,
+        environment: Environment::Testing,
+        headers: json!({}),
+        body: payload.to_string(),
+    };
+    let outcome = RunOutcome {
+        run_id: run_id.clone(),
+        owner: String::new(),
+        status: result.status,
+        error: result.error,
+        duration_ms: result.duration_ms,
+        steps: result.steps,
+    };
+    app.store.record_finished_run(event, outcome).await?;
+    let run = app
+        .store
+        .get_run(&run_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("run {run_id} not found")))?;
+    Ok(Json(json!(run)))
+}
