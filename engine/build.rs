@@ -8,6 +8,13 @@ use std::process::Command;
 const PLUGINS: &[&str] = &[
     "log_plugin",
     "transform_plugin",
+    "http_request_plugin",
+    "slack_plugin",
+    "teams_plugin",
+    "splunk_hec_plugin",
+    "datadog_logs_plugin",
+    "loki_plugin",
+    "filter_plugin",
     "hostile_plugin",
     "effect_plugin",
 ];
@@ -21,16 +28,15 @@ fn main() {
     let manifest_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());
     let root = manifest_dir.parent().unwrap().to_path_buf();
     let plugins = root.join("plugins");
-    for watched in [
-        "wit",
-        "plugins/Cargo.toml",
-        "plugins/Cargo.lock",
-        "plugins/sdk",
-        "plugins/log",
-        "plugins/transform",
-        "plugins/testing",
-    ] {
+    for watched in ["wit", "plugins/Cargo.toml", "plugins/Cargo.lock"] {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());
+    }
+    // Every plugin crate's directory (not `plugins/target`, which this build writes).
+    for entry in std::fs::read_dir(&plugins).expect("read plugins/").flatten() {
+        let path = entry.path();
+        if path.is_dir() && path.file_name().is_some_and(|n| n != "target") {
+            println!("cargo:rerun-if-changed={}", path.display());
+        }
     }
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut command = Command::new(cargo);

@@ -1,28 +1,27 @@
 //! The plugins that ship inside the binary, built from `plugins/` by `build.rs`.
 
-/// `(file name, component bytes)` of every built-in plugin.
+macro_rules! builtin {
+    ($name:literal, $file:literal) => {
+        ($name, include_bytes!(concat!(env!("HOOKFLOW_PLUGIN_WASM_DIR"), "/", $file)))
+    };
+}
+
+/// `(name, component bytes)` of every built-in plugin.
 pub const BUILTIN_PLUGINS: &[(&str, &[u8])] = &[
-    (
-        "log",
-        include_bytes!(concat!(
-            env!("HOOKFLOW_PLUGIN_WASM_DIR"),
-            "/log_plugin.wasm"
-        )),
-    ),
-    (
-        "transform",
-        include_bytes!(concat!(
-            env!("HOOKFLOW_PLUGIN_WASM_DIR"),
-            "/transform_plugin.wasm"
-        )),
-    ),
+    builtin!("log", "log_plugin.wasm"),
+    builtin!("transform", "transform_plugin.wasm"),
+    builtin!("http-request", "http_request_plugin.wasm"),
+    builtin!("slack", "slack_plugin.wasm"),
+    builtin!("teams", "teams_plugin.wasm"),
+    builtin!("splunk-hec", "splunk_hec_plugin.wasm"),
+    builtin!("datadog-logs", "datadog_logs_plugin.wasm"),
+    builtin!("loki", "loki_plugin.wasm"),
+    builtin!("filter", "filter_plugin.wasm"),
 ];
 
 /// Path of the test-only `hostile` plugin (infinite loop, unbounded allocation, traps), which
 /// tests install to prove the sandbox holds. Not registered by default.
-pub const HOSTILE_PLUGIN_PATH: &str =
-    concat!(env!("HOOKFLOW_PLUGIN_WASM_DIR"), "/hostile_plugin.wasm");
+pub const HOSTILE_PLUGIN_PATH: &str = concat!(env!("HOOKFLOW_PLUGIN_WASM_DIR"), "/hostile_plugin.wasm");
 
 /// Path of the test-only `effect` plugin, which declares side effects (test runs skip it).
-pub const EFFECT_PLUGIN_PATH: &str =
-    concat!(env!("HOOKFLOW_PLUGIN_WASM_DIR"), "/effect_plugin.wasm");
+pub const EFFECT_PLUGIN_PATH: &str = concat!(env!("HOOKFLOW_PLUGIN_WASM_DIR"), "/effect_plugin.wasm");

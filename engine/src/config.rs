@@ -29,6 +29,13 @@ pub struct ServeConfig {
     /// and printed once.
     #[arg(long, env = "HOOKFLOW_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
+    /// Key for secrets at rest: 32 bytes, base64. When unset, one is generated on first start
+    /// and kept in `<data dir>/secret.key`.
+    #[arg(long, env = "HOOKFLOW_SECRET_KEY", hide_env_values = true)]
+    pub secret_key: Option<String>,
+    /// Compiled-plugin cache. Default: `<data dir>/cache`.
+    #[arg(long, env = "HOOKFLOW_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
     /// Extra plugin components (`*.wasm`) loaded at start. Default: `<data dir>/plugins`.
     #[arg(long, env = "HOOKFLOW_PLUGIN_DIR")]
     pub plugin_dir: Option<PathBuf>,

@@ -199,9 +199,84 @@ pub fn plugin_problems(flow: &Flow, sandbox: &Sandbox) -> Vec<Problem> {
                 path: format!("{path}.plugin"),
                 message: format!("plugin {} is not installed ({hint})", step.plugin),
             });
+        } else if let Some(info) = sandbox.plugin(&step.plugin.name, &step.plugin.version) {
+            let plugin = step.plugin.to_string();
+            input_problems(&format!("{path}.input"), &step.input, &info.input_schema, &plugin, &mut problems);
         }
     }
     problems
+}
+
+/// Checks a step's input against the top level of its plugin's JSON Schema: required fields,
+/// unknown fields when `additionalProperties` is false, and the type and `enum` of literal
+/// values. Values holding templates are only known at run time and are not type-checked.
+fn input_problems(
+    path: &str,
+    input: &serde_json::Map<String, Value>,
+    schema: &Value,
+    plugin: &str,
+    problems: &mut Vec<Problem>,
+) {
+    let properties = schema.get("properties").and_then(Value::as_object);
+    let required = schema.get("required").and_then(Value::as_array);
+    for name in required.into_iter().flatten().filter_map(Value::as_str) {
+        if !input.contains_key(name) {
+            problems.push(Problem {
+                path: format!("{path}.{name}"),
+                message: format!("required by plugin {plugin}"),
+            });
+        }
+    }
+    for (key, value) in input {
+        let Some(spec) = properties.and_then(|p| p.get(key)) else {
+            if schema.get("additionalProperties") == Some(&Value::Bool(false)) {
+                let accepted: Vec<&str> = properties
+                    .map(|p| p.keys().map(String::as_str).collect())
+                    .unwrap_or_default();
+                problems.push(Problem {
+                    path: format!("{path}.{key}"),
+                    message: format!(
+                        "not accepted by plugin {plugin} (accepted: {})",
+                        accepted.join(", ")
+                    ),
+                });
+            }
+            continue;
+        };
+        if value.as_str().is_some_and(|s| s.contains("{{")) {
+            continue;
+        }
+        if let Some(expected) = spec.get("type").and_then(Value::as_str)
+            && !json_type_matches(expected, value)
+        {
+            problems.push(Problem {
+                path: format!("{path}.{key}"),
+                message: format!("must be of type {expected} for plugin {plugin}"),
+            });
+        }
+        if let Some(allowed) = spec.get("enum").and_then(Value::as_array)
+            && !allowed.contains(value)
+        {
+            let list: Vec<String> = allowed.iter().map(Value::to_string).collect();
+            problems.push(Problem {
+                path: format!("{path}.{key}"),
+                message: format!("must be one of {}", list.join(", ")),
+            });
+        }
+    }
+}
+
+fn json_type_matches(expected: &str, value: &Value) -> bool {
+    match expected {
+        "string" => value.is_string(),
+        "number" => value.is_number(),
+        "integer" => value.is_i64() || value.is_u64(),
+        "boolean" => value.is_boolean(),
+        "object" => value.is_object(),
+        "array" => value.is_array(),
+        "null" => value.is_null(),
+        _ => true,
+    }
 }
 
 fn parse_stored(record: &FlowRecord) -> Result<Flow, StoreError> {

@@ -9,6 +9,7 @@ use crate::exec::Executor;
 use crate::metrics::Metrics;
 use crate::queue::{Queue, QueueConfig};
 use crate::registry::FlowRegistry;
+use crate::secrets::{SecretBox, Secrets};
 use crate::store::{DynStore, SqliteStore};
 use crate::wasm::{Sandbox, SandboxConfig};
 use anyhow::Context;
@@ -97,7 +98,12 @@ pub async fn run(
         .unwrap_or_else(|| config.data_dir.join("plugins"));
     let sandbox = Arc::new(
         sandbox_with_plugins(
-            Some(config.data_dir.join("cache")),
+            Some(
+                config
+                    .cache_dir
+                    .clone()
+                    .unwrap_or_else(|| config.data_dir.join("cache")),
+            ),
             config.step_memory_mb << 20,
             config.workers.min(1024) as u32,
             &wasm_files(&plugin_dir)?,
@@ -115,16 +121,20 @@ pub async fn run(
             ..QueueConfig::default()
         },
     );
-    let executor = Arc::new(Executor::new(sandbox.clone()));
+    let secret_box = SecretBox::load(config.secret_key.as_deref(), &config.data_dir)?;
+    let secrets = Arc::new(Secrets::new(store.clone(), secret_box));
+    let executor = Arc::new(Executor::new(sandbox.clone(), Some(secrets.clone())));
     let app = Arc::new(App {
         store: store.clone(),
         flows: flows.clone(),
         sandbox,
         queue: queue.clone(),
         executor: executor.clone(),
+        secrets,
         metrics: metrics.clone(),
         admin_token,
         max_body_bytes: config.max_body_bytes,
+        plugin_dir: plugin_dir.clone(),
     });
 
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -189,7 +199,8 @@ fn admin_token(config: &ServeConfig) -> anyhow::Result<String> {
     Ok(token)
 }
 
-fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
+/// Creates a file readable only by this user (tokens, keys); refuses to overwrite one.
+pub fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
     use std::io::Write;
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
@@ -203,4 +214,31 @@ fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
         .with_context(|| format!("writing {}", path.display()))?;
     file.write_all(text.as_bytes())?;
     Ok(())
+}
+
+/// Why a plugin could not be installed.
+#[derive(Debug, thiserror::Error)]
+pub enum InstallError {
+    #[error(transparent)]
+    Load(#[from] crate::wasm::LoadError),
+    #[error("{0} is a built-in plugin; install it under another name or version")]
+    Builtin(String),
+    #[error("saving the plugin failed: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Vets, compiles and registers a component, then keeps it in `plugin_dir` so it is loaded
+/// again on the next start. Serves immediately; other versions stay side by side.
+pub async fn install_plugin(sandbox: &Sandbox, plugin_dir: &Path, wasm: &[u8]) -> Result<crate::wasm::PluginInfo, InstallError> {
+    let prepared = sandbox.prepare(wasm, false).await?;
+    let probe = prepared.info().clone();
+    if sandbox.plugin(&probe.name, &probe.version).is_some_and(|p| p.builtin) {
+        return Err(InstallError::Builtin(format!("{}@{}", probe.name, probe.version)));
+    }
+    std::fs::create_dir_all(plugin_dir)?;
+    let file = plugin_dir.join(format!("{}-{}.wasm", probe.name, probe.version));
+    let tmp = file.with_extension("wasm.tmp");
+    std::fs::write(&tmp, wasm)?;
+    std::fs::rename(&tmp, &file)?;
+    Ok(sandbox.register(prepared))
 }

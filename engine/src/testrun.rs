@@ -5,7 +5,7 @@
 use crate::catalog::Catalog;
 use crate::exec::{Executor, RunRequest, RunResult};
 use crate::flow::Flow;
-use crate::store::Environment;
+use crate::store::{Environment, Scope};
 use serde_json::{Value, json};
 
 /// What to run the flow against.
@@ -56,6 +56,7 @@ pub fn resolve_payload(flow: &Flow, input: &TestInput) -> Result<Value, String> 
 /// Executes a test run. `live` also runs steps whose plugin has side effects.
 pub async fn execute(
     executor: &Executor,
+    scope: &Scope,
     run_id: &str,
     flow_id: &str,
     flow: &Flow,
@@ -64,6 +65,7 @@ pub async fn execute(
 ) -> RunResult {
     let request = RunRequest {
         run_id,
+        scope,
         flow_id,
         flow,
         trigger: json!({ "body": body, "headers": {} }),

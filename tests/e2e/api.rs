@@ -55,13 +55,20 @@ async fn admin_routes_need_the_token() {
     assert_eq!(
         names,
         [
+            "datadog-logs@0.1.0",
             "effect@0.1.0",
+            "filter@0.1.0",
             "hostile@0.1.0",
+            "http-request@0.1.0",
             "log@0.1.0",
+            "loki@0.1.0",
+            "slack@0.1.0",
+            "splunk-hec@0.1.0",
+            "teams@0.1.0",
             "transform@0.1.0"
         ]
     );
-    let log = &plugins["data"][2];
+    let log = &plugins["data"][5];
     assert_eq!(log["inputSchema"]["required"], json!(["message"]));
     assert_eq!(log["sideEffects"], false);
 }

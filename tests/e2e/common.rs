@@ -78,6 +78,11 @@ impl Server {
             .arg("serve")
             .env("HOOKFLOW_LISTEN", "127.0.0.1:0")
             .env("HOOKFLOW_DATA_DIR", self.dir.path())
+            // One compiled-plugin cache for every test server: compiling is the slow part of a start.
+            .env(
+                "HOOKFLOW_CACHE_DIR",
+                concat!(env!("CARGO_TARGET_TMPDIR"), "/plugin-cache"),
+            )
             .env("HOOKFLOW_ADMIN_TOKEN", ADMIN_TOKEN)
             .env("HOOKFLOW_LOG", "warn")
             .env("HOOKFLOW_SHUTDOWN_GRACE_SECS", "5")

@@ -126,8 +126,13 @@ async fn test_flow(
     let payload = testrun::resolve_payload(&active.flow, &input)
         .map_err(|e| ApiError::bad_request(format!("event: {e}")))?;
     let run_id = new_id();
+    let scope = Scope {
+        platform_id: active.record.platform_id.clone(),
+        project_id: active.record.project_id.clone(),
+    };
     let result = testrun::execute(
         &app.executor,
+        &scope,
         &run_id,
         &id,
         &active.flow,

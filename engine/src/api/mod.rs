@@ -6,6 +6,7 @@ mod error;
 mod flows;
 mod plugins;
 mod runs;
+mod secrets;
 mod system;
 mod webhooks;
 
@@ -31,9 +32,12 @@ pub struct App {
     pub sandbox: Arc<Sandbox>,
     pub queue: Arc<Queue>,
     pub executor: Arc<Executor>,
+    pub secrets: Arc<crate::secrets::Secrets>,
     pub metrics: Arc<Metrics>,
     pub admin_token: String,
     pub max_body_bytes: usize,
+    /// Where uploaded plugins are kept so they survive restarts.
+    pub plugin_dir: std::path::PathBuf,
 }
 
 /// Shared application state handed to handlers.
@@ -46,6 +50,7 @@ pub fn router(app: AppState) -> Router {
         .merge(runs::routes())
         .merge(plugins::routes())
         .merge(catalog::routes())
+        .merge(secrets::routes())
         .layer(middleware::from_fn_with_state(app.clone(), require_admin));
     Router::new()
         .nest("/v1", admin.merge(webhooks::routes()))

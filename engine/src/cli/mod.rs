@@ -287,10 +287,12 @@ async fn run_local(
     let sandbox = Arc::new(server::sandbox_with_plugins(None, 64 << 20, 4, plugins).await?);
     let flow = load_flow(file, &sandbox)
         .map_err(|problems| usage(format!("{}: {}", file.display(), problems.join("; "))))?;
-    let executor = Executor::new(sandbox);
+    let executor = Executor::new(sandbox, None);
+    let scope = local_scope();
     let run_id = crate::store::new_id();
     let request = RunRequest {
         run_id: &run_id,
+        scope: &scope,
         flow_id: "local",
         flow: &flow,
         trigger: json!({ "body": body, "headers": {} }),
@@ -355,7 +357,7 @@ async fn test_flow(
         let body = testrun::resolve_payload(&flow, &input).map_err(usage)?;
         let run_id = crate::store::new_id();
         let result =
-            testrun::execute(&Executor::new(sandbox), &run_id, "local", &flow, body, live).await;
+            testrun::execute(&Executor::new(sandbox, None), &local_scope(), &run_id, "local", &flow, body, live).await;
         (flow, result, run_id)
     } else {
         let token = token.ok_or_else(|| usage(format!("{target} is not a file; to test a flow on a server set HOOKFLOW_ADMIN_TOKEN or --token")))?;
@@ -413,4 +415,9 @@ fn print_run(flow: &flow::Flow, result: &RunResult, run_id: &str, as_json: bool)
     } else {
         print!("{}", trace::render(flow, result, trace::use_color()));
     }
+}
+
+/// Local runs have no server, so no tenant and no secrets.
+fn local_scope() -> crate::store::Scope {
+    crate::store::Scope { platform_id: "local".into(), project_id: "local".into() }
 }

@@ -4,8 +4,10 @@
 //! queue hands to the store.
 
 use crate::flow::{ActionStep, Flow, RouterStep, Step, router, template};
-use crate::store::{Environment, RunStatus, StepKind, StepRecord, StepStatus};
-use crate::wasm::{Sandbox, StepContext, StepOutcome};
+use crate::flow::hosts::HostPattern;
+use crate::secrets::{self, REDACTED, Secrets};
+use crate::store::{Environment, RunStatus, Scope, StepKind, StepRecord, StepStatus};
+use crate::wasm::{Grants, Sandbox, StepContext, StepOutcome};
 use futures::future::BoxFuture;
 use serde_json::{Map, Value, json};
 use std::collections::HashMap;
@@ -18,6 +20,8 @@ pub const DEFAULT_STEP_TIMEOUT: Duration = Duration::from_secs(10);
 /// What the executor needs to run a flow once.
 pub struct RunRequest<'a> {
     pub run_id: &'a str,
+    /// Tenant whose secrets the run may use.
+    pub scope: &'a Scope,
     pub flow_id: &'a str,
     pub flow: &'a Flow,
     /// `{"body": ..., "headers": ...}`: the event as templates see it under `trigger`.
@@ -43,6 +47,9 @@ pub struct RunResult {
 /// Runs flows. Cheap to share; one per process.
 pub struct Executor {
     sandbox: Arc<Sandbox>,
+    secrets: Option<Arc<Secrets>>,
+    /// `HOOKFLOW_DEV_ALLOW_LOCAL_DESTINATIONS`, read once.
+    allow_local: bool,
 }
 
 /// State of one run while it executes.
@@ -53,11 +60,16 @@ struct RunState<'a> {
     prior: HashMap<&'a str, &'a StepRecord>,
     /// Set when a step failed the run; stops the walk.
     failure: Option<(RunStatus, String)>,
+    /// Set when a plugin ended the run early (filter); stops the walk, run SUCCEEDED.
+    ended: Option<String>,
+    /// Values of every secret some step of the flow is granted.
+    secrets: HashMap<String, String>,
 }
 
 impl Executor {
-    pub fn new(sandbox: Arc<Sandbox>) -> Executor {
-        Executor { sandbox }
+    /// An executor; without `secrets`, granted secrets read as absent (local CLI runs).
+    pub fn new(sandbox: Arc<Sandbox>, secrets: Option<Arc<Secrets>>) -> Executor {
+        Executor { sandbox, secrets, allow_local: crate::netguard::dev_allow_local() }
     }
 
     /// The sandbox the executor runs plugins in.
@@ -78,12 +90,15 @@ impl Executor {
             .iter()
             .map(|s| (s.name.as_str(), s))
             .collect();
+        let secrets = self.resolve_secrets(req).await;
         let mut state = RunState {
             req,
             ctx,
             steps: Vec::new(),
             prior,
             failure: None,
+            ended: None,
+            secrets,
         };
         self.run_steps(&mut state, &req.flow.steps).await;
         let (status, error) = match state.failure {
@@ -105,7 +120,7 @@ impl Executor {
     ) -> BoxFuture<'s, ()> {
         Box::pin(async move {
             for step in steps {
-                if state.failure.is_some() {
+                if state.failure.is_some() || state.ended.is_some() {
                     return;
                 }
                 match step {
@@ -150,24 +165,43 @@ impl Executor {
         }
     }
 
+    /// Values of the secrets any step of the flow is granted, read once per run.
+    async fn resolve_secrets(&self, req: &RunRequest<'_>) -> HashMap<String, String> {
+        let Some(secrets) = &self.secrets else {
+            return HashMap::new();
+        };
+        let mut names: Vec<String> = req.flow.action_steps().flat_map(|s| s.secrets.iter().cloned()).collect();
+        names.sort();
+        names.dedup();
+        match secrets.resolve(req.scope, &names).await {
+            Ok(values) => values,
+            Err(error) => {
+                tracing::error!(%error, run_id = req.run_id, "reading secrets failed; granted secrets read as absent");
+                HashMap::new()
+            }
+        }
+    }
+
     async fn run_action(&self, state: &mut RunState<'_>, step: &ActionStep) {
         if let Some(prior) = state.prior.get(step.name.as_str())
             && matches!(prior.status, StepStatus::Succeeded | StepStatus::Skipped)
         {
             let mut reused = (*prior).clone();
             reused.seq = state.steps.len() as i64;
-            set_step_context(
-                &mut state.ctx,
-                &step.name,
-                reused.status,
-                reused.output.as_ref(),
-                None,
-            );
+            set_step_context(&mut state.ctx, &step.name, reused.status, reused.output.as_ref(), None);
             state.steps.push(reused);
             return;
         }
         let started = Instant::now();
-        let input = Value::Object(render_input(&step.input, &state.ctx));
+        // The plugin sees the granted secrets' values; the trace sees them redacted.
+        let granted: HashMap<String, String> = step
+            .secrets
+            .iter()
+            .filter_map(|name| state.secrets.get(name).map(|v| (name.clone(), v.clone())))
+            .collect();
+        let secret_values: Vec<String> = granted.values().cloned().collect();
+        let secret_refs: Vec<&str> = secret_values.iter().map(String::as_str).collect();
+        let (input, recorded_input) = render_with_secrets(&step.input, &mut state.ctx, &step.secrets, &granted);
         let plugin = &step.plugin;
         let test_run = state.req.environment == Environment::Testing;
         let info = self.sandbox.plugin(&plugin.name, &plugin.version);
@@ -182,32 +216,31 @@ impl Executor {
                 seq: state.steps.len() as i64,
                 kind: StepKind::Action,
                 status: StepStatus::Skipped,
-                input: Some(input),
+                input: Some(recorded_input),
                 output: None,
                 error: None,
                 attempts: 0,
                 duration_ms: 0.0,
-                detail: Some(
-                    json!({ "plugin": plugin.to_string(), "skipped": "side effect in test run" }),
-                ),
+                detail: Some(json!({ "plugin": plugin.to_string(), "skipped": "side effect in test run" })),
             });
             return;
         }
+        let grants = Grants {
+            allowed_hosts: Arc::new(step.allowed_hosts.iter().filter_map(|h| HostPattern::parse(h).ok()).collect()),
+            secrets: granted,
+            allow_local: self.allow_local,
+        };
         let input_text = input.to_string();
-        let timeout = step
-            .timeout_ms
-            .map(Duration::from_millis)
-            .unwrap_or(DEFAULT_STEP_TIMEOUT);
+        let timeout = step.timeout_ms.map(Duration::from_millis).unwrap_or(DEFAULT_STEP_TIMEOUT);
         let max_attempts = step.retry.max_attempts.max(1);
         let mut attempts_detail = Vec::new();
         let mut logs = Vec::new();
+        let mut refused = Vec::new();
+        let mut ended = None;
         // Attempts count across manual retries of the run, so a plugin sees how often it was tried.
-        let earlier_attempts = state
-            .prior
-            .get(step.name.as_str())
-            .map_or(0, |p| p.attempts.max(0) as u32);
+        let earlier_attempts = state.prior.get(step.name.as_str()).map_or(0, |p| p.attempts.max(0) as u32);
         let mut attempt = earlier_attempts;
-        let (status, output, error) = loop {
+        let (status, mut output, mut error) = loop {
             attempt += 1;
             let ctx = StepContext {
                 run_id: state.req.run_id.to_string(),
@@ -217,25 +250,18 @@ impl Executor {
                 test_run,
             };
             let call_started = Instant::now();
-            let report = self
-                .sandbox
-                .run(&plugin.name, &plugin.version, &ctx, &input_text, timeout)
-                .await;
+            let report = self.sandbox.run(&plugin.name, &plugin.version, &ctx, &input_text, timeout, &grants).await;
             logs.extend(report.logs);
+            refused.extend(report.refused_requests);
             let (status, message, retryable) = match report.outcome {
                 StepOutcome::Succeeded { output } => {
+                    ended = report.end_run;
                     break (StepStatus::Succeeded, Some(output), None);
                 }
-                StepOutcome::Failed { message, retryable } => {
-                    (StepStatus::Failed, message, retryable)
-                }
+                StepOutcome::Failed { message, retryable } => (StepStatus::Failed, message, retryable),
                 StepOutcome::TimedOut { after } => (
                     StepStatus::Timeout,
-                    format!(
-                        "step timed out after {} ms (limit {} ms)",
-                        after.as_millis(),
-                        timeout.as_millis()
-                    ),
+                    format!("step timed out after {} ms (limit {} ms)", after.as_millis(), timeout.as_millis()),
                     true,
                 ),
             };
@@ -258,35 +284,72 @@ impl Executor {
         if !attempts_detail.is_empty() {
             detail.insert("failedAttempts".into(), Value::Array(attempts_detail));
         }
-        set_step_context(
-            &mut state.ctx,
-            &step.name,
-            status,
-            output.as_ref(),
-            error.as_deref(),
-        );
+        if !refused.is_empty() {
+            detail.insert("refusedRequests".into(), json!(refused));
+        }
+        if let Some(reason) = &ended {
+            detail.insert("endedRun".into(), json!(reason));
+        }
+        // Nothing a plugin echoes back may leak a secret into the trace.
+        let mut detail = Value::Object(detail);
+        secrets::redact_value(&mut detail, &secret_refs);
+        if let Some(output) = &mut output {
+            secrets::redact_value(output, &secret_refs);
+        }
+        if let Some(error) = &mut error {
+            secrets::redact_text(error, &secret_refs);
+        }
+        set_step_context(&mut state.ctx, &step.name, status, output.as_ref(), error.as_deref());
         state.steps.push(StepRecord {
             name: step.name.clone(),
             seq: state.steps.len() as i64,
             kind: StepKind::Action,
             status,
-            input: Some(input),
+            input: Some(recorded_input),
             output,
             error: error.clone(),
             attempts: i64::from(attempt),
             duration_ms: millis(started.elapsed()),
-            detail: Some(Value::Object(detail)),
+            detail: Some(detail),
         });
-        if status != StepStatus::Succeeded && !step.continue_on_failure {
-            let run_status = if status == StepStatus::Timeout {
-                RunStatus::Timeout
-            } else {
-                RunStatus::Failed
-            };
+        if let Some(reason) = ended {
+            state.ended = Some(reason);
+        } else if status != StepStatus::Succeeded && !step.continue_on_failure {
+            let run_status = if status == StepStatus::Timeout { RunStatus::Timeout } else { RunStatus::Failed };
             let message = format!("step {} failed: {}", step.name, error.unwrap_or_default());
             state.failure = Some((run_status, message));
         }
     }
+}
+
+/// Renders a step's input twice: with the granted secrets' values under `secrets` (what the
+/// plugin gets) and with every granted name mapped to `**REDACTED**` (what the trace keeps).
+/// Secrets appear in the context only for the duration of the rendering.
+fn render_with_secrets(
+    input: &Map<String, Value>,
+    ctx: &mut Value,
+    names: &[String],
+    granted: &HashMap<String, String>,
+) -> (Value, Value) {
+    if names.is_empty() {
+        let rendered = Value::Object(render_input(input, ctx));
+        return (rendered.clone(), rendered);
+    }
+    let real: Map<String, Value> = granted.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
+    let masked: Map<String, Value> = names.iter().map(|k| (k.clone(), json!(REDACTED))).collect();
+    let Value::Object(map) = ctx else {
+        unreachable!("the run context is an object")
+    };
+    map.insert("secrets".into(), Value::Object(real));
+    let actual = Value::Object(render_input(input, ctx));
+    if let Value::Object(map) = ctx {
+        map.insert("secrets".into(), Value::Object(masked));
+    }
+    let recorded = Value::Object(render_input(input, ctx));
+    if let Value::Object(map) = ctx {
+        map.remove("secrets");
+    }
+    (actual, recorded)
 }
 
 fn render_input(input: &Map<String, Value>, ctx: &Value) -> Map<String, Value> {

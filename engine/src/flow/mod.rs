@@ -3,6 +3,7 @@
 //! here so callers do not depend on the internal file layout.
 
 pub mod condition;
+pub mod hosts;
 pub mod model;
 pub mod router;
 pub mod template;

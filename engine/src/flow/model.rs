@@ -392,6 +392,13 @@ pub struct ActionStep {
     /// when omitted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_ms: Option<u64>,
+    /// Hosts this step may reach over HTTP (`https://hooks.slack.com`,
+    /// `https://*.example.com:8443`). None means no network at all.
+    #[serde(default, deserialize_with = "null_as_default", skip_serializing_if = "Vec::is_empty")]
+    pub allowed_hosts: Vec<String>,
+    /// Secret names granted to this step (`{{secrets.NAME}}` in its input, or the host call).
+    #[serde(default, deserialize_with = "null_as_default", skip_serializing_if = "Vec::is_empty")]
+    pub secrets: Vec<String>,
 }
 
 /// A plugin reference `name@version`, pinned so a flow keeps working when a

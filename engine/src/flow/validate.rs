@@ -782,8 +782,14 @@ impl Checker {
                 "retry",
                 "continueOnFailure",
                 "timeoutMs",
+                "allowedHosts",
+                "secrets",
             ],
         );
+        self.string_list(path, obj, "allowedHosts", |h| {
+            crate::flow::hosts::HostPattern::parse(h).map(|_| ())
+        });
+        self.string_list(path, obj, "secrets", check_secret_name);
         if let Some(p) = self.required_str(path, obj, "plugin")
             && let Err(e) = PluginRef::parse(p)
         {
@@ -830,6 +836,34 @@ impl Checker {
         }
     }
 
+    /// An optional list of strings, each checked by `check`.
+    fn string_list(
+        &mut self,
+        path: &str,
+        obj: &Map<String, Value>,
+        key: &str,
+        check: impl Fn(&str) -> Result<(), String>,
+    ) {
+        let lpath = key_path(path, key);
+        match obj.get(key) {
+            None | Some(Value::Null) => {}
+            Some(Value::Array(items)) => {
+                for (i, item) in items.iter().enumerate() {
+                    let ipath = format!("{lpath}[{i}]");
+                    match item.as_str() {
+                        Some(text) => {
+                            if let Err(e) = check(text) {
+                                self.push(&ipath, e);
+                            }
+                        }
+                        None => self.push(&ipath, format!("must be a string, found {}", type_name(item))),
+                    }
+                }
+            }
+            Some(other) => self.push(&lpath, format!("must be a list, found {}", type_name(other))),
+        }
+    }
+
     /// Checks template syntax in every string inside `v`.
     fn templates(&mut self, path: &str, v: &Value) {
         match v {
@@ -854,6 +888,20 @@ impl Checker {
 }
 
 /// Expected kind of an optional field.
+/// Secret names: what `PUT /v1/secrets/{name}` accepts.
+pub fn check_secret_name(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 128
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "invalid secret name {name:?}: use 1-128 letters, digits, '_', '-' or '.'"
+        ))
+    }
+}
+
 #[derive(Clone, Copy)]
 enum Kind {
     Str,

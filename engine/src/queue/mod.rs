@@ -271,6 +271,7 @@ async fn execute_claimed(
     };
     let request = RunRequest {
         run_id: &run.id,
+        scope: &run.scope,
         flow_id: &run.flow_id,
         flow: &flow,
         trigger: json!({ "body": body, "headers": run.event_headers }),

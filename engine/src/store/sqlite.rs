@@ -467,6 +467,60 @@ impl Store for SqliteStore {
         ))
     }
 
+    async fn put_secret(&self, scope: &Scope, name: &str, nonce: &str, ciphertext: &str) -> StoreResult<bool> {
+        let now = now_text();
+        let mut tx = self.writer.begin().await?;
+        let existed = sqlx::query("SELECT 1 AS one FROM secrets WHERE project_id = ? AND name = ?")
+            .bind(&scope.project_id)
+            .bind(name)
+            .fetch_optional(&mut *tx)
+            .await?
+            .is_some();
+        sqlx::query(
+            "INSERT INTO secrets (platform_id, project_id, name, nonce, ciphertext, created, updated) VALUES (?, ?, ?, ?, ?, ?, ?) \
+             ON CONFLICT (project_id, name) DO UPDATE SET nonce = excluded.nonce, ciphertext = excluded.ciphertext, updated = excluded.updated",
+        )
+        .bind(&scope.platform_id)
+        .bind(&scope.project_id)
+        .bind(name)
+        .bind(nonce)
+        .bind(ciphertext)
+        .bind(&now)
+        .bind(&now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(!existed)
+    }
+
+    async fn list_secrets(&self, scope: &Scope) -> StoreResult<Vec<SecretInfo>> {
+        let rows = sqlx::query("SELECT name, created, updated FROM secrets WHERE project_id = ? ORDER BY name")
+            .bind(&scope.project_id)
+            .fetch_all(&self.reader)
+            .await?;
+        rows.iter()
+            .map(|r| Ok(SecretInfo { name: r.try_get("name")?, created: r.try_get("created")?, updated: r.try_get("updated")? }))
+            .collect()
+    }
+
+    async fn get_secrets(&self, scope: &Scope, names: &[String]) -> StoreResult<Vec<(String, String, String)>> {
+        let mut q = QueryBuilder::<Sqlite>::new("SELECT name, nonce, ciphertext FROM secrets WHERE project_id = ");
+        q.push_bind(scope.project_id.clone());
+        q.push(" AND name IN (");
+        push_list(&mut q, names);
+        let rows = q.build().fetch_all(&self.reader).await?;
+        rows.iter().map(|r| Ok((r.try_get("name")?, r.try_get("nonce")?, r.try_get("ciphertext")?))).collect()
+    }
+
+    async fn delete_secret(&self, scope: &Scope, name: &str) -> StoreResult<bool> {
+        let done = sqlx::query("DELETE FROM secrets WHERE project_id = ? AND name = ?")
+            .bind(&scope.project_id)
+            .bind(name)
+            .execute(&self.writer)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
     async fn queue_depth(&self) -> StoreResult<(i64, i64)> {
         let row = sqlx::query(
             "SELECT COALESCE(SUM(CASE WHEN status = 'QUEUED' THEN 1 ELSE 0 END), 0) AS queued, \

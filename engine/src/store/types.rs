@@ -263,6 +263,15 @@ impl Cursor {
     }
 }
 
+/// A secret as the API shows it: never its value.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretInfo {
+    pub name: String,
+    pub created: String,
+    pub updated: String,
+}
+
 /// One page of a list, in the shape every list endpoint answers.
 #[derive(Debug, Clone, Serialize)]
 pub struct Page<T> {

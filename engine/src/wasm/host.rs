@@ -1,11 +1,14 @@
 //! Per-step host state: the WASI context (nothing granted), the memory limiter and the log
 //! capture behind the `hookflow:plugin/log` import.
 
+use super::http::HttpPolicy;
 use super::hookflow::plugin::log::{Host as LogHost, Level};
+use std::collections::HashMap;
 use serde::Serialize;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 /// Log lines kept per step; later lines are counted but dropped.
 const MAX_LOG_LINES: usize = 200;
@@ -77,10 +80,15 @@ pub struct HostState {
     logs: Vec<LogLine>,
     dropped_logs: usize,
     stdio: MemoryOutputPipe,
+    http: WasiHttpCtx,
+    http_policy: HttpPolicy,
+    /// Granted secrets only: anything else reads as absent.
+    secrets: HashMap<String, String>,
+    end_run: Option<String>,
 }
 
 impl HostState {
-    pub fn new(limits: MemoryLimits) -> Self {
+    pub fn new(limits: MemoryLimits, http_policy: HttpPolicy, secrets: HashMap<String, String>) -> Self {
         let stdio = MemoryOutputPipe::new(STDIO_CAPACITY);
         // No preopens, no environment, no arguments, no network: the builder grants nothing
         // unless asked, and we ask only for captured stdout/stderr.
@@ -95,6 +103,10 @@ impl HostState {
             logs: Vec::new(),
             dropped_logs: 0,
             stdio,
+            http: WasiHttpCtx::new(),
+            http_policy,
+            secrets,
+            end_run: None,
         }
     }
 
@@ -120,6 +132,16 @@ impl HostState {
             message.push('…');
         }
         self.logs.push(LogLine { level, message });
+    }
+
+    /// The reason the plugin asked to end the run, if it did.
+    pub fn take_end_run(&mut self) -> Option<String> {
+        self.end_run.take()
+    }
+
+    /// HTTP requests the policy refused, with the reason.
+    pub fn take_refusals(&self) -> Vec<String> {
+        self.http_policy.take_refusals()
     }
 
     /// The step's log: host `log` calls, then anything printed to stdout/stderr.
@@ -169,3 +191,24 @@ impl LogHost for HostState {
 }
 
 impl super::hookflow::plugin::types::Host for HostState {}
+
+impl super::hookflow::plugin::secrets::Host for HostState {
+    async fn get(&mut self, name: String) -> wasmtime::Result<Option<String>> {
+        Ok(self.secrets.get(&name).cloned())
+    }
+}
+
+impl super::hookflow::plugin::control::Host for HostState {
+    async fn end_run(&mut self, reason: String) -> wasmtime::Result<()> {
+        let mut reason = reason;
+        reason.truncate(MAX_LOG_LINE_BYTES);
+        self.end_run = Some(reason);
+        Ok(())
+    }
+}
+
+impl WasiHttpView for HostState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView { ctx: &mut self.http, table: &mut self.table, hooks: &mut self.http_policy }
+    }
+}

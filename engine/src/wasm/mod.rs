@@ -11,8 +11,11 @@
 
 mod cache;
 mod host;
+mod http;
 
+use crate::flow::hosts::HostPattern;
 use host::{HostState, MemoryLimits};
+use http::HttpPolicy;
 use serde::Serialize;
 use serde_json::Value;
 use std::collections::HashMap;
@@ -105,6 +108,20 @@ pub enum StepOutcome {
 pub struct StepReport {
     pub outcome: StepOutcome,
     pub logs: Vec<LogLine>,
+    /// Set when the plugin asked to end the run (filter).
+    pub end_run: Option<String>,
+    /// Outbound requests the policy refused, with the reason.
+    pub refused_requests: Vec<String>,
+}
+
+/// What the flow grants one step: hosts it may call and the secrets it may read.
+#[derive(Debug, Clone, Default)]
+pub struct Grants {
+    pub allowed_hosts: Arc<Vec<HostPattern>>,
+    /// Values of the granted secrets, by name.
+    pub secrets: HashMap<String, String>,
+    /// Development mode: plain HTTP and private addresses allowed.
+    pub allow_local: bool,
 }
 
 /// Errors loading a plugin.
@@ -122,6 +139,16 @@ pub enum LoadError {
     Describe(String),
     #[error("describe() returned an invalid input schema: {0}")]
     BadSchema(String),
+}
+
+/// A compiled, vetted plugin not yet registered.
+pub struct Prepared(Arc<LoadedPlugin>);
+
+impl Prepared {
+    /// What the plugin describes itself as.
+    pub fn info(&self) -> &PluginInfo {
+        &self.0.info
+    }
 }
 
 struct LoadedPlugin {
@@ -142,6 +169,10 @@ pub struct Sandbox {
 const GRANTED_IMPORT_PREFIXES: &[&str] = &[
     "hookflow:plugin/log@0.1.",
     "hookflow:plugin/types@0.1.",
+    "hookflow:plugin/secrets@0.1.",
+    "hookflow:plugin/control@0.1.",
+    "wasi:http/outgoing-handler@0.2.",
+    "wasi:http/types@0.2.",
     "wasi:cli/",
     "wasi:io/",
     "wasi:clocks/",
@@ -169,6 +200,8 @@ impl Sandbox {
         start_epoch_ticker(&engine);
         let mut linker: Linker<HostState> = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(wasmtime_error)?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
+            .map_err(wasmtime_error)?;
         Plugin::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s)
             .map_err(wasmtime_error)?;
         let slots = Semaphore::new(config.max_concurrency as usize);
@@ -183,7 +216,9 @@ impl Sandbox {
 
     /// Compiles (or loads from cache), vets, links and describes a component, then registers it
     /// under the name and version it describes. Replaces an earlier load of the same version.
-    pub async fn load(&self, wasm: &[u8], builtin: bool) -> Result<PluginInfo, LoadError> {
+    /// Compiles (or loads from cache), vets, links and describes a component without
+    /// registering it, so the caller can decide (e.g. refuse to shadow a built-in).
+    pub async fn prepare(&self, wasm: &[u8], builtin: bool) -> Result<Prepared, LoadError> {
         if wasm.len() > self.config.max_component_bytes {
             return Err(LoadError::TooLarge {
                 size: wasm.len(),
@@ -209,7 +244,7 @@ impl Sandbox {
             .map_err(|e| LoadError::WrongWorld(format!("{e:#}")))?;
         let pre = PluginPre::new(pre).map_err(|e| LoadError::WrongWorld(format!("{e:#}")))?;
         let descriptor = {
-            let mut store = self.new_store(Instant::now() + Duration::from_secs(10));
+            let mut store = self.new_store(Instant::now() + Duration::from_secs(10), &Grants::default());
             let plugin = pre
                 .instantiate_async(&mut store)
                 .await
@@ -233,16 +268,21 @@ impl Sandbox {
             digest,
             builtin,
         };
+        Ok(Prepared(Arc::new(LoadedPlugin { info, pre })))
+    }
+
+    /// Registers a prepared plugin under the name and version it describes, replacing an
+    /// earlier registration of that version. Serves from the next step on.
+    pub fn register(&self, prepared: Prepared) -> PluginInfo {
+        let info = prepared.0.info.clone();
         let key = (info.name.clone(), info.version.clone());
-        let loaded = Arc::new(LoadedPlugin {
-            info: info.clone(),
-            pre,
-        });
-        self.plugins
-            .write()
-            .expect("plugin map poisoned")
-            .insert(key, loaded);
-        Ok(info)
+        self.plugins.write().expect("plugin map poisoned").insert(key, prepared.0);
+        info
+    }
+
+    /// [`Sandbox::prepare`] then [`Sandbox::register`].
+    pub async fn load(&self, wasm: &[u8], builtin: bool) -> Result<PluginInfo, LoadError> {
+        Ok(self.register(self.prepare(wasm, builtin).await?))
     }
 
     /// The plugin registered as `name@version`.
@@ -280,6 +320,7 @@ impl Sandbox {
         ctx: &StepContext,
         input: &str,
         timeout: Duration,
+        grants: &Grants,
     ) -> StepReport {
         let Some(plugin) = self.lookup(name, version) else {
             return StepReport {
@@ -288,6 +329,8 @@ impl Sandbox {
                     retryable: false,
                 },
                 logs: Vec::new(),
+                end_run: None,
+                refused_requests: Vec::new(),
             };
         };
         let _slot = self
@@ -296,7 +339,7 @@ impl Sandbox {
             .await
             .expect("sandbox semaphore closed");
         let started = Instant::now();
-        let mut store = self.new_store(started + timeout);
+        let mut store = self.new_store(started + timeout, grants);
         let wit_ctx = WitRunContext {
             run_id: ctx.run_id.clone(),
             flow_id: ctx.flow_id.clone(),
@@ -323,8 +366,11 @@ impl Sandbox {
             },
             Ok(Err(error)) => self.classify_trap(&error, store.data(), started.elapsed()),
         };
-        let logs = store.data_mut().take_logs();
-        StepReport { outcome, logs }
+        let state = store.data_mut();
+        let logs = state.take_logs();
+        let end_run = state.take_end_run();
+        let refused_requests = state.take_refusals();
+        StepReport { outcome, logs, end_run, refused_requests }
     }
 
     fn check_output(&self, output: String) -> StepOutcome {
@@ -374,11 +420,14 @@ impl Sandbox {
         }
     }
 
-    fn new_store(&self, deadline: Instant) -> Store<HostState> {
-        let mut store = Store::new(
-            &self.engine,
-            HostState::new(MemoryLimits::new(self.config.memory_limit)),
+    fn new_store(&self, deadline: Instant, grants: &Grants) -> Store<HostState> {
+        let policy = HttpPolicy::new(grants.allowed_hosts.clone(), grants.allow_local);
+        let state = HostState::new(
+            MemoryLimits::new(self.config.memory_limit),
+            policy,
+            grants.secrets.clone(),
         );
+        let mut store = Store::new(&self.engine, state);
         store.limiter(|s| s.limits());
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(move |_| {

@@ -26,7 +26,7 @@
 //! ```
 #![warn(missing_docs)]
 
-pub use serde_json::{Value, json};
+pub use serde_json::{Map, Value, json};
 
 /// Bindings generated from `wit/plugin.wit`.
 ///
@@ -44,7 +44,12 @@ pub mod bindings {
     });
 }
 
+pub mod http;
+pub mod input;
+
+use bindings::hookflow::plugin::control as wit_control;
 use bindings::hookflow::plugin::log as wit_log;
+use bindings::hookflow::plugin::secrets as wit_secrets;
 use bindings::hookflow::plugin::types as wit;
 
 /// What a plugin says about itself.
@@ -217,6 +222,20 @@ pub fn log(level: Level, msg: &str) {
     wit_log::log(level, msg);
 }
 
+/// Reads a secret that the flow grants to this step (the step's `secrets` list).
+///
+/// A secret that is not granted reads as `None`, exactly like one that does not exist, so the
+/// error a plugin reports for `None` should name the secret and say it must be granted.
+pub fn secret(name: &str) -> Option<String> {
+    wit_secrets::get(name)
+}
+
+/// Ends the run after this step: the run finishes with status SUCCEEDED and `reason` recorded,
+/// and later steps do not run. The step itself still returns its output normally.
+pub fn end_run(reason: &str) {
+    wit_control::end_run(reason);
+}
+
 /// Glue between [`Plugin`] and the generated bindings, used by [`export_plugin!`].
 #[doc(hidden)]
 pub mod __private {
@@ -248,7 +267,9 @@ pub mod __private {
         };
         let result = match serde_json::from_str::<Value>(&input) {
             Ok(input) => P::run(ctx, input),
-            Err(e) => Err(StepError::fatal(format!("step input is not valid JSON: {e}"))),
+            Err(e) => Err(StepError::fatal(format!(
+                "step input is not valid JSON: {e}"
+            ))),
         };
         match result {
             Ok(output) => Ok(output.to_string()),

@@ -11,9 +11,13 @@ struct Transform;
 
 impl Plugin for Transform {
     fn describe() -> Descriptor {
-        Descriptor::new("transform", "0.1.0", "Build a JSON object from templated input")
-            .input_schema(json!({ "type": "object" }))
-            .side_effects(false)
+        Descriptor::new(
+            "transform",
+            "0.1.0",
+            "Build a JSON object from templated input",
+        )
+        .input_schema(json!({ "type": "object" }))
+        .side_effects(false)
     }
 
     fn run(_ctx: Context, input: Value) -> Result<Value, StepError> {

@@ -8,9 +8,13 @@ struct Effect;
 
 impl Plugin for Effect {
     fn describe() -> Descriptor {
-        Descriptor::new("effect", "0.1.0", "Pretend to change the outside world (tests only)")
-            .input_schema(json!({ "type": "object" }))
-            .side_effects(true)
+        Descriptor::new(
+            "effect",
+            "0.1.0",
+            "Pretend to change the outside world (tests only)",
+        )
+        .input_schema(json!({ "type": "object" }))
+        .side_effects(true)
     }
 
     fn run(_ctx: Context, input: Value) -> Result<Value, StepError> {
