@@ -17,6 +17,7 @@ const PLUGINS: &[&str] = &[
     "filter_plugin",
     "hostile_plugin",
     "effect_plugin",
+    "sneaky_plugin",
 ];
 
 fn main() {
@@ -32,7 +33,10 @@ fn main() {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());
     }
     // Every plugin crate's directory (not `plugins/target`, which this build writes).
-    for entry in std::fs::read_dir(&plugins).expect("read plugins/").flatten() {
+    for entry in std::fs::read_dir(&plugins)
+        .expect("read plugins/")
+        .flatten()
+    {
         let path = entry.path();
         if path.is_dir() && path.file_name().is_some_and(|n| n != "target") {
             println!("cargo:rerun-if-changed={}", path.display());

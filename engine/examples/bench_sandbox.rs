@@ -46,7 +46,9 @@ async fn bench(iterations: usize) -> anyhow::Result<()> {
     // No hosts, no secrets: what a `log` step gets.
     let grants = Grants::default();
 
-    let first = sandbox.run("log", "0.1.0", &ctx, INPUT, timeout, &grants).await;
+    let first = sandbox
+        .run("log", "0.1.0", &ctx, INPUT, timeout, &grants)
+        .await;
     match &first.outcome {
         StepOutcome::Succeeded { output } => {
             println!("log@0.1.0 -> {output} (logs: {:?})", first.logs)
@@ -54,7 +56,11 @@ async fn bench(iterations: usize) -> anyhow::Result<()> {
         other => anyhow::bail!("log@0.1.0 did not succeed: {other:?}"),
     }
     for _ in 0..WARMUP {
-        std::hint::black_box(sandbox.run("log", "0.1.0", &ctx, INPUT, timeout, &grants).await);
+        std::hint::black_box(
+            sandbox
+                .run("log", "0.1.0", &ctx, INPUT, timeout, &grants)
+                .await,
+        );
     }
 
     let mut samples = Vec::with_capacity(iterations);
@@ -62,7 +68,9 @@ async fn bench(iterations: usize) -> anyhow::Result<()> {
     let total_started = Instant::now();
     for _ in 0..iterations {
         let started = Instant::now();
-        let report = sandbox.run("log", "0.1.0", &ctx, INPUT, timeout, &grants).await;
+        let report = sandbox
+            .run("log", "0.1.0", &ctx, INPUT, timeout, &grants)
+            .await;
         samples.push(started.elapsed());
         if !matches!(report.outcome, StepOutcome::Succeeded { .. }) {
             failures += 1;

@@ -2,7 +2,10 @@
 
 macro_rules! builtin {
     ($name:literal, $file:literal) => {
-        ($name, include_bytes!(concat!(env!("HOOKFLOW_PLUGIN_WASM_DIR"), "/", $file)))
+        (
+            $name,
+            include_bytes!(concat!(env!("HOOKFLOW_PLUGIN_WASM_DIR"), "/", $file)),
+        )
     };
 }
 
@@ -21,7 +24,13 @@ pub const BUILTIN_PLUGINS: &[(&str, &[u8])] = &[
 
 /// Path of the test-only `hostile` plugin (infinite loop, unbounded allocation, traps), which
 /// tests install to prove the sandbox holds. Not registered by default.
-pub const HOSTILE_PLUGIN_PATH: &str = concat!(env!("HOOKFLOW_PLUGIN_WASM_DIR"), "/hostile_plugin.wasm");
+pub const HOSTILE_PLUGIN_PATH: &str =
+    concat!(env!("HOOKFLOW_PLUGIN_WASM_DIR"), "/hostile_plugin.wasm");
 
 /// Path of the test-only `effect` plugin, which declares side effects (test runs skip it).
-pub const EFFECT_PLUGIN_PATH: &str = concat!(env!("HOOKFLOW_PLUGIN_WASM_DIR"), "/effect_plugin.wasm");
+pub const EFFECT_PLUGIN_PATH: &str =
+    concat!(env!("HOOKFLOW_PLUGIN_WASM_DIR"), "/effect_plugin.wasm");
+
+/// Path of the test-only `sneaky` plugin, which imports `wasi:sockets` (installing it must fail).
+pub const SNEAKY_PLUGIN_PATH: &str =
+    concat!(env!("HOOKFLOW_PLUGIN_WASM_DIR"), "/sneaky_plugin.wasm");

@@ -201,7 +201,13 @@ pub fn plugin_problems(flow: &Flow, sandbox: &Sandbox) -> Vec<Problem> {
             });
         } else if let Some(info) = sandbox.plugin(&step.plugin.name, &step.plugin.version) {
             let plugin = step.plugin.to_string();
-            input_problems(&format!("{path}.input"), &step.input, &info.input_schema, &plugin, &mut problems);
+            input_problems(
+                &format!("{path}.input"),
+                &step.input,
+                &info.input_schema,
+                &plugin,
+                &mut problems,
+            );
         }
     }
     problems

@@ -27,11 +27,15 @@ impl SecretBox {
     /// generated on first start with mode 0600.
     pub fn load(configured: Option<&str>, data_dir: &Path) -> anyhow::Result<SecretBox> {
         let key = match configured {
-            Some(text) => STANDARD.decode(text.trim()).context("HOOKFLOW_SECRET_KEY is not base64")?,
+            Some(text) => STANDARD
+                .decode(text.trim())
+                .context("HOOKFLOW_SECRET_KEY is not base64")?,
             None => {
                 let path = data_dir.join("secret.key");
                 match std::fs::read_to_string(&path) {
-                    Ok(text) => STANDARD.decode(text.trim()).with_context(|| format!("{} is not base64", path.display()))?,
+                    Ok(text) => STANDARD
+                        .decode(text.trim())
+                        .with_context(|| format!("{} is not base64", path.display()))?,
                     Err(_) => {
                         use rand::Rng;
                         let key: [u8; 32] = rand::rng().random();
@@ -41,8 +45,14 @@ impl SecretBox {
                 }
             }
         };
-        anyhow::ensure!(key.len() == 32, "the secret key must be 32 bytes (base64-encoded), got {}", key.len());
-        Ok(SecretBox { cipher: ChaCha20Poly1305::new(Key::from_slice(&key)) })
+        anyhow::ensure!(
+            key.len() == 32,
+            "the secret key must be 32 bytes (base64-encoded), got {}",
+            key.len()
+        );
+        Ok(SecretBox {
+            cipher: ChaCha20Poly1305::new(Key::from_slice(&key)),
+        })
     }
 
     /// `(nonce, ciphertext)`, both base64; the name is bound as associated data.
@@ -51,21 +61,37 @@ impl SecretBox {
         let nonce: [u8; 12] = rand::rng().random();
         let sealed = self
             .cipher
-            .encrypt(Nonce::from_slice(&nonce), Payload { msg: value.as_bytes(), aad: name.as_bytes() })
+            .encrypt(
+                Nonce::from_slice(&nonce),
+                Payload {
+                    msg: value.as_bytes(),
+                    aad: name.as_bytes(),
+                },
+            )
             .expect("ChaCha20-Poly1305 encryption cannot fail for in-memory buffers");
         (STANDARD.encode(nonce), STANDARD.encode(sealed))
     }
 
     /// The plaintext, or an error when the key or data do not match.
     pub fn open(&self, name: &str, nonce: &str, sealed: &str) -> Result<String, String> {
-        let nonce = STANDARD.decode(nonce).map_err(|_| "corrupt nonce".to_string())?;
-        let sealed = STANDARD.decode(sealed).map_err(|_| "corrupt ciphertext".to_string())?;
+        let nonce = STANDARD
+            .decode(nonce)
+            .map_err(|_| "corrupt nonce".to_string())?;
+        let sealed = STANDARD
+            .decode(sealed)
+            .map_err(|_| "corrupt ciphertext".to_string())?;
         if nonce.len() != 12 {
             return Err("corrupt nonce".into());
         }
         let plain = self
             .cipher
-            .decrypt(Nonce::from_slice(&nonce), Payload { msg: &sealed, aad: name.as_bytes() })
+            .decrypt(
+                Nonce::from_slice(&nonce),
+                Payload {
+                    msg: &sealed,
+                    aad: name.as_bytes(),
+                },
+            )
             .map_err(|_| format!("secret {name} cannot be decrypted with this server's key"))?;
         String::from_utf8(plain).map_err(|_| "secret is not UTF-8".to_string())
     }
@@ -99,7 +125,11 @@ impl Secrets {
     }
 
     /// Decrypted values of `names` that exist (missing names are simply absent).
-    pub async fn resolve(&self, scope: &Scope, names: &[String]) -> Result<HashMap<String, String>, StoreError> {
+    pub async fn resolve(
+        &self,
+        scope: &Scope,
+        names: &[String],
+    ) -> Result<HashMap<String, String>, StoreError> {
         if names.is_empty() {
             return Ok(HashMap::new());
         }
@@ -154,8 +184,12 @@ mod tests {
 
     #[test]
     fn redaction_reaches_nested_strings() {
-        let mut v = serde_json::json!({"a": "token xoxb-secret here", "b": ["xoxb-secret"], "c": 1});
+        let mut v =
+            serde_json::json!({"a": "token xoxb-secret here", "b": ["xoxb-secret"], "c": 1});
         redact_value(&mut v, &["xoxb-secret", "ab"]);
-        assert_eq!(v, serde_json::json!({"a": "token **REDACTED** here", "b": ["**REDACTED**"], "c": 1}));
+        assert_eq!(
+            v,
+            serde_json::json!({"a": "token **REDACTED** here", "b": ["**REDACTED**"], "c": 1})
+        );
     }
 }

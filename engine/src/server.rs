@@ -229,11 +229,21 @@ pub enum InstallError {
 
 /// Vets, compiles and registers a component, then keeps it in `plugin_dir` so it is loaded
 /// again on the next start. Serves immediately; other versions stay side by side.
-pub async fn install_plugin(sandbox: &Sandbox, plugin_dir: &Path, wasm: &[u8]) -> Result<crate::wasm::PluginInfo, InstallError> {
+pub async fn install_plugin(
+    sandbox: &Sandbox,
+    plugin_dir: &Path,
+    wasm: &[u8],
+) -> Result<crate::wasm::PluginInfo, InstallError> {
     let prepared = sandbox.prepare(wasm, false).await?;
     let probe = prepared.info().clone();
-    if sandbox.plugin(&probe.name, &probe.version).is_some_and(|p| p.builtin) {
-        return Err(InstallError::Builtin(format!("{}@{}", probe.name, probe.version)));
+    if sandbox
+        .plugin(&probe.name, &probe.version)
+        .is_some_and(|p| p.builtin)
+    {
+        return Err(InstallError::Builtin(format!(
+            "{}@{}",
+            probe.name, probe.version
+        )));
     }
     std::fs::create_dir_all(plugin_dir)?;
     let file = plugin_dir.join(format!("{}-{}.wasm", probe.name, probe.version));

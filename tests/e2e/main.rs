@@ -6,6 +6,8 @@ mod common;
 mod api;
 mod catalog;
 mod intake;
+mod plugins;
+mod receiver;
 mod recovery;
 mod routing;
 mod sandbox;

@@ -12,26 +12,43 @@ use serde_json::{Value, json};
 pub const MAX_UPLOAD_BYTES: usize = 32 << 20;
 
 pub fn routes() -> Router<AppState> {
-    Router::new().route("/plugins", get(list).post(install).layer(DefaultBodyLimit::max(MAX_UPLOAD_BYTES)))
+    Router::new().route(
+        "/plugins",
+        get(list)
+            .post(install)
+            .layer(DefaultBodyLimit::max(MAX_UPLOAD_BYTES)),
+    )
 }
 
 async fn list(State(app): State<AppState>) -> Json<Value> {
     Json(json!({ "data": app.sandbox.plugins(), "next": null, "previous": null }))
 }
 
-async fn install(State(app): State<AppState>, body: axum::body::Bytes) -> ApiResult<(StatusCode, Json<Value>)> {
+async fn install(
+    State(app): State<AppState>,
+    body: axum::body::Bytes,
+) -> ApiResult<(StatusCode, Json<Value>)> {
     if body.is_empty() {
-        return Err(ApiError::bad_request("body: expected the component's bytes (application/wasm)"));
+        return Err(ApiError::bad_request(
+            "body: expected the component's bytes (application/wasm)",
+        ));
     }
-    let info = crate::server::install_plugin(&app.sandbox, &app.plugin_dir, &body).await.map_err(|e| match e {
-        InstallError::Load(LoadError::TooLarge { .. }) => ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, e.to_string()),
-        InstallError::Load(_) => ApiError::bad_request(e.to_string()),
-        InstallError::Builtin(_) => ApiError::new(StatusCode::CONFLICT, e.to_string()),
-        InstallError::Io(_) => {
-            tracing::error!(error = %e, "saving plugin failed");
-            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "could not save the plugin; see the server log")
-        }
-    })?;
+    let info = crate::server::install_plugin(&app.sandbox, &app.plugin_dir, &body)
+        .await
+        .map_err(|e| match e {
+            InstallError::Load(LoadError::TooLarge { .. }) => {
+                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, e.to_string())
+            }
+            InstallError::Load(_) => ApiError::bad_request(e.to_string()),
+            InstallError::Builtin(_) => ApiError::new(StatusCode::CONFLICT, e.to_string()),
+            InstallError::Io(_) => {
+                tracing::error!(error = %e, "saving plugin failed");
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "could not save the plugin; see the server log",
+                )
+            }
+        })?;
     Ok((StatusCode::CREATED, Json(json!(info))))
 }
 

@@ -10,7 +10,9 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 pub fn routes() -> Router<AppState> {
-    Router::new().route("/secrets", get(list)).route("/secrets/{name}", put(set).delete(remove))
+    Router::new()
+        .route("/secrets", get(list))
+        .route("/secrets/{name}", put(set).delete(remove))
 }
 
 #[derive(Deserialize)]
@@ -22,23 +24,35 @@ struct SecretBody {
 /// Longest secret value accepted.
 const MAX_SECRET_BYTES: usize = 64 << 10;
 
-async fn set(State(app): State<AppState>, Path(name): Path<String>, body: axum::body::Bytes) -> ApiResult<StatusCode> {
+async fn set(
+    State(app): State<AppState>,
+    Path(name): Path<String>,
+    body: axum::body::Bytes,
+) -> ApiResult<StatusCode> {
     check_secret_name(&name).map_err(|e| ApiError::bad_request(format!("name: {e}")))?;
     // The error must not echo the body: it holds the secret.
     let body: SecretBody = serde_json::from_slice(&body)
         .map_err(|_| ApiError::bad_request("body: expected {\"value\": \"<secret>\"}"))?;
     if body.value.is_empty() || body.value.len() > MAX_SECRET_BYTES {
-        return Err(ApiError::bad_request(format!("value: must be 1 to {MAX_SECRET_BYTES} bytes")));
+        return Err(ApiError::bad_request(format!(
+            "value: must be 1 to {MAX_SECRET_BYTES} bytes"
+        )));
     }
     let scope = app.store.default_scope().await?;
     let created = app.secrets.put(&scope, &name, &body.value).await?;
-    Ok(if created { StatusCode::CREATED } else { StatusCode::NO_CONTENT })
+    Ok(if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::NO_CONTENT
+    })
 }
 
 async fn list(State(app): State<AppState>) -> ApiResult<Json<Value>> {
     let scope = app.store.default_scope().await?;
     let data = app.secrets.list(&scope).await?;
-    Ok(Json(json!({ "data": data, "next": null, "previous": null })))
+    Ok(Json(
+        json!({ "data": data, "next": null, "previous": null }),
+    ))
 }
 
 async fn remove(State(app): State<AppState>, Path(name): Path<String>) -> ApiResult<StatusCode> {

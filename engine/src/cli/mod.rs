@@ -356,8 +356,16 @@ async fn test_flow(
             .map_err(|problems| usage(format!("{target}: {}", problems.join("; "))))?;
         let body = testrun::resolve_payload(&flow, &input).map_err(usage)?;
         let run_id = crate::store::new_id();
-        let result =
-            testrun::execute(&Executor::new(sandbox, None), &local_scope(), &run_id, "local", &flow, body, live).await;
+        let result = testrun::execute(
+            &Executor::new(sandbox, None),
+            &local_scope(),
+            &run_id,
+            "local",
+            &flow,
+            body,
+            live,
+        )
+        .await;
         (flow, result, run_id)
     } else {
         let token = token.ok_or_else(|| usage(format!("{target} is not a file; to test a flow on a server set HOOKFLOW_ADMIN_TOKEN or --token")))?;
@@ -419,5 +427,8 @@ fn print_run(flow: &flow::Flow, result: &RunResult, run_id: &str, as_json: bool)
 
 /// Local runs have no server, so no tenant and no secrets.
 fn local_scope() -> crate::store::Scope {
-    crate::store::Scope { platform_id: "local".into(), project_id: "local".into() }
+    crate::store::Scope {
+        platform_id: "local".into(),
+        project_id: "local".into(),
+    }
 }

@@ -3,8 +3,8 @@
 //! continue-on-failure. The result is the run's status and a record of every step, which the
 //! queue hands to the store.
 
-use crate::flow::{ActionStep, Flow, RouterStep, Step, router, template};
 use crate::flow::hosts::HostPattern;
+use crate::flow::{ActionStep, Flow, RouterStep, Step, router, template};
 use crate::secrets::{self, REDACTED, Secrets};
 use crate::store::{Environment, RunStatus, Scope, StepKind, StepRecord, StepStatus};
 use crate::wasm::{Grants, Sandbox, StepContext, StepOutcome};
@@ -69,7 +69,11 @@ struct RunState<'a> {
 impl Executor {
     /// An executor; without `secrets`, granted secrets read as absent (local CLI runs).
     pub fn new(sandbox: Arc<Sandbox>, secrets: Option<Arc<Secrets>>) -> Executor {
-        Executor { sandbox, secrets, allow_local: crate::netguard::dev_allow_local() }
+        Executor {
+            sandbox,
+            secrets,
+            allow_local: crate::netguard::dev_allow_local(),
+        }
     }
 
     /// The sandbox the executor runs plugins in.
@@ -170,7 +174,11 @@ impl Executor {
         let Some(secrets) = &self.secrets else {
             return HashMap::new();
         };
-        let mut names: Vec<String> = req.flow.action_steps().flat_map(|s| s.secrets.iter().cloned()).collect();
+        let mut names: Vec<String> = req
+            .flow
+            .action_steps()
+            .flat_map(|s| s.secrets.iter().cloned())
+            .collect();
         names.sort();
         names.dedup();
         match secrets.resolve(req.scope, &names).await {
@@ -188,7 +196,13 @@ impl Executor {
         {
             let mut reused = (*prior).clone();
             reused.seq = state.steps.len() as i64;
-            set_step_context(&mut state.ctx, &step.name, reused.status, reused.output.as_ref(), None);
+            set_step_context(
+                &mut state.ctx,
+                &step.name,
+                reused.status,
+                reused.output.as_ref(),
+                None,
+            );
             state.steps.push(reused);
             return;
         }
@@ -201,7 +215,8 @@ impl Executor {
             .collect();
         let secret_values: Vec<String> = granted.values().cloned().collect();
         let secret_refs: Vec<&str> = secret_values.iter().map(String::as_str).collect();
-        let (input, recorded_input) = render_with_secrets(&step.input, &mut state.ctx, &step.secrets, &granted);
+        let (input, recorded_input) =
+            render_with_secrets(&step.input, &mut state.ctx, &step.secrets, &granted);
         let plugin = &step.plugin;
         let test_run = state.req.environment == Environment::Testing;
         let info = self.sandbox.plugin(&plugin.name, &plugin.version);
@@ -221,24 +236,37 @@ impl Executor {
                 error: None,
                 attempts: 0,
                 duration_ms: 0.0,
-                detail: Some(json!({ "plugin": plugin.to_string(), "skipped": "side effect in test run" })),
+                detail: Some(
+                    json!({ "plugin": plugin.to_string(), "skipped": "side effect in test run" }),
+                ),
             });
             return;
         }
         let grants = Grants {
-            allowed_hosts: Arc::new(step.allowed_hosts.iter().filter_map(|h| HostPattern::parse(h).ok()).collect()),
+            allowed_hosts: Arc::new(
+                step.allowed_hosts
+                    .iter()
+                    .filter_map(|h| HostPattern::parse(h).ok())
+                    .collect(),
+            ),
             secrets: granted,
             allow_local: self.allow_local,
         };
         let input_text = input.to_string();
-        let timeout = step.timeout_ms.map(Duration::from_millis).unwrap_or(DEFAULT_STEP_TIMEOUT);
+        let timeout = step
+            .timeout_ms
+            .map(Duration::from_millis)
+            .unwrap_or(DEFAULT_STEP_TIMEOUT);
         let max_attempts = step.retry.max_attempts.max(1);
         let mut attempts_detail = Vec::new();
         let mut logs = Vec::new();
         let mut refused = Vec::new();
         let mut ended = None;
         // Attempts count across manual retries of the run, so a plugin sees how often it was tried.
-        let earlier_attempts = state.prior.get(step.name.as_str()).map_or(0, |p| p.attempts.max(0) as u32);
+        let earlier_attempts = state
+            .prior
+            .get(step.name.as_str())
+            .map_or(0, |p| p.attempts.max(0) as u32);
         let mut attempt = earlier_attempts;
         let (status, mut output, mut error) = loop {
             attempt += 1;
@@ -250,7 +278,17 @@ impl Executor {
                 test_run,
             };
             let call_started = Instant::now();
-            let report = self.sandbox.run(&plugin.name, &plugin.version, &ctx, &input_text, timeout, &grants).await;
+            let report = self
+                .sandbox
+                .run(
+                    &plugin.name,
+                    &plugin.version,
+                    &ctx,
+                    &input_text,
+                    timeout,
+                    &grants,
+                )
+                .await;
             logs.extend(report.logs);
             refused.extend(report.refused_requests);
             let (status, message, retryable) = match report.outcome {
@@ -258,10 +296,16 @@ impl Executor {
                     ended = report.end_run;
                     break (StepStatus::Succeeded, Some(output), None);
                 }
-                StepOutcome::Failed { message, retryable } => (StepStatus::Failed, message, retryable),
+                StepOutcome::Failed { message, retryable } => {
+                    (StepStatus::Failed, message, retryable)
+                }
                 StepOutcome::TimedOut { after } => (
                     StepStatus::Timeout,
-                    format!("step timed out after {} ms (limit {} ms)", after.as_millis(), timeout.as_millis()),
+                    format!(
+                        "step timed out after {} ms (limit {} ms)",
+                        after.as_millis(),
+                        timeout.as_millis()
+                    ),
                     true,
                 ),
             };
@@ -299,7 +343,13 @@ impl Executor {
         if let Some(error) = &mut error {
             secrets::redact_text(error, &secret_refs);
         }
-        set_step_context(&mut state.ctx, &step.name, status, output.as_ref(), error.as_deref());
+        set_step_context(
+            &mut state.ctx,
+            &step.name,
+            status,
+            output.as_ref(),
+            error.as_deref(),
+        );
         state.steps.push(StepRecord {
             name: step.name.clone(),
             seq: state.steps.len() as i64,
@@ -315,7 +365,11 @@ impl Executor {
         if let Some(reason) = ended {
             state.ended = Some(reason);
         } else if status != StepStatus::Succeeded && !step.continue_on_failure {
-            let run_status = if status == StepStatus::Timeout { RunStatus::Timeout } else { RunStatus::Failed };
+            let run_status = if status == StepStatus::Timeout {
+                RunStatus::Timeout
+            } else {
+                RunStatus::Failed
+            };
             let message = format!("step {} failed: {}", step.name, error.unwrap_or_default());
             state.failure = Some((run_status, message));
         }

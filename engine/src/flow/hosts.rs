@@ -17,8 +17,14 @@ pub struct HostPattern {
 impl HostPattern {
     /// Parses `https://hooks.slack.com` or `https://*.example.com:8443`.
     pub fn parse(text: &str) -> Result<HostPattern, String> {
-        let bad = |why: &str| format!("invalid host pattern {text:?}: {why} (expected e.g. https://hooks.slack.com or https://*.example.com:8443)");
-        let (scheme, rest) = text.split_once("://").ok_or_else(|| bad("missing scheme"))?;
+        let bad = |why: &str| {
+            format!(
+                "invalid host pattern {text:?}: {why} (expected e.g. https://hooks.slack.com or https://*.example.com:8443)"
+            )
+        };
+        let (scheme, rest) = text
+            .split_once("://")
+            .ok_or_else(|| bad("missing scheme"))?;
         let scheme = scheme.to_ascii_lowercase();
         if scheme != "https" && scheme != "http" {
             return Err(bad("scheme must be https or http"));
@@ -28,9 +34,10 @@ impl HostPattern {
             return Err(bad("only scheme, host and port are allowed"));
         }
         let (host, port) = match rest.rsplit_once(':') {
-            Some((h, p)) if !h.ends_with(']') || rest.starts_with('[') => {
-                (h, p.parse::<u16>().map_err(|_| bad("port is not a number"))?)
-            }
+            Some((h, p)) if !h.ends_with(']') || rest.starts_with('[') => (
+                h,
+                p.parse::<u16>().map_err(|_| bad("port is not a number"))?,
+            ),
             _ => (rest, default_port(&scheme)),
         };
         let (wildcard, host) = match host.strip_prefix("*.") {
@@ -40,7 +47,12 @@ impl HostPattern {
         if host.is_empty() || host.contains('*') {
             return Err(bad("wildcards only as a leading \"*.\""));
         }
-        Ok(HostPattern { scheme, host: host.to_ascii_lowercase(), wildcard, port })
+        Ok(HostPattern {
+            scheme,
+            host: host.to_ascii_lowercase(),
+            wildcard,
+            port,
+        })
     }
 
     /// Whether a request to `scheme://host:port` is allowed by this pattern.
@@ -48,7 +60,9 @@ impl HostPattern {
         let host = host.to_ascii_lowercase();
         let host = host.trim_start_matches('[').trim_end_matches(']');
         let host_ok = if self.wildcard {
-            host.len() > self.host.len() + 1 && host.ends_with(&self.host) && host[..host.len() - self.host.len()].ends_with('.')
+            host.len() > self.host.len() + 1
+                && host.ends_with(&self.host)
+                && host[..host.len() - self.host.len()].ends_with('.')
         } else {
             host == self.host.trim_start_matches('[').trim_end_matches(']')
         };
@@ -65,7 +79,11 @@ impl fmt::Display for HostPattern {
 
 /// 443 for https, 80 otherwise.
 pub fn default_port(scheme: &str) -> u16 {
-    if scheme.eq_ignore_ascii_case("https") { 443 } else { 80 }
+    if scheme.eq_ignore_ascii_case("https") {
+        443
+    } else {
+        80
+    }
 }
 
 #[cfg(test)]
@@ -90,7 +108,14 @@ mod tests {
 
     #[test]
     fn refuses_malformed_patterns() {
-        for bad in ["hooks.slack.com", "ftp://x", "https://a/b", "https://a*.b", "https://x:port", "https://u@x"] {
+        for bad in [
+            "hooks.slack.com",
+            "ftp://x",
+            "https://a/b",
+            "https://a*.b",
+            "https://x:port",
+            "https://u@x",
+        ] {
             assert!(HostPattern::parse(bad).is_err(), "{bad}");
         }
     }

@@ -394,10 +394,18 @@ pub struct ActionStep {
     pub timeout_ms: Option<u64>,
     /// Hosts this step may reach over HTTP (`https://hooks.slack.com`,
     /// `https://*.example.com:8443`). None means no network at all.
-    #[serde(default, deserialize_with = "null_as_default", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub allowed_hosts: Vec<String>,
     /// Secret names granted to this step (`{{secrets.NAME}}` in its input, or the host call).
-    #[serde(default, deserialize_with = "null_as_default", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub secrets: Vec<String>,
 }
 

@@ -856,11 +856,17 @@ impl Checker {
                                 self.push(&ipath, e);
                             }
                         }
-                        None => self.push(&ipath, format!("must be a string, found {}", type_name(item))),
+                        None => self.push(
+                            &ipath,
+                            format!("must be a string, found {}", type_name(item)),
+                        ),
                     }
                 }
             }
-            Some(other) => self.push(&lpath, format!("must be a list, found {}", type_name(other))),
+            Some(other) => self.push(
+                &lpath,
+                format!("must be a list, found {}", type_name(other)),
+            ),
         }
     }
 
@@ -892,7 +898,9 @@ impl Checker {
 pub fn check_secret_name(name: &str) -> Result<(), String> {
     let ok = !name.is_empty()
         && name.len() <= 128
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.');
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.');
     if ok {
         Ok(())
     } else {

@@ -98,11 +98,21 @@ pub trait Store: Send + Sync + 'static {
     /// Runs, newest first.
     async fn list_runs(&self, filter: &RunFilter) -> StoreResult<Page<RunSummary>>;
     /// Creates or replaces an encrypted secret. Returns true when created.
-    async fn put_secret(&self, scope: &Scope, name: &str, nonce: &str, ciphertext: &str) -> StoreResult<bool>;
+    async fn put_secret(
+        &self,
+        scope: &Scope,
+        name: &str,
+        nonce: &str,
+        ciphertext: &str,
+    ) -> StoreResult<bool>;
     /// Secret names and times of a project, by name.
     async fn list_secrets(&self, scope: &Scope) -> StoreResult<Vec<SecretInfo>>;
     /// `(name, nonce, ciphertext)` of the named secrets that exist.
-    async fn get_secrets(&self, scope: &Scope, names: &[String]) -> StoreResult<Vec<(String, String, String)>>;
+    async fn get_secrets(
+        &self,
+        scope: &Scope,
+        names: &[String],
+    ) -> StoreResult<Vec<(String, String, String)>>;
     /// Deletes a secret. Returns false when there was none.
     async fn delete_secret(&self, scope: &Scope, name: &str) -> StoreResult<bool>;
 

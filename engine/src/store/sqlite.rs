@@ -467,7 +467,13 @@ impl Store for SqliteStore {
         ))
     }
 
-    async fn put_secret(&self, scope: &Scope, name: &str, nonce: &str, ciphertext: &str) -> StoreResult<bool> {
+    async fn put_secret(
+        &self,
+        scope: &Scope,
+        name: &str,
+        nonce: &str,
+        ciphertext: &str,
+    ) -> StoreResult<bool> {
         let now = now_text();
         let mut tx = self.writer.begin().await?;
         let existed = sqlx::query("SELECT 1 AS one FROM secrets WHERE project_id = ? AND name = ?")
@@ -494,22 +500,44 @@ impl Store for SqliteStore {
     }
 
     async fn list_secrets(&self, scope: &Scope) -> StoreResult<Vec<SecretInfo>> {
-        let rows = sqlx::query("SELECT name, created, updated FROM secrets WHERE project_id = ? ORDER BY name")
-            .bind(&scope.project_id)
-            .fetch_all(&self.reader)
-            .await?;
+        let rows = sqlx::query(
+            "SELECT name, created, updated FROM secrets WHERE project_id = ? ORDER BY name",
+        )
+        .bind(&scope.project_id)
+        .fetch_all(&self.reader)
+        .await?;
         rows.iter()
-            .map(|r| Ok(SecretInfo { name: r.try_get("name")?, created: r.try_get("created")?, updated: r.try_get("updated")? }))
+            .map(|r| {
+                Ok(SecretInfo {
+                    name: r.try_get("name")?,
+                    created: r.try_get("created")?,
+                    updated: r.try_get("updated")?,
+                })
+            })
             .collect()
     }
 
-    async fn get_secrets(&self, scope: &Scope, names: &[String]) -> StoreResult<Vec<(String, String, String)>> {
-        let mut q = QueryBuilder::<Sqlite>::new("SELECT name, nonce, ciphertext FROM secrets WHERE project_id = ");
+    async fn get_secrets(
+        &self,
+        scope: &Scope,
+        names: &[String],
+    ) -> StoreResult<Vec<(String, String, String)>> {
+        let mut q = QueryBuilder::<Sqlite>::new(
+            "SELECT name, nonce, ciphertext FROM secrets WHERE project_id = ",
+        );
         q.push_bind(scope.project_id.clone());
         q.push(" AND name IN (");
         push_list(&mut q, names);
         let rows = q.build().fetch_all(&self.reader).await?;
-        rows.iter().map(|r| Ok((r.try_get("name")?, r.try_get("nonce")?, r.try_get("ciphertext")?))).collect()
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get("name")?,
+                    r.try_get("nonce")?,
+                    r.try_get("ciphertext")?,
+                ))
+            })
+            .collect()
     }
 
     async fn delete_secret(&self, scope: &Scope, name: &str) -> StoreResult<bool> {

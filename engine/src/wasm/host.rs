@@ -1,10 +1,10 @@
 //! Per-step host state: the WASI context (nothing granted), the memory limiter and the log
 //! capture behind the `hookflow:plugin/log` import.
 
-use super::http::HttpPolicy;
 use super::hookflow::plugin::log::{Host as LogHost, Level};
-use std::collections::HashMap;
+use super::http::HttpPolicy;
 use serde::Serialize;
+use std::collections::HashMap;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
@@ -88,7 +88,11 @@ pub struct HostState {
 }
 
 impl HostState {
-    pub fn new(limits: MemoryLimits, http_policy: HttpPolicy, secrets: HashMap<String, String>) -> Self {
+    pub fn new(
+        limits: MemoryLimits,
+        http_policy: HttpPolicy,
+        secrets: HashMap<String, String>,
+    ) -> Self {
         let stdio = MemoryOutputPipe::new(STDIO_CAPACITY);
         // No preopens, no environment, no arguments, no network: the builder grants nothing
         // unless asked, and we ask only for captured stdout/stderr.
@@ -209,6 +213,10 @@ impl super::hookflow::plugin::control::Host for HostState {
 
 impl WasiHttpView for HostState {
     fn http(&mut self) -> WasiHttpCtxView<'_> {
-        WasiHttpCtxView { ctx: &mut self.http, table: &mut self.table, hooks: &mut self.http_policy }
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.http_policy,
+        }
     }
 }

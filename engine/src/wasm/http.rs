@@ -26,7 +26,11 @@ pub struct HttpPolicy {
 
 impl HttpPolicy {
     pub fn new(allowed: Arc<Vec<HostPattern>>, allow_local: bool) -> HttpPolicy {
-        HttpPolicy { allowed, allow_local, refusals: Arc::default() }
+        HttpPolicy {
+            allowed,
+            allow_local,
+            refusals: Arc::default(),
+        }
     }
 
     /// Why requests were refused, for the run trace.
@@ -36,14 +40,21 @@ impl HttpPolicy {
 
     fn check(&self, uri: &http::Uri) -> Result<(String, u16), String> {
         let scheme = uri.scheme_str().unwrap_or("https").to_ascii_lowercase();
-        let host = uri.host().ok_or_else(|| format!("HTTP request to {uri} refused: no host"))?.to_string();
+        let host = uri
+            .host()
+            .ok_or_else(|| format!("HTTP request to {uri} refused: no host"))?
+            .to_string();
         let port = uri.port_u16().unwrap_or_else(|| default_port(&scheme));
         let target = format!("{scheme}://{host}:{port}");
         if self.allowed.is_empty() {
-            return Err(format!("HTTP request to {target} refused: this step has no allowedHosts"));
+            return Err(format!(
+                "HTTP request to {target} refused: this step has no allowedHosts"
+            ));
         }
         if !self.allowed.iter().any(|p| p.matches(&scheme, &host, port)) {
-            return Err(format!("HTTP request to {target} refused: not in the step's allowedHosts"));
+            return Err(format!(
+                "HTTP request to {target} refused: not in the step's allowedHosts"
+            ));
         }
         if scheme != "https" && !self.allow_local {
             return Err(format!(
@@ -72,20 +83,33 @@ impl WasiHttpHooks for HttpPolicy {
         Box::new(async move {
             let refuse = |message: String| {
                 tracing::info!(%message, "plugin HTTP request refused");
-                refusals.lock().expect("refusals poisoned").push(message.clone());
+                refusals
+                    .lock()
+                    .expect("refusals poisoned")
+                    .push(message.clone());
                 // The message reaches the guest (wasi:http internal-error), so a plugin can say
                 // exactly why: not in allowedHosts, not https, or a private address.
                 HttpError::InternalError(Some(message))
             };
             let (host, port) = checked.map_err(refuse)?;
-            netguard::resolve_public(&host, port, allow_local).await.map_err(|e| refuse(format!("HTTP request to {host}:{port} refused: {e}")))?;
-            let capped = |given: Option<Duration>, cap: Duration| Some(given.map_or(cap, |g| g.min(cap)));
+            netguard::resolve_public(&host, port, allow_local)
+                .await
+                .map_err(|e| refuse(format!("HTTP request to {host}:{port} refused: {e}")))?;
+            let capped =
+                |given: Option<Duration>, cap: Duration| Some(given.map_or(cap, |g| g.min(cap)));
             let options = RequestOptions {
                 connect_timeout: capped(options.and_then(|o| o.connect_timeout), CONNECT_TIMEOUT),
-                first_byte_timeout: capped(options.and_then(|o| o.first_byte_timeout), FIRST_BYTE_TIMEOUT),
-                between_bytes_timeout: capped(options.and_then(|o| o.between_bytes_timeout), BETWEEN_BYTES_TIMEOUT),
+                first_byte_timeout: capped(
+                    options.and_then(|o| o.first_byte_timeout),
+                    FIRST_BYTE_TIMEOUT,
+                ),
+                between_bytes_timeout: capped(
+                    options.and_then(|o| o.between_bytes_timeout),
+                    BETWEEN_BYTES_TIMEOUT,
+                ),
             };
-            let (response, io) = wasmtime_wasi_http::default_send_request(request, Some(options)).await?;
+            let (response, io) =
+                wasmtime_wasi_http::default_send_request(request, Some(options)).await?;
             let response = response.map(|body| {
                 http_body_util::Limited::new(body, MAX_RESPONSE_BYTES)
                     .map_err(|e| match e.downcast::<HttpError>() {

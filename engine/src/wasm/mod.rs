@@ -244,7 +244,8 @@ impl Sandbox {
             .map_err(|e| LoadError::WrongWorld(format!("{e:#}")))?;
         let pre = PluginPre::new(pre).map_err(|e| LoadError::WrongWorld(format!("{e:#}")))?;
         let descriptor = {
-            let mut store = self.new_store(Instant::now() + Duration::from_secs(10), &Grants::default());
+            let mut store =
+                self.new_store(Instant::now() + Duration::from_secs(10), &Grants::default());
             let plugin = pre
                 .instantiate_async(&mut store)
                 .await
@@ -276,7 +277,10 @@ impl Sandbox {
     pub fn register(&self, prepared: Prepared) -> PluginInfo {
         let info = prepared.0.info.clone();
         let key = (info.name.clone(), info.version.clone());
-        self.plugins.write().expect("plugin map poisoned").insert(key, prepared.0);
+        self.plugins
+            .write()
+            .expect("plugin map poisoned")
+            .insert(key, prepared.0);
         info
     }
 
@@ -370,7 +374,12 @@ impl Sandbox {
         let logs = state.take_logs();
         let end_run = state.take_end_run();
         let refused_requests = state.take_refusals();
-        StepReport { outcome, logs, end_run, refused_requests }
+        StepReport {
+            outcome,
+            logs,
+            end_run,
+            refused_requests,
+        }
     }
 
     fn check_output(&self, output: String) -> StepOutcome {

@@ -1,0 +1,469 @@
+//! Built-in action plugins against local stand-ins of the services, outbound HTTP policy
+//! (allowedHosts, private addresses after DNS), secrets (grant, redaction), the filter, plugin
+//! install without restart and refused imports.
+
+use crate::common::*;
+use crate::receiver::Receiver;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+/// A server in development mode, so plugins may call the loopback receiver over plain HTTP.
+async fn dev_server() -> Server {
+    Server::start_with(Options {
+        hostile: true,
+        env: vec![("HOOKFLOW_DEV_ALLOW_LOCAL_DESTINATIONS", "1".into())],
+    })
+    .await
+}
+
+async fn put_secret(server: &Server, name: &str, value: &str) -> StatusCode {
+    server
+        .admin(Method::PUT, &format!("/v1/secrets/{name}"))
+        .json(&json!({"value": value}))
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
+fn action(name: &str, plugin: &str, input: Value, hosts: &[&str], secrets: &[&str]) -> Value {
+    json!({"name": name, "type": "action", "plugin": plugin, "input": input, "allowedHosts": hosts, "secrets": secrets})
+}
+
+#[tokio::test]
+async fn http_request_with_a_secret_reaches_the_granted_host_and_never_leaks_it() {
+    let server = dev_server().await;
+    let receiver = Receiver::start().await;
+    receiver.answer("/hook", 201, "application/json", r#"{"id": 42}"#);
+    assert_eq!(
+        put_secret(&server, "API_TOKEN", "tok-s3cr3t-value").await,
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        put_secret(&server, "API_TOKEN", "tok-s3cr3t-value").await,
+        StatusCode::NO_CONTENT
+    );
+    let listed: Value = server
+        .admin(Method::GET, "/v1/secrets")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed["data"][0]["name"], "API_TOKEN");
+    assert!(
+        !listed.to_string().contains("s3cr3t"),
+        "values are never returned"
+    );
+
+    let flow = webhook_flow(
+        "call",
+        json!([
+            action(
+                "call",
+                "http-request@0.1.0",
+                json!({
+                    "method": "POST",
+                    "url": format!("{}/hook", receiver.base),
+                    "json": {"event": "{{trigger.body.action}}"},
+                    "auth": {"bearer": "{{secrets.API_TOKEN}}"}
+                }),
+                &[&receiver.base],
+                &["API_TOKEN"]
+            ),
+            log_step("note", "created {{steps.call.output.body.id}}"),
+            action(
+                "echo",
+                "hostile@0.1.0",
+                json!({"mode": "echo", "token": "{{secrets.API_TOKEN}}"}),
+                &[],
+                &["API_TOKEN"]
+            ),
+            action(
+                "ungranted",
+                "hostile@0.1.0",
+                json!({"mode": "echo", "token": "[{{secrets.API_TOKEN}}]"}),
+                &[],
+                &[]
+            )
+        ]),
+    );
+    let id = server.create_flow(flow).await;
+    let run = server
+        .run_flow(&id, &json!({"action": "flow.run.finished"}))
+        .await;
+    assert_eq!(run["status"], "SUCCEEDED", "{run}");
+    let seen = receiver.one("/hook");
+    assert_eq!(seen.method, "POST");
+    assert_eq!(seen.headers["authorization"], "Bearer tok-s3cr3t-value");
+    assert_eq!(seen.json(), json!({"event": "flow.run.finished"}));
+    assert_eq!(step(&run, "call")["output"]["status"], 201);
+    assert_eq!(step(&run, "note")["output"]["message"], "created 42");
+    assert_eq!(
+        step(&run, "call")["input"]["auth"]["bearer"],
+        "**REDACTED**"
+    );
+    assert_eq!(
+        step(&run, "echo")["output"]["input"]["token"],
+        "**REDACTED**",
+        "plugin echo is scrubbed"
+    );
+    assert_eq!(
+        step(&run, "ungranted")["output"]["input"]["token"],
+        "[]",
+        "not granted: not rendered"
+    );
+    assert!(
+        !run.to_string().contains("s3cr3t"),
+        "secret value appears nowhere in the run: {run}"
+    );
+}
+
+#[tokio::test]
+async fn hosts_not_granted_are_refused_and_the_trace_says_which() {
+    let server = dev_server().await;
+    let receiver = Receiver::start().await;
+    let flow = webhook_flow(
+        "refused",
+        json!([action(
+            "call",
+            "http-request@0.1.0",
+            json!({"url": format!("{}/x", receiver.base), "json": {}}),
+            &["https://hooks.slack.com"],
+            &[]
+        )]),
+    );
+    let id = server.create_flow(flow).await;
+    let run = server.run_flow(&id, &json!({})).await;
+    assert_eq!(run["status"], "FAILED");
+    let call = step(&run, "call");
+    let refused = call["detail"]["refusedRequests"][0].as_str().unwrap();
+    assert!(
+        refused.contains("not in the step's allowedHosts") && refused.contains("127.0.0.1"),
+        "{refused}"
+    );
+    assert!(
+        call["error"].as_str().unwrap().contains("refused"),
+        "{call}"
+    );
+    assert!(receiver.seen().is_empty());
+}
+
+#[tokio::test]
+async fn private_addresses_are_refused_after_dns_without_dev_mode() {
+    let server = Server::start().await;
+    let receiver = Receiver::start().await;
+    let port = receiver.base.rsplit(':').next().unwrap();
+    let url = format!("https://localhost:{port}/x");
+    let flow = webhook_flow(
+        "ssrf",
+        json!([action(
+            "call",
+            "http-request@0.1.0",
+            json!({"url": url, "json": {}}),
+            &[&format!("https://localhost:{port}")],
+            &[]
+        )]),
+    );
+    let id = server.create_flow(flow).await;
+    let run = server.run_flow(&id, &json!({})).await;
+    assert_eq!(run["status"], "FAILED");
+    let refused = step(&run, "call")["detail"]["refusedRequests"][0]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(refused.contains("private address 127.0.0.1"), "{refused}");
+    assert!(receiver.seen().is_empty());
+}
+
+#[tokio::test]
+async fn messaging_and_siem_plugins_send_what_the_services_expect() {
+    let server = dev_server().await;
+    let rx = Receiver::start().await;
+    rx.answer("/slack/webhook", 200, "text/plain", "ok");
+    rx.answer(
+        "/api/chat.postMessage",
+        200,
+        "application/json",
+        r#"{"ok": true, "ts": "1.2", "channel": "C1"}"#,
+    );
+    rx.answer("/teams", 202, "text/plain", "1");
+    rx.answer(
+        "/services/collector/event",
+        200,
+        "application/json",
+        r#"{"text": "Success", "code": 0}"#,
+    );
+    rx.answer("/api/v2/logs", 202, "application/json", "{}");
+    rx.answer("/loki/api/v1/push", 204, "text/plain", "");
+    put_secret(&server, "SLACK_BOT_TOKEN", "xoxb-test-token").await;
+    put_secret(&server, "HEC_TOKEN", "hec-token-1234").await;
+    put_secret(&server, "DD_API_KEY", "dd-key-5678").await;
+    let base = rx.base.as_str();
+    let hosts = [base];
+    let flow = webhook_flow(
+        "fan-out",
+        json!([
+            action(
+                "slack-hook",
+                "slack@0.1.0",
+                json!({"webhookUrl": format!("{base}/slack/webhook"), "text": "Run {{trigger.body.data.flowRun.id}} failed", "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": "*failed*"}}]}),
+                &hosts,
+                &[]
+            ),
+            action(
+                "slack-api",
+                "slack@0.1.0",
+                json!({"tokenSecret": "SLACK_BOT_TOKEN", "channel": "#oncall", "text": "failed", "apiUrl": format!("{base}/api")}),
+                &hosts,
+                &["SLACK_BOT_TOKEN"]
+            ),
+            action(
+                "teams",
+                "teams@0.1.0",
+                json!({"webhookUrl": format!("{base}/teams"), "title": "Flow failed", "text": "Run {{trigger.body.data.flowRun.id}}", "facts": {"Status": "{{trigger.body.data.flowRun.status}}"}}),
+                &hosts,
+                &[]
+            ),
+            action(
+                "splunk",
+                "splunk-hec@0.1.0",
+                json!({"url": base, "tokenSecret": "HEC_TOKEN", "event": "{{trigger.body}}", "index": "audit"}),
+                &hosts,
+                &["HEC_TOKEN"]
+            ),
+            action(
+                "datadog",
+                "datadog-logs@0.1.0",
+                json!({"url": base, "apiKeySecret": "DD_API_KEY", "event": "{{trigger.body}}", "ddtags": "env:test"}),
+                &hosts,
+                &["DD_API_KEY"]
+            ),
+            action(
+                "loki",
+                "loki@0.1.0",
+                json!({"url": base, "labels": {"source": "hookflow", "action": "{{trigger.body.action}}"}, "event": "{{trigger.body}}", "tenant": "team-a"}),
+                &hosts,
+                &[]
+            )
+        ]),
+    );
+    let id = server.create_flow(flow).await;
+    let event = json!({"action": "flow.run.finished", "data": {"flowRun": {"id": "r1", "status": "FAILED"}}});
+    let run = server.run_flow(&id, &event).await;
+    assert_eq!(run["status"], "SUCCEEDED", "{run}");
+
+    let hook = rx.one("/slack/webhook").json();
+    assert_eq!(hook["text"], "Run r1 failed");
+    assert_eq!(hook["blocks"][0]["type"], "section");
+    let api = rx.one("/api/chat.postMessage");
+    assert_eq!(api.headers["authorization"], "Bearer xoxb-test-token");
+    assert_eq!(api.json()["channel"], "#oncall");
+    assert_eq!(step(&run, "slack-api")["output"]["ts"], "1.2");
+
+    let card = rx.one("/teams").json();
+    assert_eq!(card["type"], "message");
+    let attachment = &card["attachments"][0];
+    assert_eq!(
+        attachment["contentType"],
+        "application/vnd.microsoft.card.adaptive"
+    );
+    assert_eq!(attachment["content"]["type"], "AdaptiveCard");
+    assert_eq!(attachment["content"]["body"][0]["text"], "Flow failed");
+    assert!(attachment["content"].to_string().contains("FAILED"));
+
+    let hec = rx.one("/services/collector/event");
+    assert_eq!(hec.headers["authorization"], "Splunk hec-token-1234");
+    assert_eq!(hec.json()["event"], event);
+    assert_eq!(hec.json()["index"], "audit");
+
+    let dd = rx.one("/api/v2/logs");
+    assert_eq!(dd.headers["dd-api-key"], "dd-key-5678");
+    let logs = dd.json();
+    assert!(
+        logs.is_array() && logs[0]["ddsource"] == "hookflow" && logs[0]["ddtags"] == "env:test",
+        "{logs}"
+    );
+
+    let loki = rx.one("/loki/api/v1/push");
+    assert_eq!(loki.headers["x-scope-orgid"], "team-a");
+    let stream = &loki.json()["streams"][0];
+    assert_eq!(
+        stream["stream"],
+        json!({"source": "hookflow", "action": "flow.run.finished"})
+    );
+    let line: Value = serde_json::from_str(stream["values"][0][1].as_str().unwrap()).unwrap();
+    assert_eq!(line, event);
+    assert!(
+        stream["values"][0][0].as_str().unwrap().len() >= 19,
+        "nanosecond timestamp"
+    );
+    assert!(!run.to_string().contains("xoxb-test-token"));
+}
+
+#[tokio::test]
+async fn filter_ends_the_run_early_as_succeeded() {
+    let server = Server::start().await;
+    let flow = webhook_flow(
+        "filtered",
+        json!([
+            action(
+                "only-failures",
+                "filter@0.1.0",
+                json!({"value": "{{trigger.body.status}}", "operator": "equals", "compareTo": "FAILED", "reason": "run did not fail"}),
+                &[],
+                &[]
+            ),
+            log_step("alert", "failed!")
+        ]),
+    );
+    let id = server.create_flow(flow).await;
+    let passed = server.run_flow(&id, &json!({"status": "FAILED"})).await;
+    assert_eq!(step_names(&passed), ["only-failures", "alert"]);
+    let stopped = server.run_flow(&id, &json!({"status": "SUCCEEDED"})).await;
+    assert_eq!(stopped["status"], "SUCCEEDED");
+    assert_eq!(step_names(&stopped), ["only-failures"]);
+    assert_eq!(
+        step(&stopped, "only-failures")["detail"]["endedRun"],
+        "run did not fail"
+    );
+}
+
+#[tokio::test]
+async fn plugins_install_without_restart_and_bad_ones_are_refused() {
+    let mut server = Server::start_with(Options::default()).await;
+    let flow = webhook_flow(
+        "uses effect",
+        json!([action("send", "effect@0.1.0", json!({"a": 1}), &[], &[])]),
+    );
+    let r = server
+        .admin(Method::POST, "/v1/flows")
+        .json(&flow)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "not installed yet"
+    );
+
+    let wasm = std::fs::read(hookflow::builtins::EFFECT_PLUGIN_PATH).unwrap();
+    let r = server
+        .admin(Method::POST, "/v1/plugins")
+        .header("content-type", "application/wasm")
+        .body(wasm)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let info: Value = r.json().await.unwrap();
+    assert_eq!(
+        (
+            info["name"].as_str(),
+            info["version"].as_str(),
+            info["sideEffects"].as_bool()
+        ),
+        (Some("effect"), Some("0.1.0"), Some(true))
+    );
+    let id = server.create_flow(flow).await;
+    assert_eq!(
+        server.run_flow(&id, &json!({})).await["status"],
+        "SUCCEEDED"
+    );
+
+    // Kept across restarts.
+    server.restart();
+    assert_eq!(
+        server.run_flow(&id, &json!({})).await["status"],
+        "SUCCEEDED"
+    );
+
+    let sneaky = std::fs::read(hookflow::builtins::SNEAKY_PLUGIN_PATH).unwrap();
+    let r = server
+        .admin(Method::POST, "/v1/plugins")
+        .body(sneaky)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let body: Value = r.json().await.unwrap();
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("imports wasi:sockets/"),
+        "{body}"
+    );
+
+    let r = server
+        .admin(Method::POST, "/v1/plugins")
+        .body(b"not wasm".to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let log = hookflow::builtins::BUILTIN_PLUGINS
+        .iter()
+        .find(|(n, _)| *n == "log")
+        .unwrap()
+        .1
+        .to_vec();
+    let r = server
+        .admin(Method::POST, "/v1/plugins")
+        .body(log)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        StatusCode::CONFLICT,
+        "built-ins cannot be replaced"
+    );
+}
+
+#[tokio::test]
+async fn step_input_is_checked_against_the_plugin_schema_at_save_time() {
+    let server = Server::start().await;
+    let flow = webhook_flow(
+        "bad input",
+        json!([{"name": "l", "type": "action", "plugin": "log@0.1.0", "input": {"msg": "x", "level": "loud"}}]),
+    );
+    let r = server
+        .admin(Method::POST, "/v1/flows")
+        .json(&flow)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let body: Value = r.json().await.unwrap();
+    let text = body["errors"].to_string();
+    assert!(
+        text.contains("steps[0].input.message") && text.contains("required by plugin log@0.1.0"),
+        "{text}"
+    );
+    assert!(
+        text.contains("steps[0].input.msg") && text.contains("not accepted"),
+        "{text}"
+    );
+    assert!(text.contains("steps[0].input.level"), "{text}");
+    let bad_hosts = webhook_flow(
+        "bad hosts",
+        json!([{"name": "l", "type": "action", "plugin": "log@0.1.0", "input": {"message": "x"}, "allowedHosts": ["hooks.slack.com"], "secrets": ["no spaces"]}]),
+    );
+    let body: Value = server
+        .admin(Method::POST, "/v1/flows")
+        .json(&bad_hosts)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let text = body["errors"].to_string();
+    assert!(
+        text.contains("steps[0].allowedHosts[0]") && text.contains("steps[0].secrets[0]"),
+        "{text}"
+    );
+}
