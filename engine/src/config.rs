@@ -33,6 +33,10 @@ pub struct ServeConfig {
     /// and kept in `<data dir>/secret.key`.
     #[arg(long, env = "HOOKFLOW_SECRET_KEY", hide_env_values = true)]
     pub secret_key: Option<String>,
+    /// Proxies (IP addresses, comma-separated) whose `X-Forwarded-For` names the client in
+    /// audit events. Others' is ignored.
+    #[arg(long, env = "HOOKFLOW_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Vec<std::net::IpAddr>,
     /// Compiled-plugin cache. Default: `<data dir>/cache`.
     #[arg(long, env = "HOOKFLOW_CACHE_DIR")]
     pub cache_dir: Option<PathBuf>,

@@ -6,6 +6,7 @@
 //! `docs/architecture.md` for the map.
 
 pub mod api;
+pub mod audit;
 pub mod builtins;
 pub mod catalog;
 pub mod cli;

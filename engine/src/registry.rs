@@ -3,7 +3,7 @@
 //! refreshed on every save (a single process owns the SQLite database).
 
 use crate::flow::{self, Flow, Problem, Problems};
-use crate::store::{Cursor, DynStore, FlowRecord, Page, Scope, StoreError};
+use crate::store::{Actor, Cursor, DynStore, FlowRecord, Page, Scope, StoreError};
 use crate::wasm::Sandbox;
 use serde_json::Value;
 use std::collections::HashMap;
@@ -61,30 +61,36 @@ impl FlowRegistry {
     /// Validates and stores a new flow.
     pub async fn create(
         &self,
+        actor: &Actor,
         scope: &Scope,
         definition: Value,
     ) -> Result<Arc<ActiveFlow>, SaveError> {
         let flow = self.check(definition).map_err(SaveError::Invalid)?;
         let record = self
             .store
-            .create_flow(scope, &flow.name, &flow.to_value())
+            .create_flow(actor, scope, &flow.name, &flow.to_value())
             .await?;
         Ok(self.remember(record, flow))
     }
 
     /// Validates and stores a new version of a flow.
-    pub async fn update(&self, id: &str, definition: Value) -> Result<Arc<ActiveFlow>, SaveError> {
+    pub async fn update(
+        &self,
+        actor: &Actor,
+        id: &str,
+        definition: Value,
+    ) -> Result<Arc<ActiveFlow>, SaveError> {
         let flow = self.check(definition).map_err(SaveError::Invalid)?;
         let record = self
             .store
-            .update_flow(id, &flow.name, &flow.to_value())
+            .update_flow(actor, id, &flow.name, &flow.to_value())
             .await?;
         Ok(self.remember(record, flow))
     }
 
     /// Deletes a flow; its webhook stops accepting events at once.
-    pub async fn delete(&self, id: &str) -> Result<bool, StoreError> {
-        let deleted = self.store.delete_flow(id).await?;
+    pub async fn delete(&self, actor: &Actor, id: &str) -> Result<bool, StoreError> {
+        let deleted = self.store.delete_flow(actor, id).await?;
         self.current
             .write()
             .expect("flow cache poisoned")

@@ -1,7 +1,7 @@
 //! Secrets: write-only values encrypted at rest, handed to a step only when its flow grants the
 //! name, and redacted from everything recorded (inputs, outputs, errors, logs).
 
-use crate::store::{DynStore, Scope, SecretInfo, StoreError};
+use crate::store::{Actor, DynStore, Scope, SecretInfo, StoreError};
 use anyhow::Context;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -109,9 +109,17 @@ impl Secrets {
     }
 
     /// Sets a secret; returns true when it was created (not replaced).
-    pub async fn put(&self, scope: &Scope, name: &str, value: &str) -> Result<bool, StoreError> {
+    pub async fn put(
+        &self,
+        actor: &Actor,
+        scope: &Scope,
+        name: &str,
+        value: &str,
+    ) -> Result<bool, StoreError> {
         let (nonce, sealed) = self.sbox.seal(name, value);
-        self.store.put_secret(scope, name, &nonce, &sealed).await
+        self.store
+            .put_secret(actor, scope, name, &nonce, &sealed)
+            .await
     }
 
     /// Names and times, never values.
@@ -120,8 +128,13 @@ impl Secrets {
     }
 
     /// Deletes a secret; false when there was none.
-    pub async fn delete(&self, scope: &Scope, name: &str) -> Result<bool, StoreError> {
-        self.store.delete_secret(scope, name).await
+    pub async fn delete(
+        &self,
+        actor: &Actor,
+        scope: &Scope,
+        name: &str,
+    ) -> Result<bool, StoreError> {
+        self.store.delete_secret(actor, scope, name).await
     }
 
     /// Decrypted values of `names` that exist (missing names are simply absent).

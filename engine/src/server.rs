@@ -135,6 +135,7 @@ pub async fn run(
         admin_token,
         max_body_bytes: config.max_body_bytes,
         plugin_dir: plugin_dir.clone(),
+        trusted_proxies: config.trusted_proxies.clone(),
     });
 
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -152,9 +153,12 @@ pub async fn run(
         );
     queue.wake();
     tracing::info!(address = %listener.local_addr()?, database = %url, "hookflow listening");
-    axum::serve(listener, api::router(app))
-        .with_graceful_shutdown(shutdown)
-        .await?;
+    axum::serve(
+        listener,
+        api::router(app).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await?;
     tracing::info!("intake stopped; draining runs");
     let _ = stop_tx.send(true);
     workers.await?;

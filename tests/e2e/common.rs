@@ -143,6 +143,11 @@ impl Server {
         self.spawn();
     }
 
+    /// The server's data directory (database, keys, plugins).
+    pub fn data_dir(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
     }

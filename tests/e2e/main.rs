@@ -4,6 +4,7 @@
 mod common;
 
 mod api;
+mod audit;
 mod catalog;
 mod intake;
 mod plugins;

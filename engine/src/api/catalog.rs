@@ -1,7 +1,7 @@
 //! `/v1/event-types` (the catalog), `/v1/handler-flows` (the generator) and
 //! `/v1/flows/{id}/test` (synchronous test runs).
 
-use super::{ApiError, ApiResult, AppState};
+use super::{ApiError, ApiResult, AppState, RequestActor};
 use crate::catalog::Catalog;
 use crate::generate::{self, GenerateError};
 use crate::store::{Environment, NewEvent, RunOutcome, Scope, new_id};
@@ -66,7 +66,11 @@ struct HandlerFlowRequest {
     name: Option<String>,
 }
 
-async fn handler_flow(State(app): State<AppState>, body: axum::body::Bytes) -> ApiResult<Response> {
+async fn handler_flow(
+    State(app): State<AppState>,
+    RequestActor(actor): RequestActor,
+    body: axum::body::Bytes,
+) -> ApiResult<Response> {
     let request: HandlerFlowRequest =
         serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("body: {e}")))?;
     let request = generate::Request {
@@ -81,7 +85,7 @@ async fn handler_flow(State(app): State<AppState>, body: axum::body::Bytes) -> A
         GenerateError::NoEvents => ApiError::bad_request(format!("events: {e}")),
     })?;
     let scope = app.store.default_scope().await?;
-    let active = app.flows.create(&scope, definition).await?;
+    let active = app.flows.create(&actor, &scope, definition).await?;
     let location = format!("/v1/flows/{}", active.record.id);
     let mut body = json!(active.record);
     body["webhookUrl"] = json!(format!("/v1/webhooks/{}", active.record.id));

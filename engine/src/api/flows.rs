@@ -1,7 +1,7 @@
 //! `/v1/flows`: create, list, read, replace (new version) and delete flows. Bodies are JSON, or
 //! YAML when sent as `application/yaml`.
 
-use super::{ApiError, ApiResult, AppState, PageParams};
+use super::{ApiError, ApiResult, AppState, PageParams, RequestActor};
 use crate::registry::ActiveFlow;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
@@ -41,12 +41,13 @@ fn render(active: &ActiveFlow) -> Value {
 
 async fn create(
     State(app): State<AppState>,
+    RequestActor(actor): RequestActor,
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Response> {
     let value = definition(&headers, &body)?;
     let scope = app.store.default_scope().await?;
-    let active = app.flows.create(&scope, value).await?;
+    let active = app.flows.create(&actor, &scope, value).await?;
     let location = format!("/v1/flows/{}", active.record.id);
     Ok((
         StatusCode::CREATED,
@@ -76,17 +77,22 @@ async fn read(State(app): State<AppState>, Path(id): Path<String>) -> ApiResult<
 
 async fn replace(
     State(app): State<AppState>,
+    RequestActor(actor): RequestActor,
     Path(id): Path<String>,
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Json<Value>> {
     let value = definition(&headers, &body)?;
-    let active = app.flows.update(&id, value).await?;
+    let active = app.flows.update(&actor, &id, value).await?;
     Ok(Json(render(&active)))
 }
 
-async fn remove(State(app): State<AppState>, Path(id): Path<String>) -> ApiResult<StatusCode> {
-    if app.flows.delete(&id).await? {
+async fn remove(
+    State(app): State<AppState>,
+    RequestActor(actor): RequestActor,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    if app.flows.delete(&actor, &id).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::not_found(format!("flow {id} not found")))

@@ -1,6 +1,7 @@
 //! The HTTP API: one axum router per resource, one error type, admin-token authentication for
 //! everything under `/v1` except webhooks (which authenticate per flow).
 
+mod audit;
 mod catalog;
 mod error;
 mod flows;
@@ -10,12 +11,14 @@ mod secrets;
 mod system;
 mod webhooks;
 
+pub use audit::with_summary as audit_summary;
 pub use error::{ApiError, ApiResult};
 
 use crate::exec::Executor;
 use crate::metrics::Metrics;
 use crate::queue::Queue;
 use crate::registry::FlowRegistry;
+use crate::store::Actor;
 use crate::store::{Cursor, DynStore};
 use crate::trigger::verify::secrets_equal;
 use crate::wasm::Sandbox;
@@ -23,6 +26,7 @@ use axum::Router;
 use axum::extract::{Request, State};
 use axum::middleware::{self, Next};
 use axum::response::Response;
+use std::net::IpAddr;
 use std::sync::Arc;
 
 /// Everything handlers share.
@@ -36,6 +40,8 @@ pub struct App {
     pub metrics: Arc<Metrics>,
     pub admin_token: String,
     pub max_body_bytes: usize,
+    /// Proxies whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<IpAddr>,
     /// Where uploaded plugins are kept so they survive restarts.
     pub plugin_dir: std::path::PathBuf,
 }
@@ -51,6 +57,7 @@ pub fn router(app: AppState) -> Router {
         .merge(plugins::routes())
         .merge(catalog::routes())
         .merge(secrets::routes())
+        .merge(audit::routes())
         .layer(middleware::from_fn_with_state(app.clone(), require_admin));
     Router::new()
         .nest("/v1", admin.merge(webhooks::routes()))
@@ -82,6 +89,57 @@ async fn require_admin(
     }
 }
 
+/// The admin making a request, for audit events: the client IP is the peer address, or, when
+/// the peer is a configured trusted proxy, the last `X-Forwarded-For` hop that is not one.
+pub struct RequestActor(pub Actor);
+
+impl axum::extract::FromRequestParts<AppState> for RequestActor {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        app: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let peer = parts
+            .extensions
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map(|c| c.0.ip());
+        let forwarded = parts
+            .headers
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok());
+        let ip = client_ip(peer, forwarded, &app.trusted_proxies).map(|ip| ip.to_string());
+        Ok(RequestActor(Actor {
+            user_id: Some("admin".into()),
+            user_email: None,
+            ip,
+        }))
+    }
+}
+
+/// The client's address: `X-Forwarded-For` is believed only from trusted proxies, and only up to
+/// the first hop (from the right) that is not itself a trusted proxy.
+pub fn client_ip(
+    peer: Option<IpAddr>,
+    forwarded: Option<&str>,
+    trusted: &[IpAddr],
+) -> Option<IpAddr> {
+    let mut current = peer?;
+    let Some(forwarded) = forwarded else {
+        return Some(current);
+    };
+    for hop in forwarded.rsplit(',') {
+        if !trusted.contains(&current) {
+            break;
+        }
+        match hop.trim().parse::<IpAddr>() {
+            Ok(ip) => current = ip,
+            Err(_) => break,
+        }
+    }
+    Some(current)
+}
+
 /// `limit` and `cursor` query parameters shared by list endpoints.
 #[derive(Debug, serde::Deserialize)]
 pub struct PageParams {
@@ -106,5 +164,27 @@ impl PageParams {
                 })?),
             };
         Ok((limit, cursor))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::client_ip;
+
+    #[test]
+    fn forwarded_for_is_believed_only_from_trusted_proxies() {
+        let proxy = "10.0.0.1".parse().unwrap();
+        let peer = Some(proxy);
+        assert_eq!(
+            client_ip(peer, Some("203.0.113.7"), &[proxy]),
+            Some("203.0.113.7".parse().unwrap())
+        );
+        assert_eq!(client_ip(peer, Some("203.0.113.7"), &[]), Some(proxy));
+        // A client cannot smuggle an address past the first untrusted hop.
+        assert_eq!(
+            client_ip(peer, Some("1.1.1.1, 203.0.113.7"), &[proxy]),
+            Some("203.0.113.7".parse().unwrap())
+        );
+        assert_eq!(client_ip(None, None, &[]), None);
     }
 }

@@ -1,6 +1,7 @@
 //! `/v1/plugins`: list installed plugins; install a component (raw body) without a restart.
 
-use super::{ApiError, ApiResult, AppState};
+use super::{ApiError, ApiResult, AppState, RequestActor};
+use crate::store::AuditDraft;
 use crate::wasm::LoadError;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
@@ -26,6 +27,7 @@ async fn list(State(app): State<AppState>) -> Json<Value> {
 
 async fn install(
     State(app): State<AppState>,
+    RequestActor(actor): RequestActor,
     body: axum::body::Bytes,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     if body.is_empty() {
@@ -49,6 +51,17 @@ async fn install(
                 )
             }
         })?;
+    let scope = app.store.default_scope().await?;
+    let data =
+        json!({"plugin": {"name": info.name, "version": info.version, "digest": info.digest}});
+    let draft = AuditDraft::new(
+        &scope.platform_id,
+        Some(&scope.project_id),
+        &actor,
+        "plugin.installed",
+        data,
+    );
+    app.store.record_audit(vec![draft]).await?;
     Ok((StatusCode::CREATED, Json(json!(info))))
 }
 

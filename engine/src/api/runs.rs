@@ -1,6 +1,6 @@
 //! `/v1/flow-runs`: list and inspect runs, retry a failed run from its failed step.
 
-use super::{ApiError, ApiResult, AppState, PageParams};
+use super::{ApiError, ApiResult, AppState, PageParams, RequestActor};
 use crate::store::{RunFilter, RunStatus};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -62,9 +62,10 @@ async fn read(State(app): State<AppState>, Path(id): Path<String>) -> ApiResult<
 
 async fn retry(
     State(app): State<AppState>,
+    RequestActor(actor): RequestActor,
     Path(id): Path<String>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    let run = app.store.retry_run(&id).await?;
+    let run = app.store.retry_run(&actor, &id).await?;
     app.queue.wake();
     Ok((
         StatusCode::ACCEPTED,

@@ -1,6 +1,6 @@
 //! `/v1/secrets`: write-only secrets. Values go in and are never returned, logged or traced.
 
-use super::{ApiError, ApiResult, AppState};
+use super::{ApiError, ApiResult, AppState, RequestActor};
 use crate::flow::validate::check_secret_name;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -26,6 +26,7 @@ const MAX_SECRET_BYTES: usize = 64 << 10;
 
 async fn set(
     State(app): State<AppState>,
+    RequestActor(actor): RequestActor,
     Path(name): Path<String>,
     body: axum::body::Bytes,
 ) -> ApiResult<StatusCode> {
@@ -39,7 +40,7 @@ async fn set(
         )));
     }
     let scope = app.store.default_scope().await?;
-    let created = app.secrets.put(&scope, &name, &body.value).await?;
+    let created = app.secrets.put(&actor, &scope, &name, &body.value).await?;
     Ok(if created {
         StatusCode::CREATED
     } else {
@@ -55,9 +56,13 @@ async fn list(State(app): State<AppState>) -> ApiResult<Json<Value>> {
     ))
 }
 
-async fn remove(State(app): State<AppState>, Path(name): Path<String>) -> ApiResult<StatusCode> {
+async fn remove(
+    State(app): State<AppState>,
+    RequestActor(actor): RequestActor,
+    Path(name): Path<String>,
+) -> ApiResult<StatusCode> {
     let scope = app.store.default_scope().await?;
-    if app.secrets.delete(&scope, &name).await? {
+    if app.secrets.delete(&actor, &scope, &name).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::not_found(format!("secret {name} not found")))

@@ -36,6 +36,9 @@ enum Command {
     /// Work with flow files.
     #[command(subcommand)]
     Flow(FlowCommand),
+    /// Inspect the engine's audit log (reads the database directly).
+    #[command(subcommand)]
+    Audit(AuditCommand),
     /// Generate a handler flow for selected audit event types (prints YAML).
     Generate {
         /// Comma-separated event types, e.g. flow.run.finished,user.signed.in
@@ -51,6 +54,55 @@ enum Command {
         #[arg(short, long)]
         output: Option<PathBuf>,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Check the hash chain and name the first broken link.
+    Verify(DatabaseArgs),
+    /// Print the newest audit events as a table.
+    List {
+        #[command(flatten)]
+        db: DatabaseArgs,
+        /// How many events.
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        /// Only these actions (repeatable).
+        #[arg(long)]
+        action: Vec<String>,
+    },
+}
+
+/// Which database to read.
+#[derive(Debug, clap::Args)]
+struct DatabaseArgs {
+    /// Database URL. Default: the SQLite file in the data directory.
+    #[arg(long, env = "HOOKFLOW_DATABASE_URL")]
+    database: Option<String>,
+    /// The server's data directory.
+    #[arg(long, env = "HOOKFLOW_DATA_DIR", default_value = "hookflow-data")]
+    data_dir: PathBuf,
+}
+
+impl DatabaseArgs {
+    async fn open(&self) -> Result<crate::store::DynStore, Failure> {
+        let url = self
+            .database
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("hookflow.db").display()));
+        let path = url
+            .trim_start_matches("sqlite://")
+            .trim_start_matches("sqlite:");
+        if !Path::new(path).exists() {
+            return Err(usage(format!(
+                "no database at {path} (use --data-dir or --database)"
+            )));
+        }
+        let store = crate::store::SqliteStore::open(&url, true)
+            .await
+            .map_err(|e| Failure::Internal(e.into()))?;
+        Ok(Arc::new(store))
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -171,6 +223,52 @@ async fn dispatch(command: Command) -> Result<ExitCode, Failure> {
                 _ => return Err(usage("give --event TYPE or --payload FILE")),
             };
             test_flow(&flow, input, live, &server, token.as_deref(), json).await
+        }
+        Command::Audit(AuditCommand::Verify(db)) => {
+            let store = db.open().await?;
+            match crate::audit::verify(&store)
+                .await
+                .map_err(|e| Failure::Internal(e.into()))?
+            {
+                Ok(n) => {
+                    println!("audit chain intact: {n} events verified");
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(broken) => {
+                    eprintln!(
+                        "audit chain BROKEN at event {} (seq {}): {}",
+                        broken.id, broken.seq, broken.reason
+                    );
+                    Ok(ExitCode::FAILURE)
+                }
+            }
+        }
+        Command::Audit(AuditCommand::List { db, limit, action }) => {
+            let store = db.open().await?;
+            let filter = crate::store::AuditFilter {
+                limit: limit.clamp(1, 500),
+                actions: action,
+                ..Default::default()
+            };
+            let page = store
+                .list_audit(&filter)
+                .await
+                .map_err(|e| Failure::Internal(e.into()))?;
+            println!(
+                "{:<24}  {:<20}  {:<15}  {:<8}  SUMMARY",
+                "CREATED", "ACTION", "IP", "USER"
+            );
+            for event in page.data.into_iter().map(crate::api::audit_summary) {
+                println!(
+                    "{:<24}  {:<20}  {:<15}  {:<8}  {}",
+                    event["created"].as_str().unwrap_or(""),
+                    event["action"].as_str().unwrap_or(""),
+                    event["ip"].as_str().unwrap_or("-"),
+                    event["userId"].as_str().unwrap_or("-"),
+                    event["summary"].as_str().unwrap_or("")
+                );
+            }
+            Ok(ExitCode::SUCCESS)
         }
         Command::Generate {
             events,

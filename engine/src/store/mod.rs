@@ -2,9 +2,11 @@
 //! module writes SQL. SQLite is the embedded default; the SQL is kept portable so a PostgreSQL
 //! backend can implement the same trait and pass the same tests.
 
+pub mod audit;
 mod sqlite;
 mod types;
 
+pub use audit::AuditDraft;
 pub use sqlite::SqliteStore;
 pub use types::*;
 
@@ -47,6 +49,7 @@ pub trait Store: Send + Sync + 'static {
     /// Saves a new flow at version 1.
     async fn create_flow(
         &self,
+        actor: &Actor,
         scope: &Scope,
         name: &str,
         definition: &Value,
@@ -54,12 +57,13 @@ pub trait Store: Send + Sync + 'static {
     /// Saves a new version of an existing flow.
     async fn update_flow(
         &self,
+        actor: &Actor,
         id: &str,
         name: &str,
         definition: &Value,
     ) -> StoreResult<FlowRecord>;
     /// Soft-deletes a flow; its runs stay queryable. Returns false when there was no such flow.
-    async fn delete_flow(&self, id: &str) -> StoreResult<bool>;
+    async fn delete_flow(&self, actor: &Actor, id: &str) -> StoreResult<bool>;
     /// The current version of a flow.
     async fn get_flow(&self, id: &str) -> StoreResult<Option<FlowRecord>>;
     /// A specific version of a flow (also of a deleted flow, for runs that are still queued).
@@ -91,7 +95,7 @@ pub trait Store: Send + Sync + 'static {
     /// Records a run's end. Returns false when `owner` no longer held the lease (ignored).
     async fn finish_run(&self, outcome: RunOutcome) -> StoreResult<bool>;
     /// Queues a failed run again; succeeded steps are kept and not re-run.
-    async fn retry_run(&self, id: &str) -> StoreResult<RunSummary>;
+    async fn retry_run(&self, actor: &Actor, id: &str) -> StoreResult<RunSummary>;
 
     /// One run with its event and steps.
     async fn get_run(&self, id: &str) -> StoreResult<Option<RunDetail>>;
@@ -100,6 +104,7 @@ pub trait Store: Send + Sync + 'static {
     /// Creates or replaces an encrypted secret. Returns true when created.
     async fn put_secret(
         &self,
+        actor: &Actor,
         scope: &Scope,
         name: &str,
         nonce: &str,
@@ -114,7 +119,14 @@ pub trait Store: Send + Sync + 'static {
         names: &[String],
     ) -> StoreResult<Vec<(String, String, String)>>;
     /// Deletes a secret. Returns false when there was none.
-    async fn delete_secret(&self, scope: &Scope, name: &str) -> StoreResult<bool>;
+    async fn delete_secret(&self, actor: &Actor, scope: &Scope, name: &str) -> StoreResult<bool>;
+
+    /// Appends audit events that are not part of another change (plugin installed, ...).
+    async fn record_audit(&self, drafts: Vec<AuditDraft>) -> StoreResult<()>;
+    /// Audit events (envelopes), newest first.
+    async fn list_audit(&self, filter: &AuditFilter) -> StoreResult<Page<Value>>;
+    /// Audit rows in chain order after `after_seq`, for verification.
+    async fn audit_chain(&self, after_seq: i64, limit: u32) -> StoreResult<Vec<AuditRow>>;
 
     /// How many runs are in each live status, for `/metrics`.
     async fn queue_depth(&self) -> StoreResult<(i64, i64)>;

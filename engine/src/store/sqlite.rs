@@ -6,7 +6,9 @@
 //! transaction, then acknowledged together (group commit). Reads use a separate pool, which WAL
 //! lets run concurrently with the writer.
 
+use super::audit::{self, AuditDraft};
 use super::*;
+use serde_json::json;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
 };
@@ -118,6 +120,7 @@ impl Store for SqliteStore {
 
     async fn create_flow(
         &self,
+        actor: &Actor,
         scope: &Scope,
         name: &str,
         definition: &Value,
@@ -139,6 +142,15 @@ impl Store for SqliteStore {
         .execute(&mut *tx)
         .await?;
         insert_version(&mut tx, &id, 1, &text, &now).await?;
+        let data = json!({"flow": {"id": id, "displayName": name, "version": 1}});
+        let draft = AuditDraft::new(
+            &scope.platform_id,
+            Some(&scope.project_id),
+            actor,
+            "flow.created",
+            data,
+        );
+        audit::append(&mut tx, &[draft]).await?;
         tx.commit().await?;
         Ok(FlowRecord {
             id,
@@ -154,6 +166,7 @@ impl Store for SqliteStore {
 
     async fn update_flow(
         &self,
+        actor: &Actor,
         id: &str,
         name: &str,
         definition: &Value,
@@ -162,7 +175,7 @@ impl Store for SqliteStore {
         let text = definition.to_string();
         let mut tx = self.writer.begin().await?;
         let row = sqlx::query(
-            "UPDATE flows SET name = ?, version = version + 1, definition = ?, updated = ? WHERE id = ? AND deleted IS NULL RETURNING version",
+            "UPDATE flows SET name = ?, version = version + 1, definition = ?, updated = ? WHERE id = ? AND deleted IS NULL RETURNING version, platform_id, project_id",
         )
         .bind(name)
         .bind(&text)
@@ -173,19 +186,47 @@ impl Store for SqliteStore {
         .ok_or_else(|| StoreError::NotFound(format!("flow {id}")))?;
         let version: i64 = row.try_get("version")?;
         insert_version(&mut tx, id, version, &text, &now).await?;
+        let (platform, project): (String, String) =
+            (row.try_get("platform_id")?, row.try_get("project_id")?);
+        let data = json!({"flow": {"id": id, "displayName": name, "version": version}});
+        let draft = AuditDraft::new(&platform, Some(&project), actor, "flow.updated", data);
+        audit::append(&mut tx, &[draft]).await?;
         tx.commit().await?;
         self.get_flow(id)
             .await?
             .ok_or_else(|| StoreError::NotFound(format!("flow {id}")))
     }
 
-    async fn delete_flow(&self, id: &str) -> StoreResult<bool> {
-        let done = sqlx::query("UPDATE flows SET deleted = ? WHERE id = ? AND deleted IS NULL")
-            .bind(now_text())
-            .bind(id)
-            .execute(&self.writer)
-            .await?;
-        Ok(done.rows_affected() == 1)
+    async fn delete_flow(&self, actor: &Actor, id: &str) -> StoreResult<bool> {
+        let mut tx = self.writer.begin().await?;
+        let row = sqlx::query(
+            "UPDATE flows SET deleted = ? WHERE id = ? AND deleted IS NULL RETURNING name, version, platform_id, project_id",
+        )
+        .bind(now_text())
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = row else {
+            return Ok(false);
+        };
+        let name: String = row.try_get("name")?;
+        let version: i64 = row.try_get("version")?;
+        let (platform, project): (String, String) =
+            (row.try_get("platform_id")?, row.try_get("project_id")?);
+        let data = json!({"flow": {"id": id, "displayName": name, "version": version}});
+        audit::append(
+            &mut tx,
+            &[AuditDraft::new(
+                &platform,
+                Some(&project),
+                actor,
+                "flow.deleted",
+                data,
+            )],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(true)
     }
 
     async fn get_flow(&self, id: &str) -> StoreResult<Option<FlowRecord>> {
@@ -325,6 +366,35 @@ impl Store for SqliteStore {
                     .push(step_record(&row)?);
             }
         }
+        let flow_ids: Vec<String> = rows.iter().map(|r| r.get::<String, _>("flow_id")).collect();
+        let names = flow_names(&mut tx, &flow_ids).await?;
+        let started = now_text();
+        let drafts: Vec<AuditDraft> = rows
+            .iter()
+            .map(|r| {
+                let flow_id: String = r.get("flow_id");
+                let data = json!({"flowRun": {
+                    "id": r.get::<String, _>("id"),
+                    "startTime": started,
+                    "environment": r.get::<String, _>("environment"),
+                    "flowId": flow_id,
+                    "flowVersionId": r.get::<i64, _>("flow_version").to_string(),
+                    "flowDisplayName": names.get(&flow_id),
+                    "status": "RUNNING",
+                    "attempt": r.get::<i64, _>("attempt"),
+                }});
+                let platform: String = r.get("platform_id");
+                let project: String = r.get("project_id");
+                AuditDraft::new(
+                    &platform,
+                    Some(&project),
+                    &Actor::system(),
+                    "flow.run.started",
+                    data,
+                )
+            })
+            .collect();
+        audit::append(&mut tx, &drafts).await?;
         tx.commit().await?;
         let mut claimed = Vec::with_capacity(rows.len());
         for row in rows {
@@ -395,16 +465,35 @@ impl Store for SqliteStore {
         self.submit(|tx| Op::Finish(outcome, tx)).await
     }
 
-    async fn retry_run(&self, id: &str) -> StoreResult<RunSummary> {
+    async fn retry_run(&self, actor: &Actor, id: &str) -> StoreResult<RunSummary> {
+        let mut tx = self.writer.begin().await?;
         let row = sqlx::query(
             "UPDATE runs SET status = 'QUEUED', finished = NULL, error = NULL, duration_ms = NULL, lease_owner = NULL, lease_expires = NULL \
              WHERE id = ? AND status IN ('FAILED', 'TIMEOUT', 'CANCELED') RETURNING *",
         )
         .bind(id)
-        .fetch_optional(&self.writer)
+        .fetch_optional(&mut *tx)
         .await?;
         match row {
-            Some(row) => run_summary(&row),
+            Some(row) => {
+                let run = run_summary(&row)?;
+                let names = flow_names(&mut tx, std::slice::from_ref(&run.flow_id)).await?;
+                let data = json!({"flowRun": {
+                    "id": run.id, "flowId": run.flow_id, "flowVersionId": run.flow_version.to_string(),
+                    "flowDisplayName": names.get(&run.flow_id), "environment": run.environment,
+                    "status": run.status, "attempt": run.attempt + 1,
+                }});
+                let draft = AuditDraft::new(
+                    &run.platform_id,
+                    Some(&run.project_id),
+                    actor,
+                    "flow.run.retried",
+                    data,
+                );
+                audit::append(&mut tx, &[draft]).await?;
+                tx.commit().await?;
+                Ok(run)
+            }
             None => match self.get_run(id).await? {
                 None => Err(StoreError::NotFound(format!("run {id}"))),
                 Some(run) => Err(StoreError::Conflict(format!(
@@ -469,6 +558,7 @@ impl Store for SqliteStore {
 
     async fn put_secret(
         &self,
+        actor: &Actor,
         scope: &Scope,
         name: &str,
         nonce: &str,
@@ -494,6 +584,18 @@ impl Store for SqliteStore {
         .bind(&now)
         .bind(&now)
         .execute(&mut *tx)
+        .await?;
+        let data = json!({"secret": {"name": name}});
+        audit::append(
+            &mut tx,
+            &[AuditDraft::new(
+                &scope.platform_id,
+                Some(&scope.project_id),
+                actor,
+                "secret.upserted",
+                data,
+            )],
+        )
         .await?;
         tx.commit().await?;
         Ok(!existed)
@@ -540,13 +642,121 @@ impl Store for SqliteStore {
             .collect()
     }
 
-    async fn delete_secret(&self, scope: &Scope, name: &str) -> StoreResult<bool> {
+    async fn delete_secret(&self, actor: &Actor, scope: &Scope, name: &str) -> StoreResult<bool> {
+        let mut tx = self.writer.begin().await?;
         let done = sqlx::query("DELETE FROM secrets WHERE project_id = ? AND name = ?")
             .bind(&scope.project_id)
             .bind(name)
-            .execute(&self.writer)
+            .execute(&mut *tx)
             .await?;
-        Ok(done.rows_affected() == 1)
+        if done.rows_affected() == 0 {
+            return Ok(false);
+        }
+        let data = json!({"secret": {"name": name}});
+        audit::append(
+            &mut tx,
+            &[AuditDraft::new(
+                &scope.platform_id,
+                Some(&scope.project_id),
+                actor,
+                "secret.deleted",
+                data,
+            )],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn record_audit(&self, drafts: Vec<AuditDraft>) -> StoreResult<()> {
+        let mut tx = self.writer.begin().await?;
+        audit::append(&mut tx, &drafts).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn list_audit(&self, filter: &AuditFilter) -> StoreResult<Page<Value>> {
+        let mut q = QueryBuilder::<Sqlite>::new("SELECT seq, body FROM audit_events WHERE 1 = 1");
+        if !filter.actions.is_empty() {
+            q.push(" AND action IN (");
+            push_list(&mut q, &filter.actions);
+        }
+        if !filter.project_ids.is_empty() {
+            q.push(" AND project_id IN (");
+            push_list(&mut q, &filter.project_ids);
+        }
+        if let Some(user) = &filter.user_id {
+            q.push(" AND user_id = ").push_bind(user.clone());
+        }
+        if let Some(after) = &filter.created_after {
+            q.push(" AND created >= ").push_bind(after.clone());
+        }
+        if let Some(before) = &filter.created_before {
+            q.push(" AND created < ").push_bind(before.clone());
+        }
+        let backwards = matches!(filter.cursor, Some(Cursor::Before(_)));
+        let seq_of = |id: &str| {
+            id.parse::<i64>()
+                .map_err(|_| StoreError::Conflict("cursor: not a cursor this server issued".into()))
+        };
+        match &filter.cursor {
+            Some(Cursor::After(id)) => {
+                q.push(" AND seq < ").push_bind(seq_of(id)?);
+            }
+            Some(Cursor::Before(id)) => {
+                q.push(" AND seq > ").push_bind(seq_of(id)?);
+            }
+            None => {}
+        }
+        q.push(if backwards {
+            " ORDER BY seq ASC LIMIT "
+        } else {
+            " ORDER BY seq DESC LIMIT "
+        });
+        q.push_bind(i64::from(filter.limit) + 1);
+        let rows = q.build().fetch_all(&self.reader).await?;
+        let items = rows
+            .iter()
+            .map(|r| {
+                let body: String = r.try_get("body")?;
+                let mut event: Value =
+                    serde_json::from_str(&body).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                event["seq"] = json!(r.try_get::<i64, _>("seq")?);
+                Ok(event)
+            })
+            .collect::<StoreResult<Vec<_>>>()?;
+        let mut page = paginate(
+            items,
+            filter.limit,
+            backwards,
+            filter.cursor.is_some(),
+            |e| e["seq"].to_string(),
+        );
+        for event in &mut page.data {
+            if let Value::Object(map) = event {
+                map.remove("seq");
+            }
+        }
+        Ok(page)
+    }
+
+    async fn audit_chain(&self, after_seq: i64, limit: u32) -> StoreResult<Vec<AuditRow>> {
+        let rows = sqlx::query("SELECT seq, id, body, prev_hash, hash FROM audit_events WHERE seq > ? ORDER BY seq LIMIT ?")
+            .bind(after_seq)
+            .bind(i64::from(limit))
+            .fetch_all(&self.reader)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(AuditRow {
+                    seq: r.try_get("seq")?,
+                    id: r.try_get("id")?,
+                    body: r.try_get("body")?,
+                    prev_hash: r.try_get("prev_hash")?,
+                    hash: r.try_get("hash")?,
+                })
+            })
+            .collect()
     }
 
     async fn queue_depth(&self) -> StoreResult<(i64, i64)> {
@@ -716,6 +926,7 @@ async fn write_finishes(
     if finishes.is_empty() {
         return Ok(finished);
     }
+    let mut finished_rows = Vec::new();
     let now = now_text();
     for chunk in finishes.chunks(ROWS_PER_STATEMENT) {
         let mut q = QueryBuilder::<Sqlite>::new(
@@ -730,11 +941,49 @@ async fn write_finishes(
                 .push_bind(o.duration_ms)
                 .push_bind(&now);
         });
-        q.push(") AS v WHERE runs.id = v.column1 AND runs.lease_owner = v.column2 AND runs.status = 'RUNNING' RETURNING runs.id");
+        q.push(
+            ") AS v WHERE runs.id = v.column1 AND runs.lease_owner = v.column2 AND runs.status = 'RUNNING' \
+             RETURNING runs.id, runs.platform_id, runs.project_id, runs.flow_id, runs.flow_version, runs.environment, \
+             runs.status, runs.started, runs.finished, runs.duration_ms, runs.error",
+        );
         for row in q.build().fetch_all(&mut **tx).await? {
             finished.insert(row.get::<String, _>("id"));
+            finished_rows.push(row);
         }
     }
+    let flow_ids: Vec<String> = finished_rows
+        .iter()
+        .map(|r| r.get::<String, _>("flow_id"))
+        .collect();
+    let names = flow_names(tx, &flow_ids).await?;
+    let drafts: Vec<AuditDraft> = finished_rows
+        .iter()
+        .map(|r| {
+            let flow_id: String = r.get("flow_id");
+            let data = json!({"flowRun": {
+                "id": r.get::<String, _>("id"),
+                "startTime": r.get::<Option<String>, _>("started"),
+                "finishTime": r.get::<Option<String>, _>("finished"),
+                "duration": r.get::<Option<f64>, _>("duration_ms").map(|d| d.round() as i64),
+                "environment": r.get::<String, _>("environment"),
+                "flowId": flow_id,
+                "flowVersionId": r.get::<i64, _>("flow_version").to_string(),
+                "flowDisplayName": names.get(&flow_id),
+                "status": r.get::<String, _>("status"),
+                "error": r.get::<Option<String>, _>("error"),
+            }});
+            let platform: String = r.get("platform_id");
+            let project: String = r.get("project_id");
+            AuditDraft::new(
+                &platform,
+                Some(&project),
+                &Actor::system(),
+                "flow.run.finished",
+                data,
+            )
+        })
+        .collect();
+    audit::append(tx, &drafts).await?;
     let steps: Vec<(&str, &StepRecord)> = finishes
         .iter()
         .filter(|(o, _)| finished.contains(&o.run_id))
@@ -774,6 +1023,25 @@ async fn upsert_steps(
         q.build().execute(&mut **tx).await?;
     }
     Ok(())
+}
+
+/// Display names of flows by id (deleted flows included: runs outlive them).
+async fn flow_names(
+    tx: &mut Transaction<'_, Sqlite>,
+    ids: &[String],
+) -> StoreResult<HashMap<String, String>> {
+    let mut names = HashMap::new();
+    let mut unique: Vec<String> = ids.to_vec();
+    unique.sort();
+    unique.dedup();
+    for chunk in unique.chunks(ROWS_PER_STATEMENT) {
+        let mut q = QueryBuilder::<Sqlite>::new("SELECT id, name FROM flows WHERE id IN (");
+        push_list(&mut q, chunk);
+        for row in q.build().fetch_all(&mut **tx).await? {
+            names.insert(row.try_get("id")?, row.try_get("name")?);
+        }
+    }
+    Ok(names)
 }
 
 async fn insert_version(

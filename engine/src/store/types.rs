@@ -263,6 +263,47 @@ impl Cursor {
     }
 }
 
+/// Who made a change, as recorded in its audit event. `None` fields are unknown or not
+/// applicable (the engine itself acting: run lifecycle, scheduler).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Actor {
+    pub user_id: Option<String>,
+    pub user_email: Option<String>,
+    pub ip: Option<String>,
+}
+
+impl Actor {
+    /// The engine itself.
+    pub fn system() -> Actor {
+        Actor::default()
+    }
+}
+
+/// Filters for the audit log, newest first.
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    pub limit: u32,
+    pub cursor: Option<Cursor>,
+    pub actions: Vec<String>,
+    pub project_ids: Vec<String>,
+    pub user_id: Option<String>,
+    /// RFC 3339, inclusive.
+    pub created_after: Option<String>,
+    /// RFC 3339, exclusive.
+    pub created_before: Option<String>,
+}
+
+/// One stored audit event with its chain links (for verification).
+#[derive(Debug, Clone)]
+pub struct AuditRow {
+    pub seq: i64,
+    pub id: String,
+    pub body: String,
+    pub prev_hash: String,
+    pub hash: String,
+}
+
 /// A secret as the API shows it: never its value.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]

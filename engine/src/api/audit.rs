@@ -1,0 +1,143 @@
+//! `/v1/audit-events`: the engine's own audit log, filtered and paginated with stable cursors,
+//! each event with its human summary.
+
+use super::{ApiError, ApiResult, AppState, PageParams};
+use crate::catalog::Catalog;
+use crate::store::AuditFilter;
+use axum::extract::State;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::{Value, json};
+
+pub fn routes() -> Router<AppState> {
+    Router::new().route("/audit-events", get(list))
+}
+
+/// Parses repeated query parameters (`action=a&action=b`), which serde's flat maps cannot.
+fn params(query: Option<&str>) -> Vec<(String, String)> {
+    let Some(query) = query else {
+        return Vec::new();
+    };
+    query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .filter_map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            Some((decode(k)?, decode(v)?))
+        })
+        .collect()
+}
+
+fn decode(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok()?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 2;
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8(out).ok()
+}
+
+/// Builds the filter from the query string, naming the parameter at fault.
+pub fn filter_from_query(query: Option<&str>) -> ApiResult<AuditFilter> {
+    let mut filter = AuditFilter::default();
+    let mut page = PageParams {
+        limit: None,
+        cursor: None,
+    };
+    for (key, value) in params(query) {
+        match key.as_str() {
+            "limit" => {
+                page.limit = Some(value.parse().map_err(|_| {
+                    ApiError::bad_request(format!("limit: not a number: {value:?}"))
+                })?)
+            }
+            "cursor" => page.cursor = Some(value),
+            "action" => filter.actions.push(value),
+            "projectId" => filter.project_ids.push(value),
+            "userId" => filter.user_id = Some(value),
+            "createdAfter" => filter.created_after = Some(timestamp("createdAfter", &value)?),
+            "createdBefore" => filter.created_before = Some(timestamp("createdBefore", &value)?),
+            other => return Err(ApiError::bad_request(format!("{other}: unknown parameter"))),
+        }
+    }
+    let (limit, cursor) = page.parse()?;
+    filter.limit = limit;
+    filter.cursor = cursor;
+    Ok(filter)
+}
+
+/// Normalises an RFC 3339 time to the stored form so text comparison orders correctly.
+fn timestamp(name: &str, value: &str) -> ApiResult<String> {
+    chrono::DateTime::parse_from_rfc3339(value)
+        .map(|t| {
+            t.with_timezone(&chrono::Utc)
+                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+        })
+        .map_err(|_| ApiError::bad_request(format!("{name}: not an RFC 3339 time: {value:?}")))
+}
+
+/// The event with its `summary`, from the catalog's summary template for its action.
+pub fn with_summary(mut event: Value) -> Value {
+    let action = event["action"].as_str().unwrap_or_default().to_string();
+    let summary = match Catalog::builtin()
+        .source("activepieces")
+        .and_then(|s| s.find(&action))
+    {
+        Some(kind) => kind.summarize(&event),
+        None => fallback_summary(&action, &event),
+    };
+    event["summary"] = json!(summary);
+    event
+}
+
+fn fallback_summary(action: &str, event: &Value) -> String {
+    let data = &event["data"];
+    match action {
+        "secret.upserted" => format!(
+            "Secret {} was set",
+            data["secret"]["name"].as_str().unwrap_or("?")
+        ),
+        "secret.deleted" => format!(
+            "Secret {} was deleted",
+            data["secret"]["name"].as_str().unwrap_or("?")
+        ),
+        "plugin.installed" => format!(
+            "Plugin {}@{} was installed",
+            data["plugin"]["name"].as_str().unwrap_or("?"),
+            data["plugin"]["version"].as_str().unwrap_or("?")
+        ),
+        other => other.replace('.', " "),
+    }
+}
+
+async fn list(State(app): State<AppState>, uri: axum::http::Uri) -> ApiResult<Json<Value>> {
+    let filter = filter_from_query(uri.query())?;
+    let mut page = app.store.list_audit(&filter).await?;
+    page.data = page.data.into_iter().map(with_summary).collect();
+    Ok(Json(json!(page)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repeated_and_encoded_parameters() {
+        let f = filter_from_query(Some("action=flow.created&action=flow.run.finished&createdAfter=2026-01-01T00%3A00%3A00%2B01%3A00&limit=10")).unwrap();
+        assert_eq!(f.actions, ["flow.created", "flow.run.finished"]);
+        assert_eq!(f.created_after.as_deref(), Some("2025-12-31T23:00:00.000Z"));
+        assert_eq!(f.limit, 10);
+        assert!(filter_from_query(Some("nope=1")).is_err());
+        assert!(filter_from_query(Some("createdBefore=yesterday")).is_err());
+    }
+}
