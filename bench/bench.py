@@ -1,0 +1,584 @@
+#!/usr/bin/env python3
+"""hookflow load benchmarks (Python 3.11 stdlib only).
+
+Starts a fresh `hookflow serve` in a temporary data dir per workload, drives it with `oha`,
+reads run records back through the API and samples the server's /proc entries.
+
+  (a) intake     durable webhook intake, flow with no steps, oha max rate, 64 connections
+  (b) throughput webhook -> router -> log plugin -> done; fire N events, wait for drain,
+                 completed runs/s from the runs' own timestamps
+  (c) latency    same flow at a fixed rate (oha -q); end-to-end finished - created per run
+
+Usage: bench.py --bin target/release/hookflow [--oha oha] [--out bench/out] [--only a,b,c]
+Writes OUT/results.json and OUT/results.md and prints the table.
+"""
+
+import argparse
+import datetime as dt
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+ADMIN_TOKEN = "bench-admin-token-0123456789"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+ROUTER_FLOW = {
+    "name": "bench-router",
+    "trigger": {"type": "webhook"},
+    "steps": [
+        {
+            "name": "route",
+            "type": "router",
+            "mode": "firstMatch",
+            "branches": [
+                {
+                    "name": "Failed",
+                    "when": [[{
+                        "left": "{{trigger.body.action}}",
+                        "operator": "TEXT_EXACTLY_MATCHES",
+                        "right": "flow.run.finished",
+                    }]],
+                    "steps": [{
+                        "name": "note",
+                        "type": "action",
+                        "plugin": "log@0.1.0",
+                        "input": {"message": "run {{trigger.body.data.flowRun.id}} failed"},
+                    }],
+                },
+                {"name": "Otherwise", "fallback": True, "steps": []},
+            ],
+        }
+    ],
+}
+INTAKE_FLOW = {"name": "bench-intake", "trigger": {"type": "webhook"}, "steps": []}
+
+
+def event_body():
+    """The first Activepieces sample (flow.run.finished, FAILED) without its `id`, so every
+    request is a new event, padded with realistic fields to ~600 bytes of compact JSON."""
+    with open(os.path.join(ROOT, "tests", "fixtures", "activepieces-events.json")) as f:
+        event = dict(json.load(f)["examples"][0])
+    event.pop("id", None)
+    event["data"]["flowRun"]["tags"] = ["bench", "hookflow", "load-test"]
+    event["data"]["flowRun"]["failedStep"] = {"name": "step_2", "displayName": "Send HTTP request"}
+    event["data"]["project"]["externalId"] = "bench-project-0001"
+    body = json.dumps(event, separators=(",", ":"))
+    assert "\"id\":\"6cBP4kzpuewLDk7rdrclw\"" not in body
+    return body
+
+
+# ---------------------------------------------------------------------------------------------
+# process sampling
+
+
+def proc_cpu(pid):
+    """utime+stime of a process in seconds."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def proc_threads(pid):
+    """{tid: (name, utime_s, stime_s)} for every thread of a process."""
+    out = {}
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except FileNotFoundError:
+        return out
+    for tid in tids:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                raw = f.read()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        name = raw[raw.index("(") + 1: raw.rindex(")")]
+        fields = raw.rsplit(")", 1)[1].split()
+        out[tid] = (name, int(fields[11]) / CLK_TCK, int(fields[12]) / CLK_TCK)
+    return out
+
+
+def thread_split(before, after):
+    """CPU seconds by thread name (user, system) between two proc_threads() snapshots."""
+    split = {}
+    for tid, (name, u, s) in after.items():
+        u0, s0 = (before[tid][1], before[tid][2]) if tid in before else (0.0, 0.0)
+        key = name
+        cu, cs = split.get(key, (0.0, 0.0))
+        split[key] = (round(cu + u - u0, 2), round(cs + s - s0, 2))
+    return {k: v for k, v in sorted(split.items(), key=lambda kv: -sum(kv[1])) if sum(v) > 0}
+
+
+def proc_status(pid, key):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1])  # kB
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+# server
+
+
+class Server:
+    def __init__(self, binary, label, workers=None, extra_env=None):
+        self.dir = tempfile.mkdtemp(prefix=f"hookflow-bench-{label}-")
+        env = dict(os.environ)
+        env.update({
+            "HOOKFLOW_LISTEN": "127.0.0.1:0",
+            "HOOKFLOW_DATA_DIR": self.dir,
+            "HOOKFLOW_ADMIN_TOKEN": ADMIN_TOKEN,
+            "HOOKFLOW_LOG": "warn",
+        })
+        if workers:
+            env["HOOKFLOW_WORKERS"] = str(workers)
+        env.update(extra_env or {})
+        self.log_path = os.path.join(self.dir, "server.log")
+        self.log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen([binary, "serve"], env=env, stdout=subprocess.PIPE,
+                                     stderr=self.log, start_new_session=True)
+        self.pid = self.proc.pid
+        line = {}
+
+        def read_first():
+            line["text"] = self.proc.stdout.readline().decode(errors="replace")
+
+        t = threading.Thread(target=read_first, daemon=True)
+        t.start()
+        t.join(120)  # first start compiles the built-in plugins (cached per data dir)
+        text = line.get("text", "")
+        if "listening on" not in text:
+            self.stop()
+            raise RuntimeError(f"server did not start: {text!r}; see {self.log_path}")
+        self.base = text.strip().rsplit(" ", 1)[1].rstrip("/")
+        # keep draining stdout so the server never blocks on a full pipe
+        threading.Thread(target=self._drain_stdout, daemon=True).start()
+
+    def _drain_stdout(self):
+        try:
+            for _ in self.proc.stdout:
+                pass
+        except Exception:
+            pass
+
+    def request(self, method, path, body=None, headers=None, timeout=30):
+        data = None
+        hdrs = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+        if body is not None:
+            data = body.encode() if isinstance(body, str) else json.dumps(body).encode()
+            hdrs["content-type"] = "application/json"
+        hdrs.update(headers or {})
+        req = urllib.request.Request(self.base + path, data=data, headers=hdrs, method=method)
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            raw = resp.read()
+            ctype = resp.headers.get("content-type", "")
+            return json.loads(raw) if "json" in ctype else raw.decode()
+
+    def create_flow(self, flow):
+        return self.request("POST", "/v1/flows", flow)["id"]
+
+    def metrics(self):
+        out = {}
+        for line in self.request("GET", "/metrics").splitlines():
+            if line and not line.startswith("#"):
+                name, value = line.rsplit(" ", 1)
+                out[name] = float(value)
+        return out
+
+    def live_runs(self):
+        m = self.metrics()
+        return int(m.get('hookflow_runs{status="QUEUED"}', 0) + m.get('hookflow_runs{status="RUNNING"}', 0))
+
+    def wait_drained(self, timeout):
+        """Waits (bounded) until QUEUED+RUNNING = 0; returns (drained, seconds waited)."""
+        start = time.monotonic()
+        while time.monotonic() - start < timeout:
+            if self.live_runs() == 0:
+                return True, time.monotonic() - start
+            time.sleep(0.05)
+        return False, time.monotonic() - start
+
+    def runs(self, flow_id, max_pages=1000):
+        runs, cursor = [], None
+        for _ in range(max_pages):
+            q = f"/v1/flow-runs?flowId={flow_id}&limit=500"
+            if cursor:
+                q += "&cursor=" + urllib.request.quote(cursor, safe="")
+            page = self.request("GET", q, timeout=60)
+            runs.extend(page["data"])
+            cursor = page.get("next")
+            if not cursor:
+                break
+        return runs
+
+    def cpu(self):
+        return proc_cpu(self.pid)
+
+    def peak_rss_mb(self):
+        return proc_status(self.pid, "VmHWM") / 1024
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self.log.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# load generator
+
+
+def run_oha(oha, url, body_path, *, duration=None, n=None, conns=64, qps=None):
+    cmd = [oha, "--no-tui", "--output-format", "json", "-c", str(conns), "-m", "POST",
+           "-H", "content-type: application/json", "-D", body_path]
+    if duration:
+        cmd += ["-z", f"{duration}s"]
+    if n:
+        cmd += ["-n", str(n)]
+    if qps:
+        cmd += ["-q", str(qps)]
+    cmd.append(url)
+    started = time.monotonic()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    out, err = b"", b""
+    try:
+        out, err = proc.communicate(timeout=(duration or 120) + 120)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate()
+        raise RuntimeError("oha did not finish in time")
+    wall = time.monotonic() - started
+    # rusage of the reaped child: communicate() reaped it, so use the children totals delta
+    if proc.returncode != 0:
+        raise RuntimeError(f"oha failed ({proc.returncode}): {err.decode()[:2000]}")
+    report = json.loads(out)
+    summary = report["summary"]
+    codes = {str(k): v for k, v in report.get("statusCodeDistribution", {}).items()}
+    pct = report.get("latencyPercentiles", {})
+    return {
+        "wall_s": wall,
+        "total_s": summary.get("total"),
+        "requests_per_s": summary.get("requestsPerSec"),
+        "success_rate": summary.get("successRate"),
+        "status_codes": codes,
+        "errors": report.get("errorDistribution", {}),
+        "p50_ms": (pct.get("p50") or 0) * 1e3,
+        "p99_ms": (pct.get("p99") or 0) * 1e3,
+        "p999_ms": (pct.get("p99.9") or 0) * 1e3,
+    }
+
+
+class Perf:
+    """Optional `perf record` of the server during a workload (--perf)."""
+
+    def __init__(self, args, pid, name):
+        self.proc = None
+        if not args.perf or not shutil.which("perf"):
+            return
+        self.path = os.path.join(args.out, f"perf-{name}.data")
+        self.proc = subprocess.Popen(["perf", "record", "-F", "499", "-g", "-p", str(pid),
+                                      "-o", self.path], stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
+
+    def stop(self):
+        if self.proc:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+
+def children_cpu():
+    r = os.times()
+    return r.children_user + r.children_system
+
+
+# ---------------------------------------------------------------------------------------------
+# helpers
+
+
+def ts(text):
+    return dt.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+def percentile(values, p):
+    if not values:
+        return None
+    values = sorted(values)
+    i = round((len(values) - 1) * p)
+    return values[i]
+
+
+def write_body(path):
+    body = event_body()
+    with open(path, "w") as f:
+        f.write(body)
+    return len(body.encode())
+
+
+# ---------------------------------------------------------------------------------------------
+# workloads
+
+
+def workload_intake(args, body_path):
+    srv = Server(args.bin, "intake")
+    try:
+        flow = srv.create_flow(INTAKE_FLOW)
+        url = f"{srv.base}/v1/webhooks/{flow}"
+        cpu0, thr0, ch0 = srv.cpu(), proc_threads(srv.pid), children_cpu()
+        perf = Perf(args, srv.pid, "intake")
+        load = run_oha(args.oha, url, body_path, duration=args.intake_secs, conns=args.conns)
+        perf.stop()
+        cpu_load, thr1, oha_cpu = srv.cpu() - cpu0, proc_threads(srv.pid), children_cpu() - ch0
+        backlog = srv.live_runs()
+        drained, drain_s = srv.wait_drained(120)
+        m = srv.metrics()
+        accepted = load["status_codes"].get("202", 0)
+        res = {
+            "events_202": accepted,
+            "non_202": {k: v for k, v in load["status_codes"].items() if k != "202"},
+            "errors": load["errors"],
+            "events_per_s": accepted / load["total_s"],
+            "p50_ms": load["p50_ms"],
+            "p99_ms": load["p99_ms"],
+            "p999_ms": load["p999_ms"],
+            "duration_s": load["total_s"],
+            "server_events_accepted": m.get('hookflow_events_total{outcome="accepted"}'),
+            "backlog_at_end": backlog,
+            "drain_s": drain_s,
+            "drained": drained,
+            "server_cpu_s_during_load": cpu_load,
+            "server_cpu_us_per_event": cpu_load / max(accepted, 1) * 1e6,
+            "oha_cpu_s": oha_cpu,
+            "server_cpu_total_s": srv.cpu(),
+            "peak_rss_mb": srv.peak_rss_mb(),
+            "thread_cpu_split_during_load": thread_split(thr0, thr1),
+        }
+        return res
+    finally:
+        srv.stop()
+
+
+def workload_throughput(args, body_path):
+    srv = Server(args.bin, "throughput")
+    try:
+        flow = srv.create_flow(ROUTER_FLOW)
+        url = f"{srv.base}/v1/webhooks/{flow}"
+        cpu0, thr0, ch0 = srv.cpu(), proc_threads(srv.pid), children_cpu()
+        perf = Perf(args, srv.pid, "throughput")
+        t0 = time.monotonic()
+        load = run_oha(args.oha, url, body_path, n=args.n, conns=args.conns)
+        oha_cpu = children_cpu() - ch0
+        backlog = srv.live_runs()
+        drained, drain_s = srv.wait_drained(args.drain_timeout)
+        wall = time.monotonic() - t0
+        perf.stop()
+        cpu_used, thr1 = srv.cpu() - cpu0, proc_threads(srv.pid)
+        runs = srv.runs(flow)
+        statuses = {}
+        for r in runs:
+            statuses[r["status"]] = statuses.get(r["status"], 0) + 1
+        done = [r for r in runs if r.get("finished")]
+        first = min(ts(r["created"]) for r in runs)
+        last = max(ts(r["finished"]) for r in done)
+        accepted = load["status_codes"].get("202", 0)
+        e2e = [(ts(r["finished"]) - ts(r["created"])) * 1e3 for r in done]
+        return {
+            "events_sent": args.n,
+            "events_202": accepted,
+            "non_202": {k: v for k, v in load["status_codes"].items() if k != "202"},
+            "errors": load["errors"],
+            "intake_events_per_s": accepted / load["total_s"],
+            "intake_p50_ms": load["p50_ms"],
+            "intake_p99_ms": load["p99_ms"],
+            "backlog_when_firing_ended": backlog,
+            "drained": drained,
+            "runs_found": len(runs),
+            "statuses": statuses,
+            "span_s": last - first,
+            "completed_runs_per_s": len(done) / (last - first),
+            "n_over_span_runs_per_s": args.n / (last - first),
+            "wall_s": wall,
+            "e2e_p50_ms_under_overload": percentile(e2e, 0.5),
+            "e2e_max_ms_under_overload": max(e2e) if e2e else None,
+            "server_cpu_s": cpu_used,
+            "server_cpu_us_per_run": cpu_used / max(len(done), 1) * 1e6,
+            "oha_cpu_s": oha_cpu,
+            "peak_rss_mb": srv.peak_rss_mb(),
+            "thread_cpu_split": thread_split(thr0, thr1),
+        }
+    finally:
+        srv.stop()
+
+
+def workload_latency(args, body_path):
+    srv = Server(args.bin, "latency")
+    try:
+        flow = srv.create_flow(ROUTER_FLOW)
+        url = f"{srv.base}/v1/webhooks/{flow}"
+        # a short warm-up so the first instantiations/pages are not in the sample
+        run_oha(args.oha, url, body_path, n=200, conns=4)
+        srv.wait_drained(30)
+        warm_ids = {r["id"] for r in srv.runs(flow)}
+        cpu0, thr0, ch0 = srv.cpu(), proc_threads(srv.pid), children_cpu()
+        load = run_oha(args.oha, url, body_path, duration=args.latency_secs, conns=args.conns,
+                       qps=args.rate)
+        oha_cpu = children_cpu() - ch0
+        drained, drain_s = srv.wait_drained(120)
+        cpu_used, thr1 = srv.cpu() - cpu0, proc_threads(srv.pid)
+        runs = [r for r in srv.runs(flow) if r["id"] not in warm_ids]
+        done = [r for r in runs if r.get("finished")]
+        e2e = [(ts(r["finished"]) - ts(r["created"])) * 1e3 for r in done]
+        statuses = {}
+        for r in runs:
+            statuses[r["status"]] = statuses.get(r["status"], 0) + 1
+        accepted = load["status_codes"].get("202", 0)
+        return {
+            "target_rate": args.rate,
+            "events_202": accepted,
+            "non_202": {k: v for k, v in load["status_codes"].items() if k != "202"},
+            "achieved_rate": accepted / load["total_s"],
+            "runs_measured": len(e2e),
+            "statuses": statuses,
+            "drained": drained,
+            "e2e_p50_ms": percentile(e2e, 0.50),
+            "e2e_p90_ms": percentile(e2e, 0.90),
+            "e2e_p99_ms": percentile(e2e, 0.99),
+            "e2e_max_ms": max(e2e) if e2e else None,
+            "intake_p50_ms": load["p50_ms"],
+            "intake_p99_ms": load["p99_ms"],
+            "server_cpu_s": cpu_used,
+            "server_cpu_util_pct": cpu_used / load["total_s"] * 100,
+            "oha_cpu_s": oha_cpu,
+            "peak_rss_mb": srv.peak_rss_mb(),
+            "thread_cpu_split": thread_split(thr0, thr1),
+        }
+    finally:
+        srv.stop()
+
+
+# ---------------------------------------------------------------------------------------------
+# report
+
+
+def fmt(v, digits=1):
+    if v is None:
+        return "n/a"
+    if isinstance(v, float):
+        return f"{v:,.{digits}f}"
+    return f"{v:,}" if isinstance(v, int) else str(v)
+
+
+def verdict(ok):
+    return "**met**" if ok else "**MISSED**"
+
+
+def markdown(results):
+    rows = ["| workload | figure | value | target | met? |", "| --- | --- | --- | --- | --- |"]
+    sb = results.get("sandbox")
+    if sb:
+        rows += [
+            f"| sandbox | instantiate+call `log@0.1.0`, median | {fmt(sb['median_us'])} µs | ≤ 30 µs | {verdict(sb['median_us'] <= 30)} |",
+            f"| sandbox | p90 / p99 | {fmt(sb['p90_us'])} / {fmt(sb['p99_us'])} µs | | |",
+            f"| sandbox | mean (→ calls/s on one task) | {fmt(sb['mean_us'])} µs ({fmt(1e6 / sb['mean_us'], 0)}/s) | | |",
+        ]
+    a = results.get("intake")
+    if a:
+        rows += [
+            f"| (a) intake | events/s (202s only, {fmt(a['duration_s'])} s, {results['conns']} conns) | {fmt(a['events_per_s'], 0)} | ≥ 10,000 | {verdict(a['events_per_s'] >= 10000)} |",
+            f"| (a) intake | request latency p50 / p99 | {fmt(a['p50_ms'], 2)} / {fmt(a['p99_ms'], 2)} ms | | |",
+            f"| (a) intake | 202s / other statuses / errors | {fmt(a['events_202'])} / {a['non_202'] or 0} / {a['errors'] or 0} | | |",
+            f"| (a) intake | server CPU during load (µs/event) | {fmt(a['server_cpu_s_during_load'])} s ({fmt(a['server_cpu_us_per_event'])}) | | |",
+            f"| (a) intake | oha CPU during load | {fmt(a['oha_cpu_s'])} s | | |",
+            f"| (a) intake | server CPU total (incl. start, drain) / peak RSS | {fmt(a['server_cpu_total_s'])} s / {fmt(a['peak_rss_mb'])} MiB | | |",
+        ]
+    b = results.get("throughput")
+    if b:
+        rows += [
+            f"| (b) router+plugin | completed runs/s = N / (last finish − first accept) | {fmt(b['n_over_span_runs_per_s'], 0)} | ≥ 3,000 | {verdict(b['n_over_span_runs_per_s'] >= 3000)} |",
+            f"| (b) router+plugin | N / span / statuses | {fmt(b['events_sent'])} / {fmt(b['span_s'], 2)} s / {b['statuses']} | | |",
+            f"| (b) router+plugin | intake rate while firing / backlog when firing ended | {fmt(b['intake_events_per_s'], 0)}/s / {fmt(b['backlog_when_firing_ended'])} | | |",
+            f"| (b) router+plugin | server CPU (µs/run) / oha CPU | {fmt(b['server_cpu_s'])} s ({fmt(b['server_cpu_us_per_run'])}) / {fmt(b['oha_cpu_s'])} s | | |",
+            f"| (b) router+plugin | peak RSS | {fmt(b['peak_rss_mb'])} MiB | | |",
+        ]
+    c = results.get("latency")
+    if c:
+        rows += [
+            f"| (c) {c['target_rate']}/s | achieved rate / runs measured | {fmt(c['achieved_rate'], 0)}/s / {fmt(c['runs_measured'])} | | |",
+            f"| (c) {c['target_rate']}/s | end-to-end p50 (finished − created) | {fmt(c['e2e_p50_ms'], 1)} ms | ≤ 5 ms | {verdict(c['e2e_p50_ms'] is not None and c['e2e_p50_ms'] <= 5)} |",
+            f"| (c) {c['target_rate']}/s | end-to-end p99 | {fmt(c['e2e_p99_ms'], 1)} ms | ≤ 50 ms | {verdict(c['e2e_p99_ms'] is not None and c['e2e_p99_ms'] <= 50)} |",
+            f"| (c) {c['target_rate']}/s | end-to-end p90 / max | {fmt(c['e2e_p90_ms'], 1)} / {fmt(c['e2e_max_ms'], 1)} ms | | |",
+            f"| (c) {c['target_rate']}/s | HTTP p50 / p99 | {fmt(c['intake_p50_ms'], 2)} / {fmt(c['intake_p99_ms'], 2)} ms | | |",
+            f"| (c) {c['target_rate']}/s | server CPU (utilisation of one core) / peak RSS | {fmt(c['server_cpu_s'])} s ({fmt(c['server_cpu_util_pct'], 0)} %) / {fmt(c['peak_rss_mb'])} MiB | | |",
+        ]
+    lines = rows + [""]
+    for key in ("intake", "throughput", "latency"):
+        r = results.get(key)
+        if r:
+            split = r.get("thread_cpu_split") or r.get("thread_cpu_split_during_load")
+            lines.append(f"- server CPU by thread, {key} (user s, sys s): "
+                         + ", ".join(f"`{k}` {u}/{s}" for k, (u, s) in split.items()))
+    return "\n".join(lines) + "\n"
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--bin", default=os.path.join(ROOT, "target", "release", "hookflow"))
+    ap.add_argument("--oha", default="oha")
+    ap.add_argument("--out", default=os.path.join(HERE, "out"))
+    ap.add_argument("--only", default="a,b,c")
+    ap.add_argument("--conns", type=int, default=64)
+    ap.add_argument("--intake-secs", type=int, default=10)
+    ap.add_argument("--n", type=int, default=30000)
+    ap.add_argument("--drain-timeout", type=int, default=300)
+    ap.add_argument("--rate", type=int, default=1000)
+    ap.add_argument("--latency-secs", type=int, default=10)
+    ap.add_argument("--perf", action="store_true", help="perf record the server in (a) and (b)")
+    ap.add_argument("--sandbox-json", help="file with the BENCH_SANDBOX line of bench_sandbox")
+    args = ap.parse_args()
+    os.makedirs(args.out, exist_ok=True)
+    body_path = os.path.join(args.out, "event.json")
+    size = write_body(body_path)
+    results = {"date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+               "body_bytes": size, "conns": args.conns}
+    print(f"event body: {size} bytes ({body_path})", flush=True)
+    if args.sandbox_json and os.path.exists(args.sandbox_json):
+        with open(args.sandbox_json) as f:
+            for line in f:
+                if line.startswith("BENCH_SANDBOX "):
+                    results["sandbox"] = json.loads(line.split(" ", 1)[1])
+    only = set(args.only.split(","))
+    for key, name, fn in (("a", "intake", workload_intake),
+                          ("b", "throughput", workload_throughput),
+                          ("c", "latency", workload_latency)):
+        if key in only:
+            print(f"== ({key}) {name} ...", flush=True)
+            results[name] = fn(args, body_path)
+            print(json.dumps(results[name], indent=1), flush=True)
+    with open(os.path.join(args.out, "results.json"), "w") as f:
+        json.dump(results, f, indent=1)
+    md = markdown(results)
+    with open(os.path.join(args.out, "results.md"), "w") as f:
+        f.write(md)
+    print(md)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# hookflow benchmarks, one command: `bash bench/run.sh` from the repository root (or anywhere).
+#
+#   1. installs the load generator `oha` if missing (cargo install oha --locked)
+#   2. builds the release server (cargo build --release -p hookflow)
+#   3. runs the sandbox micro-benchmark (engine/examples/bench_sandbox.rs)
+#   4. runs the load workloads (a) intake, (b) router+plugin throughput, (c) fixed-rate latency,
+#      each against a fresh server in a temporary data dir (bench/bench.py)
+#
+# Output: bench/out/{sandbox.txt,results.json,results.md,machine.txt}. Knobs (env):
+#   BENCH_ONLY=a,b,c  BENCH_N=30000  BENCH_CONNS=64  BENCH_SECS=10  BENCH_RATE=1000
+#   BENCH_SKIP_BUILD=1 (use the existing target/release/hookflow)  BENCH_SKIP_SANDBOX=1
+#   BENCH_PERF=1 (perf record the server during (a) and (b) into bench/out/perf-*.data)
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+OUT="$ROOT/bench/out"
+mkdir -p "$OUT"
+cd "$ROOT"
+export PATH="$HOME/.cargo/bin:$PATH"
+
+log() { printf '\n== %s\n' "$*" >&2; }
+
+# -- 1. load generator -------------------------------------------------------------------------
+if ! command -v oha >/dev/null 2>&1; then
+  log "installing oha (cargo install oha --locked)"
+  cargo install oha --locked
+fi
+OHA="$(command -v oha)"
+"$OHA" --version >&2
+
+# -- 2. release build (others may be editing the engine: retry a few times, bounded) ------------
+build() {
+  local attempt
+  for attempt in 1 2 3; do
+    if cargo build --release -p hookflow "$@"; then return 0; fi
+    log "build failed (attempt $attempt/3); retrying in 60 s"
+    sleep 60
+  done
+  return 1
+}
+if [[ "${BENCH_SKIP_BUILD:-0}" != 1 ]]; then
+  log "cargo build --release -p hookflow"
+  build
+fi
+# Benchmark a copy so a concurrent rebuild cannot swap the binary mid-run.
+cp "$ROOT/target/release/hookflow" "$OUT/hookflow"
+
+# -- machine ------------------------------------------------------------------------------------
+{
+  echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+  echo "commit: $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)$(git -C "$ROOT" diff --quiet -- engine 2>/dev/null || echo ' (+ uncommitted engine changes)')"
+  echo "nproc: $(nproc)"
+  echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
+  echo "ram: $(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo)"
+  echo "kernel: $(uname -sr)"
+  echo "rustc: $(rustc --version)"
+  echo "oha: $("$OHA" --version)"
+} | tee "$OUT/machine.txt" >&2
+
+# -- 3. sandbox micro-benchmark -----------------------------------------------------------------
+if [[ "${BENCH_SKIP_SANDBOX:-0}" != 1 ]]; then
+  log "cargo run --release -p hookflow --example bench_sandbox"
+  ok=0
+  for attempt in 1 2 3; do
+    if cargo run --release -p hookflow --example bench_sandbox | tee "$OUT/sandbox.txt"; then ok=1; break; fi
+    log "bench_sandbox failed (attempt $attempt/3); retrying in 60 s"
+    sleep 60
+  done
+  [[ $ok == 1 ]] || { echo "bench_sandbox did not run" >&2; exit 1; }
+fi
+
+# -- 4. load workloads --------------------------------------------------------------------------
+log "load workloads (bench/bench.py)"
+python3 "$ROOT/bench/bench.py" \
+  --bin "$OUT/hookflow" --oha "$OHA" --out "$OUT" \
+  --only "${BENCH_ONLY:-a,b,c}" --conns "${BENCH_CONNS:-64}" --n "${BENCH_N:-30000}" \
+  --intake-secs "${BENCH_SECS:-10}" --latency-secs "${BENCH_SECS:-10}" --rate "${BENCH_RATE:-1000}" \
+  --sandbox-json "$OUT/sandbox.txt" ${BENCH_PERF:+--perf}
+
+log "results: $OUT/results.md, $OUT/results.json"
