@@ -37,6 +37,14 @@ pub struct ServeConfig {
     /// audit events. Others' is ignored.
     #[arg(long, env = "HOOKFLOW_TRUSTED_PROXIES", value_delimiter = ',')]
     pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// Seconds between delivery attempts to event destinations (comma-separated); the number
+    /// of entries is the number of retries.
+    #[arg(
+        long,
+        env = "HOOKFLOW_DELIVERY_RETRY_SCHEDULE",
+        default_value = "5,300,1800,7200,18000,36000,36000"
+    )]
+    pub delivery_retry_schedule: String,
     /// Compiled-plugin cache. Default: `<data dir>/cache`.
     #[arg(long, env = "HOOKFLOW_CACHE_DIR")]
     pub cache_dir: Option<PathBuf>,

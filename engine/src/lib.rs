@@ -22,6 +22,7 @@ pub mod schedule;
 pub mod secrets;
 pub mod server;
 pub mod store;
+pub mod stream;
 pub mod testrun;
 pub mod trigger;
 pub mod wasm;

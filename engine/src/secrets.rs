@@ -100,11 +100,11 @@ impl SecretBox {
 /// Secrets service over the store.
 pub struct Secrets {
     store: DynStore,
-    sbox: SecretBox,
+    sbox: std::sync::Arc<SecretBox>,
 }
 
 impl Secrets {
-    pub fn new(store: DynStore, sbox: SecretBox) -> Secrets {
+    pub fn new(store: DynStore, sbox: std::sync::Arc<SecretBox>) -> Secrets {
         Secrets { store, sbox }
     }
 

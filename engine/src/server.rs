@@ -11,6 +11,7 @@ use crate::queue::{Queue, QueueConfig};
 use crate::registry::FlowRegistry;
 use crate::secrets::{SecretBox, Secrets};
 use crate::store::{DynStore, SqliteStore};
+use crate::stream::{Destinations, RetryPolicy};
 use crate::wasm::{Sandbox, SandboxConfig};
 use anyhow::Context;
 use std::fs::File;
@@ -122,7 +123,15 @@ pub async fn run(
         },
     );
     let secret_box = SecretBox::load(config.secret_key.as_deref(), &config.data_dir)?;
-    let secrets = Arc::new(Secrets::new(store.clone(), secret_box));
+    let secret_box = Arc::new(secret_box);
+    let secrets = Arc::new(Secrets::new(store.clone(), secret_box.clone()));
+    let retry = RetryPolicy::parse(&config.delivery_retry_schedule).map_err(anyhow::Error::msg)?;
+    let destinations = Arc::new(Destinations::new(
+        store.clone(),
+        secret_box,
+        retry,
+        crate::netguard::dev_allow_local(),
+    ));
     let executor = Arc::new(Executor::new(sandbox.clone(), Some(secrets.clone())));
     let app = Arc::new(App {
         store: store.clone(),
@@ -131,6 +140,7 @@ pub async fn run(
         queue: queue.clone(),
         executor: executor.clone(),
         secrets,
+        destinations: destinations.clone(),
         metrics: metrics.clone(),
         admin_token,
         max_body_bytes: config.max_body_bytes,
@@ -139,6 +149,7 @@ pub async fn run(
     });
 
     let (stop_tx, stop_rx) = watch::channel(false);
+    let deliveries = tokio::spawn(crate::stream::run_worker(destinations, stop_rx.clone()));
     let scheduler = tokio::spawn(crate::schedule::run(
         store.clone(),
         flows.clone(),
@@ -163,6 +174,7 @@ pub async fn run(
     let _ = stop_tx.send(true);
     workers.await?;
     scheduler.await?;
+    deliveries.await?;
     tracing::info!("shutdown complete");
     Ok(())
 }

@@ -6,6 +6,7 @@ mod common;
 mod api;
 mod audit;
 mod catalog;
+mod destinations;
 mod intake;
 mod plugins;
 mod receiver;

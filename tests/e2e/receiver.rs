@@ -26,10 +26,13 @@ impl Seen {
     }
 }
 
+/// Status, content type, body and extra headers of a canned response.
+type Answer = (u16, String, String, Vec<(String, String)>);
+
 #[derive(Default)]
 struct Shared {
     seen: Mutex<Vec<Seen>>,
-    answers: Mutex<HashMap<String, (u16, String, String)>>,
+    answers: Mutex<HashMap<String, Answer>>,
 }
 
 /// A running receiver on 127.0.0.1:0.
@@ -50,10 +53,31 @@ impl Receiver {
 
     /// Answer requests to `path` with `status`, `content_type` and `body`.
     pub fn answer(&self, path: &str, status: u16, content_type: &str, body: &str) {
+        self.answer_with_headers(path, status, content_type, body, &[]);
+    }
+
+    /// Like [`Receiver::answer`], with extra response headers (`Retry-After`, `Location`).
+    pub fn answer_with_headers(
+        &self,
+        path: &str,
+        status: u16,
+        content_type: &str,
+        body: &str,
+        headers: &[(&str, &str)],
+    ) {
+        let headers = headers
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         self.shared.answers.lock().unwrap().insert(
             path.to_string(),
-            (status, content_type.to_string(), body.to_string()),
+            (status, content_type.to_string(), body.to_string(), headers),
         );
+    }
+
+    /// Requests to `path` so far.
+    pub fn to(&self, path: &str) -> Vec<Seen> {
+        self.seen().into_iter().filter(|s| s.path == path).collect()
     }
 
     /// Every request so far.
@@ -89,12 +113,21 @@ async fn record(
     });
     let answer = shared.answers.lock().unwrap().get(&path).cloned();
     match answer {
-        Some((status, content_type, body)) => (
-            StatusCode::from_u16(status).unwrap(),
-            [("content-type", content_type)],
-            body,
-        )
-            .into_response(),
+        Some((status, content_type, body, headers)) => {
+            let mut response = (
+                StatusCode::from_u16(status).unwrap(),
+                [("content-type", content_type)],
+                body,
+            )
+                .into_response();
+            for (k, v) in headers {
+                response.headers_mut().insert(
+                    axum::http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                    v.parse().unwrap(),
+                );
+            }
+            response
+        }
         None => (
             StatusCode::OK,
             [("content-type", "application/json".to_string())],

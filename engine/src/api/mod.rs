@@ -3,6 +3,7 @@
 
 mod audit;
 mod catalog;
+mod destinations;
 mod error;
 mod flows;
 mod plugins;
@@ -37,6 +38,7 @@ pub struct App {
     pub queue: Arc<Queue>,
     pub executor: Arc<Executor>,
     pub secrets: Arc<crate::secrets::Secrets>,
+    pub destinations: Arc<crate::stream::Destinations>,
     pub metrics: Arc<Metrics>,
     pub admin_token: String,
     pub max_body_bytes: usize,
@@ -58,6 +60,7 @@ pub fn router(app: AppState) -> Router {
         .merge(catalog::routes())
         .merge(secrets::routes())
         .merge(audit::routes())
+        .merge(destinations::routes())
         .layer(middleware::from_fn_with_state(app.clone(), require_admin));
     Router::new()
         .nest("/v1", admin.merge(webhooks::routes()))

@@ -87,6 +87,7 @@ pub async fn append(tx: &mut Transaction<'_, Sqlite>, drafts: &[AuditDraft]) -> 
         rows.push((id, draft, body, prev.clone(), hash.clone()));
         prev = hash;
     }
+    let mut written: Vec<(i64, &str, &String)> = Vec::with_capacity(rows.len());
     for chunk in rows.chunks(300) {
         let mut q = QueryBuilder::<Sqlite>::new(
             "INSERT INTO audit_events (id, created, platform_id, project_id, user_id, action, body, prev_hash, hash) ",
@@ -101,6 +102,62 @@ pub async fn append(tx: &mut Transaction<'_, Sqlite>, drafts: &[AuditDraft]) -> 
                 .push_bind(body)
                 .push_bind(prev)
                 .push_bind(hash);
+        });
+        q.push(" RETURNING seq");
+        let seqs = q.build().fetch_all(&mut **tx).await?;
+        for (row, (_, draft, body, _, _)) in seqs.iter().zip(chunk) {
+            written.push((row.try_get("seq")?, draft.action.as_str(), body));
+        }
+    }
+    enqueue_deliveries(tx, &written, &created).await?;
+    Ok(())
+}
+
+/// Writes an outbox entry for every enabled destination whose filter matches each event, in
+/// the same transaction as the events themselves.
+async fn enqueue_deliveries(
+    tx: &mut Transaction<'_, Sqlite>,
+    written: &[(i64, &str, &String)],
+    created: &str,
+) -> StoreResult<()> {
+    let destinations = sqlx::query("SELECT id, events FROM destinations WHERE enabled = TRUE")
+        .fetch_all(&mut **tx)
+        .await?;
+    if destinations.is_empty() {
+        return Ok(());
+    }
+    let filters: Vec<(String, Vec<String>)> = destinations
+        .iter()
+        .map(|r| {
+            let events: String = r.try_get("events")?;
+            Ok((
+                r.try_get("id")?,
+                serde_json::from_str(&events).unwrap_or_default(),
+            ))
+        })
+        .collect::<StoreResult<_>>()?;
+    let now = chrono::Utc::now().timestamp_millis();
+    let mut entries = Vec::new();
+    for (seq, action, body) in written {
+        for (destination, events) in &filters {
+            if events.is_empty() || events.iter().any(|e| e == action) {
+                entries.push((super::new_id(), destination, *seq, *body));
+            }
+        }
+    }
+    for chunk in entries.chunks(300) {
+        let mut q = QueryBuilder::<Sqlite>::new(
+            "INSERT INTO outbox (id, destination_id, audit_seq, payload, status, attempts, next_attempt, created) ",
+        );
+        q.push_values(chunk, |mut b, (id, destination, seq, body)| {
+            b.push_bind(id)
+                .push_bind(*destination)
+                .push_bind(*seq)
+                .push_bind(*body)
+                .push_bind("PENDING")
+                .push_bind(0i64)
+                .push_bind(now)
+                .push_bind(created);
         });
         q.build().execute(&mut **tx).await?;
     }

@@ -4,6 +4,7 @@
 
 pub mod audit;
 mod sqlite;
+mod sqlite_destinations;
 mod types;
 
 pub use audit::AuditDraft;
@@ -127,6 +128,36 @@ pub trait Store: Send + Sync + 'static {
     async fn list_audit(&self, filter: &AuditFilter) -> StoreResult<Page<Value>>;
     /// Audit rows in chain order after `after_seq`, for verification.
     async fn audit_chain(&self, after_seq: i64, limit: u32) -> StoreResult<Vec<AuditRow>>;
+
+    /// Saves a new destination (audited).
+    async fn create_destination(
+        &self,
+        actor: &Actor,
+        destination: &DestinationRecord,
+    ) -> StoreResult<()>;
+    /// Replaces a destination's settings (audited).
+    async fn update_destination(
+        &self,
+        actor: &Actor,
+        destination: &DestinationRecord,
+    ) -> StoreResult<()>;
+    /// Deletes a destination and its pending deliveries (audited). False when there was none.
+    async fn delete_destination(&self, actor: &Actor, id: &str) -> StoreResult<bool>;
+    async fn get_destination(&self, id: &str) -> StoreResult<Option<DestinationRecord>>;
+    async fn list_destinations(&self) -> StoreResult<Vec<DestinationRecord>>;
+    /// Claims the oldest due entry of up to `limit` destinations (one per destination, so each
+    /// destination receives its events in order, one at a time).
+    async fn claim_deliveries(&self, limit: u32, lease_ms: i64) -> StoreResult<Vec<DueDelivery>>;
+    /// Records an attempt, moves the entry on and updates the destination's health.
+    async fn finish_delivery(&self, result: &DeliveryResult) -> StoreResult<()>;
+    /// Attempts for a destination, newest first.
+    async fn list_deliveries(
+        &self,
+        destination_id: &str,
+        limit: u32,
+    ) -> StoreResult<Vec<DeliveryRecord>>;
+    /// Queues FAILED entries of a destination again (one event, or all). Returns how many.
+    async fn redeliver(&self, destination_id: &str, event_id: Option<&str>) -> StoreResult<u64>;
 
     /// How many runs are in each live status, for `/metrics`.
     async fn queue_depth(&self) -> StoreResult<(i64, i64)>;

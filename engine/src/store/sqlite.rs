@@ -759,6 +759,54 @@ impl Store for SqliteStore {
             .collect()
     }
 
+    async fn create_destination(
+        &self,
+        actor: &Actor,
+        destination: &DestinationRecord,
+    ) -> StoreResult<()> {
+        sqlite_destinations::create(&self.writer, actor, destination).await
+    }
+
+    async fn update_destination(
+        &self,
+        actor: &Actor,
+        destination: &DestinationRecord,
+    ) -> StoreResult<()> {
+        sqlite_destinations::update(&self.writer, actor, destination).await
+    }
+
+    async fn delete_destination(&self, actor: &Actor, id: &str) -> StoreResult<bool> {
+        sqlite_destinations::delete(&self.writer, actor, id).await
+    }
+
+    async fn get_destination(&self, id: &str) -> StoreResult<Option<DestinationRecord>> {
+        sqlite_destinations::get(&self.reader, id).await
+    }
+
+    async fn list_destinations(&self) -> StoreResult<Vec<DestinationRecord>> {
+        sqlite_destinations::list(&self.reader).await
+    }
+
+    async fn claim_deliveries(&self, limit: u32, lease_ms: i64) -> StoreResult<Vec<DueDelivery>> {
+        sqlite_destinations::claim(&self.writer, limit, lease_ms).await
+    }
+
+    async fn finish_delivery(&self, result: &DeliveryResult) -> StoreResult<()> {
+        sqlite_destinations::finish(&self.writer, result).await
+    }
+
+    async fn list_deliveries(
+        &self,
+        destination_id: &str,
+        limit: u32,
+    ) -> StoreResult<Vec<DeliveryRecord>> {
+        sqlite_destinations::deliveries(&self.reader, destination_id, limit).await
+    }
+
+    async fn redeliver(&self, destination_id: &str, event_id: Option<&str>) -> StoreResult<u64> {
+        sqlite_destinations::redeliver(&self.writer, destination_id, event_id).await
+    }
+
     async fn queue_depth(&self) -> StoreResult<(i64, i64)> {
         let row = sqlx::query(
             "SELECT COALESCE(SUM(CASE WHEN status = 'QUEUED' THEN 1 ELSE 0 END), 0) AS queued, \

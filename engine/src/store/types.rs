@@ -343,3 +343,86 @@ mod tests {
         assert!(!RunStatus::Running.is_terminal());
     }
 }
+
+/// A signing secret of a destination, sealed; `expires` (epoch ms) is set on a rotated-out
+/// secret, which keeps signing until then.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SealedSecret {
+    pub sealed: String,
+    pub expires: Option<i64>,
+}
+
+/// An event destination as stored (secret material sealed).
+#[derive(Debug, Clone)]
+pub struct DestinationRecord {
+    pub id: String,
+    pub platform_id: String,
+    pub project_id: String,
+    pub name: String,
+    pub url: String,
+    /// Actions delivered; empty means all.
+    pub events: Vec<String>,
+    pub enabled: bool,
+    pub content_type: String,
+    /// Custom header name → sealed value.
+    pub headers: Vec<(String, String)>,
+    pub token: String,
+    pub secrets: Vec<SealedSecret>,
+    pub disabled_reason: Option<String>,
+    pub failing_since: Option<String>,
+    pub paused_until: Option<i64>,
+    pub consecutive_failures: i64,
+    pub created: String,
+    pub updated: String,
+}
+
+/// An outbox entry due for delivery, with its destination.
+#[derive(Debug, Clone)]
+pub struct DueDelivery {
+    /// Also the `webhook-id`: the same on every retry.
+    pub outbox_id: String,
+    pub destination: DestinationRecord,
+    pub payload: String,
+    /// Attempts made before this one.
+    pub attempts: i64,
+}
+
+/// What happens to an outbox entry after an attempt.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DeliveryNext {
+    Delivered,
+    Retry { at_ms: i64 },
+    Failed,
+}
+
+/// The outcome of one delivery attempt and the destination's health after it.
+#[derive(Debug, Clone)]
+pub struct DeliveryResult {
+    pub outbox_id: String,
+    pub destination_id: String,
+    pub attempt: i64,
+    pub status_code: Option<u16>,
+    pub duration_ms: f64,
+    pub error: Option<String>,
+    pub response_body: Option<String>,
+    pub next: DeliveryNext,
+    pub consecutive_failures: i64,
+    pub failing_since: Option<String>,
+    pub paused_until: Option<i64>,
+    /// Disable the destination with this reason (410 Gone, failing for 5 days).
+    pub disable: Option<String>,
+}
+
+/// A recorded delivery attempt, as the API shows it.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeliveryRecord {
+    pub id: String,
+    pub event_id: String,
+    pub attempt: i64,
+    pub status_code: Option<i64>,
+    pub duration_ms: f64,
+    pub error: Option<String>,
+    pub response_body: Option<String>,
+    pub created: String,
+}

@@ -1,0 +1,301 @@
+//! SQLite side of event destinations: settings, the delivery outbox and attempt records.
+
+use super::audit::{self, AuditDraft};
+use super::*;
+use serde_json::json;
+use sqlx::sqlite::SqliteRow;
+use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
+
+fn destination(row: &SqliteRow) -> StoreResult<DestinationRecord> {
+    let corrupt = |e: serde_json::Error| StoreError::Corrupt(e.to_string());
+    let events: String = row.try_get("events")?;
+    let headers: String = row.try_get("headers")?;
+    let secrets: String = row.try_get("secrets")?;
+    Ok(DestinationRecord {
+        id: row.try_get("id")?,
+        platform_id: row.try_get("platform_id")?,
+        project_id: row.try_get("project_id")?,
+        name: row.try_get("name")?,
+        url: row.try_get("url")?,
+        events: serde_json::from_str(&events).map_err(corrupt)?,
+        enabled: row.try_get("enabled")?,
+        content_type: row.try_get("content_type")?,
+        headers: serde_json::from_str(&headers).map_err(corrupt)?,
+        token: row.try_get("token")?,
+        secrets: serde_json::from_str(&secrets).map_err(corrupt)?,
+        disabled_reason: row.try_get("disabled_reason")?,
+        failing_since: row.try_get("failing_since")?,
+        paused_until: row.try_get("paused_until")?,
+        consecutive_failures: row.try_get("consecutive_failures")?,
+        created: row.try_get("created")?,
+        updated: row.try_get("updated")?,
+    })
+}
+
+fn audit_data(d: &DestinationRecord) -> Value {
+    json!({"destination": {"id": d.id, "name": d.name, "url": d.url, "events": d.events, "enabled": d.enabled}})
+}
+
+pub async fn create(pool: &SqlitePool, actor: &Actor, d: &DestinationRecord) -> StoreResult<()> {
+    let mut tx = pool.begin().await?;
+    sqlx::query(
+        "INSERT INTO destinations (id, platform_id, project_id, name, url, events, enabled, content_type, headers, token, secrets, created, updated) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(&d.id)
+    .bind(&d.platform_id)
+    .bind(&d.project_id)
+    .bind(&d.name)
+    .bind(&d.url)
+    .bind(json!(d.events).to_string())
+    .bind(d.enabled)
+    .bind(&d.content_type)
+    .bind(json!(d.headers).to_string())
+    .bind(&d.token)
+    .bind(json!(d.secrets).to_string())
+    .bind(&d.created)
+    .bind(&d.updated)
+    .execute(&mut *tx)
+    .await?;
+    let draft = AuditDraft::new(
+        &d.platform_id,
+        Some(&d.project_id),
+        actor,
+        "destination.created",
+        audit_data(d),
+    );
+    audit::append(&mut tx, &[draft]).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+pub async fn update(pool: &SqlitePool, actor: &Actor, d: &DestinationRecord) -> StoreResult<()> {
+    let mut tx = pool.begin().await?;
+    let done = sqlx::query(
+        "UPDATE destinations SET name = ?, url = ?, events = ?, enabled = ?, content_type = ?, headers = ?, token = ?, secrets = ?, \
+         disabled_reason = ?, failing_since = ?, paused_until = ?, consecutive_failures = ?, updated = ? WHERE id = ?",
+    )
+    .bind(&d.name)
+    .bind(&d.url)
+    .bind(json!(d.events).to_string())
+    .bind(d.enabled)
+    .bind(&d.content_type)
+    .bind(json!(d.headers).to_string())
+    .bind(&d.token)
+    .bind(json!(d.secrets).to_string())
+    .bind(&d.disabled_reason)
+    .bind(&d.failing_since)
+    .bind(d.paused_until)
+    .bind(d.consecutive_failures)
+    .bind(&d.updated)
+    .bind(&d.id)
+    .execute(&mut *tx)
+    .await?;
+    if done.rows_affected() == 0 {
+        return Err(StoreError::NotFound(format!("destination {}", d.id)));
+    }
+    let draft = AuditDraft::new(
+        &d.platform_id,
+        Some(&d.project_id),
+        actor,
+        "destination.updated",
+        audit_data(d),
+    );
+    audit::append(&mut tx, &[draft]).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+pub async fn delete(pool: &SqlitePool, actor: &Actor, id: &str) -> StoreResult<bool> {
+    let mut tx = pool.begin().await?;
+    let Some(row) = sqlx::query("DELETE FROM destinations WHERE id = ? RETURNING *")
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?
+    else {
+        return Ok(false);
+    };
+    let d = destination(&row)?;
+    sqlx::query("DELETE FROM outbox WHERE destination_id = ? AND status = 'PENDING'")
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+    let draft = AuditDraft::new(
+        &d.platform_id,
+        Some(&d.project_id),
+        actor,
+        "destination.deleted",
+        audit_data(&d),
+    );
+    audit::append(&mut tx, &[draft]).await?;
+    tx.commit().await?;
+    Ok(true)
+}
+
+pub async fn get(pool: &SqlitePool, id: &str) -> StoreResult<Option<DestinationRecord>> {
+    sqlx::query("SELECT * FROM destinations WHERE id = ?")
+        .bind(id)
+        .fetch_optional(pool)
+        .await?
+        .map(|r| destination(&r))
+        .transpose()
+}
+
+pub async fn list(pool: &SqlitePool) -> StoreResult<Vec<DestinationRecord>> {
+    sqlx::query("SELECT * FROM destinations ORDER BY id")
+        .fetch_all(pool)
+        .await?
+        .iter()
+        .map(destination)
+        .collect()
+}
+
+pub async fn claim(pool: &SqlitePool, limit: u32, lease_ms: i64) -> StoreResult<Vec<DueDelivery>> {
+    let now = chrono::Utc::now().timestamp_millis();
+    let mut tx = pool.begin().await?;
+    // The head of each destination's queue, if it is due and nobody holds it.
+    let rows = sqlx::query(
+        "SELECT o.id AS outbox_id, o.payload, o.attempts, d.* FROM outbox o JOIN destinations d ON d.id = o.destination_id \
+         WHERE o.status = 'PENDING' AND d.enabled = TRUE AND (d.paused_until IS NULL OR d.paused_until <= ?) \
+           AND o.audit_seq = (SELECT MIN(o2.audit_seq) FROM outbox o2 WHERE o2.destination_id = o.destination_id AND o2.status = 'PENDING') \
+           AND o.next_attempt <= ? AND (o.lease_expires IS NULL OR o.lease_expires < ?) \
+         LIMIT ?",
+    )
+    .bind(now)
+    .bind(now)
+    .bind(now)
+    .bind(i64::from(limit))
+    .fetch_all(&mut *tx)
+    .await?;
+    if rows.is_empty() {
+        tx.commit().await?;
+        return Ok(Vec::new());
+    }
+    let mut q = QueryBuilder::<Sqlite>::new("UPDATE outbox SET lease_expires = ");
+    q.push_bind(now + lease_ms).push(" WHERE id IN (");
+    let mut sep = q.separated(", ");
+    for row in &rows {
+        sep.push_bind(row.try_get::<String, _>("outbox_id")?);
+    }
+    q.push(")");
+    q.build().execute(&mut *tx).await?;
+    tx.commit().await?;
+    rows.iter()
+        .map(|r| {
+            Ok(DueDelivery {
+                outbox_id: r.try_get("outbox_id")?,
+                payload: r.try_get("payload")?,
+                attempts: r.try_get("attempts")?,
+                destination: destination(r)?,
+            })
+        })
+        .collect()
+}
+
+pub async fn finish(pool: &SqlitePool, r: &DeliveryResult) -> StoreResult<()> {
+    let now = now_text();
+    let mut tx = pool.begin().await?;
+    sqlx::query(
+        "INSERT INTO deliveries (id, destination_id, outbox_id, attempt, status_code, duration_ms, error, response_body, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(new_id())
+    .bind(&r.destination_id)
+    .bind(&r.outbox_id)
+    .bind(r.attempt)
+    .bind(r.status_code.map(i64::from))
+    .bind(r.duration_ms)
+    .bind(&r.error)
+    .bind(&r.response_body)
+    .bind(&now)
+    .execute(&mut *tx)
+    .await?;
+    let (status, next) = match r.next {
+        DeliveryNext::Delivered => ("DELIVERED", 0),
+        DeliveryNext::Retry { at_ms } => ("PENDING", at_ms),
+        DeliveryNext::Failed => ("FAILED", 0),
+    };
+    sqlx::query("UPDATE outbox SET status = ?, attempts = ?, next_attempt = ?, lease_expires = NULL WHERE id = ?")
+        .bind(status)
+        .bind(r.attempt)
+        .bind(next)
+        .bind(&r.outbox_id)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query(
+        "UPDATE destinations SET consecutive_failures = ?, failing_since = ?, paused_until = ?, \
+         enabled = CASE WHEN ? IS NULL THEN enabled ELSE FALSE END, disabled_reason = COALESCE(?, disabled_reason) WHERE id = ?",
+    )
+    .bind(r.consecutive_failures)
+    .bind(&r.failing_since)
+    .bind(r.paused_until)
+    .bind(&r.disable)
+    .bind(&r.disable)
+    .bind(&r.destination_id)
+    .execute(&mut *tx)
+    .await?;
+    if let Some(reason) = &r.disable
+        && let Some(row) = sqlx::query("SELECT * FROM destinations WHERE id = ?")
+            .bind(&r.destination_id)
+            .fetch_optional(&mut *tx)
+            .await?
+    {
+        let d = destination(&row)?;
+        let mut data = audit_data(&d);
+        data["reason"] = json!(reason);
+        let draft = AuditDraft::new(
+            &d.platform_id,
+            Some(&d.project_id),
+            &Actor::system(),
+            "destination.disabled",
+            data,
+        );
+        audit::append(&mut tx, &[draft]).await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+pub async fn deliveries(
+    pool: &SqlitePool,
+    destination_id: &str,
+    limit: u32,
+) -> StoreResult<Vec<DeliveryRecord>> {
+    let rows =
+        sqlx::query("SELECT * FROM deliveries WHERE destination_id = ? ORDER BY id DESC LIMIT ?")
+            .bind(destination_id)
+            .bind(i64::from(limit))
+            .fetch_all(pool)
+            .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(DeliveryRecord {
+                id: r.try_get("id")?,
+                event_id: r.try_get("outbox_id")?,
+                attempt: r.try_get("attempt")?,
+                status_code: r.try_get("status_code")?,
+                duration_ms: r.try_get("duration_ms")?,
+                error: r.try_get("error")?,
+                response_body: r.try_get("response_body")?,
+                created: r.try_get("created")?,
+            })
+        })
+        .collect()
+}
+
+pub async fn redeliver(
+    pool: &SqlitePool,
+    destination_id: &str,
+    event_id: Option<&str>,
+) -> StoreResult<u64> {
+    let now = chrono::Utc::now().timestamp_millis();
+    let mut q = QueryBuilder::<Sqlite>::new(
+        "UPDATE outbox SET status = 'PENDING', attempts = 0, lease_expires = NULL, next_attempt = ",
+    );
+    q.push_bind(now)
+        .push(" WHERE status = 'FAILED' AND destination_id = ")
+        .push_bind(destination_id.to_string());
+    if let Some(id) = event_id {
+        q.push(" AND id = ").push_bind(id.to_string());
+    }
+    Ok(q.build().execute(pool).await?.rows_affected())
+}

@@ -1,0 +1,221 @@
+//! The delivery worker: claims the head of each destination's outbox, sends it, and decides
+//! what happens next (delivered, retried later, failed, destination paused or disabled).
+
+use super::Destinations;
+use crate::store::{DeliveryNext, DeliveryResult, DueDelivery};
+use rand::Rng;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+
+/// Default schedule, like Svix's: seconds between attempts.
+pub const DEFAULT_SCHEDULE: &[f64] = &[5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0];
+/// Failures in a row after which a destination is paused (circuit breaker).
+const BREAKER_THRESHOLD: i64 = 5;
+/// A destination failing this long is disabled.
+const DISABLE_AFTER: chrono::Duration = chrono::Duration::days(5);
+/// Largest response body kept with an attempt.
+const MAX_KEPT_BODY: usize = 4096;
+
+/// When to retry.
+#[derive(Debug, Clone)]
+pub struct RetryPolicy {
+    /// Seconds to wait before attempt 2, 3, ...; its length is the number of retries.
+    pub schedule: Vec<f64>,
+}
+
+impl RetryPolicy {
+    /// Parses `HOOKFLOW_DELIVERY_RETRY_SCHEDULE` (comma-separated seconds).
+    pub fn parse(text: &str) -> Result<RetryPolicy, String> {
+        let schedule = text
+            .split(',')
+            .map(|s| {
+                s.trim()
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|v| *v >= 0.0 && v.is_finite())
+            })
+            .collect::<Option<Vec<f64>>>()
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| {
+                format!(
+                    "HOOKFLOW_DELIVERY_RETRY_SCHEDULE must be comma-separated seconds, got {text:?}"
+                )
+            })?;
+        Ok(RetryPolicy { schedule })
+    }
+
+    /// How much shorter than the default this schedule is: floors (60 s after a 429) and the
+    /// breaker's pause shrink with it, so test schedules stay fast.
+    fn scale(&self) -> f64 {
+        (self.schedule[0] / DEFAULT_SCHEDULE[0]).min(1.0)
+    }
+
+    /// Delay before the attempt after `attempt` failed, or `None` when retries are used up.
+    pub fn delay(
+        &self,
+        attempt: usize,
+        throttled: bool,
+        retry_after: Option<f64>,
+    ) -> Option<Duration> {
+        let base = *self.schedule.get(attempt.checked_sub(1)?)?;
+        let mut seconds = base * rand::rng().random_range(0.8..=1.2);
+        if throttled {
+            seconds = seconds.max(60.0 * self.scale());
+        }
+        if let Some(after) = retry_after {
+            seconds = seconds.max(after);
+        }
+        Some(Duration::from_secs_f64(seconds))
+    }
+
+    /// How long the breaker pauses a destination.
+    fn pause(&self) -> Duration {
+        Duration::from_secs_f64(60.0 * self.scale())
+    }
+}
+
+/// Runs until shutdown: claim due heads, deliver them concurrently (one per destination).
+pub async fn run(destinations: Arc<Destinations>, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        loop {
+            let due = match destinations.store().claim_deliveries(32, 60_000).await {
+                Ok(due) => due,
+                Err(error) => {
+                    tracing::error!(%error, "claiming deliveries failed");
+                    break;
+                }
+            };
+            if due.is_empty() {
+                break;
+            }
+            let sends = due.into_iter().map(|d| deliver(&destinations, d));
+            for result in futures::future::join_all(sends).await {
+                if let Err(error) = destinations.store().finish_delivery(&result).await {
+                    tracing::error!(%error, "recording a delivery failed; it will be retried when its lease expires");
+                }
+            }
+            if *shutdown.borrow() {
+                return;
+            }
+        }
+        tokio::select! {
+            _ = destinations.notified() => {}
+            _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+async fn deliver(destinations: &Destinations, due: DueDelivery) -> DeliveryResult {
+    let attempt = due.attempts + 1;
+    let started = Instant::now();
+    let outcome = destinations
+        .send(&due.destination, &due.outbox_id, due.payload.as_bytes())
+        .await;
+    let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let policy = destinations.policy();
+    let dest = &due.destination;
+    let mut result = DeliveryResult {
+        outbox_id: due.outbox_id.clone(),
+        destination_id: dest.id.clone(),
+        attempt,
+        status_code: outcome.status,
+        duration_ms,
+        error: outcome.error.clone(),
+        response_body: outcome.body.clone(),
+        next: DeliveryNext::Delivered,
+        consecutive_failures: 0,
+        failing_since: None,
+        paused_until: None,
+        disable: None,
+    };
+    if outcome.status.is_some_and(|s| (200..300).contains(&s)) {
+        return result;
+    }
+    let now = chrono::Utc::now();
+    result.consecutive_failures = dest.consecutive_failures + 1;
+    result.failing_since = Some(
+        dest.failing_since
+            .clone()
+            .unwrap_or_else(crate::store::now_text),
+    );
+    if outcome.status == Some(410) {
+        result.next = DeliveryNext::Failed;
+        result.disable = Some("the receiver answered 410 Gone".into());
+        return result;
+    }
+    let throttled = outcome.status == Some(429) || outcome.timed_out;
+    result.next = match policy.delay(attempt as usize, throttled, outcome.retry_after) {
+        Some(delay) => DeliveryNext::Retry {
+            at_ms: now.timestamp_millis() + delay.as_millis() as i64,
+        },
+        None => DeliveryNext::Failed,
+    };
+    if result.consecutive_failures >= BREAKER_THRESHOLD {
+        result.paused_until = Some(now.timestamp_millis() + policy.pause().as_millis() as i64);
+    }
+    let failing_for = result
+        .failing_since
+        .as_deref()
+        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+        .map(|t| now - t.with_timezone(&chrono::Utc));
+    if failing_for.is_some_and(|d| d >= DISABLE_AFTER) {
+        result.disable = Some("deliveries have failed for 5 days".into());
+    }
+    result
+}
+
+/// What one HTTP attempt produced.
+#[derive(Debug, Clone, Default)]
+pub struct SendOutcome {
+    pub status: Option<u16>,
+    pub error: Option<String>,
+    pub body: Option<String>,
+    pub retry_after: Option<f64>,
+    pub timed_out: bool,
+}
+
+impl SendOutcome {
+    pub(super) fn from_response_parts(
+        status: u16,
+        retry_after: Option<&str>,
+        body: &[u8],
+    ) -> SendOutcome {
+        let mut text = String::from_utf8_lossy(&body[..body.len().min(MAX_KEPT_BODY)]).into_owned();
+        if body.len() > MAX_KEPT_BODY {
+            text.push('…');
+        }
+        SendOutcome {
+            status: Some(status),
+            error: (!(200..300).contains(&status)).then(|| format!("receiver answered {status}")),
+            body: Some(text),
+            retry_after: retry_after
+                .and_then(|v| v.trim().parse::<f64>().ok())
+                .filter(|v| *v >= 0.0),
+            timed_out: false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schedule_jitter_floors_and_retry_after() {
+        let policy = RetryPolicy::parse("5,300").unwrap();
+        let d = policy.delay(1, false, None).unwrap().as_secs_f64();
+        assert!((4.0..=6.0).contains(&d), "{d}");
+        assert!(policy.delay(1, true, None).unwrap().as_secs_f64() >= 60.0);
+        assert!(policy.delay(1, false, Some(120.0)).unwrap().as_secs_f64() >= 120.0);
+        assert!(policy.delay(3, false, None).is_none(), "retries used up");
+        let fast = RetryPolicy::parse("0.05,0.05").unwrap();
+        assert!(
+            fast.delay(1, true, None).unwrap().as_secs_f64() <= 1.0,
+            "floors scale with the schedule"
+        );
+        assert!(RetryPolicy::parse("5,x").is_err());
+        assert!(RetryPolicy::parse("").is_err());
+    }
+}

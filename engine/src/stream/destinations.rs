@@ -1,0 +1,421 @@
+//! Destinations as the API and the worker see them: validated input, sealed secret material,
+//! masked views, and the signed HTTP send.
+
+use super::client::{self, check_url};
+use super::delivery::{RetryPolicy, SendOutcome};
+use super::{new_signing_secret, signature_header};
+use crate::secrets::SecretBox;
+use crate::store::{
+    Actor, DestinationRecord, DynStore, SealedSecret, StoreError, new_id, now_text,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use std::sync::Arc;
+use tokio::sync::Notify;
+
+/// Header carrying the destination's fixed verification token (the GitLab pattern).
+pub const TOKEN_HEADER: &str = "x-hookflow-event-streaming-token";
+/// Custom headers a destination may set at most.
+const MAX_HEADERS: usize = 20;
+/// Headers the engine sets itself.
+const RESERVED: &[&str] = &[
+    "content-type",
+    "content-length",
+    "host",
+    "transfer-encoding",
+    "connection",
+    TOKEN_HEADER,
+];
+/// How long a rotated-out signing secret keeps signing.
+const ROTATION_OVERLAP_MS: i64 = 24 * 3600 * 1000;
+
+/// Create or patch body. Every field optional for PATCH; `name` and `url` required to create.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DestinationInput {
+    pub name: Option<String>,
+    pub url: Option<String>,
+    pub events: Option<Vec<String>>,
+    pub enabled: Option<bool>,
+    pub headers: Option<Map<String, Value>>,
+    pub content_type: Option<String>,
+}
+
+/// A destination as the API shows it: custom header values masked, secrets absent except
+/// right after creation or rotation.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DestinationView {
+    pub id: String,
+    pub name: String,
+    pub url: String,
+    pub events: Vec<String>,
+    pub enabled: bool,
+    pub content_type: String,
+    pub headers: Map<String, Value>,
+    pub verification_token_header: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verification_token: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signing_secret: Option<String>,
+    pub disabled_reason: Option<String>,
+    pub failing_since: Option<String>,
+    /// Epoch ms until which the circuit breaker holds deliveries back.
+    pub paused_until: Option<i64>,
+    pub created: String,
+    pub updated: String,
+}
+
+/// Errors the API turns into 4xx.
+#[derive(Debug, thiserror::Error)]
+pub enum DestinationError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The destinations service.
+pub struct Destinations {
+    store: DynStore,
+    sbox: Arc<SecretBox>,
+    client: reqwest::Client,
+    policy: RetryPolicy,
+    allow_local: bool,
+    wake: Notify,
+}
+
+impl Destinations {
+    pub fn new(
+        store: DynStore,
+        sbox: Arc<SecretBox>,
+        policy: RetryPolicy,
+        allow_local: bool,
+    ) -> Destinations {
+        Destinations {
+            store,
+            sbox,
+            client: client::client(allow_local),
+            policy,
+            allow_local,
+            wake: Notify::new(),
+        }
+    }
+
+    pub fn store(&self) -> &DynStore {
+        &self.store
+    }
+
+    pub fn policy(&self) -> &RetryPolicy {
+        &self.policy
+    }
+
+    /// Wakes the delivery worker (new events or a redelivery).
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    pub(super) async fn notified(&self) {
+        self.wake.notified().await
+    }
+
+    fn seal(&self, id: &str, field: &str, value: &str) -> String {
+        let (nonce, sealed) = self.sbox.seal(&format!("destination:{id}:{field}"), value);
+        format!("{nonce}.{sealed}")
+    }
+
+    fn open(&self, id: &str, field: &str, text: &str) -> Result<String, String> {
+        let (nonce, sealed) = text.split_once('.').ok_or("corrupt sealed value")?;
+        self.sbox
+            .open(&format!("destination:{id}:{field}"), nonce, sealed)
+    }
+
+    /// Creates a destination; the view carries the token and signing secret this once.
+    pub async fn create(
+        &self,
+        actor: &Actor,
+        scope: &crate::store::Scope,
+        input: DestinationInput,
+    ) -> Result<DestinationView, DestinationError> {
+        let (record, token, secret) = self.unsaved(scope, input).await?;
+        self.store.create_destination(actor, &record).await?;
+        let mut view = self.view(&record);
+        view.verification_token = Some(token);
+        view.signing_secret = Some(secret);
+        Ok(view)
+    }
+
+    /// A validated destination with fresh token and signing secret, not stored (also used for
+    /// test sends to a bare URL). Returns the record, the token and the secret.
+    pub async fn unsaved(
+        &self,
+        scope: &crate::store::Scope,
+        input: DestinationInput,
+    ) -> Result<(DestinationRecord, String, String), DestinationError> {
+        let id = new_id();
+        let name = input
+            .name
+            .clone()
+            .ok_or_else(|| DestinationError::Invalid("name: required".into()))?;
+        let url = input
+            .url
+            .clone()
+            .ok_or_else(|| DestinationError::Invalid("url: required".into()))?;
+        let token = format!(
+            "hft_{}",
+            &new_signing_secret()["whsec_".len()..].replace(['+', '/', '='], "")
+        );
+        let secret = new_signing_secret();
+        let now = now_text();
+        let mut record = DestinationRecord {
+            id: id.clone(),
+            platform_id: scope.platform_id.clone(),
+            project_id: scope.project_id.clone(),
+            name,
+            url,
+            events: Vec::new(),
+            enabled: true,
+            content_type: "application/json".into(),
+            headers: Vec::new(),
+            token: self.seal(&id, "token", &token),
+            secrets: vec![SealedSecret {
+                sealed: self.seal(&id, "secret", &secret),
+                expires: None,
+            }],
+            disabled_reason: None,
+            failing_since: None,
+            paused_until: None,
+            consecutive_failures: 0,
+            created: now.clone(),
+            updated: now,
+        };
+        self.apply(&mut record, input).await?;
+        Ok((record, token, secret))
+    }
+
+    /// Applies a patch; re-enabling clears the breaker and the disabled reason.
+    pub async fn update(
+        &self,
+        actor: &Actor,
+        id: &str,
+        input: DestinationInput,
+    ) -> Result<DestinationView, DestinationError> {
+        let mut record = self
+            .store
+            .get_destination(id)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("destination {id}")))?;
+        if input.enabled == Some(true) {
+            record.disabled_reason = None;
+            record.failing_since = None;
+            record.paused_until = None;
+            record.consecutive_failures = 0;
+        }
+        self.apply(&mut record, input).await?;
+        record.updated = now_text();
+        self.store.update_destination(actor, &record).await?;
+        Ok(self.view(&record))
+    }
+
+    /// Replaces the signing secret; the old one keeps signing for 24 hours.
+    pub async fn rotate_secret(
+        &self,
+        actor: &Actor,
+        id: &str,
+    ) -> Result<DestinationView, DestinationError> {
+        let mut record = self
+            .store
+            .get_destination(id)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("destination {id}")))?;
+        let now = chrono::Utc::now().timestamp_millis();
+        let secret = new_signing_secret();
+        let mut secrets = vec![SealedSecret {
+            sealed: self.seal(id, "secret", &secret),
+            expires: None,
+        }];
+        secrets.extend(
+            record
+                .secrets
+                .iter()
+                .filter(|s| s.expires.is_none_or(|e| e > now))
+                .take(1)
+                .map(|s| SealedSecret {
+                    sealed: s.sealed.clone(),
+                    expires: Some(s.expires.unwrap_or(now + ROTATION_OVERLAP_MS)),
+                }),
+        );
+        record.secrets = secrets;
+        record.updated = now_text();
+        self.store.update_destination(actor, &record).await?;
+        let mut view = self.view(&record);
+        view.signing_secret = Some(secret);
+        Ok(view)
+    }
+
+    async fn apply(
+        &self,
+        record: &mut DestinationRecord,
+        input: DestinationInput,
+    ) -> Result<(), DestinationError> {
+        let invalid = DestinationError::Invalid;
+        if let Some(name) = input.name {
+            if name.trim().is_empty() || name.len() > 200 {
+                return Err(invalid("name: must be 1 to 200 characters".into()));
+            }
+            record.name = name;
+        }
+        if let Some(url) = input.url {
+            record.url = url;
+        }
+        if let Some(events) = input.events {
+            if let Some(bad) = events
+                .iter()
+                .position(|e| e.trim().is_empty() || e.len() > 100)
+            {
+                return Err(invalid(format!("events[{bad}]: must be an event name")));
+            }
+            record.events = events;
+        }
+        if let Some(enabled) = input.enabled {
+            record.enabled = enabled;
+        }
+        if let Some(ct) = input.content_type {
+            if ct.parse::<http::HeaderValue>().is_err() || !ct.contains('/') {
+                return Err(invalid(format!("contentType: {ct:?} is not a media type")));
+            }
+            record.content_type = ct;
+        }
+        if let Some(headers) = input.headers {
+            if headers.len() > MAX_HEADERS {
+                return Err(invalid(format!(
+                    "headers: at most {MAX_HEADERS} custom headers"
+                )));
+            }
+            let mut sealed = Vec::new();
+            for (name, value) in headers {
+                let lower = name.to_ascii_lowercase();
+                if name.parse::<http::HeaderName>().is_err() {
+                    return Err(invalid(format!("headers.{name}: not a valid header name")));
+                }
+                if RESERVED.contains(&lower.as_str()) || lower.starts_with("webhook-") {
+                    return Err(invalid(format!(
+                        "headers.{name}: reserved; hookflow sets it"
+                    )));
+                }
+                let Some(text) = value
+                    .as_str()
+                    .filter(|v| v.parse::<http::HeaderValue>().is_ok())
+                else {
+                    return Err(invalid(format!(
+                        "headers.{name}: must be a string usable as a header value"
+                    )));
+                };
+                sealed.push((
+                    lower.clone(),
+                    self.seal(&record.id, &format!("header:{lower}"), text),
+                ));
+            }
+            record.headers = sealed;
+        }
+        // Last: resolving the name is the slow check.
+        check_url(&record.url, self.allow_local, true)
+            .await
+            .map_err(|e| invalid(format!("url: {e}")))?;
+        Ok(())
+    }
+
+    /// The API view: custom header values masked, no secrets.
+    pub fn view(&self, record: &DestinationRecord) -> DestinationView {
+        DestinationView {
+            id: record.id.clone(),
+            name: record.name.clone(),
+            url: record.url.clone(),
+            events: record.events.clone(),
+            enabled: record.enabled,
+            content_type: record.content_type.clone(),
+            headers: record
+                .headers
+                .iter()
+                .map(|(k, _)| (k.clone(), Value::String("********".into())))
+                .collect(),
+            verification_token_header: TOKEN_HEADER,
+            verification_token: None,
+            signing_secret: None,
+            disabled_reason: record.disabled_reason.clone(),
+            failing_since: record.failing_since.clone(),
+            paused_until: record.paused_until,
+            created: record.created.clone(),
+            updated: record.updated.clone(),
+        }
+    }
+
+    /// Sends one signed request. Never fails as a call: every problem is in the outcome.
+    pub async fn send(&self, record: &DestinationRecord, msg_id: &str, body: &[u8]) -> SendOutcome {
+        let failed = |error: String| SendOutcome {
+            error: Some(error),
+            ..SendOutcome::default()
+        };
+        let url = match check_url(&record.url, self.allow_local, false).await {
+            Ok(url) => url,
+            Err(e) => return failed(format!("url refused: {e}")),
+        };
+        let now = chrono::Utc::now();
+        let live: Vec<String> = record
+            .secrets
+            .iter()
+            .filter(|s| s.expires.is_none_or(|e| e > now.timestamp_millis()))
+            .filter_map(|s| self.open(&record.id, "secret", &s.sealed).ok())
+            .collect();
+        let token = match self.open(&record.id, "token", &record.token) {
+            Ok(token) => token,
+            Err(e) => return failed(format!("cannot read the verification token: {e}")),
+        };
+        let timestamp = now.timestamp();
+        let mut request = self
+            .client
+            .post(url)
+            .header("content-type", &record.content_type)
+            .header("webhook-id", msg_id)
+            .header("webhook-timestamp", timestamp.to_string())
+            .header(
+                "webhook-signature",
+                signature_header(&live, msg_id, timestamp, body),
+            )
+            .header(TOKEN_HEADER, token);
+        for (name, sealed) in &record.headers {
+            match self.open(&record.id, &format!("header:{name}"), sealed) {
+                Ok(value) => request = request.header(name, value),
+                Err(e) => return failed(format!("cannot read header {name}: {e}")),
+            }
+        }
+        match request.body(body.to_vec()).send().await {
+            Ok(response) => {
+                let status = response.status().as_u16();
+                let retry_after = response
+                    .headers()
+                    .get("retry-after")
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_string);
+                let bytes = response.bytes().await.unwrap_or_default();
+                SendOutcome::from_response_parts(status, retry_after.as_deref(), &bytes)
+            }
+            Err(e) => SendOutcome {
+                timed_out: e.is_timeout(),
+                ..failed(describe(&e))
+            },
+        }
+    }
+}
+
+/// A readable chain of causes (reqwest hides the interesting part in `source`).
+fn describe(error: &reqwest::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
