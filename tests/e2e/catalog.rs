@@ -247,3 +247,64 @@ fn cli_generate_and_test() {
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("did you mean flow.run.finished"));
 }
+
+#[tokio::test]
+async fn handler_templates_generate_testable_flows() {
+    let server = Server::start().await;
+    let r = server
+        .admin(Method::POST, "/v1/handler-flows")
+        .json(&json!({"template": "failed-runs-to-slack"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let flow: Value = r.json().await.unwrap();
+    let (_, run) = test_run(
+        &server,
+        flow["id"].as_str().unwrap(),
+        json!({"event": "flow.run.finished"}),
+    )
+    .await;
+    assert_eq!(taken(&run), ["Failed run"]);
+    let slack = step(&run, "tell-slack");
+    assert_eq!(
+        slack["status"], "SKIPPED",
+        "a test run does not post to Slack"
+    );
+    assert!(
+        slack["input"]["text"]
+            .as_str()
+            .unwrap()
+            .contains("failed with FAILED"),
+        "{slack}"
+    );
+
+    let r = server
+        .admin(Method::POST, "/v1/handler-flows")
+        .json(&json!({"template": "admin-role-changes-to-teams"}))
+        .send()
+        .await
+        .unwrap();
+    let flow: Value = r.json().await.unwrap();
+    let (_, run) = test_run(
+        &server,
+        flow["id"].as_str().unwrap(),
+        json!({"event": "project.role.updated"}),
+    )
+    .await;
+    assert_eq!(taken(&run), ["Role grants admin permissions"]);
+
+    let r = server
+        .admin(Method::POST, "/v1/handler-flows")
+        .json(&json!({"template": "nope"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_hookflow"))
+        .args(["generate", "--template", "everything-to-splunk"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("splunk-hec@0.1.0"));
+}

@@ -61,7 +61,9 @@ async fn event_types(Query(params): Query<EventTypeParams>) -> ApiResult<Json<Va
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct HandlerFlowRequest {
+    #[serde(default)]
     events: Vec<String>,
+    template: Option<String>,
     source: Option<String>,
     name: Option<String>,
 }
@@ -73,16 +75,30 @@ async fn handler_flow(
 ) -> ApiResult<Response> {
     let request: HandlerFlowRequest =
         serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("body: {e}")))?;
-    let request = generate::Request {
-        source: request.source.unwrap_or_else(|| "activepieces".into()),
-        events: request.events,
-        name: request.name,
+    let generated = match &request.template {
+        Some(template) if request.events.is_empty() => {
+            generate::from_template(Catalog::builtin(), template)
+        }
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "events: give either \"events\" or \"template\", not both",
+            ));
+        }
+        None => {
+            let request = generate::Request {
+                source: request.source.unwrap_or_else(|| "activepieces".into()),
+                events: request.events,
+                name: request.name,
+            };
+            generate::generate(Catalog::builtin(), &request)
+        }
     };
-    let definition = generate::generate(Catalog::builtin(), &request).map_err(|e| match &e {
+    let definition = generated.map_err(|e| match &e {
         GenerateError::UnknownEvents(unknown) => ApiError::bad_request(format!("events: {e}"))
             .with_extra(json!({ "unknownEvents": unknown })),
         GenerateError::UnknownSource(..) => ApiError::bad_request(format!("source: {e}")),
         GenerateError::NoEvents => ApiError::bad_request(format!("events: {e}")),
+        GenerateError::UnknownTemplate(..) => ApiError::bad_request(format!("template: {e}")),
     })?;
     let scope = app.store.default_scope().await?;
     let active = app.flows.create(&actor, &scope, definition).await?;

@@ -42,8 +42,17 @@ enum Command {
     /// Generate a handler flow for selected audit event types (prints YAML).
     Generate {
         /// Comma-separated event types, e.g. flow.run.finished,user.signed.in
-        #[arg(long, value_delimiter = ',', required = true)]
+        #[arg(
+            long,
+            value_delimiter = ',',
+            required_unless_present = "template",
+            conflicts_with = "template"
+        )]
         events: Vec<String>,
+        /// A ready-made handler instead: failed-runs-to-slack, admin-role-changes-to-teams,
+        /// everything-to-splunk.
+        #[arg(long)]
+        template: Option<String>,
         /// Event source: activepieces, gitlab or auth0.
         #[arg(long, default_value = "activepieces")]
         source: String,
@@ -272,10 +281,11 @@ async fn dispatch(command: Command) -> Result<ExitCode, Failure> {
         }
         Command::Generate {
             events,
+            template,
             source,
             name,
             output,
-        } => generate_flow(events, source, name, output.as_deref()),
+        } => generate_flow(events, template, source, name, output.as_deref()),
     }
 }
 
@@ -410,17 +420,24 @@ async fn run_local(
 
 fn generate_flow(
     events: Vec<String>,
+    template: Option<String>,
     source: String,
     name: Option<String>,
     output: Option<&Path>,
 ) -> Result<ExitCode, Failure> {
-    let request = crate::generate::Request {
-        source,
-        events,
-        name,
+    let catalog = crate::catalog::Catalog::builtin();
+    let generated = match template {
+        Some(template) => crate::generate::from_template(catalog, &template),
+        None => crate::generate::generate(
+            catalog,
+            &crate::generate::Request {
+                source,
+                events,
+                name,
+            },
+        ),
     };
-    let definition = crate::generate::generate(crate::catalog::Catalog::builtin(), &request)
-        .map_err(|e| usage(e.to_string()))?;
+    let definition = generated.map_err(|e| usage(e.to_string()))?;
     let flow = flow::flow_from_value(definition)
         .map_err(|p| Failure::Internal(anyhow::anyhow!("generated flow is invalid: {p}")))?;
     let yaml = serde_yaml::to_string(&flow.to_value()).map_err(|e| Failure::Internal(e.into()))?;

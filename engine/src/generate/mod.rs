@@ -7,6 +7,58 @@
 use crate::catalog::{Catalog, EventType, Source};
 use serde_json::{Map, Value, json};
 
+/// Ready-made handler flows in `templates/handlers/`: name, YAML, and the events whose samples
+/// the generated flow carries for test runs.
+pub const TEMPLATES: &[(&str, &str, &[&str])] = &[
+    (
+        "failed-runs-to-slack",
+        include_str!("../../../templates/handlers/failed-runs-to-slack.yaml"),
+        &["flow.run.finished"],
+    ),
+    (
+        "admin-role-changes-to-teams",
+        include_str!("../../../templates/handlers/admin-role-changes-to-teams.yaml"),
+        &["project.role.created", "project.role.updated"],
+    ),
+    (
+        "everything-to-splunk",
+        include_str!("../../../templates/handlers/everything-to-splunk.yaml"),
+        &[
+            "flow.run.finished",
+            "user.signed.in",
+            "project.role.updated",
+        ],
+    ),
+];
+
+/// The flow of a named template, with catalog samples for its events.
+pub fn from_template(catalog: &Catalog, name: &str) -> Result<Value, GenerateError> {
+    let (_, yaml, events) = TEMPLATES
+        .iter()
+        .find(|(n, _, _)| *n == name)
+        .ok_or_else(|| {
+            GenerateError::UnknownTemplate(
+                name.to_string(),
+                TEMPLATES
+                    .iter()
+                    .map(|(n, _, _)| *n)
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            )
+        })?;
+    let mut flow: Value = serde_yaml::from_str(yaml).expect("templates/handlers/*.yaml parse");
+    let source = catalog
+        .source("activepieces")
+        .expect("the activepieces catalog exists");
+    let samples: Map<String, Value> = events
+        .iter()
+        .filter_map(|e| source.find(e))
+        .map(|e| (e.name.clone(), e.sample.clone()))
+        .collect();
+    flow["sampleData"] = Value::Object(samples);
+    Ok(flow)
+}
+
 /// Run statuses Activepieces reports for a run that did not succeed.
 pub const FAILED_RUN_STATUSES: &[&str] = &[
     "FAILED",
@@ -32,6 +84,8 @@ pub enum GenerateError {
     UnknownSource(String, String),
     #[error("no events selected: pass at least one event type")]
     NoEvents,
+    #[error("unknown template {0:?} (known: {1})")]
+    UnknownTemplate(String, String),
     #[error("{}", describe_unknown(.0))]
     UnknownEvents(Vec<UnknownEvent>),
 }
@@ -257,6 +311,25 @@ mod tests {
                 .unwrap_err()
                 .to_string()
                 .contains("known: activepieces, gitlab, auth0")
+        );
+    }
+
+    #[test]
+    fn every_template_is_a_valid_flow_with_samples() {
+        for (name, _, events) in TEMPLATES {
+            let definition = from_template(Catalog::builtin(), name).unwrap();
+            let flow = flow::flow_from_value(definition).unwrap_or_else(|p| panic!("{name}: {p}"));
+            assert_eq!(
+                flow.sample_data.as_ref().map(|s| s.len()),
+                Some(events.len()),
+                "{name}"
+            );
+        }
+        assert!(
+            from_template(Catalog::builtin(), "nope")
+                .unwrap_err()
+                .to_string()
+                .contains("failed-runs-to-slack")
         );
     }
 
