@@ -116,12 +116,11 @@ async fn accept(
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
-    let value = trigger::parse_body(content_type, &bytes).map_err(|e| {
+    let body_id = trigger::parse_body(content_type, &bytes).map_err(|e| {
         app.metrics.event_rejected(Rejection::Body);
         ApiError::bad_request(e.to_string())
     })?;
-    let event_key = trigger::event_key(&value, headers);
-    drop(value);
+    let event_key = trigger::event_key(body_id, headers);
     // The body parsed as JSON, so it is valid UTF-8.
     let body = String::from_utf8(bytes.to_vec())
         .map_err(|_| ApiError::bad_request("body is not UTF-8"))?;

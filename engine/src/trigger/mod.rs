@@ -20,7 +20,7 @@ pub enum BodyError {
 /// Parses a webhook body as JSON. Accepts JSON labelled as `application/json`, any `+json` type,
 /// `text/plain` or `application/x-www-form-urlencoded` (GitLab's audit streaming sends JSON with
 /// that label), or with no content type at all.
-pub fn parse_body(content_type: Option<&str>, body: &[u8]) -> Result<Value, BodyError> {
+pub fn parse_body(content_type: Option<&str>, body: &[u8]) -> Result<BodyId, BodyError> {
     if let Some(ct) = content_type {
         let essence = ct
             .split(';')
@@ -43,17 +43,79 @@ pub fn parse_body(content_type: Option<&str>, body: &[u8]) -> Result<Value, Body
     serde_json::from_slice(body).map_err(|e| BodyError::InvalidJson(e.to_string()))
 }
 
+/// The top-level `id` of a JSON body, found in the same pass that checks the body is JSON —
+/// without building a tree of the whole document (intake's hottest allocation otherwise).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct BodyId(pub Option<String>);
+
+impl<'de> serde::Deserialize<'de> for BodyId {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(BodyIdVisitor)
+    }
+}
+
+struct BodyIdVisitor;
+
+impl<'de> serde::de::Visitor<'de> for BodyIdVisitor {
+    type Value = BodyId;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<BodyId, A::Error> {
+        let mut id = None;
+        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            if key == "id" && id.is_none() {
+                id = match map.next_value::<Value>()? {
+                    Value::String(s) if !s.is_empty() => Some(s),
+                    Value::Number(n) => Some(n.to_string()),
+                    _ => None,
+                };
+            } else {
+                map.next_value::<serde::de::IgnoredAny>()?;
+            }
+        }
+        Ok(BodyId(id))
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<BodyId, A::Error> {
+        while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+        Ok(BodyId(None))
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<BodyId, E> {
+        Ok(BodyId(None))
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<BodyId, E> {
+        Ok(BodyId(None))
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<BodyId, E> {
+        Ok(BodyId(None))
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<BodyId, E> {
+        Ok(BodyId(None))
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<BodyId, E> {
+        Ok(BodyId(None))
+    }
+
+    fn visit_unit<E>(self) -> Result<BodyId, E> {
+        Ok(BodyId(None))
+    }
+}
+
 /// Longest sender-supplied event id kept for deduplication.
 const MAX_EVENT_KEY: usize = 256;
 
 /// The id used to deduplicate deliveries: the body's `id` (Activepieces, GitLab, CloudEvents),
 /// else the `webhook-id` header (Standard Webhooks), else a fresh id (never deduplicated).
-pub fn event_key(body: &Value, headers: &HeaderMap) -> String {
-    let from_body = match body.get("id") {
-        Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
-        Some(Value::Number(n)) => Some(n.to_string()),
-        _ => None,
-    };
+pub fn event_key(body_id: BodyId, headers: &HeaderMap) -> String {
+    let from_body = body_id.0;
     let from_header = || {
         headers
             .get("webhook-id")
@@ -119,11 +181,17 @@ mod tests {
     fn event_key_prefers_body_id_then_header() {
         let mut h = HeaderMap::new();
         h.insert("webhook-id", HeaderValue::from_static("msg_1"));
-        assert_eq!(event_key(&serde_json::json!({"id": "evt"}), &h), "evt");
-        assert_eq!(event_key(&serde_json::json!({"id": 7}), &h), "7");
-        assert_eq!(event_key(&serde_json::json!({"x": 1}), &h), "msg_1");
-        let a = event_key(&serde_json::json!({}), &HeaderMap::new());
-        let b = event_key(&serde_json::json!({}), &HeaderMap::new());
+        let id = |text: &str| parse_body(None, text.as_bytes()).unwrap();
+        assert_eq!(
+            event_key(id(r#"{"a": {"id": "inner"}, "id": "evt"}"#), &h),
+            "evt"
+        );
+        assert_eq!(event_key(id(r#"{"id": 7}"#), &h), "7");
+        assert_eq!(event_key(id(r#"{"x": [1, {"id": 2}]}"#), &h), "msg_1");
+        assert_eq!(event_key(id(r#"[{"id": "not top level"}]"#), &h), "msg_1");
+        assert_eq!(event_key(id(r#""text""#), &h), "msg_1");
+        let a = event_key(id("{}"), &HeaderMap::new());
+        let b = event_key(id("{}"), &HeaderMap::new());
         assert_ne!(a, b);
     }
 
