@@ -467,3 +467,108 @@ async fn step_input_is_checked_against_the_plugin_schema_at_save_time() {
         "{text}"
     );
 }
+
+/// The whole loop a plugin author goes through: new → build → run locally → install.
+#[tokio::test]
+async fn scaffolded_plugin_builds_runs_locally_and_installs() {
+    let dir = tempfile::tempdir().unwrap();
+    let project = dir.path().join("greeter");
+    let hookflow = |args: &[&str], cwd: &std::path::Path| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_hookflow"))
+            .args(args)
+            .current_dir(cwd)
+            .env("NO_COLOR", "1")
+            .output()
+            .unwrap()
+    };
+    let out = hookflow(
+        &[
+            "plugin",
+            "new",
+            "greeter",
+            "--dir",
+            project.to_str().unwrap(),
+        ],
+        dir.path(),
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        hookflow(&["plugin", "new", "Bad_Name"], dir.path())
+            .status
+            .code(),
+        Some(2)
+    );
+
+    // Share the plugins' build directory so the SDK is not compiled again.
+    let target = concat!(env!("CARGO_MANIFEST_DIR"), "/../plugins/target");
+    let build =
+        std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            .args([
+                "build",
+                "--release",
+                "--target",
+                "wasm32-wasip2",
+                "--offline",
+            ])
+            .current_dir(&project)
+            .env("CARGO_TARGET_DIR", target)
+            .env_remove("RUSTFLAGS")
+            .env_remove("CARGO_ENCODED_RUSTFLAGS")
+            .output()
+            .unwrap();
+    assert!(
+        build.status.success(),
+        "{}",
+        String::from_utf8_lossy(&build.stderr)
+    );
+    let wasm = format!("{target}/wasm32-wasip2/release/greeter_plugin.wasm");
+
+    let out = hookflow(
+        &[
+            "flow",
+            "run",
+            "flow.yaml",
+            "--payload",
+            "event.json",
+            "--plugin",
+            &wasm,
+        ],
+        &project,
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("hello world"), "{text}");
+
+    let server = Server::start_with(Options::default()).await;
+    let with_server = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_hookflow"))
+            .args(args)
+            .env("HOOKFLOW_URL", &server.base)
+            .env("HOOKFLOW_ADMIN_TOKEN", ADMIN_TOKEN)
+            .output()
+            .unwrap()
+    };
+    let out = with_server(&["plugin", "install", &wasm]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("installed greeter@0.1.0"));
+    let out = with_server(&["plugin", "list"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("greeter@0.1.0"));
+    let out = with_server(&["plugin", "install", hookflow::builtins::SNEAKY_PLUGIN_PATH]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("wasi:sockets"));
+}

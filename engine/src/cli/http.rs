@@ -15,6 +15,27 @@ pub async fn request(
     token: &str,
     body: Option<&Value>,
 ) -> anyhow::Result<(u16, Value)> {
+    let payload = body.map(Value::to_string).unwrap_or_default();
+    send(
+        base,
+        method,
+        path,
+        token,
+        "application/json",
+        payload.as_bytes(),
+    )
+    .await
+}
+
+/// Sends raw bytes (a plugin component) and returns the status code and JSON body.
+pub async fn send(
+    base: &str,
+    method: &str,
+    path: &str,
+    token: &str,
+    content_type: &str,
+    payload: &[u8],
+) -> anyhow::Result<(u16, Value)> {
     let Some(authority) = base.strip_prefix("http://") else {
         bail!("server URL must start with http:// (got {base:?})");
     };
@@ -22,13 +43,12 @@ pub async fn request(
     let mut stream = TcpStream::connect(authority)
         .await
         .with_context(|| format!("connecting to {authority}"))?;
-    let payload = body.map(Value::to_string).unwrap_or_default();
     let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {authority}\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        "{method} {path} HTTP/1.1\r\nHost: {authority}\r\nAuthorization: Bearer {token}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         payload.len()
     );
     stream.write_all(head.as_bytes()).await?;
-    stream.write_all(payload.as_bytes()).await?;
+    stream.write_all(payload).await?;
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw).await?;
     let text = String::from_utf8_lossy(&raw);

@@ -36,6 +36,9 @@ enum Command {
     /// Work with flow files.
     #[command(subcommand)]
     Flow(FlowCommand),
+    /// Write, install and list plugins.
+    #[command(subcommand)]
+    Plugin(PluginCommand),
     /// Inspect the engine's audit log (reads the database directly).
     #[command(subcommand)]
     Audit(AuditCommand),
@@ -63,6 +66,52 @@ enum Command {
         #[arg(short, long)]
         output: Option<PathBuf>,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum PluginCommand {
+    /// Scaffold a buildable plugin project (Rust, wasm32-wasip2) with a flow to try it.
+    New {
+        /// Plugin name: lower-case letters, digits and '-'.
+        name: String,
+        /// Directory to create. Default: ./NAME
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Path to the hookflow plugin SDK crate. Default: the one this binary was built from.
+        #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../plugins/sdk"))]
+        sdk: PathBuf,
+    },
+    /// Install a component on a running server (no restart needed).
+    Install {
+        /// The `.wasm` component.
+        file: PathBuf,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// List the plugins a running server has.
+    List {
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+}
+
+/// Which server to talk to.
+#[derive(Debug, clap::Args)]
+struct ServerArgs {
+    /// Server URL.
+    #[arg(long, env = "HOOKFLOW_URL", default_value = "http://127.0.0.1:8080")]
+    server: String,
+    /// Admin token.
+    #[arg(long, env = "HOOKFLOW_ADMIN_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+}
+
+impl ServerArgs {
+    fn token(&self) -> Result<&str, Failure> {
+        self.token
+            .as_deref()
+            .ok_or_else(|| usage("set HOOKFLOW_ADMIN_TOKEN or pass --token"))
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -232,6 +281,57 @@ async fn dispatch(command: Command) -> Result<ExitCode, Failure> {
                 _ => return Err(usage("give --event TYPE or --payload FILE")),
             };
             test_flow(&flow, input, live, &server, token.as_deref(), json).await
+        }
+        Command::Plugin(PluginCommand::New { name, dir, sdk }) => scaffold_plugin(&name, dir, &sdk),
+        Command::Plugin(PluginCommand::Install { file, server }) => {
+            let wasm = std::fs::read(&file)
+                .map_err(|e| usage(format!("cannot read {}: {e}", file.display())))?;
+            let (status, body) = http::send(
+                &server.server,
+                "POST",
+                "/v1/plugins",
+                server.token()?,
+                "application/wasm",
+                &wasm,
+            )
+            .await?;
+            if status != 201 {
+                return Err(usage(format!(
+                    "server refused the plugin ({status}): {}",
+                    body["detail"].as_str().unwrap_or("(no detail)")
+                )));
+            }
+            println!(
+                "installed {}@{} ({})",
+                body["name"].as_str().unwrap_or("?"),
+                body["version"].as_str().unwrap_or("?"),
+                body["description"].as_str().unwrap_or("")
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Plugin(PluginCommand::List { server }) => {
+            let (status, body) =
+                http::request(&server.server, "GET", "/v1/plugins", server.token()?, None).await?;
+            if status != 200 {
+                return Err(usage(format!(
+                    "server answered {status}: {}",
+                    body["detail"].as_str().unwrap_or("(no detail)")
+                )));
+            }
+            for p in body["data"].as_array().into_iter().flatten() {
+                let effects = if p["sideEffects"] == true {
+                    "side effects"
+                } else {
+                    "no side effects"
+                };
+                println!(
+                    "{}@{}  {}  ({effects})",
+                    p["name"].as_str().unwrap_or("?"),
+                    p["version"].as_str().unwrap_or("?"),
+                    p["description"].as_str().unwrap_or("")
+                );
+            }
+            Ok(ExitCode::SUCCESS)
         }
         Command::Audit(AuditCommand::Verify(db)) => {
             let store = db.open().await?;
@@ -546,4 +646,58 @@ fn local_scope() -> crate::store::Scope {
         platform_id: "local".into(),
         project_id: "local".into(),
     }
+}
+
+const PLUGIN_CARGO: &str = include_str!("../../../templates/plugin/Cargo.toml.tmpl");
+const PLUGIN_LIB: &str = include_str!("../../../templates/plugin/lib.rs.tmpl");
+const PLUGIN_FLOW: &str = include_str!("../../../templates/plugin/flow.yaml.tmpl");
+const PLUGIN_EVENT: &str = include_str!("../../../templates/plugin/event.json.tmpl");
+
+/// `hookflow plugin new`: a project that builds as is, with a flow and event to try it.
+fn scaffold_plugin(name: &str, dir: Option<PathBuf>, sdk: &Path) -> Result<ExitCode, Failure> {
+    let valid = !name.is_empty()
+        && name.len() <= 64
+        && name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    if !valid {
+        return Err(usage(format!(
+            "invalid plugin name {name:?}: use lower-case letters, digits and '-', starting with a letter"
+        )));
+    }
+    let dir = dir.unwrap_or_else(|| PathBuf::from(name));
+    if dir.exists() {
+        return Err(usage(format!("{} already exists", dir.display())));
+    }
+    let sdk = std::fs::canonicalize(sdk).map_err(|_| {
+        usage(format!(
+            "--sdk {}: no such directory (point it at hookflow's plugins/sdk)",
+            sdk.display()
+        ))
+    })?;
+    let fill = |t: &str| {
+        t.replace("{{name}}", name)
+            .replace("{{crate}}", &name.replace('-', "_"))
+            .replace("{{sdk}}", &sdk.display().to_string())
+    };
+    let write = |path: PathBuf, text: String| {
+        std::fs::write(&path, text)
+            .map_err(|e| usage(format!("cannot write {}: {e}", path.display())))
+    };
+    std::fs::create_dir_all(dir.join("src"))
+        .map_err(|e| usage(format!("cannot create {}: {e}", dir.display())))?;
+    write(dir.join("Cargo.toml"), fill(PLUGIN_CARGO))?;
+    write(dir.join("src/lib.rs"), fill(PLUGIN_LIB))?;
+    write(dir.join("flow.yaml"), fill(PLUGIN_FLOW))?;
+    write(dir.join("event.json"), PLUGIN_EVENT.to_string())?;
+    let crate_name = name.replace('-', "_");
+    println!("created {}\n", dir.display());
+    println!("  cd {}", dir.display());
+    println!("  cargo build --target wasm32-wasip2 --release");
+    println!(
+        "  hookflow flow run flow.yaml --payload event.json --plugin target/wasm32-wasip2/release/{crate_name}_plugin.wasm"
+    );
+    println!("  hookflow plugin install target/wasm32-wasip2/release/{crate_name}_plugin.wasm");
+    Ok(ExitCode::SUCCESS)
 }
