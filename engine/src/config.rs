@@ -45,6 +45,20 @@ pub struct ServeConfig {
         default_value = "5,300,1800,7200,18000,36000,36000"
     )]
     pub delivery_retry_schedule: String,
+    /// Audit events older than this many days are deleted (after archiving, if configured).
+    #[arg(long, env = "HOOKFLOW_AUDIT_RETENTION_DAYS", default_value_t = 90)]
+    pub audit_retention_days: u32,
+    /// Where expired audit events are archived (gzip JSONL, one file per day) before deletion.
+    #[arg(long, env = "HOOKFLOW_AUDIT_ARCHIVE_DIR")]
+    pub audit_archive_dir: Option<PathBuf>,
+    /// How often retention runs, in seconds.
+    #[arg(
+        long,
+        env = "HOOKFLOW_AUDIT_RETENTION_INTERVAL_SECS",
+        default_value_t = 3600,
+        hide = true
+    )]
+    pub audit_retention_interval_secs: u64,
     /// Compiled-plugin cache. Default: `<data dir>/cache`.
     #[arg(long, env = "HOOKFLOW_CACHE_DIR")]
     pub cache_dir: Option<PathBuf>,

@@ -18,6 +18,7 @@ use std::fs::File;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -150,6 +151,13 @@ pub async fn run(
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let deliveries = tokio::spawn(crate::stream::run_worker(destinations, stop_rx.clone()));
+    let retention = tokio::spawn(retention_job(
+        store.clone(),
+        config.audit_retention_days,
+        config.audit_archive_dir.clone(),
+        Duration::from_secs(config.audit_retention_interval_secs.max(1)),
+        stop_rx.clone(),
+    ));
     let scheduler = tokio::spawn(crate::schedule::run(
         store.clone(),
         flows.clone(),
@@ -175,6 +183,7 @@ pub async fn run(
     workers.await?;
     scheduler.await?;
     deliveries.await?;
+    retention.await?;
     tracing::info!("shutdown complete");
     Ok(())
 }
@@ -267,4 +276,25 @@ pub async fn install_plugin(
     std::fs::write(&tmp, wasm)?;
     std::fs::rename(&tmp, &file)?;
     Ok(sandbox.register(prepared))
+}
+
+/// Enforces audit retention now and then every `every`, until shutdown.
+async fn retention_job(
+    store: DynStore,
+    days: u32,
+    archive: Option<PathBuf>,
+    every: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        match crate::audit::enforce_retention(&store, days, archive.as_deref()).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(deleted = n, days, "audit retention applied"),
+            Err(error) => tracing::error!(%error, "audit retention failed"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
 }

@@ -2,6 +2,7 @@
 //! each event with its human summary.
 
 use super::{ApiError, ApiResult, AppState, PageParams};
+use crate::audit::ExportFormat;
 use crate::catalog::Catalog;
 use crate::store::AuditFilter;
 use axum::extract::State;
@@ -10,7 +11,69 @@ use axum::{Json, Router};
 use serde_json::{Value, json};
 
 pub fn routes() -> Router<AppState> {
-    Router::new().route("/audit-events", get(list))
+    Router::new()
+        .route("/audit-events", get(list))
+        .route("/audit-events/export", get(export))
+}
+
+/// Streams every matching event (newest first) as JSONL or CSV, a page at a time.
+async fn export(
+    State(app): State<AppState>,
+    uri: axum::http::Uri,
+) -> ApiResult<axum::response::Response> {
+    use axum::response::IntoResponse;
+    let query = uri.query().unwrap_or("");
+    let format_value = params(Some(query))
+        .into_iter()
+        .find(|(k, _)| k == "format")
+        .map(|(_, v)| v)
+        .unwrap_or_else(|| "jsonl".into());
+    let format = ExportFormat::parse(&format_value).ok_or_else(|| {
+        ApiError::bad_request(format!(
+            "format: must be jsonl or csv, got {format_value:?}"
+        ))
+    })?;
+    let rest: Vec<&str> = query
+        .split('&')
+        .filter(|p| !p.starts_with("format=") && !p.is_empty())
+        .collect();
+    let mut filter = filter_from_query(Some(&rest.join("&")))?;
+    filter.limit = 500;
+    let store = app.store.clone();
+    let first = futures::stream::once(async move {
+        Ok::<_, std::io::Error>(bytes::Bytes::from_static(format.header().as_bytes()))
+    });
+    let pages = futures::stream::unfold(Some(filter), move |state| {
+        let store = store.clone();
+        async move {
+            let mut filter = state?;
+            match store.list_audit(&filter).await {
+                Ok(page) => {
+                    let text: String = page
+                        .data
+                        .into_iter()
+                        .map(|e| format.line(&with_summary(e)))
+                        .collect();
+                    let next = page
+                        .next
+                        .as_deref()
+                        .and_then(crate::store::Cursor::decode)
+                        .map(|c| {
+                            filter.cursor = Some(c);
+                            filter
+                        });
+                    Some((Ok(bytes::Bytes::from(text)), next))
+                }
+                Err(error) => Some((Err(std::io::Error::other(error.to_string())), None)),
+            }
+        }
+    });
+    let body = axum::body::Body::from_stream(futures::StreamExt::chain(first, pages));
+    Ok((
+        [(axum::http::header::CONTENT_TYPE, format.content_type())],
+        body,
+    )
+        .into_response())
 }
 
 /// Parses repeated query parameters (`action=a&action=b`), which serde's flat maps cannot.

@@ -126,6 +126,14 @@ pub trait Store: Send + Sync + 'static {
     async fn record_audit(&self, drafts: Vec<AuditDraft>) -> StoreResult<()>;
     /// Audit events (envelopes), newest first.
     async fn list_audit(&self, filter: &AuditFilter) -> StoreResult<Page<Value>>;
+    /// The oldest audit events created before `before` (RFC 3339): `(seq, created, body)`.
+    async fn expired_audit(
+        &self,
+        before: &str,
+        limit: u32,
+    ) -> StoreResult<Vec<(i64, String, String)>>;
+    /// Deletes audit events up to and including `seq`.
+    async fn delete_audit_through(&self, seq: i64) -> StoreResult<u64>;
     /// Audit rows in chain order after `after_seq`, for verification.
     async fn audit_chain(&self, after_seq: i64, limit: u32) -> StoreResult<Vec<AuditRow>>;
 

@@ -740,6 +740,31 @@ impl Store for SqliteStore {
         Ok(page)
     }
 
+    async fn expired_audit(
+        &self,
+        before: &str,
+        limit: u32,
+    ) -> StoreResult<Vec<(i64, String, String)>> {
+        let rows = sqlx::query(
+            "SELECT seq, created, body FROM audit_events WHERE created < ? ORDER BY seq LIMIT ?",
+        )
+        .bind(before)
+        .bind(i64::from(limit))
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("seq")?, r.try_get("created")?, r.try_get("body")?)))
+            .collect()
+    }
+
+    async fn delete_audit_through(&self, seq: i64) -> StoreResult<u64> {
+        Ok(sqlx::query("DELETE FROM audit_events WHERE seq <= ?")
+            .bind(seq)
+            .execute(&self.writer)
+            .await?
+            .rows_affected())
+    }
+
     async fn audit_chain(&self, after_seq: i64, limit: u32) -> StoreResult<Vec<AuditRow>> {
         let rows = sqlx::query("SELECT seq, id, body, prev_hash, hash FROM audit_events WHERE seq > ? ORDER BY seq LIMIT ?")
             .bind(after_seq)
