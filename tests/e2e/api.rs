@@ -25,6 +25,23 @@ async fn admin_routes_need_the_token() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    // Framework-level errors are problem+json too.
+    let r = server
+        .admin(Method::DELETE, "/v1/plugins")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(r.headers()["content-type"], "application/problem+json");
+    let r = server
+        .admin(Method::GET, "/v1/flow-runs?limit=abc")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(r.headers()["content-type"], "application/problem+json");
+    let body: Value = r.json().await.unwrap();
+    assert!(body["detail"].as_str().unwrap().contains("limit"), "{body}");
     let r = server
         .client
         .get(server.url("/healthz"))

@@ -1,12 +1,12 @@
 //! `/v1/event-types` (the catalog), `/v1/handler-flows` (the generator) and
 //! `/v1/flows/{id}/test` (synchronous test runs).
 
-use super::{ApiError, ApiResult, AppState, RequestActor};
+use super::{ApiError, ApiResult, AppState, Params, RequestActor};
 use crate::catalog::Catalog;
 use crate::generate::{self, GenerateError};
 use crate::store::{Environment, NewEvent, RunOutcome, Scope, new_id};
 use crate::testrun::{self, TestInput};
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -26,7 +26,7 @@ struct EventTypeParams {
     source: Option<String>,
 }
 
-async fn event_types(Query(params): Query<EventTypeParams>) -> ApiResult<Json<Value>> {
+async fn event_types(Params(params): Params<EventTypeParams>) -> ApiResult<Json<Value>> {
     let catalog = Catalog::builtin();
     let sources: Vec<_> = match &params.source {
         None => catalog.sources.iter().collect(),

@@ -1,10 +1,10 @@
 //! `/v1/flows`: create, list, read, replace (new version) and delete flows. Bodies are JSON, or
 //! YAML when sent as `application/yaml`.
 
-use super::{ApiError, ApiResult, AppState, PageParams, RequestActor};
+use super::{ApiError, ApiResult, AppState, PageParams, Params, RequestActor};
 use crate::registry::ActiveFlow;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -59,7 +59,7 @@ async fn create(
 
 async fn list(
     State(app): State<AppState>,
-    Query(params): Query<PageParams>,
+    Params(params): Params<PageParams>,
 ) -> ApiResult<Json<Value>> {
     let (limit, cursor) = params.parse()?;
     let page = app.flows.list(limit, cursor).await?;

@@ -66,6 +66,12 @@ pub fn router(app: AppState) -> Router {
         .nest("/v1", admin.merge(webhooks::routes()))
         .merge(system::routes())
         .fallback(|| async { ApiError::not_found("no such route") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                axum::http::StatusCode::METHOD_NOT_ALLOWED,
+                "method not allowed on this route",
+            )
+        })
         .with_state(app)
 }
 
@@ -141,6 +147,38 @@ pub fn client_ip(
         }
     }
     Some(current)
+}
+
+/// Query parameters whose parse errors are answered as problem+json 400s naming the problem,
+/// like every other error (axum's own `Query` answers plain text).
+pub struct Params<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned> axum::extract::FromRequestParts<AppState> for Params<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &AppState,
+    ) -> Result<Self, ApiError> {
+        let query = parts.uri.query().unwrap_or("");
+        serde_urlencoded_compat(query).map(Params)
+    }
+}
+
+fn serde_urlencoded_compat<T: serde::de::DeserializeOwned>(query: &str) -> Result<T, ApiError> {
+    axum::extract::Query::<T>::try_from_uri(
+        &format!("/?{query}")
+            .parse()
+            .map_err(|_| ApiError::bad_request("query: malformed"))?,
+    )
+    .map(|q| q.0)
+    .map_err(|e| {
+        ApiError::bad_request(format!(
+            "query: {}",
+            e.body_text()
+                .trim_start_matches("Failed to deserialize query string: ")
+        ))
+    })
 }
 
 /// `limit` and `cursor` query parameters shared by list endpoints.

@@ -1,8 +1,8 @@
 //! `/v1/flow-runs`: list and inspect runs, retry a failed run from its failed step.
 
-use super::{ApiError, ApiResult, AppState, PageParams, RequestActor};
+use super::{ApiError, ApiResult, AppState, PageParams, Params, RequestActor};
 use crate::store::{RunFilter, RunStatus};
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -28,7 +28,7 @@ struct ListParams {
 
 async fn list(
     State(app): State<AppState>,
-    Query(params): Query<ListParams>,
+    Params(params): Params<ListParams>,
 ) -> ApiResult<Json<Value>> {
     let (limit, cursor) = PageParams {
         limit: params.limit,

@@ -2,13 +2,13 @@
 //! event identity and deduplication, then one durable write of the event and its queued run
 //! before answering `202 {"runId"}`. `/sync` also waits for the run to finish.
 
-use super::{ApiError, ApiResult, AppState};
+use super::{ApiError, ApiResult, AppState, Params};
 use crate::flow::Trigger;
 use crate::metrics::Rejection;
 use crate::store::{Accepted, Environment, NewEvent, new_id};
 use crate::trigger::{self, verify};
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
@@ -56,7 +56,7 @@ async fn receive(
 async fn receive_sync(
     State(app): State<AppState>,
     Path(flow_id): Path<String>,
-    Query(params): Query<SyncParams>,
+    Params(params): Params<SyncParams>,
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<Response> {
