@@ -27,6 +27,14 @@ const MAX_BATCH: usize = 2000;
 enum Op {
     Accept(NewEvent, oneshot::Sender<StoreResult<Accepted>>),
     Finish(RunOutcome, oneshot::Sender<StoreResult<bool>>),
+    /// Claims join the same group commit: a batch accepts, finishes and claims in one
+    /// transaction instead of three.
+    Claim {
+        owner: String,
+        limit: u32,
+        lease_ms: i64,
+        reply: oneshot::Sender<StoreResult<Vec<ClaimedRun>>>,
+    },
 }
 
 /// SQLite implementation of [`Store`].
@@ -320,107 +328,14 @@ impl Store for SqliteStore {
         limit: u32,
         lease_ms: i64,
     ) -> StoreResult<Vec<ClaimedRun>> {
-        let mut tx = self.writer.begin().await?;
-        let rows = sqlx::query(
-            "UPDATE runs SET status = 'RUNNING', lease_owner = ?, lease_expires = ?, started = COALESCE(started, ?), attempt = attempt + 1 \
-             WHERE id IN (SELECT id FROM runs WHERE status = 'QUEUED' ORDER BY id LIMIT ?) \
-             RETURNING id, platform_id, project_id, flow_id, flow_version, event_id, environment, attempt",
-        )
-        .bind(owner)
-        .bind(epoch_ms() + lease_ms)
-        .bind(now_text())
-        .bind(i64::from(limit))
-        .fetch_all(&mut *tx)
-        .await?;
-        if rows.is_empty() {
-            tx.commit().await?;
-            return Ok(Vec::new());
-        }
-        let mut events: HashMap<String, (String, String)> = HashMap::new();
-        let event_ids: Vec<String> = rows
-            .iter()
-            .map(|r| r.get::<String, _>("event_id"))
-            .collect();
-        for chunk in event_ids.chunks(ROWS_PER_STATEMENT) {
-            let mut q =
-                QueryBuilder::<Sqlite>::new("SELECT id, headers, body FROM events WHERE id IN (");
-            push_list(&mut q, chunk);
-            for row in q.build().fetch_all(&mut *tx).await? {
-                events.insert(row.get("id"), (row.get("headers"), row.get("body")));
-            }
-        }
-        let retried: Vec<String> = rows
-            .iter()
-            .filter(|r| r.get::<i64, _>("attempt") > 1)
-            .map(|r| r.get::<String, _>("id"))
-            .collect();
-        let mut prior: HashMap<String, Vec<StepRecord>> = HashMap::new();
-        for chunk in retried.chunks(ROWS_PER_STATEMENT) {
-            let mut q = QueryBuilder::<Sqlite>::new("SELECT * FROM step_results WHERE run_id IN (");
-            push_list(&mut q, chunk);
-            q.push(" ORDER BY seq");
-            for row in q.build().fetch_all(&mut *tx).await? {
-                prior
-                    .entry(row.get("run_id"))
-                    .or_default()
-                    .push(step_record(&row)?);
-            }
-        }
-        let flow_ids: Vec<String> = rows.iter().map(|r| r.get::<String, _>("flow_id")).collect();
-        let names = flow_names(&mut tx, &flow_ids).await?;
-        let started = now_text();
-        let drafts: Vec<AuditDraft> = rows
-            .iter()
-            .map(|r| {
-                let flow_id: String = r.get("flow_id");
-                let data = json!({"flowRun": {
-                    "id": r.get::<String, _>("id"),
-                    "startTime": started,
-                    "environment": r.get::<String, _>("environment"),
-                    "flowId": flow_id,
-                    "flowVersionId": r.get::<i64, _>("flow_version").to_string(),
-                    "flowDisplayName": names.get(&flow_id),
-                    "status": "RUNNING",
-                    "attempt": r.get::<i64, _>("attempt"),
-                }});
-                let platform: String = r.get("platform_id");
-                let project: String = r.get("project_id");
-                AuditDraft::new(
-                    &platform,
-                    Some(&project),
-                    &Actor::system(),
-                    "flow.run.started",
-                    data,
-                )
-            })
-            .collect();
-        audit::append(&mut tx, &drafts).await?;
-        tx.commit().await?;
-        let mut claimed = Vec::with_capacity(rows.len());
-        for row in rows {
-            let id: String = row.get("id");
-            let event_id: String = row.get("event_id");
-            let (headers, body) = events
-                .remove(&event_id)
-                .ok_or_else(|| StoreError::Corrupt(format!("run {id} has no event {event_id}")))?;
-            claimed.push(ClaimedRun {
-                scope: Scope {
-                    platform_id: row.get("platform_id"),
-                    project_id: row.get("project_id"),
-                },
-                flow_id: row.get("flow_id"),
-                flow_version: row.get("flow_version"),
-                environment: parse_enum(&row, "environment")?,
-                attempt: row.get("attempt"),
-                event_headers: serde_json::from_str(&headers)
-                    .map_err(|e| StoreError::Corrupt(e.to_string()))?,
-                event_body: body,
-                prior_steps: prior.remove(&id).unwrap_or_default(),
-                id,
-            });
-        }
-        claimed.sort_by(|a, b| a.id.cmp(&b.id));
-        Ok(claimed)
+        let owner = owner.to_string();
+        self.submit(|reply| Op::Claim {
+            owner,
+            limit,
+            lease_ms,
+            reply,
+        })
+        .await
     }
 
     async fn renew_leases(&self, owner: &str, lease_ms: i64) -> StoreResult<u64> {
@@ -856,15 +771,25 @@ async fn write_loop(pool: SqlitePool, mut rx: mpsc::Receiver<Op>) {
         }
         let mut accepts = Vec::new();
         let mut finishes = Vec::new();
+        let mut claims = Vec::new();
         for op in batch.drain(..) {
             match op {
                 Op::Accept(event, reply) => accepts.push((event, reply)),
                 Op::Finish(outcome, reply) => finishes.push((outcome, reply)),
+                Op::Claim {
+                    owner,
+                    limit,
+                    lease_ms,
+                    reply,
+                } => claims.push((owner, limit, lease_ms, reply)),
             }
         }
-        let result = write_batch(&pool, &accepts, &finishes).await;
+        let result = write_batch(&pool, &accepts, &finishes, &claims).await;
         match result {
-            Ok((accepted, finished)) => {
+            Ok((accepted, finished, claimed)) => {
+                for ((_, _, _, reply), runs) in claims.into_iter().zip(claimed) {
+                    let _ = reply.send(Ok(runs));
+                }
                 for ((_, reply), answer) in accepts.into_iter().zip(accepted) {
                     let _ = reply.send(Ok(answer));
                 }
@@ -881,6 +806,9 @@ async fn write_loop(pool: SqlitePool, mut rx: mpsc::Receiver<Op>) {
                 for (_, reply) in finishes {
                     let _ = reply.send(Err(StoreError::Write(message.clone())));
                 }
+                for (_, _, _, reply) in claims {
+                    let _ = reply.send(Err(StoreError::Write(message.clone())));
+                }
             }
         }
     }
@@ -888,16 +816,132 @@ async fn write_loop(pool: SqlitePool, mut rx: mpsc::Receiver<Op>) {
 
 type Reply<T> = oneshot::Sender<StoreResult<T>>;
 
+/// Claims up to `limit` queued runs inside the group-commit transaction, with their events,
+/// the steps of earlier attempts and a `flow.run.started` audit event each.
+async fn claim_in(
+    tx: &mut Transaction<'_, Sqlite>,
+    owner: &str,
+    limit: u32,
+    lease_ms: i64,
+) -> StoreResult<Vec<ClaimedRun>> {
+    let rows = sqlx::query(
+        "UPDATE runs SET status = 'RUNNING', lease_owner = ?, lease_expires = ?, started = COALESCE(started, ?), attempt = attempt + 1 \
+         WHERE id IN (SELECT id FROM runs WHERE status = 'QUEUED' ORDER BY id LIMIT ?) \
+         RETURNING id, platform_id, project_id, flow_id, flow_version, event_id, environment, attempt",
+    )
+    .bind(owner)
+    .bind(epoch_ms() + lease_ms)
+    .bind(now_text())
+    .bind(i64::from(limit))
+    .fetch_all(&mut **tx)
+    .await?;
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut events: HashMap<String, (String, String)> = HashMap::new();
+    let event_ids: Vec<String> = rows
+        .iter()
+        .map(|r| r.get::<String, _>("event_id"))
+        .collect();
+    for chunk in event_ids.chunks(ROWS_PER_STATEMENT) {
+        let mut q =
+            QueryBuilder::<Sqlite>::new("SELECT id, headers, body FROM events WHERE id IN (");
+        push_list(&mut q, chunk);
+        for row in q.build().fetch_all(&mut **tx).await? {
+            events.insert(row.get("id"), (row.get("headers"), row.get("body")));
+        }
+    }
+    let retried: Vec<String> = rows
+        .iter()
+        .filter(|r| r.get::<i64, _>("attempt") > 1)
+        .map(|r| r.get::<String, _>("id"))
+        .collect();
+    let mut prior: HashMap<String, Vec<StepRecord>> = HashMap::new();
+    for chunk in retried.chunks(ROWS_PER_STATEMENT) {
+        let mut q = QueryBuilder::<Sqlite>::new("SELECT * FROM step_results WHERE run_id IN (");
+        push_list(&mut q, chunk);
+        q.push(" ORDER BY seq");
+        for row in q.build().fetch_all(&mut **tx).await? {
+            prior
+                .entry(row.get("run_id"))
+                .or_default()
+                .push(step_record(&row)?);
+        }
+    }
+    let flow_ids: Vec<String> = rows.iter().map(|r| r.get::<String, _>("flow_id")).collect();
+    let names = flow_names(tx, &flow_ids).await?;
+    let started = now_text();
+    let drafts: Vec<AuditDraft> = rows
+        .iter()
+        .map(|r| {
+            let flow_id: String = r.get("flow_id");
+            let data = json!({"flowRun": {
+                "id": r.get::<String, _>("id"),
+                "startTime": started,
+                "environment": r.get::<String, _>("environment"),
+                "flowId": flow_id,
+                "flowVersionId": r.get::<i64, _>("flow_version").to_string(),
+                "flowDisplayName": names.get(&flow_id),
+                "status": "RUNNING",
+                "attempt": r.get::<i64, _>("attempt"),
+            }});
+            let platform: String = r.get("platform_id");
+            let project: String = r.get("project_id");
+            AuditDraft::new(
+                &platform,
+                Some(&project),
+                &Actor::system(),
+                "flow.run.started",
+                data,
+            )
+        })
+        .collect();
+    audit::append(tx, &drafts).await?;
+    let mut claimed = Vec::with_capacity(rows.len());
+    for row in rows {
+        let id: String = row.get("id");
+        let event_id: String = row.get("event_id");
+        let (headers, body) = events
+            .remove(&event_id)
+            .ok_or_else(|| StoreError::Corrupt(format!("run {id} has no event {event_id}")))?;
+        claimed.push(ClaimedRun {
+            scope: Scope {
+                platform_id: row.get("platform_id"),
+                project_id: row.get("project_id"),
+            },
+            flow_id: row.get("flow_id"),
+            flow_version: row.get("flow_version"),
+            environment: parse_enum(&row, "environment")?,
+            attempt: row.get("attempt"),
+            event_headers: serde_json::from_str(&headers)
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+            event_body: body,
+            prior_steps: prior.remove(&id).unwrap_or_default(),
+            id,
+        });
+    }
+    claimed.sort_by(|a, b| a.id.cmp(&b.id));
+    Ok(claimed)
+}
+
+/// A claim request waiting in the batch.
+type ClaimOp = (String, u32, i64, Reply<Vec<ClaimedRun>>);
+
 async fn write_batch(
     pool: &SqlitePool,
     accepts: &[(NewEvent, Reply<Accepted>)],
     finishes: &[(RunOutcome, Reply<bool>)],
-) -> StoreResult<(Vec<Accepted>, HashSet<String>)> {
+    claims: &[ClaimOp],
+) -> StoreResult<(Vec<Accepted>, HashSet<String>, Vec<Vec<ClaimedRun>>)> {
     let mut tx = pool.begin().await?;
     let accepted = write_accepts(&mut tx, accepts).await?;
     let finished = write_finishes(&mut tx, finishes).await?;
+    let mut claimed = Vec::with_capacity(claims.len());
+    for (owner, limit, lease_ms, _) in claims {
+        claimed.push(claim_in(&mut tx, owner, *limit, *lease_ms).await?);
+    }
     tx.commit().await?;
-    Ok((accepted, finished))
+    Ok((accepted, finished, claimed))
 }
 
 async fn write_accepts(
