@@ -300,6 +300,28 @@ async fn export_streams_filtered_events_as_jsonl_and_csv() {
         .await
         .unwrap();
     assert_eq!(bad.status(), 400);
+    let cli = std::process::Command::new(env!("CARGO_BIN_EXE_hookflow"))
+        .args([
+            "audit",
+            "export",
+            "--format",
+            "csv",
+            "--action",
+            "flow.created",
+            "--data-dir",
+            server.data_dir().to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        cli.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&cli.stderr)
+    );
+    let text = String::from_utf8_lossy(&cli.stdout);
+    assert_eq!(text.lines().count(), 4, "{text}");
+    assert!(text.contains("Flow =f0 was created"), "{text}");
 }
 
 #[tokio::test]

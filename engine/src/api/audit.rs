@@ -152,35 +152,56 @@ fn timestamp(name: &str, value: &str) -> ApiResult<String> {
 /// The event with its `summary`, from the catalog's summary template for its action.
 pub fn with_summary(mut event: Value) -> Value {
     let action = event["action"].as_str().unwrap_or_default().to_string();
-    let summary = match Catalog::builtin()
-        .source("activepieces")
-        .and_then(|s| s.find(&action))
-    {
-        Some(kind) => kind.summarize(&event),
-        None => fallback_summary(&action, &event),
-    };
+    let summary = own_summary(&action, &event).unwrap_or_else(|| {
+        match Catalog::builtin()
+            .source("activepieces")
+            .and_then(|s| s.find(&action))
+        {
+            Some(kind) => kind.summarize(&event),
+            None => action.replace('.', " "),
+        }
+    });
     event["summary"] = json!(summary);
     event
 }
 
-fn fallback_summary(action: &str, event: &Value) -> String {
+/// Summaries for the events hookflow itself writes, whose data differs from the Activepieces
+/// samples the catalog's templates expect.
+fn own_summary(action: &str, event: &Value) -> Option<String> {
     let data = &event["data"];
-    match action {
-        "secret.upserted" => format!(
-            "Secret {} was set",
-            data["secret"]["name"].as_str().unwrap_or("?")
-        ),
-        "secret.deleted" => format!(
-            "Secret {} was deleted",
-            data["secret"]["name"].as_str().unwrap_or("?")
-        ),
+    let text = |v: &Value| v.as_str().unwrap_or("?").to_string();
+    Some(match action {
+        "flow.created" | "flow.updated" | "flow.deleted" => {
+            let verb = action.trim_start_matches("flow.");
+            format!(
+                "Flow {} was {verb} (version {})",
+                text(&data["flow"]["displayName"]),
+                data["flow"]["version"]
+            )
+        }
+        "secret.upserted" => format!("Secret {} was set", text(&data["secret"]["name"])),
+        "secret.deleted" => format!("Secret {} was deleted", text(&data["secret"]["name"])),
         "plugin.installed" => format!(
             "Plugin {}@{} was installed",
-            data["plugin"]["name"].as_str().unwrap_or("?"),
-            data["plugin"]["version"].as_str().unwrap_or("?")
+            text(&data["plugin"]["name"]),
+            text(&data["plugin"]["version"])
         ),
-        other => other.replace('.', " "),
-    }
+        "destination.created" | "destination.updated" | "destination.deleted" => {
+            format!(
+                "Event destination {} was {}",
+                text(&data["destination"]["name"]),
+                action.trim_start_matches("destination.")
+            )
+        }
+        "destination.disabled" => {
+            format!(
+                "Event destination {} was disabled: {}",
+                text(&data["destination"]["name"]),
+                text(&data["reason"])
+            )
+        }
+        _ => return None,
+    })
 }
 
 async fn list(State(app): State<AppState>, uri: axum::http::Uri) -> ApiResult<Json<Value>> {

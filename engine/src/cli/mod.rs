@@ -116,6 +116,19 @@ impl ServerArgs {
 
 #[derive(Debug, Subcommand)]
 enum AuditCommand {
+    /// Write audit events (newest first) as JSONL or CSV.
+    Export {
+        #[command(flatten)]
+        db: DatabaseArgs,
+        #[arg(long, value_enum, default_value = "jsonl")]
+        format: crate::audit::ExportFormat,
+        /// Only these actions (repeatable).
+        #[arg(long)]
+        action: Vec<String>,
+        /// Write to this file instead of stdout.
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+    },
     /// Check the hash chain and name the first broken link.
     Verify(DatabaseArgs),
     /// Print the newest audit events as a table.
@@ -330,6 +343,50 @@ async fn dispatch(command: Command) -> Result<ExitCode, Failure> {
                     p["version"].as_str().unwrap_or("?"),
                     p["description"].as_str().unwrap_or("")
                 );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Audit(AuditCommand::Export {
+            db,
+            format,
+            action,
+            output,
+        }) => {
+            use std::io::Write;
+            let store = db.open().await?;
+            let mut out: Box<dyn Write> = match &output {
+                Some(path) => Box::new(
+                    std::fs::File::create(path)
+                        .map_err(|e| usage(format!("cannot write {}: {e}", path.display())))?,
+                ),
+                None => Box::new(std::io::stdout().lock()),
+            };
+            let io = |e: std::io::Error| Failure::Internal(e.into());
+            out.write_all(format.header().as_bytes()).map_err(io)?;
+            let mut filter = crate::store::AuditFilter {
+                limit: 500,
+                actions: action,
+                ..Default::default()
+            };
+            let mut count = 0;
+            loop {
+                let page = store
+                    .list_audit(&filter)
+                    .await
+                    .map_err(|e| Failure::Internal(e.into()))?;
+                for event in page.data {
+                    out.write_all(format.line(&crate::api::audit_summary(event)).as_bytes())
+                        .map_err(io)?;
+                    count += 1;
+                }
+                match page.next.as_deref().and_then(crate::store::Cursor::decode) {
+                    Some(next) => filter.cursor = Some(next),
+                    None => break,
+                }
+            }
+            out.flush().map_err(io)?;
+            if output.is_some() {
+                eprintln!("exported {count} events");
             }
             Ok(ExitCode::SUCCESS)
         }
