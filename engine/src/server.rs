@@ -147,6 +147,7 @@ pub async fn run(
         max_body_bytes: config.max_body_bytes,
         plugin_dir: plugin_dir.clone(),
         trusted_proxies: config.trusted_proxies.clone(),
+        sign_ins: Default::default(),
     });
 
     let (stop_tx, stop_rx) = watch::channel(false);

@@ -72,10 +72,19 @@ async fn changes_and_runs_are_audited_with_actor_ip_and_summary() {
             "flow.run.started",
             "secret.upserted",
             "flow.updated",
-            "flow.created"
+            "user.signed.in",
+            "flow.created",
+            "user.signed.in"
         ]
     );
-    let created = &page["data"][5];
+    // One sign-in per client address: the first through the trusted proxy, then direct.
+    assert_eq!(page["data"][7]["ip"], "203.0.113.9");
+    assert_eq!(page["data"][5]["ip"], "127.0.0.1");
+    assert_eq!(
+        page["data"][5]["summary"],
+        "Admin signed in with the admin token from 127.0.0.1"
+    );
+    let created = &page["data"][6];
     assert_eq!(
         created["ip"], "203.0.113.9",
         "X-Forwarded-For from a trusted proxy"
@@ -111,7 +120,7 @@ async fn changes_and_runs_are_audited_with_actor_ip_and_summary() {
             .as_array()
             .unwrap()
             .len(),
-        4
+        6
     );
     assert_eq!(
         audit(&server, "projectId=other").await["data"]
@@ -132,7 +141,7 @@ async fn changes_and_runs_are_audited_with_actor_ip_and_summary() {
             .as_array()
             .unwrap()
             .len(),
-        6
+        8
     );
     let r = server
         .admin(Method::GET, "/v1/audit-events?createdAfter=yesterday")
@@ -194,10 +203,10 @@ async fn cursors_neither_skip_nor_repeat_while_events_arrive() {
     writer.await.unwrap();
     assert_eq!(
         seen.len(),
-        61,
+        62,
         "every event that existed at the first page, exactly once"
     );
-    assert_eq!(seen.iter().collect::<HashSet<_>>().len(), 61);
+    assert_eq!(seen.iter().collect::<HashSet<_>>().len(), 62);
 }
 
 #[tokio::test]
@@ -222,16 +231,16 @@ async fn the_hash_chain_names_the_first_edited_event() {
         "{}",
         String::from_utf8_lossy(&ok.stderr)
     );
-    assert!(String::from_utf8_lossy(&ok.stdout).contains("3 events verified"));
+    assert!(String::from_utf8_lossy(&ok.stdout).contains("4 events verified"));
     server.kill9();
 
     let db = format!("sqlite://{}", dir.join("hookflow.db").display());
     let pool = sqlx::SqlitePool::connect(&db).await.unwrap();
-    let (id,): (String,) = sqlx::query_as("SELECT id FROM audit_events WHERE seq = 2")
+    let (id,): (String,) = sqlx::query_as("SELECT id FROM audit_events WHERE seq = 3")
         .fetch_one(&pool)
         .await
         .unwrap();
-    sqlx::query("UPDATE audit_events SET body = replace(body, '\"f1\"', '\"evil\"') WHERE seq = 2")
+    sqlx::query("UPDATE audit_events SET body = replace(body, '\"f1\"', '\"evil\"') WHERE seq = 3")
         .execute(&pool)
         .await
         .unwrap();
@@ -240,7 +249,7 @@ async fn the_hash_chain_names_the_first_edited_event() {
     assert_eq!(broken.status.code(), Some(1));
     let err = String::from_utf8_lossy(&broken.stderr);
     assert!(
-        err.contains(&format!("BROKEN at event {id} (seq 2)")) && err.contains("edited"),
+        err.contains(&format!("BROKEN at event {id} (seq 3)")) && err.contains("edited"),
         "{err}"
     );
 }
@@ -292,7 +301,7 @@ async fn export_streams_filtered_events_as_jsonl_and_csv() {
         rows[0],
         "id,created,action,platformId,projectId,userId,userEmail,ip,summary,data"
     );
-    assert_eq!(rows.len(), 5);
+    assert_eq!(rows.len(), 6);
     assert!(csv.contains("secret.upserted") && !csv.contains("zzzz-secret"));
     let bad = server
         .admin(Method::GET, "/v1/audit-events/export?format=xml")

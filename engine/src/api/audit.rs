@@ -179,6 +179,12 @@ fn own_summary(action: &str, event: &Value) -> Option<String> {
                 data["flow"]["version"]
             )
         }
+        "user.signed.in" if data["user"]["method"] == "admin-token" => {
+            format!(
+                "Admin signed in with the admin token from {}",
+                event["ip"].as_str().unwrap_or("an unknown address")
+            )
+        }
         "secret.upserted" => format!("Secret {} was set", text(&data["secret"]["name"])),
         "secret.deleted" => format!("Secret {} was deleted", text(&data["secret"]["name"])),
         "plugin.installed" => format!(

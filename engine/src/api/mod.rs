@@ -42,6 +42,8 @@ pub struct App {
     pub metrics: Arc<Metrics>,
     pub admin_token: String,
     pub max_body_bytes: usize,
+    /// When each client address last signed in with the admin token (audit throttling).
+    pub sign_ins: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
     /// Proxies whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Vec<IpAddr>,
     /// Where uploaded plugins are kept so they survive restarts.
@@ -75,11 +77,24 @@ pub fn router(app: AppState) -> Router {
         .with_state(app)
 }
 
+/// How long a sign-in from one address counts: the first authenticated request after that
+/// is audited again as `user.signed.in`. The token is a bearer secret, so every request "signs
+/// in"; recording each would drown the log.
+const SIGN_IN_WINDOW: std::time::Duration = std::time::Duration::from_secs(3600);
+
 async fn require_admin(
     State(app): State<AppState>,
     request: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
+    let (mut parts, body) = request.into_parts();
+    let actor = <RequestActor as axum::extract::FromRequestParts<AppState>>::from_request_parts(
+        &mut parts, &app,
+    )
+    .await
+    .map(|a| a.0)
+    .unwrap_or_default();
+    let request = Request::from_parts(parts, body);
     let presented = request
         .headers()
         .get(axum::http::header::AUTHORIZATION)
@@ -92,6 +107,7 @@ async fn require_admin(
             "missing Authorization: Bearer <admin token>",
         )),
         Some(token) if secrets_equal(token.as_bytes(), app.admin_token.as_bytes()) => {
+            record_sign_in(&app, actor).await;
             Ok(next.run(request).await)
         }
         Some(_) => Err(ApiError::unauthorized("invalid admin token")),
@@ -123,6 +139,32 @@ impl axum::extract::FromRequestParts<AppState> for RequestActor {
             user_email: None,
             ip,
         }))
+    }
+}
+
+/// Audits the first authenticated admin request per client address and window.
+async fn record_sign_in(app: &AppState, actor: Actor) {
+    let key = actor.ip.clone().unwrap_or_default();
+    let now = std::time::Instant::now();
+    {
+        let mut seen = app.sign_ins.lock().expect("sign-in map poisoned");
+        if seen
+            .get(&key)
+            .is_some_and(|at| now.duration_since(*at) < SIGN_IN_WINDOW)
+        {
+            return;
+        }
+        seen.retain(|_, at| now.duration_since(*at) < SIGN_IN_WINDOW);
+        seen.insert(key, now);
+    }
+    let Ok(scope) = app.store.default_scope().await else {
+        return;
+    };
+    let data = serde_json::json!({"user": {"id": actor.user_id, "method": "admin-token"}});
+    let draft =
+        crate::store::AuditDraft::new(&scope.platform_id, None, &actor, "user.signed.in", data);
+    if let Err(error) = app.store.record_audit(vec![draft]).await {
+        tracing::error!(%error, "recording an admin sign-in failed");
     }
 }
 
