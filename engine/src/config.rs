@@ -59,6 +59,10 @@ pub struct ServeConfig {
         hide = true
     )]
     pub audit_retention_interval_secs: u64,
+    /// The URL other systems reach this server at (e.g. `https://hooks.example.com`); event
+    /// destinations pointing at its flow webhooks are delivered in-process.
+    #[arg(long, env = "HOOKFLOW_PUBLIC_URL")]
+    pub public_url: Option<String>,
     /// Compiled-plugin cache. Default: `<data dir>/cache`.
     #[arg(long, env = "HOOKFLOW_CACHE_DIR")]
     pub cache_dir: Option<PathBuf>,

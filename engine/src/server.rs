@@ -150,6 +150,18 @@ pub async fn run(
         sign_ins: Default::default(),
     });
 
+    let address = listener.local_addr()?;
+    let mut origins = vec![
+        format!("http://{address}"),
+        format!("http://localhost:{}", address.port()),
+    ];
+    if let Some(public) = &config.public_url {
+        origins.push(public.trim_end_matches('/').to_string());
+    }
+    destinations.set_local(
+        origins,
+        Arc::new(crate::api::InProcessIntake(Arc::downgrade(&app))),
+    );
     let (stop_tx, stop_rx) = watch::channel(false);
     let deliveries = tokio::spawn(crate::stream::run_worker(destinations, stop_rx.clone()));
     let retention = tokio::spawn(retention_job(

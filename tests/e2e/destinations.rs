@@ -422,3 +422,86 @@ async fn private_and_plain_http_destinations_are_refused_without_dev_mode() {
         "{body}"
     );
 }
+
+#[tokio::test]
+async fn own_flow_webhooks_are_delivered_in_process_without_looping() {
+    // Dev mode off: a loopback URL is allowed only because it is this server's own webhook.
+    let server = Server::start_with(Options::default()).await;
+    let watcher = server
+        .create_flow(webhook_flow(
+            "watch runs",
+            json!([log_step(
+                "note",
+                "run of {{trigger.body.data.flowRun.flowDisplayName}} finished"
+            )]),
+        ))
+        .await;
+    let (status, body) = create_destination(
+        &server,
+        json!({"name": "self", "url": format!("{}/v1/webhooks/{watcher}", server.base), "events": ["flow.run.finished"]}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let busy = server
+        .create_flow(webhook_flow("busy flow", json!([])))
+        .await;
+    server.run_flow(&busy, &json!({})).await;
+
+    let list = |flow: String| {
+        let server = &server;
+        async move {
+            let page: Value = server
+                .admin(
+                    Method::GET,
+                    &format!("/v1/flow-runs?flowId={flow}&status=SUCCEEDED"),
+                )
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            page["data"].as_array().unwrap().clone()
+        }
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let runs = loop {
+        let runs = list(watcher.clone()).await;
+        if !runs.is_empty() {
+            break runs;
+        }
+        assert!(Instant::now() < deadline, "the watcher flow never ran");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let run = server.get_run(runs[0]["id"].as_str().unwrap()).await;
+    assert_eq!(
+        step(&run, "note")["output"]["message"],
+        "run of busy flow finished"
+    );
+    assert_eq!(
+        run["trigger"]["headers"]["x-hookflow-dispatch"],
+        "in-process"
+    );
+    // The watcher's own finished run is not fed back into it.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(list(watcher.clone()).await.len(), 1, "loop guard");
+    let deliveries: Value = server
+        .admin(
+            Method::GET,
+            &format!(
+                "/v1/event-destinations/{}/deliveries",
+                body["id"].as_str().unwrap()
+            ),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let texts = deliveries["data"].to_string();
+    assert!(
+        texts.contains("loop guard") && texts.contains("delivered in-process"),
+        "{texts}"
+    );
+}

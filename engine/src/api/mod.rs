@@ -14,6 +14,7 @@ mod webhooks;
 
 pub use audit::with_summary as audit_summary;
 pub use error::{ApiError, ApiResult};
+pub use webhooks::InProcessIntake;
 
 use crate::exec::Executor;
 use crate::metrics::Metrics;

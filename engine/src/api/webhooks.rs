@@ -124,6 +124,19 @@ async fn accept(
     // The body parsed as JSON, so it is valid UTF-8.
     let body = String::from_utf8(bytes.to_vec())
         .map_err(|_| ApiError::bad_request("body is not UTF-8"))?;
+    let headers = trigger::kept_headers(headers, trigger::secret_header(auth));
+    enqueue(app, &active, event_key, headers, body).await
+}
+
+/// Writes the event and its queued run (group commit) and wakes the queue.
+async fn enqueue(
+    app: &AppState,
+    active: &crate::registry::ActiveFlow,
+    event_key: String,
+    headers: serde_json::Value,
+    body: String,
+) -> ApiResult<Accepted> {
+    let flow_id = active.record.id.as_str();
     let event = NewEvent {
         event_id: new_id(),
         run_id: new_id(),
@@ -135,7 +148,7 @@ async fn accept(
         },
         event_key: Some(event_key),
         environment: Environment::Production,
-        headers: trigger::kept_headers(headers, trigger::secret_header(auth)),
+        headers,
         body,
     };
     let accepted = app.store.accept_event(event).await?;
@@ -175,5 +188,41 @@ async fn read_limited(
         Err(error) => Err(ApiError::bad_request(format!(
             "could not read the body: {error}"
         ))),
+    }
+}
+
+/// Delivers the engine's own audit events to this server's flow webhooks without a network
+/// round trip (event destinations pointing at ourselves). The event is the engine's own, so the
+/// flow's webhook authentication does not apply; deduplication does (on the event id).
+pub struct InProcessIntake(pub std::sync::Weak<super::App>);
+
+impl crate::stream::LocalIntake for InProcessIntake {
+    fn deliver<'a>(
+        &'a self,
+        flow_id: &'a str,
+        msg_id: &'a str,
+        body: &'a [u8],
+    ) -> futures::future::BoxFuture<'a, Result<u16, String>> {
+        Box::pin(async move {
+            let app = self.0.upgrade().ok_or("the server is shutting down")?;
+            let active = match app.flows.current(flow_id).await {
+                Ok(Some(active)) => active,
+                Ok(None) => return Ok(404),
+                Err(e) => return Err(e.to_string()),
+            };
+            if !matches!(active.flow.trigger, Trigger::Webhook { .. }) {
+                return Ok(409);
+            }
+            let body_id = trigger::parse_body(None, body).map_err(|e| e.to_string())?;
+            let key = body_id.0.unwrap_or_else(|| msg_id.to_string());
+            let text =
+                String::from_utf8(body.to_vec()).map_err(|_| "body is not UTF-8".to_string())?;
+            let headers = json!({"webhook-id": msg_id, "x-hookflow-dispatch": "in-process"});
+            match enqueue(&app, &active, key, headers, text).await {
+                Ok(Accepted::New { .. }) => Ok(202),
+                Ok(Accepted::Duplicate { .. }) => Ok(200),
+                Err(e) => Err(e.detail),
+            }
+        })
     }
 }

@@ -8,6 +8,7 @@ mod delivery;
 mod destinations;
 
 pub use delivery::{RetryPolicy, run as run_worker};
+pub use destinations::LocalIntake;
 pub use destinations::{
     DestinationError, DestinationInput, DestinationView, Destinations, TOKEN_HEADER,
 };
