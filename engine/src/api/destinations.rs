@@ -127,6 +127,22 @@ async fn deliveries(State(app): State<AppState>, Path(id): Path<String>) -> ApiR
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct RedeliverBody {
     event_id: Option<String>,
+    created_after: Option<String>,
+    created_before: Option<String>,
+}
+
+/// Normalises an RFC 3339 bound to the stored form, naming the field when it is not one.
+fn bound(name: &str, value: Option<String>) -> ApiResult<Option<String>> {
+    value
+        .map(|v| {
+            chrono::DateTime::parse_from_rfc3339(&v)
+                .map(|t| {
+                    t.with_timezone(&chrono::Utc)
+                        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+                })
+                .map_err(|_| ApiError::bad_request(format!("{name}: not an RFC 3339 time: {v:?}")))
+        })
+        .transpose()
 }
 
 async fn redeliver(
@@ -142,10 +158,12 @@ async fn redeliver(
     if app.store.get_destination(&id).await?.is_none() {
         return Err(ApiError::not_found(format!("destination {id} not found")));
     }
-    let queued = app
-        .store
-        .redeliver(&id, request.event_id.as_deref())
-        .await?;
+    let selection = crate::store::Redelivery {
+        event_id: request.event_id,
+        created_after: bound("createdAfter", request.created_after)?,
+        created_before: bound("createdBefore", request.created_before)?,
+    };
+    let queued = app.store.redeliver(&id, &selection).await?;
     app.destinations.wake();
     Ok(Json(json!({ "queued": queued })))
 }

@@ -165,7 +165,7 @@ pub trait Store: Send + Sync + 'static {
         limit: u32,
     ) -> StoreResult<Vec<DeliveryRecord>>;
     /// Queues FAILED entries of a destination again (one event, or all). Returns how many.
-    async fn redeliver(&self, destination_id: &str, event_id: Option<&str>) -> StoreResult<u64>;
+    async fn redeliver(&self, destination_id: &str, selection: &Redelivery) -> StoreResult<u64>;
 
     /// How many runs are in each live status, for `/metrics`.
     async fn queue_depth(&self) -> StoreResult<(i64, i64)>;

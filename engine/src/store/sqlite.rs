@@ -743,8 +743,8 @@ impl Store for SqliteStore {
         sqlite_destinations::deliveries(&self.reader, destination_id, limit).await
     }
 
-    async fn redeliver(&self, destination_id: &str, event_id: Option<&str>) -> StoreResult<u64> {
-        sqlite_destinations::redeliver(&self.writer, destination_id, event_id).await
+    async fn redeliver(&self, destination_id: &str, selection: &Redelivery) -> StoreResult<u64> {
+        sqlite_destinations::redeliver(&self.writer, destination_id, selection).await
     }
 
     async fn queue_depth(&self) -> StoreResult<(i64, i64)> {

@@ -285,7 +285,7 @@ pub async fn deliveries(
 pub async fn redeliver(
     pool: &SqlitePool,
     destination_id: &str,
-    event_id: Option<&str>,
+    selection: &Redelivery,
 ) -> StoreResult<u64> {
     let now = chrono::Utc::now().timestamp_millis();
     let mut q = QueryBuilder::<Sqlite>::new(
@@ -294,8 +294,14 @@ pub async fn redeliver(
     q.push_bind(now)
         .push(" WHERE status = 'FAILED' AND destination_id = ")
         .push_bind(destination_id.to_string());
-    if let Some(id) = event_id {
-        q.push(" AND id = ").push_bind(id.to_string());
+    if let Some(id) = &selection.event_id {
+        q.push(" AND id = ").push_bind(id.clone());
+    }
+    if let Some(after) = &selection.created_after {
+        q.push(" AND created >= ").push_bind(after.clone());
+    }
+    if let Some(before) = &selection.created_before {
+        q.push(" AND created < ").push_bind(before.clone());
     }
     Ok(q.build().execute(pool).await?.rows_affected())
 }

@@ -413,6 +413,15 @@ pub struct DeliveryResult {
     pub disable: Option<String>,
 }
 
+/// Which FAILED deliveries of a destination to send again: one event, or those created in a
+/// time range (RFC 3339; both bounds optional), or all.
+#[derive(Debug, Clone, Default)]
+pub struct Redelivery {
+    pub event_id: Option<String>,
+    pub created_after: Option<String>,
+    pub created_before: Option<String>,
+}
+
 /// A recorded delivery attempt, as the API shows it.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
