@@ -49,14 +49,7 @@ async fn admin_routes_need_the_token() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
-    let plugins: Value = server
-        .admin(Method::GET, "/v1/plugins")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let plugins: Value = server.get_json("/v1/plugins").await;
     let names: Vec<String> = plugins["data"]
         .as_array()
         .unwrap()
@@ -204,14 +197,7 @@ async fn flows_are_versioned_yaml_works_and_runs_record_their_version() {
     );
     assert_eq!(step(&run2, "say")["output"]["message"], "two");
 
-    let got: Value = server
-        .admin(Method::GET, &format!("/v1/flows/{id}"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let got: Value = server.get_json(&format!("/v1/flows/{id}")).await;
     assert_eq!(got["definition"]["steps"][0]["input"]["message"], "two");
 
     assert_eq!(
@@ -268,16 +254,7 @@ async fn run_list_paginates_with_stable_cursors_and_filters() {
 
     let list = |query: String| {
         let server = &server;
-        async move {
-            server
-                .admin(Method::GET, &format!("/v1/flow-runs?{query}"))
-                .send()
-                .await
-                .unwrap()
-                .json::<Value>()
-                .await
-                .unwrap()
-        }
+        async move { server.get_json(&format!("/v1/flow-runs?{query}")).await }
     };
     let page1 = list(format!("flowId={ok}&limit=2")).await;
     assert_eq!(page1["previous"], Value::Null);
@@ -447,16 +424,8 @@ async fn cron_flows_fire_once_per_tick() {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     let runs = loop {
         let page: Value = server
-            .admin(
-                Method::GET,
-                &format!("/v1/flow-runs?flowId={id}&status=SUCCEEDED"),
-            )
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+            .get_json(&format!("/v1/flow-runs?flowId={id}&status=SUCCEEDED"))
+            .await;
         let runs = page["data"].as_array().unwrap().clone();
         if runs.len() >= 3 {
             break runs;

@@ -6,13 +6,8 @@ use serde_json::{Value, json};
 
 async fn catalog(server: &Server, source: &str) -> Vec<Value> {
     let body: Value = server
-        .admin(Method::GET, &format!("/v1/event-types?source={source}"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .get_json(&format!("/v1/event-types?source={source}"))
+        .await;
     body["data"].as_array().unwrap().clone()
 }
 

@@ -159,6 +159,12 @@ impl Server {
             .bearer_auth(ADMIN_TOKEN)
     }
 
+    /// An authenticated GET answered with JSON (any status).
+    pub async fn get_json(&self, path: &str) -> Value {
+        let response = self.admin(reqwest::Method::GET, path).send().await.unwrap();
+        response.json().await.unwrap()
+    }
+
     /// Creates a flow, asserting success; returns its id.
     pub async fn create_flow(&self, flow: Value) -> String {
         let response = self

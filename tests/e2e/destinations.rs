@@ -132,32 +132,19 @@ async fn deliveries_are_signed_filtered_and_carry_token_and_headers() {
     assert_eq!(seen[0].json()["data"]["flow"]["displayName"], "streamed");
 
     let view: Value = server
-        .admin(
-            Method::GET,
-            &format!("/v1/event-destinations/{}", dest["id"].as_str().unwrap()),
-        )
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .get_json(&format!(
+            "/v1/event-destinations/{}",
+            dest["id"].as_str().unwrap()
+        ))
+        .await;
     assert_eq!(view["headers"]["x-team"], "********");
     assert!(view.get("signingSecret").is_none() && view.get("verificationToken").is_none());
     let deliveries: Value = server
-        .admin(
-            Method::GET,
-            &format!(
-                "/v1/event-destinations/{}/deliveries",
-                dest["id"].as_str().unwrap()
-            ),
-        )
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .get_json(&format!(
+            "/v1/event-destinations/{}/deliveries",
+            dest["id"].as_str().unwrap()
+        ))
+        .await;
     assert_eq!(deliveries["data"][0]["statusCode"], 200);
 }
 
@@ -190,16 +177,8 @@ async fn retries_keep_the_webhook_id_and_honour_retry_after_then_410_disables() 
     );
     let id = dest["id"].as_str().unwrap();
     let deliveries: Value = server
-        .admin(
-            Method::GET,
-            &format!("/v1/event-destinations/{id}/deliveries"),
-        )
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .get_json(&format!("/v1/event-destinations/{id}/deliveries"))
+        .await;
     let codes: Vec<i64> = deliveries["data"]
         .as_array()
         .unwrap()
@@ -215,13 +194,8 @@ async fn retries_keep_the_webhook_id_and_honour_retry_after_then_410_disables() 
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let view: Value = server
-            .admin(Method::GET, &format!("/v1/event-destinations/{id}"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+            .get_json(&format!("/v1/event-destinations/{id}"))
+            .await;
         if view["enabled"] == false {
             assert!(view["disabledReason"].as_str().unwrap().contains("410"));
             break;
@@ -230,13 +204,8 @@ async fn retries_keep_the_webhook_id_and_honour_retry_after_then_410_disables() 
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let audit: Value = server
-        .admin(Method::GET, "/v1/audit-events?action=destination.disabled")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .get_json("/v1/audit-events?action=destination.disabled")
+        .await;
     assert_eq!(
         audit["data"].as_array().unwrap().len(),
         1,
@@ -320,13 +289,8 @@ async fn failed_events_can_be_redelivered_and_the_breaker_pauses_a_dead_endpoint
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let view: Value = server
-            .admin(Method::GET, &format!("/v1/event-destinations/{id}"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+            .get_json(&format!("/v1/event-destinations/{id}"))
+            .await;
         if view["pausedUntil"].is_i64() {
             assert!(view["failingSince"].is_string());
             break;
@@ -484,16 +448,8 @@ async fn own_flow_webhooks_are_delivered_in_process_without_looping() {
         let server = &server;
         async move {
             let page: Value = server
-                .admin(
-                    Method::GET,
-                    &format!("/v1/flow-runs?flowId={flow}&status=SUCCEEDED"),
-                )
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+                .get_json(&format!("/v1/flow-runs?flowId={flow}&status=SUCCEEDED"))
+                .await;
             page["data"].as_array().unwrap().clone()
         }
     };
@@ -519,19 +475,11 @@ async fn own_flow_webhooks_are_delivered_in_process_without_looping() {
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(list(watcher.clone()).await.len(), 1, "loop guard");
     let deliveries: Value = server
-        .admin(
-            Method::GET,
-            &format!(
-                "/v1/event-destinations/{}/deliveries",
-                body["id"].as_str().unwrap()
-            ),
-        )
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .get_json(&format!(
+            "/v1/event-destinations/{}/deliveries",
+            body["id"].as_str().unwrap()
+        ))
+        .await;
     let texts = deliveries["data"].to_string();
     assert!(
         texts.contains("loop guard") && texts.contains("delivered in-process"),

@@ -15,16 +15,8 @@ async fn problem(response: reqwest::Response) -> Value {
 
 async fn run_count(server: &Server, flow_id: &str) -> usize {
     let page: Value = server
-        .admin(
-            reqwest::Method::GET,
-            &format!("/v1/flow-runs?flowId={flow_id}&limit=500"),
-        )
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .get_json(&format!("/v1/flow-runs?flowId={flow_id}&limit=500"))
+        .await;
     page["data"].as_array().unwrap().len()
 }
 

@@ -43,14 +43,7 @@ async fn http_request_with_a_secret_reaches_the_granted_host_and_never_leaks_it(
         put_secret(&server, "API_TOKEN", "tok-s3cr3t-value").await,
         StatusCode::NO_CONTENT
     );
-    let listed: Value = server
-        .admin(Method::GET, "/v1/secrets")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let listed: Value = server.get_json("/v1/secrets").await;
     assert_eq!(listed["data"][0]["name"], "API_TOKEN");
     assert!(
         !listed.to_string().contains("s3cr3t"),
