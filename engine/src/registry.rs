@@ -186,10 +186,16 @@ impl FlowRegistry {
 pub fn plugin_problems(flow: &Flow, sandbox: &Sandbox) -> Vec<Problem> {
     let mut problems = Vec::new();
     for (path, step) in flow.action_steps_with_paths() {
-        if sandbox
-            .plugin(&step.plugin.name, &step.plugin.version)
-            .is_none()
-        {
+        if let Some(info) = sandbox.plugin(&step.plugin.name, &step.plugin.version) {
+            let plugin = step.plugin.to_string();
+            input_problems(
+                &format!("{path}.input"),
+                &step.input,
+                &info.input_schema,
+                &plugin,
+                &mut problems,
+            );
+        } else {
             let installed: Vec<String> = sandbox
                 .plugins()
                 .into_iter()
@@ -205,15 +211,6 @@ pub fn plugin_problems(flow: &Flow, sandbox: &Sandbox) -> Vec<Problem> {
                 path: format!("{path}.plugin"),
                 message: format!("plugin {} is not installed ({hint})", step.plugin),
             });
-        } else if let Some(info) = sandbox.plugin(&step.plugin.name, &step.plugin.version) {
-            let plugin = step.plugin.to_string();
-            input_problems(
-                &format!("{path}.input"),
-                &step.input,
-                &info.input_schema,
-                &plugin,
-                &mut problems,
-            );
         }
     }
     problems

@@ -32,6 +32,23 @@ fn destination(row: &SqliteRow) -> StoreResult<DestinationRecord> {
     })
 }
 
+/// Appends the audit event of a change to a destination, in the change's transaction.
+async fn audit_change(
+    tx: &mut sqlx::Transaction<'_, Sqlite>,
+    actor: &Actor,
+    d: &DestinationRecord,
+    action: &str,
+) -> StoreResult<()> {
+    let draft = AuditDraft::new(
+        &d.platform_id,
+        Some(&d.project_id),
+        actor,
+        action,
+        audit_data(d),
+    );
+    audit::append(tx, &[draft]).await
+}
+
 fn audit_data(d: &DestinationRecord) -> Value {
     json!({"destination": {"id": d.id, "name": d.name, "url": d.url, "events": d.events, "enabled": d.enabled}})
 }
@@ -57,14 +74,7 @@ pub async fn create(pool: &SqlitePool, actor: &Actor, d: &DestinationRecord) -> 
     .bind(&d.updated)
     .execute(&mut *tx)
     .await?;
-    let draft = AuditDraft::new(
-        &d.platform_id,
-        Some(&d.project_id),
-        actor,
-        "destination.created",
-        audit_data(d),
-    );
-    audit::append(&mut tx, &[draft]).await?;
+    audit_change(&mut tx, actor, d, "destination.created").await?;
     tx.commit().await?;
     Ok(())
 }
@@ -94,14 +104,7 @@ pub async fn update(pool: &SqlitePool, actor: &Actor, d: &DestinationRecord) -> 
     if done.rows_affected() == 0 {
         return Err(StoreError::NotFound(format!("destination {}", d.id)));
     }
-    let draft = AuditDraft::new(
-        &d.platform_id,
-        Some(&d.project_id),
-        actor,
-        "destination.updated",
-        audit_data(d),
-    );
-    audit::append(&mut tx, &[draft]).await?;
+    audit_change(&mut tx, actor, d, "destination.updated").await?;
     tx.commit().await?;
     Ok(())
 }
@@ -120,14 +123,7 @@ pub async fn delete(pool: &SqlitePool, actor: &Actor, id: &str) -> StoreResult<b
         .bind(id)
         .execute(&mut *tx)
         .await?;
-    let draft = AuditDraft::new(
-        &d.platform_id,
-        Some(&d.project_id),
-        actor,
-        "destination.deleted",
-        audit_data(&d),
-    );
-    audit::append(&mut tx, &[draft]).await?;
+    audit_change(&mut tx, actor, &d, "destination.deleted").await?;
     tx.commit().await?;
     Ok(true)
 }
