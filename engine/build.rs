@@ -15,6 +15,11 @@ const PLUGINS: &[&str] = &[
     "datadog_logs_plugin",
     "loki_plugin",
     "filter_plugin",
+    "email_plugin",
+    "respond_plugin",
+    "first_seen_plugin",
+    "greet_v1_plugin",
+    "greet_v2_plugin",
     "hostile_plugin",
     "effect_plugin",
     "sneaky_plugin",
@@ -32,13 +37,18 @@ fn main() {
     for watched in ["wit", "plugins/Cargo.toml", "plugins/Cargo.lock"] {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());
     }
-    // Every plugin crate's directory (not `plugins/target`, which this build writes).
+    // Every plugin crate's directory: not `plugins/target`, which this build writes, nor
+    // `plugins/python`, which is not part of the cargo workspace (and holds a virtualenv).
     for entry in std::fs::read_dir(&plugins)
         .expect("read plugins/")
         .flatten()
     {
         let path = entry.path();
-        if path.is_dir() && path.file_name().is_some_and(|n| n != "target") {
+        if path.is_dir()
+            && path
+                .file_name()
+                .is_some_and(|n| n != "target" && n != "python")
+        {
             println!("cargo:rerun-if-changed={}", path.display());
         }
     }

@@ -20,6 +20,9 @@ pub const BUILTIN_PLUGINS: &[(&str, &[u8])] = &[
     builtin!("datadog-logs", "datadog_logs_plugin.wasm"),
     builtin!("loki", "loki_plugin.wasm"),
     builtin!("filter", "filter_plugin.wasm"),
+    builtin!("email", "email_plugin.wasm"),
+    builtin!("respond", "respond_plugin.wasm"),
+    builtin!("first-seen", "first_seen_plugin.wasm"),
 ];
 
 /// Path of the test-only `hostile` plugin (infinite loop, unbounded allocation, traps), which
@@ -34,3 +37,10 @@ pub const EFFECT_PLUGIN_PATH: &str =
 /// Path of the test-only `sneaky` plugin, which imports `wasi:sockets` (installing it must fail).
 pub const SNEAKY_PLUGIN_PATH: &str =
     concat!(env!("HOOKFLOW_PLUGIN_WASM_DIR"), "/sneaky_plugin.wasm");
+
+/// Paths of the test-only `greet` plugin at versions 1.0.0 and 2.0.0, which tests install side
+/// by side to show that flows keep the version they pin.
+pub const GREET_PLUGIN_PATHS: [&str; 2] = [
+    concat!(env!("HOOKFLOW_PLUGIN_WASM_DIR"), "/greet_v1_plugin.wasm"),
+    concat!(env!("HOOKFLOW_PLUGIN_WASM_DIR"), "/greet_v2_plugin.wasm"),
+];

@@ -89,6 +89,13 @@ pub struct ServeConfig {
     /// Seconds to let in-flight runs finish on shutdown before handing them back to the queue.
     #[arg(long, env = "HOOKFLOW_SHUTDOWN_GRACE_SECS", default_value_t = 30)]
     pub shutdown_grace_secs: u64,
+    /// SMTP server the `email` plugin sends through:
+    /// `smtp://[user:pass@]host[:port][?tls=required]` or `smtps://...`. Unset: e-mail is off.
+    #[arg(long, env = "HOOKFLOW_SMTP_URL", hide_env_values = true)]
+    pub smtp_url: Option<String>,
+    /// Sender for e-mails that name none (`hookflow <alerts@example.com>`).
+    #[arg(long, env = "HOOKFLOW_SMTP_FROM")]
+    pub smtp_from: Option<String>,
     /// Seconds a claimed run stays leased without renewal.
     #[arg(long, env = "HOOKFLOW_LEASE_SECS", default_value_t = 30)]
     pub lease_secs: u64,

@@ -14,6 +14,8 @@ pub mod config;
 pub mod exec;
 pub mod flow;
 pub mod generate;
+pub mod mail;
+pub mod memory;
 pub mod metrics;
 pub mod netguard;
 pub mod queue;

@@ -6,6 +6,8 @@ use crate::api::{self, App};
 use crate::builtins::BUILTIN_PLUGINS;
 use crate::config::{ServeConfig, SqliteSync};
 use crate::exec::Executor;
+use crate::mail::Mailer;
+use crate::memory::StoreMemory;
 use crate::metrics::Metrics;
 use crate::queue::{Queue, QueueConfig};
 use crate::registry::FlowRegistry;
@@ -133,7 +135,14 @@ pub async fn run(
         retry,
         crate::netguard::dev_allow_local(),
     ));
-    let executor = Arc::new(Executor::new(sandbox.clone(), Some(secrets.clone())));
+    let mailer = match &config.smtp_url {
+        Some(url) => Some(Arc::new(Mailer::new(url, config.smtp_from.as_deref())?)),
+        None => None,
+    };
+    let executor = Executor::new(sandbox.clone(), Some(secrets.clone()))
+        .with_mailer(mailer)
+        .with_memory(Arc::new(StoreMemory(store.clone())));
+    let executor = Arc::new(executor);
     let app = Arc::new(App {
         store: store.clone(),
         flows: flows.clone(),

@@ -67,18 +67,21 @@ async fn admin_routes_need_the_token() {
         [
             "datadog-logs@0.1.0",
             "effect@0.1.0",
+            "email@0.1.0",
             "filter@0.1.0",
+            "first-seen@0.1.0",
             "hostile@0.1.0",
             "http-request@0.1.0",
             "log@0.1.0",
             "loki@0.1.0",
+            "respond@0.1.0",
             "slack@0.1.0",
             "splunk-hec@0.1.0",
             "teams@0.1.0",
             "transform@0.1.0"
         ]
     );
-    let log = &plugins["data"][5];
+    let log = &plugins["data"][7];
     assert_eq!(log["inputSchema"]["required"], json!(["message"]));
     assert_eq!(log["sideEffects"], false);
 }

@@ -3,12 +3,14 @@
 
 mod common;
 
+mod actions;
 mod api;
 mod audit;
 mod catalog;
 mod destinations;
 mod intake;
 mod plugins;
+mod python;
 mod receiver;
 mod recovery;
 mod routing;

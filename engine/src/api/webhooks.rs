@@ -1,12 +1,15 @@
 //! `POST /v1/webhooks/{flowId}`: the intake. Size limit, per-flow authentication, JSON parsing,
 //! event identity and deduplication, then one durable write of the event and its queued run
-//! before answering `202 {"runId"}`. `/sync` also waits for the run to finish.
+//! before answering `202 {"runId"}`. `/sync` also waits for the run to finish and answers with
+//! the response a step set (the `respond` plugin), or else with the run itself.
 
 use super::{ApiError, ApiResult, AppState, Params};
+use crate::exec::SYNC_RESPONSE_KEY;
 use crate::flow::Trigger;
 use crate::metrics::Rejection;
-use crate::store::{Accepted, Environment, NewEvent, new_id};
+use crate::store::{Accepted, Environment, NewEvent, RunDetail, new_id};
 use crate::trigger::{self, verify};
+use crate::wasm::SyncResponse;
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -85,7 +88,31 @@ async fn receive_sync(
         .get_run(&run_id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("run {run_id} not found")))?;
+    if let Some(response) = sync_response(&run) {
+        return Ok(response);
+    }
     Ok(Json(json!(run)).into_response())
+}
+
+/// The response the run's last `respond` call set, as an HTTP response.
+fn sync_response(run: &RunDetail) -> Option<Response> {
+    let set = run.steps.iter().rev().find_map(|step| {
+        let value = step.detail.as_ref()?.get(SYNC_RESPONSE_KEY)?;
+        serde_json::from_value::<SyncResponse>(value.clone()).ok()
+    })?;
+    let mut response = Response::new(Body::from(set.body));
+    *response.status_mut() = StatusCode::from_u16(set.status).ok()?;
+    let headers = response.headers_mut();
+    for (name, value) in set.headers {
+        // Checked when the plugin set them; anything unparsable is dropped, not fatal.
+        if let (Ok(name), Ok(value)) = (
+            header::HeaderName::from_bytes(name.as_bytes()),
+            header::HeaderValue::from_str(&value),
+        ) {
+            headers.append(name, value);
+        }
+    }
+    Some(response)
 }
 
 async fn accept(

@@ -29,6 +29,8 @@ struct Cli {
     command: Command,
 }
 
+// Parsed once per process; boxing the big `serve` settings would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Start the server (webhook intake, workers and API).
@@ -552,7 +554,8 @@ async fn run_local(
     let sandbox = Arc::new(server::sandbox_with_plugins(None, 64 << 20, 4, plugins).await?);
     let flow = load_flow(file, &sandbox)
         .map_err(|problems| usage(format!("{}: {}", file.display(), problems.join("; "))))?;
-    let executor = Executor::new(sandbox, None);
+    let executor =
+        Executor::new(sandbox, None).with_memory(Arc::new(crate::memory::LocalMemory::default()));
     let scope = local_scope();
     let run_id = crate::store::new_id();
     let request = RunRequest {
@@ -629,7 +632,8 @@ async fn test_flow(
         let body = testrun::resolve_payload(&flow, &input).map_err(usage)?;
         let run_id = crate::store::new_id();
         let result = testrun::execute(
-            &Executor::new(sandbox, None),
+            &Executor::new(sandbox, None)
+                .with_memory(Arc::new(crate::memory::LocalMemory::default())),
             &local_scope(),
             &run_id,
             "local",

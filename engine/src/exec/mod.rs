@@ -5,6 +5,8 @@
 
 use crate::flow::hosts::HostPattern;
 use crate::flow::{ActionStep, Flow, RouterStep, Step, router, template};
+use crate::mail::{MailGrant, Mailer, RecipientPattern};
+use crate::memory::{FlowMemory, MemoryGrant};
 use crate::secrets::{self, REDACTED, Secrets};
 use crate::store::{Environment, RunStatus, Scope, StepKind, StepRecord, StepStatus};
 use crate::wasm::{Grants, Sandbox, StepContext, StepOutcome};
@@ -13,6 +15,10 @@ use serde_json::{Map, Value, json};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+/// Key in a step's `detail` holding the `/sync` response its plugin set (see
+/// [`crate::wasm::SyncResponse`]); the webhook API answers with the last one in the run.
+pub const SYNC_RESPONSE_KEY: &str = "response";
 
 /// Step deadline when a step sets none.
 pub const DEFAULT_STEP_TIMEOUT: Duration = Duration::from_secs(10);
@@ -50,6 +56,10 @@ pub struct Executor {
     secrets: Option<Arc<Secrets>>,
     /// `HOOKFLOW_DEV_ALLOW_LOCAL_DESTINATIONS`, read once.
     allow_local: bool,
+    /// The SMTP client behind the `mail` capability; `None` when e-mail is not configured.
+    mailer: Option<Arc<Mailer>>,
+    /// Where the `memory` capability keeps keys.
+    memory: Option<Arc<dyn FlowMemory>>,
 }
 
 /// State of one run while it executes.
@@ -73,7 +83,21 @@ impl Executor {
             sandbox,
             secrets,
             allow_local: crate::netguard::dev_allow_local(),
+            mailer: None,
+            memory: None,
         }
+    }
+
+    /// Lets steps remember keys across runs of their flow in `memory`.
+    pub fn with_memory(mut self, memory: Arc<dyn FlowMemory>) -> Executor {
+        self.memory = Some(memory);
+        self
+    }
+
+    /// Lets steps with `allowedRecipients` send e-mail through `mailer`.
+    pub fn with_mailer(mut self, mailer: Option<Arc<Mailer>>) -> Executor {
+        self.mailer = mailer;
+        self
     }
 
     /// The sandbox the executor runs plugins in.
@@ -251,6 +275,19 @@ impl Executor {
             ),
             secrets: granted,
             allow_local: self.allow_local,
+            mail: MailGrant {
+                mailer: self.mailer.clone(),
+                allowed_recipients: step
+                    .allowed_recipients
+                    .iter()
+                    .filter_map(|r| RecipientPattern::parse(r).ok())
+                    .collect(),
+            },
+            memory: self.memory.clone().map(|memory| MemoryGrant {
+                memory,
+                flow_id: state.req.flow_id.to_string(),
+                record: !test_run,
+            }),
         };
         let input_text = input.to_string();
         let timeout = step
@@ -262,6 +299,7 @@ impl Executor {
         let mut logs = Vec::new();
         let mut refused = Vec::new();
         let mut ended = None;
+        let mut response = None;
         // Attempts count across manual retries of the run, so a plugin sees how often it was tried.
         let earlier_attempts = state
             .prior
@@ -294,6 +332,7 @@ impl Executor {
             let (status, message, retryable) = match report.outcome {
                 StepOutcome::Succeeded { output } => {
                     ended = report.end_run;
+                    response = report.response;
                     break (StepStatus::Succeeded, Some(output), None);
                 }
                 StepOutcome::Failed { message, retryable } => {
@@ -333,6 +372,9 @@ impl Executor {
         }
         if let Some(reason) = &ended {
             detail.insert("endedRun".into(), json!(reason));
+        }
+        if let Some(response) = &response {
+            detail.insert(SYNC_RESPONSE_KEY.into(), json!(response));
         }
         // Nothing a plugin echoes back may leak a secret into the trace.
         let mut detail = Value::Object(detail);

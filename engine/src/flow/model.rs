@@ -102,6 +102,8 @@ pub enum WebhookAuth {
 }
 
 /// One step of a flow: either a branching router or a plugin action.
+// Built once per flow save and shared behind `Arc`; boxing actions would only add indirection.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "camelCase")]
 pub enum Step {
@@ -400,6 +402,14 @@ pub struct ActionStep {
         skip_serializing_if = "Vec::is_empty"
     )]
     pub allowed_hosts: Vec<String>,
+    /// Addresses this step may e-mail (`ops@example.com`, `*@example.com`,
+    /// `*@*.example.com`). None means no e-mail at all.
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub allowed_recipients: Vec<String>,
     /// Secret names granted to this step (`{{secrets.NAME}}` in its input, or the host call).
     #[serde(
         default,

@@ -783,9 +783,13 @@ impl Checker {
                 "continueOnFailure",
                 "timeoutMs",
                 "allowedHosts",
+                "allowedRecipients",
                 "secrets",
             ],
         );
+        self.string_list(path, obj, "allowedRecipients", |r| {
+            crate::mail::RecipientPattern::parse(r).map(|_| ())
+        });
         self.string_list(path, obj, "allowedHosts", |h| {
             crate::flow::hosts::HostPattern::parse(h).map(|_| ())
         });

@@ -21,6 +21,11 @@ pub const TEMPLATES: &[(&str, &str, &[&str])] = &[
         &["project.role.created", "project.role.updated"],
     ),
     (
+        "new-ip-sign-in-to-email",
+        include_str!("../../../templates/handlers/new-ip-sign-in-to-email.yaml"),
+        &["user.signed.in"],
+    ),
+    (
         "everything-to-splunk",
         include_str!("../../../templates/handlers/everything-to-splunk.yaml"),
         &[

@@ -3,11 +3,17 @@
 //! backend can implement the same trait and pass the same tests.
 
 pub mod audit;
+#[cfg(test)]
+mod conformance;
+#[cfg(feature = "postgres")]
+mod postgres;
 mod sqlite;
 mod sqlite_destinations;
 mod types;
 
 pub use audit::AuditDraft;
+#[cfg(feature = "postgres")]
+pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 pub use types::*;
 
@@ -158,6 +164,33 @@ pub trait Store: Send + Sync + 'static {
     async fn claim_deliveries(&self, limit: u32, lease_ms: i64) -> StoreResult<Vec<DueDelivery>>;
     /// Records an attempt, moves the entry on and updates the destination's health.
     async fn finish_delivery(&self, result: &DeliveryResult) -> StoreResult<()>;
+    /// Claims, for up to `destinations` destinations, up to `per_destination` consecutive due
+    /// entries from the head of each one's queue, in event order: a worker sends them one after
+    /// the other over one connection, so order holds and throughput does not hinge on one
+    /// database round trip per event. The default claims one entry per destination.
+    async fn claim_delivery_batches(
+        &self,
+        destinations: u32,
+        per_destination: u32,
+        lease_ms: i64,
+    ) -> StoreResult<Vec<DueDelivery>> {
+        let _ = per_destination;
+        self.claim_deliveries(destinations, lease_ms).await
+    }
+    /// Records a batch of attempts and hands `released` entries (claimed but not attempted,
+    /// because an earlier one in their batch failed) back to the queue. The default records
+    /// one at a time and leaves released entries to their lease expiry.
+    async fn finish_deliveries(
+        &self,
+        results: &[DeliveryResult],
+        released: &[String],
+    ) -> StoreResult<()> {
+        let _ = released;
+        for result in results {
+            self.finish_delivery(result).await?;
+        }
+        Ok(())
+    }
     /// Attempts for a destination, newest first.
     async fn list_deliveries(
         &self,
@@ -169,6 +202,10 @@ pub trait Store: Send + Sync + 'static {
 
     /// How many runs are in each live status, for `/metrics`.
     async fn queue_depth(&self) -> StoreResult<(i64, i64)>;
+
+    /// Records `key` in a flow's memory when `record` is set. True when the key was not
+    /// known before (atomically, across processes).
+    async fn remember_key(&self, flow_id: &str, key: &str, record: bool) -> StoreResult<bool>;
 }
 
 /// Current time as the store writes it: RFC 3339 UTC with milliseconds.

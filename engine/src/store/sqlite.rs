@@ -728,11 +728,28 @@ impl Store for SqliteStore {
     }
 
     async fn claim_deliveries(&self, limit: u32, lease_ms: i64) -> StoreResult<Vec<DueDelivery>> {
-        sqlite_destinations::claim(&self.writer, limit, lease_ms).await
+        sqlite_destinations::claim(&self.writer, limit, 1, lease_ms).await
     }
 
     async fn finish_delivery(&self, result: &DeliveryResult) -> StoreResult<()> {
-        sqlite_destinations::finish(&self.writer, result).await
+        sqlite_destinations::finish_batch(&self.writer, std::slice::from_ref(result), &[]).await
+    }
+
+    async fn claim_delivery_batches(
+        &self,
+        destinations: u32,
+        per_destination: u32,
+        lease_ms: i64,
+    ) -> StoreResult<Vec<DueDelivery>> {
+        sqlite_destinations::claim(&self.writer, destinations, per_destination, lease_ms).await
+    }
+
+    async fn finish_deliveries(
+        &self,
+        results: &[DeliveryResult],
+        released: &[String],
+    ) -> StoreResult<()> {
+        sqlite_destinations::finish_batch(&self.writer, results, released).await
     }
 
     async fn list_deliveries(
@@ -755,6 +772,27 @@ impl Store for SqliteStore {
         .fetch_one(&self.reader)
         .await?;
         Ok((row.get("queued"), row.get("running")))
+    }
+
+    async fn remember_key(&self, flow_id: &str, key: &str, record: bool) -> StoreResult<bool> {
+        if !record {
+            let known = sqlx::query("SELECT 1 FROM flow_memory WHERE flow_id = ? AND key = ?")
+                .bind(flow_id)
+                .bind(key)
+                .fetch_optional(&self.reader)
+                .await?;
+            return Ok(known.is_none());
+        }
+        let inserted = sqlx::query(
+            "INSERT INTO flow_memory (flow_id, key, created) VALUES (?, ?, ?) \
+             ON CONFLICT (flow_id, key) DO NOTHING",
+        )
+        .bind(flow_id)
+        .bind(key)
+        .bind(now_text())
+        .execute(&self.writer)
+        .await?;
+        Ok(inserted.rows_affected() == 1)
     }
 }
 
@@ -786,15 +824,16 @@ async fn write_loop(pool: SqlitePool, mut rx: mpsc::Receiver<Op>) {
         }
         let result = write_batch(&pool, &accepts, &finishes, &claims).await;
         match result {
-            Ok((accepted, finished, claimed)) => {
+            Ok((accepted, mut finished, claimed)) => {
                 for ((_, _, _, reply), runs) in claims.into_iter().zip(claimed) {
                     let _ = reply.send(Ok(runs));
                 }
                 for ((_, reply), answer) in accepts.into_iter().zip(accepted) {
                     let _ = reply.send(Ok(answer));
                 }
-                for ((outcome, reply), _) in finishes.into_iter().zip(0..) {
-                    let _ = reply.send(Ok(finished.contains(&outcome.run_id)));
+                // A run finished twice in one batch applied once: only the first request hears so.
+                for (outcome, reply) in finishes {
+                    let _ = reply.send(Ok(finished.remove(&outcome.run_id)));
                 }
             }
             Err(error) => {

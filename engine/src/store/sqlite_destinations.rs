@@ -146,106 +146,182 @@ pub async fn list(pool: &SqlitePool) -> StoreResult<Vec<DestinationRecord>> {
         .collect()
 }
 
-pub async fn claim(pool: &SqlitePool, limit: u32, lease_ms: i64) -> StoreResult<Vec<DueDelivery>> {
+/// Claims up to `per_destination` consecutive due entries from the head of up to
+/// `destinations` destinations' queues. An entry behind the head is taken only while every
+/// entry before it is taken too, so each destination still receives its events in order.
+pub async fn claim(
+    pool: &SqlitePool,
+    destinations: u32,
+    per_destination: u32,
+    lease_ms: i64,
+) -> StoreResult<Vec<DueDelivery>> {
     let now = chrono::Utc::now().timestamp_millis();
     let mut tx = pool.begin().await?;
-    // The head of each destination's queue, if it is due and nobody holds it.
-    let rows = sqlx::query(
-        "SELECT o.id AS outbox_id, o.payload, o.attempts, d.* FROM outbox o JOIN destinations d ON d.id = o.destination_id \
-         WHERE o.status = 'PENDING' AND d.enabled = TRUE AND (d.paused_until IS NULL OR d.paused_until <= ?) \
-           AND o.audit_seq = (SELECT MIN(o2.audit_seq) FROM outbox o2 WHERE o2.destination_id = o.destination_id AND o2.status = 'PENDING') \
-           AND o.next_attempt <= ? AND (o.lease_expires IS NULL OR o.lease_expires < ?) \
-         LIMIT ?",
+    let heads = sqlx::query(
+        "SELECT d.*, (SELECT MIN(o.audit_seq) FROM outbox o WHERE o.destination_id = d.id AND o.status = 'PENDING') AS head_seq \
+         FROM destinations d WHERE d.enabled = TRUE AND (d.paused_until IS NULL OR d.paused_until <= ?)",
     )
     .bind(now)
-    .bind(now)
-    .bind(now)
-    .bind(i64::from(limit))
     .fetch_all(&mut *tx)
     .await?;
-    if rows.is_empty() {
-        tx.commit().await?;
-        return Ok(Vec::new());
+    let mut claimed = Vec::new();
+    let mut ids = Vec::new();
+    let mut taken_destinations = 0;
+    for head in &heads {
+        let Some(head_seq) = head.try_get::<Option<i64>, _>("head_seq")? else {
+            continue;
+        };
+        if taken_destinations == destinations {
+            break;
+        }
+        let entries = sqlx::query(
+            "SELECT id, payload, attempts, next_attempt, lease_expires FROM outbox \
+             WHERE destination_id = ? AND status = 'PENDING' AND audit_seq >= ? ORDER BY audit_seq LIMIT ?",
+        )
+        .bind(head.try_get::<String, _>("id")?)
+        .bind(head_seq)
+        .bind(i64::from(per_destination.max(1)))
+        .fetch_all(&mut *tx)
+        .await?;
+        let due = entries.iter().take_while(|e| {
+            e.get::<i64, _>("next_attempt") <= now
+                && e.get::<Option<i64>, _>("lease_expires")
+                    .is_none_or(|l| l < now)
+        });
+        let mut any = false;
+        for entry in due {
+            let outbox_id: String = entry.try_get("id")?;
+            ids.push(outbox_id.clone());
+            claimed.push(DueDelivery {
+                outbox_id,
+                payload: entry.try_get("payload")?,
+                attempts: entry.try_get("attempts")?,
+                destination: destination(head)?,
+            });
+            any = true;
+        }
+        taken_destinations += u32::from(any);
     }
-    let mut q = QueryBuilder::<Sqlite>::new("UPDATE outbox SET lease_expires = ");
-    q.push_bind(now + lease_ms).push(" WHERE id IN (");
-    let mut sep = q.separated(", ");
-    for row in &rows {
-        sep.push_bind(row.try_get::<String, _>("outbox_id")?);
+    for chunk in ids.chunks(400) {
+        let mut q = QueryBuilder::<Sqlite>::new("UPDATE outbox SET lease_expires = ");
+        q.push_bind(now + lease_ms).push(" WHERE id IN (");
+        let mut sep = q.separated(", ");
+        for id in chunk {
+            sep.push_bind(id);
+        }
+        q.push(")");
+        q.build().execute(&mut *tx).await?;
     }
-    q.push(")");
-    q.build().execute(&mut *tx).await?;
     tx.commit().await?;
-    rows.iter()
-        .map(|r| {
-            Ok(DueDelivery {
-                outbox_id: r.try_get("outbox_id")?,
-                payload: r.try_get("payload")?,
-                attempts: r.try_get("attempts")?,
-                destination: destination(r)?,
-            })
-        })
-        .collect()
+    Ok(claimed)
 }
 
-pub async fn finish(pool: &SqlitePool, r: &DeliveryResult) -> StoreResult<()> {
+/// Records attempts in one transaction: attempt rows, outbox moves, each destination's health
+/// (its last result wins) and audit events for destinations this batch disabled. `released`
+/// entries lose their lease without an attempt.
+pub async fn finish_batch(
+    pool: &SqlitePool,
+    results: &[DeliveryResult],
+    released: &[String],
+) -> StoreResult<()> {
     let now = now_text();
     let mut tx = pool.begin().await?;
-    sqlx::query(
-        "INSERT INTO deliveries (id, destination_id, outbox_id, attempt, status_code, duration_ms, error, response_body, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(new_id())
-    .bind(&r.destination_id)
-    .bind(&r.outbox_id)
-    .bind(r.attempt)
-    .bind(r.status_code.map(i64::from))
-    .bind(r.duration_ms)
-    .bind(&r.error)
-    .bind(&r.response_body)
-    .bind(&now)
-    .execute(&mut *tx)
-    .await?;
-    let (status, next) = match r.next {
-        DeliveryNext::Delivered => ("DELIVERED", 0),
-        DeliveryNext::Retry { at_ms } => ("PENDING", at_ms),
-        DeliveryNext::Failed => ("FAILED", 0),
-    };
-    sqlx::query("UPDATE outbox SET status = ?, attempts = ?, next_attempt = ?, lease_expires = NULL WHERE id = ?")
-        .bind(status)
-        .bind(r.attempt)
-        .bind(next)
-        .bind(&r.outbox_id)
+    for chunk in results.chunks(200) {
+        let mut q = QueryBuilder::<Sqlite>::new(
+            "INSERT INTO deliveries (id, destination_id, outbox_id, attempt, status_code, duration_ms, error, response_body, created) ",
+        );
+        q.push_values(chunk, |mut b, r| {
+            b.push_bind(new_id())
+                .push_bind(&r.destination_id)
+                .push_bind(&r.outbox_id)
+                .push_bind(r.attempt)
+                .push_bind(r.status_code.map(i64::from))
+                .push_bind(r.duration_ms)
+                .push_bind(&r.error)
+                .push_bind(&r.response_body)
+                .push_bind(&now);
+        });
+        q.build().execute(&mut *tx).await?;
+    }
+    // Delivered entries move together; retries and failures (rare) one by one.
+    let (delivered, other): (Vec<&DeliveryResult>, Vec<&DeliveryResult>) = results
+        .iter()
+        .partition(|r| r.next == DeliveryNext::Delivered);
+    for chunk in delivered.chunks(400) {
+        let mut q = QueryBuilder::<Sqlite>::new(
+            "UPDATE outbox SET status = 'DELIVERED', attempts = attempts + 1, next_attempt = 0, lease_expires = NULL WHERE id IN (",
+        );
+        let mut sep = q.separated(", ");
+        for r in chunk {
+            sep.push_bind(&r.outbox_id);
+        }
+        q.push(")");
+        q.build().execute(&mut *tx).await?;
+    }
+    for r in other {
+        let (status, next) = match r.next {
+            DeliveryNext::Delivered => ("DELIVERED", 0),
+            DeliveryNext::Retry { at_ms } => ("PENDING", at_ms),
+            DeliveryNext::Failed => ("FAILED", 0),
+        };
+        sqlx::query("UPDATE outbox SET status = ?, attempts = ?, next_attempt = ?, lease_expires = NULL WHERE id = ?")
+            .bind(status)
+            .bind(r.attempt)
+            .bind(next)
+            .bind(&r.outbox_id)
+            .execute(&mut *tx)
+            .await?;
+    }
+    for chunk in released.chunks(400) {
+        let mut q =
+            QueryBuilder::<Sqlite>::new("UPDATE outbox SET lease_expires = NULL WHERE id IN (");
+        let mut sep = q.separated(", ");
+        for id in chunk {
+            sep.push_bind(id);
+        }
+        q.push(")");
+        q.build().execute(&mut *tx).await?;
+    }
+    let mut last_by_destination: Vec<&DeliveryResult> = Vec::new();
+    for r in results.iter().rev() {
+        if !last_by_destination
+            .iter()
+            .any(|l| l.destination_id == r.destination_id)
+        {
+            last_by_destination.push(r);
+        }
+    }
+    for r in last_by_destination {
+        sqlx::query(
+            "UPDATE destinations SET consecutive_failures = ?, failing_since = ?, paused_until = ?, \
+             enabled = CASE WHEN ? IS NULL THEN enabled ELSE FALSE END, disabled_reason = COALESCE(?, disabled_reason) WHERE id = ?",
+        )
+        .bind(r.consecutive_failures)
+        .bind(&r.failing_since)
+        .bind(r.paused_until)
+        .bind(&r.disable)
+        .bind(&r.disable)
+        .bind(&r.destination_id)
         .execute(&mut *tx)
         .await?;
-    sqlx::query(
-        "UPDATE destinations SET consecutive_failures = ?, failing_since = ?, paused_until = ?, \
-         enabled = CASE WHEN ? IS NULL THEN enabled ELSE FALSE END, disabled_reason = COALESCE(?, disabled_reason) WHERE id = ?",
-    )
-    .bind(r.consecutive_failures)
-    .bind(&r.failing_since)
-    .bind(r.paused_until)
-    .bind(&r.disable)
-    .bind(&r.disable)
-    .bind(&r.destination_id)
-    .execute(&mut *tx)
-    .await?;
-    if let Some(reason) = &r.disable
-        && let Some(row) = sqlx::query("SELECT * FROM destinations WHERE id = ?")
-            .bind(&r.destination_id)
-            .fetch_optional(&mut *tx)
-            .await?
-    {
-        let d = destination(&row)?;
-        let mut data = audit_data(&d);
-        data["reason"] = json!(reason);
-        let draft = AuditDraft::new(
-            &d.platform_id,
-            Some(&d.project_id),
-            &Actor::system(),
-            "destination.disabled",
-            data,
-        );
-        audit::append(&mut tx, &[draft]).await?;
+        if let Some(reason) = &r.disable
+            && let Some(row) = sqlx::query("SELECT * FROM destinations WHERE id = ?")
+                .bind(&r.destination_id)
+                .fetch_optional(&mut *tx)
+                .await?
+        {
+            let d = destination(&row)?;
+            let mut data = audit_data(&d);
+            data["reason"] = json!(reason);
+            let draft = AuditDraft::new(
+                &d.platform_id,
+                Some(&d.project_id),
+                &Actor::system(),
+                "destination.disabled",
+                data,
+            );
+            audit::append(&mut tx, &[draft]).await?;
+        }
     }
     tx.commit().await?;
     Ok(())

@@ -75,11 +75,21 @@ impl RetryPolicy {
     }
 }
 
-/// Runs until shutdown: claim due heads, deliver them concurrently (one per destination).
+/// Destinations served at once by one worker pass.
+const DESTINATIONS_PER_PASS: u32 = 32;
+/// Consecutive events sent to one destination per pass, one after the other on one connection.
+const EVENTS_PER_DESTINATION: u32 = 64;
+
+/// Runs until shutdown: claim a batch from the head of each destination's queue, send each
+/// batch in order (destinations concurrently), record the whole pass in one transaction.
 pub async fn run(destinations: Arc<Destinations>, mut shutdown: watch::Receiver<bool>) {
     loop {
         loop {
-            let due = match destinations.store().claim_deliveries(32, 60_000).await {
+            let due = match destinations
+                .store()
+                .claim_delivery_batches(DESTINATIONS_PER_PASS, EVENTS_PER_DESTINATION, 60_000)
+                .await
+            {
                 Ok(due) => due,
                 Err(error) => {
                     tracing::error!(%error, "claiming deliveries failed");
@@ -89,11 +99,22 @@ pub async fn run(destinations: Arc<Destinations>, mut shutdown: watch::Receiver<
             if due.is_empty() {
                 break;
             }
-            let sends = due.into_iter().map(|d| deliver(&destinations, d));
-            for result in futures::future::join_all(sends).await {
-                if let Err(error) = destinations.store().finish_delivery(&result).await {
-                    tracing::error!(%error, "recording a delivery failed; it will be retried when its lease expires");
-                }
+            let batches = by_destination(due);
+            let sends = batches
+                .into_iter()
+                .map(|batch| deliver_in_order(&destinations, batch));
+            let mut results = Vec::new();
+            let mut released = Vec::new();
+            for (done, skipped) in futures::future::join_all(sends).await {
+                results.extend(done);
+                released.extend(skipped);
+            }
+            if let Err(error) = destinations
+                .store()
+                .finish_deliveries(&results, &released)
+                .await
+            {
+                tracing::error!(%error, "recording deliveries failed; they will be retried when their leases expire");
             }
             if *shutdown.borrow() {
                 return;
@@ -105,6 +126,47 @@ pub async fn run(destinations: Arc<Destinations>, mut shutdown: watch::Receiver<
             _ = shutdown.changed() => return,
         }
     }
+}
+
+/// Splits claimed entries into per-destination batches, keeping their order.
+fn by_destination(due: Vec<DueDelivery>) -> Vec<Vec<DueDelivery>> {
+    let mut batches: Vec<Vec<DueDelivery>> = Vec::new();
+    for entry in due {
+        match batches
+            .iter_mut()
+            .find(|b| b[0].destination.id == entry.destination.id)
+        {
+            Some(batch) => batch.push(entry),
+            None => batches.push(vec![entry]),
+        }
+    }
+    batches
+}
+
+/// Sends one destination's batch in order and stops at the first failure, so a later event
+/// never overtakes an earlier one; the entries not attempted are returned for release.
+async fn deliver_in_order(
+    destinations: &Destinations,
+    batch: Vec<DueDelivery>,
+) -> (Vec<DeliveryResult>, Vec<String>) {
+    let mut results = Vec::with_capacity(batch.len());
+    let mut entries = batch.into_iter();
+    for mut due in entries.by_ref() {
+        // Health as of the previous result in this batch (a success resets it).
+        if let Some(last) = results.last() {
+            let last: &DeliveryResult = last;
+            due.destination.consecutive_failures = last.consecutive_failures;
+            due.destination.failing_since = last.failing_since.clone();
+        }
+        let result = deliver(destinations, due).await;
+        let delivered = result.next == DeliveryNext::Delivered;
+        results.push(result);
+        if !delivered {
+            break;
+        }
+    }
+    let released = entries.map(|e| e.outbox_id).collect();
+    (results, released)
 }
 
 async fn deliver(destinations: &Destinations, due: DueDelivery) -> DeliveryResult {

@@ -3,6 +3,8 @@
 
 use super::hookflow::plugin::log::{Host as LogHost, Level};
 use super::http::HttpPolicy;
+use crate::mail::{MailGrant, MailRequest};
+use crate::memory::MemoryGrant;
 use serde::Serialize;
 use std::collections::HashMap;
 use wasmtime::component::ResourceTable;
@@ -85,6 +87,67 @@ pub struct HostState {
     /// Granted secrets only: anything else reads as absent.
     secrets: HashMap<String, String>,
     end_run: Option<String>,
+    mail: MailGrant,
+    memory: Option<MemoryGrant>,
+    response: Option<SyncResponse>,
+}
+
+/// The HTTP answer a plugin set for a `/sync` webhook call (the `respond` plugin).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct SyncResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+/// Headers a `respond` call may not set: the server frames the response itself.
+const SERVER_OWNED_HEADERS: &[&str] = &[
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+    "upgrade",
+    "te",
+    "trailer",
+    "proxy-connection",
+];
+/// Headers one response may carry.
+const MAX_RESPONSE_HEADERS: usize = 50;
+/// Largest response body a plugin may set.
+const MAX_RESPONSE_BODY_BYTES: usize = 1 << 20;
+
+impl SyncResponse {
+    /// Checks a response a plugin asked for, saying what is wrong with a bad one.
+    fn check(self) -> Result<SyncResponse, String> {
+        if !(200..=599).contains(&self.status) {
+            return Err(format!("status {} is outside 200..=599", self.status));
+        }
+        if self.headers.len() > MAX_RESPONSE_HEADERS {
+            return Err(format!(
+                "{} headers, over the limit of {MAX_RESPONSE_HEADERS}",
+                self.headers.len()
+            ));
+        }
+        if self.body.len() > MAX_RESPONSE_BODY_BYTES {
+            return Err(format!(
+                "body is {} bytes, over the limit of {MAX_RESPONSE_BODY_BYTES}",
+                self.body.len()
+            ));
+        }
+        for (name, value) in &self.headers {
+            let lower = name.to_ascii_lowercase();
+            if ::http::HeaderName::from_bytes(lower.as_bytes()).is_err() {
+                return Err(format!("{name:?} is not a valid header name"));
+            }
+            if SERVER_OWNED_HEADERS.contains(&lower.as_str()) {
+                return Err(format!("header {name} is set by the server"));
+            }
+            if ::http::HeaderValue::from_str(value).is_err() {
+                return Err(format!("header {name} has an invalid value"));
+            }
+        }
+        Ok(self)
+    }
 }
 
 impl HostState {
@@ -92,6 +155,8 @@ impl HostState {
         limits: MemoryLimits,
         http_policy: HttpPolicy,
         secrets: HashMap<String, String>,
+        mail: MailGrant,
+        memory: Option<MemoryGrant>,
     ) -> Self {
         let stdio = MemoryOutputPipe::new(STDIO_CAPACITY);
         // No preopens, no environment, no arguments, no network: the builder grants nothing
@@ -111,6 +176,9 @@ impl HostState {
             http_policy,
             secrets,
             end_run: None,
+            mail,
+            memory,
+            response: None,
         }
     }
 
@@ -141,6 +209,11 @@ impl HostState {
     /// The reason the plugin asked to end the run, if it did.
     pub fn take_end_run(&mut self) -> Option<String> {
         self.end_run.take()
+    }
+
+    /// The `/sync` response the plugin set, if it did.
+    pub fn take_response(&mut self) -> Option<SyncResponse> {
+        self.response.take()
     }
 
     /// HTTP requests the policy refused, with the reason.
@@ -208,6 +281,59 @@ impl super::hookflow::plugin::control::Host for HostState {
         reason.truncate(MAX_LOG_LINE_BYTES);
         self.end_run = Some(reason);
         Ok(())
+    }
+
+    async fn respond(
+        &mut self,
+        response: super::hookflow::plugin::control::HttpResponse,
+    ) -> wasmtime::Result<Result<(), String>> {
+        let response = SyncResponse {
+            status: response.status,
+            headers: response.headers,
+            body: response.body,
+        };
+        Ok(response.check().map(|checked| {
+            self.response = Some(checked);
+        }))
+    }
+}
+
+impl super::hookflow::plugin::memory::Host for HostState {
+    async fn remember(&mut self, key: String) -> wasmtime::Result<Result<bool, String>> {
+        Ok(match &self.memory {
+            Some(memory) => memory.remember(&key).await,
+            None => Err("no flow memory is available here".into()),
+        })
+    }
+}
+
+impl super::hookflow::plugin::mail::Host for HostState {
+    async fn send(
+        &mut self,
+        message: super::hookflow::plugin::mail::Message,
+    ) -> wasmtime::Result<Result<String, super::hookflow::plugin::types::StepError>> {
+        let Some(mailer) = self.mail.mailer.clone() else {
+            return Ok(Err(super::hookflow::plugin::types::StepError {
+                message: "e-mail is not configured on this server (set HOOKFLOW_SMTP_URL)".into(),
+                retryable: false,
+            }));
+        };
+        let request = MailRequest {
+            from: message.from,
+            to: message.to,
+            cc: message.cc,
+            reply_to: message.reply_to,
+            subject: message.subject,
+            text: message.text,
+            html: message.html,
+        };
+        let result = mailer.send(&request, &self.mail.allowed_recipients).await;
+        Ok(
+            result.map_err(|e| super::hookflow::plugin::types::StepError {
+                message: e.message,
+                retryable: e.retryable,
+            }),
+        )
     }
 }
 

@@ -14,6 +14,8 @@ mod host;
 mod http;
 
 use crate::flow::hosts::HostPattern;
+use crate::mail::MailGrant;
+use crate::memory::MemoryGrant;
 use host::{HostState, MemoryLimits};
 use http::HttpPolicy;
 use serde::Serialize;
@@ -26,7 +28,7 @@ use tokio::sync::Semaphore;
 use wasmtime::component::{HasSelf, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap};
 
-pub use host::{LogLevel, LogLine};
+pub use host::{LogLevel, LogLine, SyncResponse};
 
 wasmtime::component::bindgen!({
     world: "plugin",
@@ -112,16 +114,23 @@ pub struct StepReport {
     pub end_run: Option<String>,
     /// Outbound requests the policy refused, with the reason.
     pub refused_requests: Vec<String>,
+    /// Set when the plugin set the `/sync` HTTP response (respond).
+    pub response: Option<SyncResponse>,
 }
 
-/// What the flow grants one step: hosts it may call and the secrets it may read.
-#[derive(Debug, Clone, Default)]
+/// What the flow grants one step: hosts it may call, the secrets it may read and whom it may
+/// e-mail.
+#[derive(Clone, Default)]
 pub struct Grants {
     pub allowed_hosts: Arc<Vec<HostPattern>>,
     /// Values of the granted secrets, by name.
     pub secrets: HashMap<String, String>,
     /// Development mode: plain HTTP and private addresses allowed.
     pub allow_local: bool,
+    /// The mailer (when the server has one) and the step's `allowedRecipients`.
+    pub mail: MailGrant,
+    /// The flow's memory; `None` where no memory is available.
+    pub memory: Option<MemoryGrant>,
 }
 
 /// Errors loading a plugin.
@@ -171,6 +180,8 @@ const GRANTED_IMPORT_PREFIXES: &[&str] = &[
     "hookflow:plugin/types@0.1.",
     "hookflow:plugin/secrets@0.1.",
     "hookflow:plugin/control@0.1.",
+    "hookflow:plugin/mail@0.1.",
+    "hookflow:plugin/memory@0.1.",
     "wasi:http/outgoing-handler@0.2.",
     "wasi:http/types@0.2.",
     "wasi:cli/",
@@ -335,6 +346,7 @@ impl Sandbox {
                 logs: Vec::new(),
                 end_run: None,
                 refused_requests: Vec::new(),
+                response: None,
             };
         };
         let _slot = self
@@ -374,11 +386,13 @@ impl Sandbox {
         let logs = state.take_logs();
         let end_run = state.take_end_run();
         let refused_requests = state.take_refusals();
+        let response = state.take_response();
         StepReport {
             outcome,
             logs,
             end_run,
             refused_requests,
+            response,
         }
     }
 
@@ -435,6 +449,8 @@ impl Sandbox {
             MemoryLimits::new(self.config.memory_limit),
             policy,
             grants.secrets.clone(),
+            grants.mail.clone(),
+            grants.memory.clone(),
         );
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| s.limits());
@@ -460,10 +476,16 @@ fn engine_config(config: &SandboxConfig, pooling: bool) -> Config {
         .memory_init_cow(true)
         .max_wasm_stack(512 << 10);
     if pooling {
+        // Core module instances one plugin instance may create. A Rust plugin creates 3; a
+        // Python one (componentize-py links CPython, libc and the WASI adapter as separate
+        // modules, plus shims) 38. The pool counts core instances, it does not reserve memory
+        // for them, so the total is sized for every slot running a plugin that large.
+        const CORE_INSTANCES_PER_PLUGIN: u32 = 64;
         let n = config.max_concurrency;
         let mut p = PoolingAllocationConfig::new();
         p.total_component_instances(n)
-            .total_core_instances(8 * n)
+            .total_core_instances(CORE_INSTANCES_PER_PLUGIN * n)
+            .max_core_instances_per_component(CORE_INSTANCES_PER_PLUGIN)
             .total_memories(2 * n)
             .total_tables(4 * n)
             .total_stacks(n)

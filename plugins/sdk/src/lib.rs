@@ -46,6 +46,7 @@ pub mod bindings {
 
 pub mod http;
 pub mod input;
+pub mod mail;
 
 use bindings::hookflow::plugin::control as wit_control;
 use bindings::hookflow::plugin::log as wit_log;
@@ -234,6 +235,25 @@ pub fn secret(name: &str) -> Option<String> {
 /// and later steps do not run. The step itself still returns its output normally.
 pub fn end_run(reason: &str) {
     wit_control::end_run(reason);
+}
+
+/// Sets the HTTP response that a `/sync` webhook caller receives once the run finishes. The
+/// last call in a run wins. The host refuses a status outside 200..=599 and headers it owns
+/// (`content-length`, `transfer-encoding`, `connection`, ...), with a message saying which.
+pub fn respond(status: u16, headers: &[(String, String)], body: &str) -> Result<(), StepError> {
+    wit_control::respond(&wit_control::HttpResponse {
+        status,
+        headers: headers.to_vec(),
+        body: body.to_string(),
+    })
+    .map_err(StepError::fatal)
+}
+
+/// Records `key` in the flow's durable memory, shared by all its runs. Returns true the first
+/// time a key is seen ("sign-in from a new IP"). Test runs record nothing, so a test run
+/// answers whether the key is unknown without changing that.
+pub fn remember(key: &str) -> Result<bool, StepError> {
+    bindings::hookflow::plugin::memory::remember(key).map_err(StepError::retryable)
 }
 
 /// Glue between [`Plugin`] and the generated bindings, used by [`export_plugin!`].

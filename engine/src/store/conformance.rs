@@ -1,0 +1,1643 @@
+//! The backend-agnostic store suite: every scenario is written once against [`DynStore`] and runs
+//! on SQLite (always, on a temporary file) and on PostgreSQL (with the `postgres` feature, in a
+//! fresh database per test that is dropped afterwards).
+//!
+//! PostgreSQL tests connect to `HOOKFLOW_TEST_POSTGRES_URL`, by default
+//! `postgres://postgres@127.0.0.1:5432/postgres`, and need the right to create databases.
+//!
+//! Scenarios that are about several processes sharing a database use [`Harness::peer`]: on
+//! PostgreSQL that is a second, independent `PostgresStore` (its own pool and batch writers) on
+//! the same database, as another server process would have; on SQLite, where one process owns
+//! the database, it is the same store.
+
+use super::*;
+use crate::audit::verify;
+use serde_json::json;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::Duration;
+
+/// No scenario may take longer than this; a hang fails the test instead of blocking the run.
+const SCENARIO_LIMIT: Duration = Duration::from_secs(120);
+
+// ---------------------------------------------------------------------------------------------
+// Harness
+// ---------------------------------------------------------------------------------------------
+
+/// One backend under test, with whatever keeps its database alive.
+pub struct Harness {
+    store: DynStore,
+    #[cfg(feature = "postgres")]
+    postgres: Option<pg::TempDatabase>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Harness {
+    async fn sqlite() -> Harness {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("hookflow.db");
+        let store = SqliteStore::open(path.to_str().expect("utf-8 path"), false)
+            .await
+            .expect("open sqlite store");
+        Harness {
+            store: Arc::new(store),
+            #[cfg(feature = "postgres")]
+            postgres: None,
+            _dir: Some(dir),
+        }
+    }
+
+    #[cfg(feature = "postgres")]
+    async fn postgres() -> Harness {
+        let database = pg::TempDatabase::create().await;
+        let store = PostgresStore::open(&database.url)
+            .await
+            .expect("open postgres store");
+        Harness {
+            store: Arc::new(store),
+            postgres: Some(database),
+            _dir: None,
+        }
+    }
+
+    /// A second handle on the same database, as another server process would have.
+    async fn peer(&self) -> DynStore {
+        #[cfg(feature = "postgres")]
+        if let Some(database) = &self.postgres {
+            let store = PostgresStore::open(&database.url)
+                .await
+                .expect("open second postgres store");
+            return Arc::new(store);
+        }
+        self.store.clone()
+    }
+}
+
+#[cfg(feature = "postgres")]
+mod pg {
+    use sqlx::{Connection, Executor, PgConnection};
+
+    /// A database created for one test and dropped (connections and all) when the test ends,
+    /// also when it fails.
+    pub struct TempDatabase {
+        admin_url: String,
+        name: String,
+        pub url: String,
+    }
+
+    fn admin_url() -> String {
+        std::env::var("HOOKFLOW_TEST_POSTGRES_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+    }
+
+    impl TempDatabase {
+        pub async fn create() -> TempDatabase {
+            let admin_url = admin_url();
+            let name = format!("hookflow_test_{}", uuid::Uuid::new_v4().simple());
+            let mut admin = PgConnection::connect(&admin_url)
+                .await
+                .expect("connect to PostgreSQL (set HOOKFLOW_TEST_POSTGRES_URL)");
+            admin
+                .execute(format!("CREATE DATABASE \"{name}\"").as_str())
+                .await
+                .expect("create test database");
+            let _ = admin.close().await;
+            let base = admin_url
+                .rsplit_once('/')
+                .map(|(base, _)| base.to_string())
+                .expect("database url with a path");
+            TempDatabase {
+                url: format!("{base}/{name}"),
+                admin_url,
+                name,
+            }
+        }
+    }
+
+    impl Drop for TempDatabase {
+        fn drop(&mut self) {
+            let admin_url = self.admin_url.clone();
+            let statement = format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.name);
+            // Drop runs inside the test's runtime: do the async cleanup on a thread of its own.
+            let dropped = std::thread::spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(|e| e.to_string())?;
+                runtime.block_on(async {
+                    let mut admin = PgConnection::connect(&admin_url)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    admin
+                        .execute(statement.as_str())
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    Ok::<_, String>(())
+                })
+            })
+            .join();
+            if let Ok(Err(error)) = dropped {
+                eprintln!("could not drop test database {}: {error}", self.name);
+            }
+        }
+    }
+}
+
+/// Declares each scenario once per backend: `on_sqlite::<name>` and `on_postgres::<name>`.
+macro_rules! conformance {
+    ($($name:ident),+ $(,)?) => {
+        mod on_sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    let harness = super::Harness::sqlite().await;
+                    tokio::time::timeout(super::SCENARIO_LIMIT, super::$name(harness))
+                        .await
+                        .expect("scenario timed out");
+                }
+            )+
+        }
+        #[cfg(feature = "postgres")]
+        mod on_postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    let harness = super::Harness::postgres().await;
+                    tokio::time::timeout(super::SCENARIO_LIMIT, super::$name(harness))
+                        .await
+                        .expect("scenario timed out");
+                }
+            )+
+        }
+    };
+}
+
+conformance!(
+    flows_crud_and_cursors,
+    accept_event_dedups,
+    concurrent_duplicates_make_one_run,
+    concurrent_claims_never_share_a_run,
+    leases_renew_release_and_expire,
+    finish_applies_once_and_only_for_the_owner,
+    retry_keeps_steps_and_requeues,
+    record_finished_run_and_list_runs,
+    secrets_round_trip,
+    audit_chain_filters_and_retention,
+    concurrent_audit_appends_keep_one_chain,
+    destinations_crud_and_outbox,
+    concurrent_delivery_claims_share_nothing,
+    delivery_batches_keep_order,
+    flow_memory_first_sighting,
+);
+
+// ---------------------------------------------------------------------------------------------
+// Fixtures
+// ---------------------------------------------------------------------------------------------
+
+fn scope() -> Scope {
+    Scope {
+        platform_id: "default".into(),
+        project_id: "default".into(),
+    }
+}
+
+fn actor() -> Actor {
+    Actor {
+        user_id: Some("user-1".into()),
+        user_email: Some("ops@example.com".into()),
+        ip: Some("192.0.2.7".into()),
+    }
+}
+
+async fn flow(store: &DynStore, name: &str) -> FlowRecord {
+    store
+        .create_flow(
+            &actor(),
+            &scope(),
+            name,
+            &json!({"trigger": {"type": "webhook"}, "steps": []}),
+        )
+        .await
+        .expect("create flow")
+}
+
+fn event(flow_id: &str, key: Option<&str>) -> NewEvent {
+    NewEvent {
+        event_id: new_id(),
+        run_id: new_id(),
+        flow_id: flow_id.to_string(),
+        flow_version: 1,
+        scope: scope(),
+        event_key: key.map(str::to_string),
+        environment: Environment::Production,
+        headers: json!({"content-type": "application/json"}),
+        body: json!({"id": key, "data": {"n": 1}}).to_string(),
+    }
+}
+
+async fn accept_new(store: &DynStore, flow_id: &str, key: Option<&str>) -> String {
+    match store
+        .accept_event(event(flow_id, key))
+        .await
+        .expect("accept")
+    {
+        Accepted::New { run_id } => run_id,
+        other => panic!("expected a new run, got {other:?}"),
+    }
+}
+
+fn step(name: &str, seq: i64, status: StepStatus) -> StepRecord {
+    StepRecord {
+        name: name.to_string(),
+        seq,
+        kind: StepKind::Action,
+        status,
+        input: Some(json!({"in": name})),
+        output: (status == StepStatus::Succeeded).then(|| json!({"out": seq})),
+        error: (status == StepStatus::Failed).then(|| "boom".to_string()),
+        attempts: 1,
+        duration_ms: 1.5,
+        detail: None,
+    }
+}
+
+fn outcome(run_id: &str, owner: &str, status: RunStatus, steps: Vec<StepRecord>) -> RunOutcome {
+    RunOutcome {
+        run_id: run_id.to_string(),
+        owner: owner.to_string(),
+        status,
+        error: (status == RunStatus::Failed).then(|| "step b failed".to_string()),
+        duration_ms: 12.4,
+        steps,
+    }
+}
+
+/// Audit envelopes with one of `actions`, newest first (all pages).
+async fn audit_events(store: &DynStore, actions: &[&str]) -> Vec<Value> {
+    let mut all = Vec::new();
+    let mut cursor = None;
+    for _ in 0..100 {
+        let page = store
+            .list_audit(&AuditFilter {
+                limit: 100,
+                cursor: cursor.take(),
+                actions: actions.iter().map(|a| a.to_string()).collect(),
+                ..AuditFilter::default()
+            })
+            .await
+            .expect("list audit");
+        all.extend(page.data);
+        match page.next {
+            Some(next) => cursor = Cursor::decode(&next),
+            None => return all,
+        }
+    }
+    panic!("audit log did not end within 100 pages");
+}
+
+async fn assert_chain_verifies(store: &DynStore) -> u64 {
+    match verify(store).await.expect("read chain") {
+        Ok(count) => count,
+        Err(broken) => panic!("audit chain broken: {broken:?}"),
+    }
+}
+
+fn destination(id: &str, events: &[&str]) -> DestinationRecord {
+    let now = now_text();
+    DestinationRecord {
+        id: id.to_string(),
+        platform_id: "default".into(),
+        project_id: "default".into(),
+        name: format!("dest {id}"),
+        url: "https://example.com/hook".into(),
+        events: events.iter().map(|e| e.to_string()).collect(),
+        enabled: true,
+        content_type: "application/json".into(),
+        headers: vec![("x-team".into(), "sealed:abc".into())],
+        token: "sealed:token".into(),
+        secrets: vec![SealedSecret {
+            sealed: "sealed:secret".into(),
+            expires: None,
+        }],
+        disabled_reason: None,
+        failing_since: None,
+        paused_until: None,
+        consecutive_failures: 0,
+        created: now.clone(),
+        updated: now,
+    }
+}
+
+fn delivery(due: &DueDelivery, next: DeliveryNext, disable: Option<&str>) -> DeliveryResult {
+    DeliveryResult {
+        outbox_id: due.outbox_id.clone(),
+        destination_id: due.destination.id.clone(),
+        attempt: due.attempts + 1,
+        status_code: Some(if next == DeliveryNext::Delivered {
+            200
+        } else {
+            503
+        }),
+        duration_ms: 3.0,
+        error: (next != DeliveryNext::Delivered).then(|| "unavailable".to_string()),
+        response_body: Some("ok".into()),
+        next,
+        consecutive_failures: 0,
+        failing_since: None,
+        paused_until: None,
+        disable: disable.map(str::to_string),
+    }
+}
+
+fn payload_action(due: &DueDelivery) -> String {
+    let body: Value = serde_json::from_str(&due.payload).expect("payload is JSON");
+    body["action"].as_str().unwrap_or_default().to_string()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Flows
+// ---------------------------------------------------------------------------------------------
+
+async fn flows_crud_and_cursors(h: Harness) {
+    let store = &h.store;
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        ids.push(flow(store, &format!("flow {i}")).await.id);
+    }
+    let mut newest_first = ids.clone();
+    newest_first.sort();
+    newest_first.reverse();
+
+    let page1 = store.list_flows(2, None).await.expect("page 1");
+    let names = |p: &Page<FlowRecord>| p.data.iter().map(|f| f.id.clone()).collect::<Vec<_>>();
+    assert_eq!(names(&page1), newest_first[..2]);
+    assert!(page1.previous.is_none());
+    let page2 = store
+        .list_flows(
+            2,
+            Cursor::decode(page1.next.as_deref().expect("page 1 has next")),
+        )
+        .await
+        .expect("page 2");
+    assert_eq!(names(&page2), newest_first[2..4]);
+    assert!(page2.previous.is_some());
+    let page3 = store
+        .list_flows(
+            2,
+            Cursor::decode(page2.next.as_deref().expect("page 2 has next")),
+        )
+        .await
+        .expect("page 3");
+    assert_eq!(names(&page3), newest_first[4..]);
+    assert!(page3.next.is_none());
+    let back = store
+        .list_flows(
+            2,
+            Cursor::decode(page2.previous.as_deref().expect("previous")),
+        )
+        .await
+        .expect("back to page 1");
+    assert_eq!(names(&back), newest_first[..2]);
+    assert!(
+        back.previous.is_none(),
+        "nothing is newer than the first page"
+    );
+    assert!(back.next.is_some());
+
+    let first = &ids[0];
+    let updated = store
+        .update_flow(&actor(), first, "renamed", &json!({"v": 2}))
+        .await
+        .expect("update");
+    assert_eq!((updated.version, updated.name.as_str()), (2, "renamed"));
+    assert_eq!(updated.definition, json!({"v": 2}));
+    let current = store.get_flow(first).await.expect("get").expect("exists");
+    assert_eq!((current.version, current.definition), (2, json!({"v": 2})));
+    let v1 = store
+        .get_flow_version(first, 1)
+        .await
+        .expect("v1")
+        .expect("v1 exists");
+    assert_eq!(v1.definition["trigger"]["type"], "webhook");
+    assert!(
+        store
+            .get_flow_version(first, 3)
+            .await
+            .expect("v3")
+            .is_none()
+    );
+    assert!(matches!(
+        store
+            .update_flow(&actor(), "no-such-flow", "x", &json!({}))
+            .await,
+        Err(StoreError::NotFound(_))
+    ));
+
+    let gone = &ids[1];
+    assert!(store.delete_flow(&actor(), gone).await.expect("delete"));
+    assert!(
+        !store
+            .delete_flow(&actor(), gone)
+            .await
+            .expect("delete again")
+    );
+    assert!(store.get_flow(gone).await.expect("get deleted").is_none());
+    assert!(
+        store
+            .get_flow_version(gone, 1)
+            .await
+            .expect("old version")
+            .is_some()
+    );
+    assert!(matches!(
+        store.update_flow(&actor(), gone, "x", &json!({})).await,
+        Err(StoreError::NotFound(_))
+    ));
+    let all = store.list_flows(10, None).await.expect("list");
+    assert_eq!(all.data.len(), 4);
+    assert!(all.data.iter().all(|f| &f.id != gone));
+
+    let created = audit_events(store, &["flow.created"]).await;
+    assert_eq!(created.len(), 5);
+    let updated = audit_events(store, &["flow.updated"]).await;
+    assert_eq!(updated.len(), 1);
+    assert_eq!(updated[0]["data"]["flow"]["version"], 2);
+    assert_eq!(updated[0]["userId"], "user-1");
+    let deleted = audit_events(store, &["flow.deleted"]).await;
+    assert_eq!(deleted.len(), 1);
+    assert_eq!(deleted[0]["data"]["flow"]["id"], gone.as_str());
+    // The envelope has the same fields, in the same order, on every backend.
+    let keys: Vec<&str> = deleted[0]
+        .as_object()
+        .expect("envelope object")
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            "id",
+            "created",
+            "updated",
+            "platformId",
+            "projectId",
+            "userId",
+            "userEmail",
+            "ip",
+            "action",
+            "data"
+        ]
+    );
+    assert_chain_verifies(store).await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Intake
+// ---------------------------------------------------------------------------------------------
+
+async fn accept_event_dedups(h: Harness) {
+    let store = &h.store;
+    let a = flow(store, "a").await.id;
+    let b = flow(store, "b").await.id;
+    let first = event(&a, Some("evt-1"));
+    let first_run = first.run_id.clone();
+    assert_eq!(
+        store.accept_event(first.clone()).await.expect("accept"),
+        Accepted::New {
+            run_id: first_run.clone()
+        }
+    );
+    let again = event(&a, Some("evt-1"));
+    let again_run = again.run_id.clone();
+    assert_eq!(
+        store.accept_event(again).await.expect("accept duplicate"),
+        Accepted::Duplicate {
+            run_id: first_run.clone()
+        }
+    );
+    assert!(store.get_run(&again_run).await.expect("get").is_none());
+    // No key never deduplicates; the same key on another flow is another event.
+    accept_new(store, &a, None).await;
+    accept_new(store, &a, None).await;
+    accept_new(store, &b, Some("evt-1")).await;
+
+    let run = store.get_run(&first_run).await.expect("get").expect("run");
+    assert_eq!(run.summary.status, RunStatus::Queued);
+    assert_eq!(run.summary.attempt, 0);
+    assert_eq!(run.summary.event_id, first.event_id);
+    assert_eq!(run.summary.flow_id, a);
+    assert!(run.summary.created.ends_with('Z') && run.summary.created.len() == 24);
+    assert_eq!(run.trigger["body"]["id"], "evt-1");
+    assert_eq!(run.trigger["headers"]["content-type"], "application/json");
+    assert!(run.steps.is_empty());
+
+    let runs = store
+        .list_runs(&RunFilter {
+            flow_id: Some(a.clone()),
+            limit: 10,
+            ..RunFilter::default()
+        })
+        .await
+        .expect("list");
+    assert_eq!(runs.data.len(), 3);
+    assert_eq!(store.queue_depth().await.expect("depth"), (4, 0));
+}
+
+async fn concurrent_duplicates_make_one_run(h: Harness) {
+    let store = h.store.clone();
+    let peer = h.peer().await;
+    let flow_id = flow(&store, "dup").await.id;
+    let mut tasks = Vec::new();
+    for i in 0..40 {
+        let target = if i % 2 == 0 {
+            store.clone()
+        } else {
+            peer.clone()
+        };
+        let e = event(&flow_id, Some("same-event"));
+        tasks.push(tokio::spawn(async move { target.accept_event(e).await }));
+    }
+    let mut new_runs = Vec::new();
+    let mut duplicates = Vec::new();
+    for task in tasks {
+        match task.await.expect("task").expect("accept") {
+            Accepted::New { run_id } => new_runs.push(run_id),
+            Accepted::Duplicate { run_id } => duplicates.push(run_id),
+        }
+    }
+    assert_eq!(new_runs.len(), 1, "exactly one delivery creates the run");
+    assert_eq!(duplicates.len(), 39);
+    assert!(duplicates.iter().all(|r| *r == new_runs[0]));
+
+    // Distinct events accepted concurrently are all kept.
+    let mut tasks = Vec::new();
+    for i in 0..40 {
+        let target = if i % 2 == 0 {
+            store.clone()
+        } else {
+            peer.clone()
+        };
+        let e = event(&flow_id, Some(&format!("distinct-{i}")));
+        tasks.push(tokio::spawn(async move { target.accept_event(e).await }));
+    }
+    for task in tasks {
+        assert!(matches!(
+            task.await.expect("task").expect("accept"),
+            Accepted::New { .. }
+        ));
+    }
+    let runs = store
+        .list_runs(&RunFilter {
+            flow_id: Some(flow_id),
+            limit: 100,
+            ..RunFilter::default()
+        })
+        .await
+        .expect("list");
+    assert_eq!(runs.data.len(), 41);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Queue
+// ---------------------------------------------------------------------------------------------
+
+async fn concurrent_claims_never_share_a_run(h: Harness) {
+    let store = h.store.clone();
+    let peer = h.peer().await;
+    let flow_id = flow(&store, "claims").await.id;
+    let mut queued = HashSet::new();
+    for i in 0..60 {
+        queued.insert(accept_new(&store, &flow_id, Some(&format!("e{i}"))).await);
+    }
+    let claimer = |target: DynStore, owner: &'static str| {
+        tokio::spawn(async move {
+            let mut mine = Vec::new();
+            for _ in 0..200 {
+                let batch = target.claim_runs(owner, 4, 60_000).await.expect("claim");
+                if batch.is_empty() {
+                    break;
+                }
+                mine.extend(batch);
+            }
+            mine
+        })
+    };
+    let (a, b) = tokio::join!(claimer(store.clone(), "owner-a"), claimer(peer, "owner-b"));
+    let (a, b) = (a.expect("task a"), b.expect("task b"));
+    let mut seen = HashSet::new();
+    for run in a.iter().chain(&b) {
+        assert!(seen.insert(run.id.clone()), "run {} claimed twice", run.id);
+        assert_eq!(run.attempt, 1);
+        assert_eq!(run.flow_id, flow_id);
+        assert!(run.prior_steps.is_empty());
+        let body: Value = serde_json::from_str(&run.event_body).expect("body");
+        assert!(body["id"].as_str().is_some_and(|k| k.starts_with('e')));
+        assert_eq!(run.event_headers["content-type"], "application/json");
+    }
+    assert_eq!(seen, queued, "every queued run is claimed once");
+    assert_eq!(store.queue_depth().await.expect("depth"), (0, 60));
+    let started = audit_events(&store, &["flow.run.started"]).await;
+    assert_eq!(started.len(), 60);
+    assert_eq!(started[0]["data"]["flowRun"]["status"], "RUNNING");
+    assert_eq!(started[0]["data"]["flowRun"]["flowDisplayName"], "claims");
+    assert_chain_verifies(&store).await;
+}
+
+async fn leases_renew_release_and_expire(h: Harness) {
+    let store = h.store.clone();
+    let peer = h.peer().await;
+    let flow_id = flow(&store, "leases").await.id;
+    for i in 0..3 {
+        accept_new(&store, &flow_id, Some(&format!("l{i}"))).await;
+    }
+    let claimed = store.claim_runs("a", 2, 60_000).await.expect("claim");
+    assert_eq!(claimed.len(), 2);
+    assert_eq!(store.renew_leases("a", 60_000).await.expect("renew"), 2);
+    assert_eq!(
+        store.renew_leases("b", 60_000).await.expect("renew other"),
+        0
+    );
+    assert_eq!(store.requeue_expired().await.expect("nothing expired"), 0);
+    assert_eq!(store.release_leases("a").await.expect("release"), 2);
+    assert_eq!(store.queue_depth().await.expect("depth"), (3, 0));
+
+    // A lease that is already over: every sweeper together re-queues each run once.
+    let expired = store.claim_runs("a", 10, -1_000).await.expect("claim");
+    assert_eq!(expired.len(), 3);
+    let (x, y) = tokio::join!(store.requeue_expired(), peer.requeue_expired());
+    assert_eq!(x.expect("sweep") + y.expect("sweep"), 3);
+    assert_eq!(store.queue_depth().await.expect("depth"), (3, 0));
+    let lost = &expired[0];
+    let finished = store
+        .finish_run(outcome(&lost.id, "a", RunStatus::Succeeded, vec![]))
+        .await
+        .expect("finish");
+    assert!(!finished, "a finish after the lease was lost is ignored");
+
+    let reclaimed = store.claim_runs("b", 10, 60_000).await.expect("reclaim");
+    assert_eq!(reclaimed.len(), 3);
+    assert!(reclaimed.iter().all(|r| r.attempt >= 2));
+    assert_eq!(store.requeue_all_running().await.expect("requeue all"), 3);
+    assert_eq!(store.queue_depth().await.expect("depth"), (3, 0));
+    let run = store.get_run(&lost.id).await.expect("get").expect("run");
+    assert_eq!(run.summary.status, RunStatus::Queued);
+    assert!(
+        run.summary.started.is_some(),
+        "the first start time is kept"
+    );
+}
+
+async fn finish_applies_once_and_only_for_the_owner(h: Harness) {
+    let store = h.store.clone();
+    let peer = h.peer().await;
+    let flow_id = flow(&store, "finish").await.id;
+    let run_id = accept_new(&store, &flow_id, Some("f1")).await;
+    let claimed = store.claim_runs("owner", 1, 60_000).await.expect("claim");
+    assert_eq!(claimed.len(), 1);
+
+    let intruder = outcome(&run_id, "someone-else", RunStatus::Failed, vec![]);
+    assert!(
+        !store
+            .finish_run(intruder)
+            .await
+            .expect("finish by non-owner")
+    );
+    let run = store.get_run(&run_id).await.expect("get").expect("run");
+    assert_eq!(run.summary.status, RunStatus::Running);
+
+    let steps = vec![
+        step("a", 0, StepStatus::Succeeded),
+        step("b", 1, StepStatus::Succeeded),
+    ];
+    let done = outcome(&run_id, "owner", RunStatus::Succeeded, steps.clone());
+    let (x, y) = tokio::join!(
+        store.finish_run(done.clone()),
+        peer.finish_run(done.clone())
+    );
+    let applied = [x.expect("finish"), y.expect("finish")];
+    assert_eq!(
+        applied.iter().filter(|a| **a).count(),
+        1,
+        "exactly one finish applies"
+    );
+    assert!(!store.finish_run(done).await.expect("finish again"));
+
+    let run = store.get_run(&run_id).await.expect("get").expect("run");
+    assert_eq!(run.summary.status, RunStatus::Succeeded);
+    assert!(run.summary.finished.is_some());
+    assert_eq!(run.summary.duration_ms, Some(12.4));
+    assert_eq!(run.steps, steps);
+    let finished = audit_events(&store, &["flow.run.finished"]).await;
+    assert_eq!(finished.len(), 1);
+    assert_eq!(finished[0]["data"]["flowRun"]["status"], "SUCCEEDED");
+    assert_eq!(finished[0]["data"]["flowRun"]["duration"], 12);
+
+    // Many finishes at once (one group commit or several) all apply.
+    for i in 0..30 {
+        accept_new(&store, &flow_id, Some(&format!("many-{i}"))).await;
+    }
+    let claimed = store.claim_runs("owner", 30, 60_000).await.expect("claim");
+    assert_eq!(claimed.len(), 30);
+    let mut tasks = Vec::new();
+    for (i, run) in claimed.into_iter().enumerate() {
+        let target = if i % 2 == 0 {
+            store.clone()
+        } else {
+            peer.clone()
+        };
+        let o = outcome(
+            &run.id,
+            "owner",
+            RunStatus::Succeeded,
+            vec![step("a", 0, StepStatus::Succeeded)],
+        );
+        tasks.push(tokio::spawn(async move { target.finish_run(o).await }));
+    }
+    for task in tasks {
+        assert!(task.await.expect("task").expect("finish"));
+    }
+    assert_eq!(store.queue_depth().await.expect("depth"), (0, 0));
+    assert_eq!(audit_events(&store, &["flow.run.finished"]).await.len(), 31);
+    assert_chain_verifies(&store).await;
+}
+
+async fn retry_keeps_steps_and_requeues(h: Harness) {
+    let store = &h.store;
+    let flow_id = flow(store, "retry").await.id;
+    let run_id = accept_new(store, &flow_id, Some("r1")).await;
+    assert!(matches!(
+        store.retry_run(&actor(), &run_id).await,
+        Err(StoreError::Conflict(_))
+    ));
+    store.claim_runs("w", 1, 60_000).await.expect("claim");
+    let steps = vec![
+        step("a", 0, StepStatus::Succeeded),
+        step("b", 1, StepStatus::Failed),
+    ];
+    assert!(
+        store
+            .finish_run(outcome(&run_id, "w", RunStatus::Failed, steps.clone()))
+            .await
+            .expect("finish")
+    );
+
+    let summary = store.retry_run(&actor(), &run_id).await.expect("retry");
+    assert_eq!(summary.status, RunStatus::Queued);
+    assert_eq!(summary.attempt, 1);
+    assert!(summary.finished.is_none() && summary.error.is_none());
+    assert!(matches!(
+        store.retry_run(&actor(), &run_id).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(matches!(
+        store.retry_run(&actor(), "no-such-run").await,
+        Err(StoreError::NotFound(_))
+    ));
+    let retried = audit_events(store, &["flow.run.retried"]).await;
+    assert_eq!(retried.len(), 1);
+    assert_eq!(retried[0]["data"]["flowRun"]["attempt"], 2);
+    assert_eq!(retried[0]["userEmail"], "ops@example.com");
+
+    let claimed = store
+        .claim_runs("w2", 5, 60_000)
+        .await
+        .expect("claim again");
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(claimed[0].attempt, 2);
+    assert_eq!(claimed[0].prior_steps, steps);
+    let fixed = vec![step("b", 1, StepStatus::Succeeded)];
+    assert!(
+        store
+            .finish_run(outcome(&run_id, "w2", RunStatus::Succeeded, fixed))
+            .await
+            .expect("finish")
+    );
+    let run = store.get_run(&run_id).await.expect("get").expect("run");
+    assert_eq!(run.summary.status, RunStatus::Succeeded);
+    assert_eq!(run.steps.len(), 2);
+    assert_eq!(run.steps[0], steps[0], "the succeeded step is kept");
+    assert_eq!(
+        run.steps[1].status,
+        StepStatus::Succeeded,
+        "the re-run step is replaced"
+    );
+}
+
+async fn record_finished_run_and_list_runs(h: Harness) {
+    let store = &h.store;
+    let flow_id = flow(store, "tests").await.id;
+    let mut ids = Vec::new();
+    for status in [
+        RunStatus::Succeeded,
+        RunStatus::Failed,
+        RunStatus::Succeeded,
+    ] {
+        let mut e = event(&flow_id, None);
+        e.environment = Environment::Testing;
+        let o = outcome(
+            &e.run_id,
+            "",
+            status,
+            vec![step("only", 0, StepStatus::Succeeded)],
+        );
+        ids.push(e.run_id.clone());
+        store.record_finished_run(e, o).await.expect("record");
+    }
+    let run = store.get_run(&ids[1]).await.expect("get").expect("run");
+    assert_eq!(run.summary.status, RunStatus::Failed);
+    assert_eq!(run.summary.environment, Environment::Testing);
+    assert_eq!(run.summary.attempt, 1);
+    assert!(run.summary.started.is_some() && run.summary.finished.is_some());
+    assert_eq!(run.summary.error.as_deref(), Some("step b failed"));
+    assert_eq!(run.steps.len(), 1);
+    assert_eq!(store.queue_depth().await.expect("depth"), (0, 0));
+
+    let failed = store
+        .list_runs(&RunFilter {
+            status: Some(RunStatus::Failed),
+            limit: 10,
+            ..RunFilter::default()
+        })
+        .await
+        .expect("failed");
+    assert_eq!(
+        failed.data.iter().map(|r| r.id.clone()).collect::<Vec<_>>(),
+        vec![ids[1].clone()]
+    );
+
+    let mut newest_first = ids.clone();
+    newest_first.sort();
+    newest_first.reverse();
+    let filter = |cursor| RunFilter {
+        flow_id: Some(flow_id.clone()),
+        limit: 2,
+        cursor,
+        ..RunFilter::default()
+    };
+    let page1 = store.list_runs(&filter(None)).await.expect("page 1");
+    assert_eq!(
+        page1.data.iter().map(|r| r.id.clone()).collect::<Vec<_>>(),
+        newest_first[..2]
+    );
+    let page2 = store
+        .list_runs(&filter(page1.next.as_deref().and_then(Cursor::decode)))
+        .await
+        .expect("page 2");
+    assert_eq!(
+        page2.data.iter().map(|r| r.id.clone()).collect::<Vec<_>>(),
+        newest_first[2..]
+    );
+    assert!(page2.next.is_none() && page2.previous.is_some());
+    let other = store
+        .list_runs(&RunFilter {
+            flow_id: Some("other".into()),
+            limit: 10,
+            ..RunFilter::default()
+        })
+        .await
+        .expect("other flow");
+    assert!(other.data.is_empty() && other.next.is_none());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Secrets
+// ---------------------------------------------------------------------------------------------
+
+async fn secrets_round_trip(h: Harness) {
+    let store = &h.store;
+    let s = scope();
+    assert!(
+        store
+            .put_secret(&actor(), &s, "slack", "n1", "c1")
+            .await
+            .expect("put")
+    );
+    assert!(
+        !store
+            .put_secret(&actor(), &s, "slack", "n2", "c2")
+            .await
+            .expect("replace")
+    );
+    assert!(
+        store
+            .put_secret(&actor(), &s, "api", "n3", "c3")
+            .await
+            .expect("put")
+    );
+    let names: Vec<String> = store
+        .list_secrets(&s)
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|i| i.name)
+        .collect();
+    assert_eq!(names, ["api", "slack"]);
+    let got = store
+        .get_secrets(&s, &["slack".to_string(), "missing".to_string()])
+        .await
+        .expect("get");
+    assert_eq!(
+        got,
+        vec![("slack".to_string(), "n2".to_string(), "c2".to_string())]
+    );
+    assert!(
+        store
+            .get_secrets(&s, &[])
+            .await
+            .expect("get none")
+            .is_empty()
+    );
+    let other = Scope {
+        platform_id: "default".into(),
+        project_id: "other".into(),
+    };
+    assert!(
+        store
+            .list_secrets(&other)
+            .await
+            .expect("other scope")
+            .is_empty()
+    );
+    assert!(
+        store
+            .delete_secret(&actor(), &s, "slack")
+            .await
+            .expect("delete")
+    );
+    assert!(
+        !store
+            .delete_secret(&actor(), &s, "slack")
+            .await
+            .expect("delete again")
+    );
+    assert_eq!(store.list_secrets(&s).await.expect("list").len(), 1);
+    assert_eq!(audit_events(store, &["secret.upserted"]).await.len(), 3);
+    let deleted = audit_events(store, &["secret.deleted"]).await;
+    assert_eq!(deleted.len(), 1);
+    assert_eq!(deleted[0]["data"]["secret"]["name"], "slack");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Audit log
+// ---------------------------------------------------------------------------------------------
+
+fn draft(action: &str, project: Option<&str>, user: Option<&str>) -> AuditDraft {
+    let who = Actor {
+        user_id: user.map(str::to_string),
+        ..Actor::default()
+    };
+    AuditDraft::new("default", project, &who, action, json!({"note": action}))
+}
+
+async fn audit_chain_filters_and_retention(h: Harness) {
+    let store = &h.store;
+    store
+        .record_audit(vec![
+            draft("plugin.installed", Some("p1"), Some("alice")),
+            draft("plugin.removed", Some("p2"), Some("bob")),
+            draft("plugin.installed", None, None),
+        ])
+        .await
+        .expect("record");
+    let filtered = |f: AuditFilter| async move { store.list_audit(&f).await.expect("list").data };
+    let base = AuditFilter {
+        limit: 50,
+        ..AuditFilter::default()
+    };
+    let all = filtered(base.clone()).await;
+    assert_eq!(all.len(), 3);
+    assert_eq!(all[0]["action"], "plugin.installed", "newest first");
+    assert_eq!(all[0]["projectId"], Value::Null);
+    assert_eq!(
+        filtered(AuditFilter {
+            actions: vec!["plugin.installed".into()],
+            ..base.clone()
+        })
+        .await
+        .len(),
+        2
+    );
+    let by_project = filtered(AuditFilter {
+        project_ids: vec!["p2".into(), "p9".into()],
+        ..base.clone()
+    })
+    .await;
+    assert_eq!(by_project.len(), 1);
+    assert_eq!(by_project[0]["userId"], "bob");
+    assert_eq!(
+        filtered(AuditFilter {
+            user_id: Some("alice".into()),
+            ..base.clone()
+        })
+        .await
+        .len(),
+        1
+    );
+    let created = all[0]["created"].as_str().expect("created").to_string();
+    assert_eq!(
+        filtered(AuditFilter {
+            created_after: Some(created.clone()),
+            ..base.clone()
+        })
+        .await
+        .len(),
+        3
+    );
+    assert!(
+        filtered(AuditFilter {
+            created_before: Some(created.clone()),
+            ..base.clone()
+        })
+        .await
+        .is_empty()
+    );
+    assert!(
+        filtered(AuditFilter {
+            created_after: Some("2999-01-01T00:00:00.000Z".into()),
+            ..base.clone()
+        })
+        .await
+        .is_empty()
+    );
+
+    // Cursor walk, one event per page, forwards then back.
+    let mut cursor = None;
+    let mut walked = Vec::new();
+    let mut last_page = None;
+    for _ in 0..10 {
+        let page = store
+            .list_audit(&AuditFilter {
+                limit: 1,
+                cursor: cursor.take(),
+                ..AuditFilter::default()
+            })
+            .await
+            .expect("page");
+        walked.extend(page.data.iter().map(|e| e["id"].clone()));
+        cursor = page.next.as_deref().and_then(Cursor::decode);
+        last_page = Some(page);
+        if cursor.is_none() {
+            break;
+        }
+    }
+    assert_eq!(
+        walked,
+        all.iter().map(|e| e["id"].clone()).collect::<Vec<_>>()
+    );
+    let last_page = last_page.expect("pages");
+    let back = store
+        .list_audit(&AuditFilter {
+            limit: 1,
+            cursor: last_page.previous.as_deref().and_then(Cursor::decode),
+            ..AuditFilter::default()
+        })
+        .await
+        .expect("back");
+    assert_eq!(back.data[0]["id"], all[1]["id"]);
+    assert!(matches!(
+        store
+            .list_audit(&AuditFilter {
+                limit: 1,
+                cursor: Some(Cursor::After("x".into())),
+                ..AuditFilter::default()
+            })
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+
+    // Chain and retention.
+    for i in 0..7 {
+        store
+            .record_audit(vec![draft(&format!("custom.{i}"), None, None)])
+            .await
+            .expect("record");
+    }
+    assert_eq!(assert_chain_verifies(store).await, 10);
+    let chain = store.audit_chain(0, 100).await.expect("chain");
+    assert_eq!(chain.len(), 10);
+    assert!(
+        chain
+            .windows(2)
+            .all(|w| w[1].prev_hash == w[0].hash && w[1].seq > w[0].seq)
+    );
+    assert_eq!(chain[0].prev_hash, audit::GENESIS);
+    let oldest = store
+        .expired_audit("2999-01-01T00:00:00.000Z", 4)
+        .await
+        .expect("expired");
+    assert_eq!(
+        oldest.iter().map(|o| o.0).collect::<Vec<_>>(),
+        chain[..4].iter().map(|c| c.seq).collect::<Vec<_>>()
+    );
+    assert!(
+        store
+            .expired_audit("2000-01-01T00:00:00.000Z", 4)
+            .await
+            .expect("none")
+            .is_empty()
+    );
+    let body: Value = serde_json::from_str(&oldest[0].2).expect("body");
+    assert_eq!(body["id"], chain[0].id.as_str());
+    assert_eq!(oldest[0].1, body["created"].as_str().expect("created"));
+    assert_eq!(
+        store
+            .delete_audit_through(oldest[3].0)
+            .await
+            .expect("delete"),
+        4
+    );
+    assert_eq!(assert_chain_verifies(store).await, 6);
+    store
+        .record_audit(vec![draft("custom.after", None, None)])
+        .await
+        .expect("record");
+    assert_eq!(assert_chain_verifies(store).await, 7);
+}
+
+async fn concurrent_audit_appends_keep_one_chain(h: Harness) {
+    let store = h.store.clone();
+    let peer = h.peer().await;
+    let mut tasks = Vec::new();
+    for i in 0..30 {
+        let target = if i % 2 == 0 {
+            store.clone()
+        } else {
+            peer.clone()
+        };
+        tasks.push(tokio::spawn(async move {
+            target
+                .record_audit(vec![
+                    draft("custom.a", None, None),
+                    draft("custom.b", None, None),
+                ])
+                .await
+        }));
+    }
+    for task in tasks {
+        task.await.expect("task").expect("record");
+    }
+    assert_eq!(assert_chain_verifies(&store).await, 60);
+    let chain = store.audit_chain(0, 100).await.expect("chain");
+    // Each call's events are adjacent: appends are never interleaved.
+    for pair in chain.chunks(2) {
+        let actions: Vec<String> = pair
+            .iter()
+            .map(|r| serde_json::from_str::<Value>(&r.body).expect("body")["action"].to_string())
+            .collect();
+        assert_eq!(actions, ["\"custom.a\"", "\"custom.b\""]);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Destinations and the outbox
+// ---------------------------------------------------------------------------------------------
+
+async fn destinations_crud_and_outbox(h: Harness) {
+    let store = &h.store;
+    let d = destination("dest-1", &["flow.created", "flow.updated"]);
+    store
+        .create_destination(&actor(), &d)
+        .await
+        .expect("create");
+    let got = store
+        .get_destination("dest-1")
+        .await
+        .expect("get")
+        .expect("exists");
+    assert_eq!(got.events, d.events);
+    assert_eq!(got.headers, d.headers);
+    assert_eq!(got.secrets, d.secrets);
+    assert!(got.enabled);
+    let mut renamed = d.clone();
+    renamed.name = "renamed".into();
+    store
+        .update_destination(&actor(), &renamed)
+        .await
+        .expect("update");
+    assert_eq!(
+        store.list_destinations().await.expect("list")[0].name,
+        "renamed"
+    );
+    assert!(matches!(
+        store
+            .update_destination(&actor(), &destination("nope", &[]))
+            .await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(
+        store
+            .claim_deliveries(10, 60_000)
+            .await
+            .expect("claim")
+            .is_empty()
+    );
+
+    let f = flow(store, "outbox").await;
+    store
+        .update_flow(&actor(), &f.id, "outbox", &json!({"v": 2}))
+        .await
+        .expect("update");
+    // Only the head of the destination's queue is handed out, and only once while leased.
+    let first = store.claim_deliveries(10, 60_000).await.expect("claim");
+    assert_eq!(first.len(), 1);
+    assert_eq!(payload_action(&first[0]), "flow.created");
+    assert_eq!(first[0].attempts, 0);
+    assert_eq!(first[0].destination.name, "renamed");
+    assert!(
+        store
+            .claim_deliveries(10, 60_000)
+            .await
+            .expect("claim")
+            .is_empty()
+    );
+
+    let past = chrono::Utc::now().timestamp_millis() - 1;
+    let retry = delivery(&first[0], DeliveryNext::Retry { at_ms: past }, None);
+    store.finish_delivery(&retry).await.expect("finish");
+    let again = store.claim_deliveries(10, 60_000).await.expect("claim");
+    assert_eq!(again.len(), 1);
+    assert_eq!(
+        again[0].outbox_id, first[0].outbox_id,
+        "the same entry, in order"
+    );
+    assert_eq!(again[0].attempts, 1);
+    store
+        .finish_delivery(&delivery(&again[0], DeliveryNext::Failed, None))
+        .await
+        .expect("fail");
+    let next = store.claim_deliveries(10, 60_000).await.expect("claim");
+    assert_eq!(next.len(), 1);
+    assert_eq!(payload_action(&next[0]), "flow.updated");
+    store
+        .finish_delivery(&delivery(&next[0], DeliveryNext::Delivered, None))
+        .await
+        .expect("deliver");
+    assert!(
+        store
+            .claim_deliveries(10, 60_000)
+            .await
+            .expect("claim")
+            .is_empty()
+    );
+
+    let selection = Redelivery {
+        event_id: Some(first[0].outbox_id.clone()),
+        ..Redelivery::default()
+    };
+    assert_eq!(
+        store
+            .redeliver("dest-1", &selection)
+            .await
+            .expect("redeliver"),
+        1
+    );
+    assert_eq!(
+        store
+            .redeliver("dest-1", &selection)
+            .await
+            .expect("nothing failed"),
+        0
+    );
+    let redelivered = store.claim_deliveries(10, 60_000).await.expect("claim");
+    assert_eq!(redelivered.len(), 1);
+    assert_eq!(redelivered[0].outbox_id, first[0].outbox_id);
+    assert_eq!(redelivered[0].attempts, 0);
+    store
+        .finish_delivery(&delivery(&redelivered[0], DeliveryNext::Delivered, None))
+        .await
+        .expect("deliver");
+
+    let attempts = store
+        .list_deliveries("dest-1", 10)
+        .await
+        .expect("deliveries");
+    assert_eq!(attempts.len(), 4);
+    assert!(
+        attempts.windows(2).all(|w| w[0].id > w[1].id),
+        "newest first"
+    );
+    assert_eq!(attempts[0].status_code, Some(200));
+    assert_eq!(attempts[3].status_code, Some(503));
+    assert_eq!(attempts[3].event_id, first[0].outbox_id);
+    assert_eq!(
+        store
+            .list_deliveries("dest-1", 2)
+            .await
+            .expect("limited")
+            .len(),
+        2
+    );
+
+    // A destination disabled by the delivery worker stops receiving, with an audit event.
+    flow(store, "another").await;
+    let due = store.claim_deliveries(10, 60_000).await.expect("claim");
+    assert_eq!(due.len(), 1);
+    store
+        .finish_delivery(&delivery(
+            &due[0],
+            DeliveryNext::Retry { at_ms: past },
+            Some("410 Gone"),
+        ))
+        .await
+        .expect("disable");
+    let disabled = store
+        .get_destination("dest-1")
+        .await
+        .expect("get")
+        .expect("exists");
+    assert!(!disabled.enabled);
+    assert_eq!(disabled.disabled_reason.as_deref(), Some("410 Gone"));
+    let events = audit_events(store, &["destination.disabled"]).await;
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0]["data"]["reason"], "410 Gone");
+    assert_eq!(events[0]["userId"], Value::Null);
+    assert!(
+        store
+            .claim_deliveries(10, 60_000)
+            .await
+            .expect("claim")
+            .is_empty()
+    );
+
+    assert!(
+        store
+            .delete_destination(&actor(), "dest-1")
+            .await
+            .expect("delete")
+    );
+    assert!(
+        !store
+            .delete_destination(&actor(), "dest-1")
+            .await
+            .expect("delete again")
+    );
+    assert!(
+        store
+            .get_destination("dest-1")
+            .await
+            .expect("get")
+            .is_none()
+    );
+    assert!(store.list_destinations().await.expect("list").is_empty());
+    let audit: BTreeMap<String, usize> =
+        audit_events(store, &[])
+            .await
+            .iter()
+            .fold(BTreeMap::new(), |mut m, e| {
+                *m.entry(e["action"].as_str().unwrap_or_default().to_string())
+                    .or_default() += 1;
+                m
+            });
+    assert_eq!(audit.get("destination.created"), Some(&1));
+    assert_eq!(audit.get("destination.updated"), Some(&1));
+    assert_eq!(audit.get("destination.deleted"), Some(&1));
+    assert_chain_verifies(store).await;
+}
+
+async fn concurrent_delivery_claims_share_nothing(h: Harness) {
+    let store = h.store.clone();
+    let peer = h.peer().await;
+    for i in 0..6 {
+        store
+            .create_destination(&actor(), &destination(&format!("d{i}"), &["custom.ping"]))
+            .await
+            .expect("create");
+    }
+    for n in 0..3 {
+        store
+            .record_audit(vec![AuditDraft::new(
+                "default",
+                None,
+                &Actor::system(),
+                "custom.ping",
+                json!({"n": n}),
+            )])
+            .await
+            .expect("record");
+    }
+    // Deliver everything with two claimers working at once, checking per-destination order.
+    let mut delivered: HashMap<String, Vec<i64>> = HashMap::new();
+    let mut seen = HashSet::new();
+    for _ in 0..20 {
+        let (a, b) = tokio::join!(
+            store.claim_deliveries(10, 60_000),
+            peer.claim_deliveries(10, 60_000)
+        );
+        let due: Vec<DueDelivery> = a
+            .expect("claim a")
+            .into_iter()
+            .chain(b.expect("claim b"))
+            .collect();
+        if due.is_empty() {
+            break;
+        }
+        let mut destinations = HashSet::new();
+        for d in &due {
+            assert!(
+                seen.insert(d.outbox_id.clone()),
+                "entry {} handed out twice",
+                d.outbox_id
+            );
+            assert!(
+                destinations.insert(d.destination.id.clone()),
+                "two entries of one destination in flight"
+            );
+            let body: Value = serde_json::from_str(&d.payload).expect("payload");
+            delivered
+                .entry(d.destination.id.clone())
+                .or_default()
+                .push(body["data"]["n"].as_i64().expect("n"));
+        }
+        for d in &due {
+            store
+                .finish_delivery(&delivery(d, DeliveryNext::Delivered, None))
+                .await
+                .expect("finish");
+        }
+    }
+    assert_eq!(delivered.len(), 6);
+    for (destination, order) in &delivered {
+        assert_eq!(
+            order,
+            &vec![0, 1, 2],
+            "destination {destination} got its events in order"
+        );
+    }
+}
+
+async fn delivery_batches_keep_order(h: Harness) {
+    let store = h.store.clone();
+    let peer = h.peer().await;
+    for id in ["b0", "b1"] {
+        store
+            .create_destination(&actor(), &destination(id, &["custom.batch"]))
+            .await
+            .expect("create");
+    }
+    for n in 0..5 {
+        store
+            .record_audit(vec![AuditDraft::new(
+                "default",
+                None,
+                &Actor::system(),
+                "custom.batch",
+                json!({"n": n}),
+            )])
+            .await
+            .expect("record");
+    }
+    let n_of = |d: &DueDelivery| {
+        serde_json::from_str::<Value>(&d.payload).expect("payload")["data"]["n"]
+            .as_i64()
+            .expect("n")
+    };
+    let (a, b) = tokio::join!(
+        store.claim_delivery_batches(10, 3, 60_000),
+        peer.claim_delivery_batches(10, 3, 60_000)
+    );
+    let due: Vec<DueDelivery> = a
+        .expect("claim a")
+        .into_iter()
+        .chain(b.expect("claim b"))
+        .collect();
+    assert_eq!(due.len(), 6, "three from the head of each destination");
+    let mut per: BTreeMap<String, Vec<&DueDelivery>> = BTreeMap::new();
+    for d in &due {
+        per.entry(d.destination.id.clone()).or_default().push(d);
+    }
+    for batch in per.values() {
+        assert_eq!(batch.iter().map(|d| n_of(d)).collect::<Vec<_>>(), [0, 1, 2]);
+    }
+    // While the head is held, nothing behind it goes out.
+    assert!(
+        store
+            .claim_delivery_batches(10, 3, 60_000)
+            .await
+            .expect("claim")
+            .is_empty()
+    );
+
+    // b0: first delivered, second to retry now, third released untried.
+    let b0 = &per["b0"];
+    let past = chrono::Utc::now().timestamp_millis() - 1;
+    let results = vec![
+        delivery(b0[0], DeliveryNext::Delivered, None),
+        delivery(b0[1], DeliveryNext::Retry { at_ms: past }, None),
+    ];
+    store
+        .finish_deliveries(&results, &[b0[2].outbox_id.clone()])
+        .await
+        .expect("finish");
+    let next = peer
+        .claim_delivery_batches(10, 3, 60_000)
+        .await
+        .expect("claim");
+    assert_eq!(next.iter().map(n_of).collect::<Vec<_>>(), [1, 2, 3]);
+    assert!(next.iter().all(|d| d.destination.id == "b0"));
+    assert_eq!(next[0].outbox_id, b0[1].outbox_id);
+    assert_eq!((next[0].attempts, next[1].attempts), (1, 0));
+    let attempts = store.list_deliveries("b0", 10).await.expect("deliveries");
+    assert_eq!(attempts.len(), 2);
+
+    // b1: all delivered in one batch, then the rest of its queue.
+    let b1: Vec<DeliveryResult> = per["b1"]
+        .iter()
+        .map(|d| delivery(d, DeliveryNext::Delivered, None))
+        .collect();
+    store.finish_deliveries(&b1, &[]).await.expect("finish b1");
+    let rest = store
+        .claim_delivery_batches(10, 10, 60_000)
+        .await
+        .expect("claim");
+    assert_eq!(rest.iter().map(n_of).collect::<Vec<_>>(), [3, 4]);
+    assert!(rest.iter().all(|d| d.destination.id == "b1"));
+}
+
+async fn flow_memory_first_sighting(h: Harness) {
+    let store = h.store.clone();
+    let peer = h.peer().await;
+    assert!(
+        store
+            .remember_key("f1", "10.0.0.1", false)
+            .await
+            .expect("peek"),
+        "unknown key"
+    );
+    assert!(
+        store
+            .remember_key("f1", "10.0.0.1", false)
+            .await
+            .expect("peek"),
+        "peeking records nothing"
+    );
+    assert!(
+        store
+            .remember_key("f1", "10.0.0.1", true)
+            .await
+            .expect("record")
+    );
+    assert!(
+        !store
+            .remember_key("f1", "10.0.0.1", true)
+            .await
+            .expect("record again")
+    );
+    assert!(
+        !store
+            .remember_key("f1", "10.0.0.1", false)
+            .await
+            .expect("peek known")
+    );
+    assert!(
+        store
+            .remember_key("f2", "10.0.0.1", true)
+            .await
+            .expect("other flow")
+    );
+
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let target = if i % 2 == 0 {
+            store.clone()
+        } else {
+            peer.clone()
+        };
+        tasks.push(tokio::spawn(async move {
+            target.remember_key("f1", "new-key", true).await
+        }));
+    }
+    let mut first = 0;
+    for task in tasks {
+        first += usize::from(task.await.expect("task").expect("remember"));
+    }
+    assert_eq!(first, 1, "exactly one caller sees the key first");
+}
+
+// ---------------------------------------------------------------------------------------------
+// PostgreSQL only
+// ---------------------------------------------------------------------------------------------
+
+#[cfg(feature = "postgres")]
+mod postgres_only {
+    use super::*;
+
+    /// Committing a queued run wakes a listener (of another store handle, as another process).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn listener_wakes_when_runs_are_queued() {
+        let database = pg::TempDatabase::create().await;
+        let store: DynStore = Arc::new(PostgresStore::open(&database.url).await.expect("open"));
+        let other = PostgresStore::open(&database.url)
+            .await
+            .expect("open other");
+        let mut listener = other.listen_for_work().await.expect("listen");
+        // Nothing queued yet: waiting times out (and the listener stays usable afterwards).
+        let idle = tokio::time::timeout(Duration::from_millis(200), listener.wait()).await;
+        assert!(idle.is_err(), "no notification without queued runs");
+        let flow_id = flow(&store, "listen").await.id;
+        accept_new(&store, &flow_id, Some("wake")).await;
+        let woke = tokio::time::timeout(Duration::from_secs(10), listener.wait())
+            .await
+            .expect("woken within 10 s")
+            .expect("listener works");
+        assert!(woke);
+    }
+}
