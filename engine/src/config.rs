@@ -13,12 +13,38 @@ pub enum SqliteSync {
     Normal,
 }
 
+/// What one `hookflow serve` process does. Several processes on one PostgreSQL database can
+/// split the work: `api` processes take webhooks and admin calls, `worker` processes run flows,
+/// deliver audit events, fire cron triggers and enforce retention; `all` does both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Role {
+    All,
+    Api,
+    Worker,
+}
+
+impl Role {
+    /// Serves the webhook intake and the admin API.
+    pub fn serves_api(self) -> bool {
+        self != Role::Worker
+    }
+
+    /// Runs queued flows and the background jobs.
+    pub fn runs_work(self) -> bool {
+        self != Role::Api
+    }
+}
+
 /// Everything `hookflow serve` can be told.
 #[derive(Debug, Clone, Args)]
 pub struct ServeConfig {
     /// Address to listen on.
     #[arg(long, env = "HOOKFLOW_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: String,
+    /// `api` (intake and admin API), `worker` (runs, deliveries, cron, retention; serves only
+    /// `/healthz` and `/metrics`) or `all`. Split roles need a PostgreSQL database.
+    #[arg(long, env = "HOOKFLOW_ROLE", value_enum, default_value = "all")]
+    pub role: Role,
     /// Database URL (`sqlite://path`). Default: a SQLite file in the data directory.
     #[arg(long, env = "HOOKFLOW_DATABASE_URL")]
     pub database: Option<String>,
@@ -140,6 +166,13 @@ impl ServeConfig {
             return Err("HOOKFLOW_ADMIN_TOKEN must be at least 16 characters".into());
         }
         let url = self.database_url();
+        if self.role != Role::All && url.starts_with("sqlite:") {
+            return Err(
+                "--role (HOOKFLOW_ROLE) api or worker needs a PostgreSQL database; \
+                 with SQLite one process does everything (--role all)"
+                    .into(),
+            );
+        }
         if !url.starts_with("sqlite:") {
             return Err(format!(
                 "--database: unsupported database URL {url:?} (this build supports sqlite://PATH)"

@@ -172,42 +172,71 @@ pub async fn run(
         Arc::new(crate::api::InProcessIntake(Arc::downgrade(&app))),
     );
     let (stop_tx, stop_rx) = watch::channel(false);
-    let deliveries = tokio::spawn(crate::stream::run_worker(destinations, stop_rx.clone()));
-    let retention = tokio::spawn(retention_job(
-        store.clone(),
-        config.audit_retention_days,
-        config.audit_archive_dir.clone(),
-        Duration::from_secs(config.audit_retention_interval_secs.max(1)),
-        stop_rx.clone(),
-    ));
-    let scheduler = tokio::spawn(crate::schedule::run(
-        store.clone(),
-        flows.clone(),
-        queue.clone(),
-        stop_rx.clone(),
-    ));
-    let workers =
-        tokio::spawn(
-            queue
-                .clone()
-                .run(executor, flows, metrics, stop_rx, config.shutdown_grace()),
+    let mut background = Vec::new();
+    if config.role.runs_work() {
+        background.push(tokio::spawn(crate::stream::run_worker(
+            destinations,
+            stop_rx.clone(),
+        )));
+        background.push(tokio::spawn(retention_job(
+            store.clone(),
+            config.audit_retention_days,
+            config.audit_archive_dir.clone(),
+            Duration::from_secs(config.audit_retention_interval_secs.max(1)),
+            stop_rx.clone(),
+        )));
+        background.push(tokio::spawn(crate::schedule::run(
+            store.clone(),
+            flows.clone(),
+            queue.clone(),
+            stop_rx.clone(),
+        )));
+        // The run queue goes first in the list: draining it is what shutdown waits for most.
+        background.insert(
+            0,
+            tokio::spawn(queue.clone().run(
+                executor,
+                flows,
+                metrics,
+                stop_rx,
+                config.shutdown_grace(),
+            )),
         );
-    queue.wake();
-    tracing::info!(address = %listener.local_addr()?, database = %url, "hookflow listening");
+        queue.wake();
+    }
+    let routes = if config.role.serves_api() {
+        api::router(app)
+    } else {
+        api::ops_router(app)
+    };
+    tracing::info!(address = %listener.local_addr()?, database = %redacted_url(&url), role = ?config.role, "hookflow listening");
     axum::serve(
         listener,
-        api::router(app).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        routes.into_make_service_with_connect_info::<std::net::SocketAddr>(),
     )
     .with_graceful_shutdown(shutdown)
     .await?;
     tracing::info!("intake stopped; draining runs");
     let _ = stop_tx.send(true);
-    workers.await?;
-    scheduler.await?;
-    deliveries.await?;
-    retention.await?;
+    for task in background {
+        task.await?;
+    }
     tracing::info!("shutdown complete");
     Ok(())
+}
+
+/// A database URL fit for logs: any password replaced by `***`.
+fn redacted_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let credentials = &url[scheme_end + 3..at];
+            match credentials.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme_end + 3], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
 }
 
 /// One process per SQLite database: a second one would run the same queue twice.

@@ -450,3 +450,20 @@ async fn cron_flows_fire_once_per_tick() {
         assert!(ticks.insert(at), "each tick fires once");
     }
 }
+
+#[test]
+fn split_roles_need_postgres_and_say_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_hookflow"))
+        .args(["serve", "--role", "worker", "--listen", "127.0.0.1:0"])
+        .env("HOOKFLOW_DATA_DIR", dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--role (HOOKFLOW_ROLE) api or worker needs a PostgreSQL database"),
+        "{err}"
+    );
+    assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+}

@@ -78,6 +78,17 @@ pub fn router(app: AppState) -> Router {
         .with_state(app)
 }
 
+/// The routes of a `--role worker` process: health and metrics only, so it can be probed and
+/// scraped but takes no webhooks or admin calls.
+pub fn ops_router(app: AppState) -> Router {
+    Router::new()
+        .merge(system::routes())
+        .fallback(|| async {
+            ApiError::not_found("this process runs with --role worker: only /healthz and /metrics")
+        })
+        .with_state(app)
+}
+
 /// How long a sign-in from one address counts: the first authenticated request after that
 /// is audited again as `user.signed.in`. The token is a bearer secret, so every request "signs
 /// in"; recording each would drown the log.

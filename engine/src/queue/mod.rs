@@ -18,6 +18,9 @@ use std::time::Duration;
 use tokio::sync::{Notify, oneshot, watch};
 use tokio::task::JoinSet;
 
+/// How often a `/sync` waiter checks the store for a run finished by another process.
+pub const WAIT_POLL: Duration = Duration::from_millis(100);
+
 /// Queue tunables.
 #[derive(Debug, Clone)]
 pub struct QueueConfig {
@@ -75,31 +78,38 @@ impl Queue {
     }
 
     /// Waits until `run_id` reaches a terminal status or `timeout` passes. Returns whether it
-    /// finished. Safe against the run finishing before the wait starts.
+    /// finished. Safe against the run finishing before the wait starts. A run executed here
+    /// wakes the waiter at once; one executed by another process (`--role api`, several
+    /// workers) is seen by polling the store every [`WAIT_POLL`].
     pub async fn wait_for(&self, run_id: &str, timeout: Duration) -> bool {
-        let (tx, rx) = oneshot::channel();
+        let (tx, mut rx) = oneshot::channel();
         self.waiters
             .lock()
             .expect("waiters poisoned")
             .entry(run_id.to_string())
             .or_default()
             .push(tx);
-        if let Ok(Some(run)) = self.store.get_run(run_id).await
-            && run.summary.status.is_terminal()
-        {
-            self.waiters
-                .lock()
-                .expect("waiters poisoned")
-                .remove(run_id);
-            return true;
-        }
-        let finished = tokio::time::timeout(timeout, rx).await.is_ok();
-        if !finished {
-            self.waiters
-                .lock()
-                .expect("waiters poisoned")
-                .remove(run_id);
-        }
+        let deadline = tokio::time::Instant::now() + timeout;
+        let finished = loop {
+            if let Ok(Some(run)) = self.store.get_run(run_id).await
+                && run.summary.status.is_terminal()
+            {
+                break true;
+            }
+            let poll = (tokio::time::Instant::now() + WAIT_POLL).min(deadline);
+            tokio::select! {
+                woken = &mut rx => break woken.is_ok(),
+                _ = tokio::time::sleep_until(poll) => {
+                    if poll == deadline {
+                        break false;
+                    }
+                }
+            }
+        };
+        self.waiters
+            .lock()
+            .expect("waiters poisoned")
+            .remove(run_id);
         finished
     }
 
