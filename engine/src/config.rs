@@ -45,8 +45,9 @@ pub struct ServeConfig {
     /// `/healthz` and `/metrics`) or `all`. Split roles need a PostgreSQL database.
     #[arg(long, env = "HOOKFLOW_ROLE", value_enum, default_value = "all")]
     pub role: Role,
-    /// Database URL (`sqlite://path`). Default: a SQLite file in the data directory.
-    #[arg(long, env = "HOOKFLOW_DATABASE_URL")]
+    /// Database URL: `sqlite://PATH` (one process) or `postgres://USER[:PASS]@HOST:PORT/DB`
+    /// (several processes may share it). Default: a SQLite file in the data directory.
+    #[arg(long, env = "HOOKFLOW_DATABASE_URL", hide_env_values = true)]
     pub database: Option<String>,
     /// Directory for the default database, the compiled-plugin cache and the admin token file.
     #[arg(long, env = "HOOKFLOW_DATA_DIR", default_value = "hookflow-data")]
@@ -135,6 +136,11 @@ impl ServeConfig {
             .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("hookflow.db").display()))
     }
 
+    /// True when the database is PostgreSQL (shared by any number of processes).
+    pub fn is_postgres(&self) -> bool {
+        is_postgres_url(&self.database_url())
+    }
+
     pub fn shutdown_grace(&self) -> Duration {
         Duration::from_secs(self.shutdown_grace_secs)
     }
@@ -173,11 +179,18 @@ impl ServeConfig {
                     .into(),
             );
         }
-        if !url.starts_with("sqlite:") {
-            return Err(format!(
-                "--database: unsupported database URL {url:?} (this build supports sqlite://PATH)"
-            ));
+        if !url.starts_with("sqlite:") && !is_postgres_url(&url) {
+            return Err(
+                "--database (HOOKFLOW_DATABASE_URL): unsupported URL; use sqlite://PATH or \
+                 postgres://USER@HOST:PORT/DATABASE"
+                    .into(),
+            );
         }
         Ok(())
     }
+}
+
+/// `postgres://` or `postgresql://`.
+pub fn is_postgres_url(url: &str) -> bool {
+    url.starts_with("postgres://") || url.starts_with("postgresql://")
 }

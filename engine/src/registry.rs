@@ -1,6 +1,8 @@
 //! Flows as the running engine sees them: validated, parsed once and cached. Saving goes through
 //! here so a flow is checked against the installed plugins before it is stored, and the cache is
-//! refreshed on every save (a single process owns the SQLite database).
+//! refreshed on every save. On SQLite this process is the only writer, so the cache is exact;
+//! on a shared PostgreSQL database another process may save a flow, so cached entries are
+//! re-read after [`SHARED_CACHE_TTL`].
 
 use crate::flow::{self, Flow, Problem, Problems};
 use crate::store::{Actor, Cursor, DynStore, FlowRecord, Page, Scope, StoreError};
@@ -8,6 +10,7 @@ use crate::wasm::Sandbox;
 use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
 
 /// Why a flow could not be saved.
 #[derive(Debug, thiserror::Error)]
@@ -25,14 +28,20 @@ pub struct ActiveFlow {
     pub flow: Arc<Flow>,
 }
 
+/// How long a cached flow is trusted when other processes share the database: a change saved
+/// elsewhere takes effect here within this time.
+pub const SHARED_CACHE_TTL: Duration = Duration::from_secs(1);
+
 /// Read-through cache of parsed flows over the store.
 pub struct FlowRegistry {
     store: DynStore,
     sandbox: Arc<Sandbox>,
-    current: RwLock<HashMap<String, Arc<ActiveFlow>>>,
+    current: RwLock<HashMap<String, (Arc<ActiveFlow>, Instant)>>,
     versions: RwLock<HashMap<(String, i64), Arc<Flow>>>,
     /// Flows with a cron trigger; `None` after any save until the scheduler reloads it.
-    scheduled: RwLock<Option<Vec<Arc<ActiveFlow>>>>,
+    scheduled: RwLock<Option<(Vec<Arc<ActiveFlow>>, Instant)>>,
+    /// `Some(ttl)` when other processes may change flows behind this cache's back.
+    ttl: Option<Duration>,
 }
 
 impl FlowRegistry {
@@ -43,7 +52,18 @@ impl FlowRegistry {
             current: RwLock::default(),
             versions: RwLock::default(),
             scheduled: RwLock::default(),
+            ttl: None,
         }
+    }
+
+    /// Makes cached flows expire after `ttl`, for a database other processes write too.
+    pub fn shared(mut self, ttl: Duration) -> FlowRegistry {
+        self.ttl = Some(ttl);
+        self
+    }
+
+    fn fresh(&self, cached_at: Instant) -> bool {
+        self.ttl.is_none_or(|ttl| cached_at.elapsed() < ttl)
     }
 
     /// Validates a flow definition: structure, templates, and that every plugin it uses is
@@ -100,7 +120,9 @@ impl FlowRegistry {
 
     /// The current version of a flow, from cache or store.
     pub async fn current(&self, id: &str) -> Result<Option<Arc<ActiveFlow>>, StoreError> {
-        if let Some(active) = self.current.read().expect("flow cache poisoned").get(id) {
+        if let Some((active, cached_at)) = self.current.read().expect("flow cache poisoned").get(id)
+            && self.fresh(*cached_at)
+        {
             return Ok(Some(active.clone()));
         }
         let Some(record) = self.store.get_flow(id).await? else {
@@ -138,7 +160,10 @@ impl FlowRegistry {
 
     /// Every current flow triggered by a cron schedule.
     pub async fn scheduled(&self) -> Result<Vec<Arc<ActiveFlow>>, StoreError> {
-        if let Some(list) = self.scheduled.read().expect("flow cache poisoned").as_ref() {
+        if let Some((list, cached_at)) =
+            self.scheduled.read().expect("flow cache poisoned").as_ref()
+            && self.fresh(*cached_at)
+        {
             return Ok(list.clone());
         }
         let mut list = Vec::new();
@@ -161,7 +186,8 @@ impl FlowRegistry {
                 None => break,
             }
         }
-        *self.scheduled.write().expect("flow cache poisoned") = Some(list.clone());
+        *self.scheduled.write().expect("flow cache poisoned") =
+            Some((list.clone(), Instant::now()));
         Ok(list)
     }
 
@@ -177,7 +203,7 @@ impl FlowRegistry {
         self.current
             .write()
             .expect("flow cache poisoned")
-            .insert(active.record.id.clone(), active.clone());
+            .insert(active.record.id.clone(), (active.clone(), Instant::now()));
         active
     }
 }

@@ -12,7 +12,7 @@ use crate::metrics::Metrics;
 use crate::queue::{Queue, QueueConfig};
 use crate::registry::FlowRegistry;
 use crate::secrets::{SecretBox, Secrets};
-use crate::store::{DynStore, SqliteStore};
+use crate::store::{DynStore, PostgresStore, SqliteStore};
 use crate::stream::{Destinations, RetryPolicy};
 use crate::wasm::{Sandbox, SandboxConfig};
 use anyhow::Context;
@@ -81,21 +81,8 @@ pub async fn run(
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
     let url = config.database_url();
-    let db_path = url
-        .trim_start_matches("sqlite://")
-        .trim_start_matches("sqlite:")
-        .to_string();
-    let _lock = lock_database(&db_path)?;
-    let store: DynStore =
-        Arc::new(SqliteStore::open(&url, config.sqlite_synchronous == SqliteSync::Full).await?);
-    // We hold the database's exclusive lock, so no other process can be running these runs.
-    let recovered = store.requeue_all_running().await?;
-    if recovered > 0 {
-        tracing::warn!(
-            recovered,
-            "re-queued runs left RUNNING by a previous process"
-        );
-    }
+    let opened = open_store(&config, &url).await?;
+    let (store, work_listener, _lock) = (opened.store, opened.listener, opened.lock);
     let plugin_dir = config
         .plugin_dir
         .clone()
@@ -116,7 +103,11 @@ pub async fn run(
     );
     let admin_token = admin_token(&config)?;
     let metrics = Arc::new(Metrics::default());
-    let flows = Arc::new(FlowRegistry::new(store.clone(), sandbox.clone()));
+    let mut flows = FlowRegistry::new(store.clone(), sandbox.clone());
+    if config.is_postgres() {
+        flows = flows.shared(crate::registry::SHARED_CACHE_TTL);
+    }
+    let flows = Arc::new(flows);
     let queue = Queue::new(
         store.clone(),
         QueueConfig {
@@ -198,10 +189,17 @@ pub async fn run(
                 executor,
                 flows,
                 metrics,
-                stop_rx,
+                stop_rx.clone(),
                 config.shutdown_grace(),
             )),
         );
+        if let Some(listener) = work_listener {
+            background.push(tokio::spawn(relay_work_notifications(
+                listener,
+                queue.clone(),
+                stop_rx.clone(),
+            )));
+        }
         queue.wake();
     }
     let routes = if config.role.serves_api() {
@@ -223,6 +221,74 @@ pub async fn run(
     }
     tracing::info!("shutdown complete");
     Ok(())
+}
+
+/// The store a server runs on, and what comes with it.
+struct OpenedStore {
+    store: DynStore,
+    /// PostgreSQL: wakes the queue when another process queues runs.
+    listener: Option<crate::store::WorkListener>,
+    /// SQLite: the exclusive lock file, held for the life of the process.
+    lock: Option<File>,
+}
+
+/// Opens SQLite (one process: locks the file and re-queues what a previous process left
+/// RUNNING) or PostgreSQL (shared: leftover runs come back when their lease expires, because
+/// another live process may hold them).
+async fn open_store(config: &ServeConfig, url: &str) -> anyhow::Result<OpenedStore> {
+    if config.is_postgres() {
+        let store = Arc::new(
+            PostgresStore::open(url)
+                .await
+                .with_context(|| format!("opening PostgreSQL at {}", redacted_url(url)))?,
+        );
+        let listener = store.listen_for_work().await?;
+        return Ok(OpenedStore {
+            store,
+            listener: Some(listener),
+            lock: None,
+        });
+    }
+    let db_path = url
+        .trim_start_matches("sqlite://")
+        .trim_start_matches("sqlite:")
+        .to_string();
+    let lock = lock_database(&db_path)?;
+    let store: DynStore =
+        Arc::new(SqliteStore::open(url, config.sqlite_synchronous == SqliteSync::Full).await?);
+    // We hold the database's exclusive lock, so no other process can be running these runs.
+    let recovered = store.requeue_all_running().await?;
+    if recovered > 0 {
+        tracing::warn!(
+            recovered,
+            "re-queued runs left RUNNING by a previous process"
+        );
+    }
+    Ok(OpenedStore {
+        store,
+        listener: None,
+        lock: Some(lock),
+    })
+}
+
+/// Wakes the local queue whenever another process (or this one) commits queued runs.
+async fn relay_work_notifications(
+    mut listener: crate::store::WorkListener,
+    queue: Arc<Queue>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            woke = listener.wait() => match woke {
+                Ok(_) => queue.wake(),
+                Err(error) => {
+                    tracing::warn!(%error, "PostgreSQL notifications interrupted; polling meanwhile");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            },
+            _ = shutdown.changed() => return,
+        }
+    }
 }
 
 /// A database URL fit for logs: any password replaced by `***`.

@@ -217,14 +217,14 @@ async fn the_hash_chain_names_the_first_edited_event() {
             .create_flow(webhook_flow(&format!("f{i}"), json!([])))
             .await;
     }
-    let verify = |dir: &std::path::Path| {
+    let db = server.database_url();
+    let verify = |db: &str| {
         std::process::Command::new(env!("CARGO_BIN_EXE_hookflow"))
-            .args(["audit", "verify", "--data-dir", dir.to_str().unwrap()])
+            .args(["audit", "verify", "--database", db])
             .output()
             .unwrap()
     };
-    let dir = server.data_dir().to_path_buf();
-    let ok = verify(&dir);
+    let ok = verify(&db);
     assert_eq!(
         ok.status.code(),
         Some(0),
@@ -234,18 +234,23 @@ async fn the_hash_chain_names_the_first_edited_event() {
     assert!(String::from_utf8_lossy(&ok.stdout).contains("4 events verified"));
     server.kill9();
 
-    let db = format!("sqlite://{}", dir.join("hookflow.db").display());
-    let pool = sqlx::SqlitePool::connect(&db).await.unwrap();
-    let (id,): (String,) = sqlx::query_as("SELECT id FROM audit_events WHERE seq = 3")
-        .fetch_one(&pool)
-        .await
-        .unwrap();
-    sqlx::query("UPDATE audit_events SET body = replace(body, '\"f1\"', '\"evil\"') WHERE seq = 3")
-        .execute(&pool)
-        .await
-        .unwrap();
-    pool.close().await;
-    let broken = verify(&dir);
+    // Tamper with the third event behind the server's back, as someone with database access would.
+    let select = "SELECT id FROM audit_events WHERE seq = 3";
+    let tamper = "UPDATE audit_events SET body = replace(body, '\"f1\"', '\"evil\"') WHERE seq = 3";
+    let id: String = if db.starts_with("postgres") {
+        let pool = sqlx::PgPool::connect(&db).await.unwrap();
+        let id = sqlx::query_scalar(select).fetch_one(&pool).await.unwrap();
+        sqlx::query(tamper).execute(&pool).await.unwrap();
+        pool.close().await;
+        id
+    } else {
+        let pool = sqlx::SqlitePool::connect(&db).await.unwrap();
+        let id = sqlx::query_scalar(select).fetch_one(&pool).await.unwrap();
+        sqlx::query(tamper).execute(&pool).await.unwrap();
+        pool.close().await;
+        id
+    };
+    let broken = verify(&db);
     assert_eq!(broken.status.code(), Some(1));
     let err = String::from_utf8_lossy(&broken.stderr);
     assert!(
@@ -317,8 +322,8 @@ async fn export_streams_filtered_events_as_jsonl_and_csv() {
             "csv",
             "--action",
             "flow.created",
-            "--data-dir",
-            server.data_dir().to_str().unwrap(),
+            "--database",
+            &server.database_url(),
         ])
         .output()
         .unwrap();

@@ -22,6 +22,71 @@ pub struct Server {
     pub client: Client,
     dir: tempfile::TempDir,
     env: Vec<(String, String)>,
+    /// The PostgreSQL database of this server, when the suite runs on PostgreSQL (dropped with
+    /// the server).
+    _database: Option<TestDatabase>,
+}
+
+/// True when the suite runs against PostgreSQL (`HOOKFLOW_TEST_DATABASE=postgres`) instead of
+/// the SQLite default.
+pub fn on_postgres() -> bool {
+    std::env::var("HOOKFLOW_TEST_DATABASE").is_ok_and(|v| v == "postgres")
+}
+
+/// A PostgreSQL database created for one test server and dropped with it.
+pub struct TestDatabase {
+    pub url: String,
+    admin_url: String,
+    name: String,
+}
+
+impl TestDatabase {
+    pub fn create() -> TestDatabase {
+        let admin_url = std::env::var("HOOKFLOW_TEST_POSTGRES_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+        let name = format!("hookflow_e2e_{}", uuid::Uuid::new_v4().simple());
+        admin_statement(&admin_url, format!("CREATE DATABASE \"{name}\""));
+        let base = admin_url
+            .rsplit_once('/')
+            .expect("database URL with a path")
+            .0;
+        TestDatabase {
+            url: format!("{base}/{name}"),
+            admin_url,
+            name,
+        }
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        admin_statement(
+            &self.admin_url,
+            format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.name),
+        );
+    }
+}
+
+/// Runs one statement on the admin database, on a thread of its own (callers may be inside a
+/// runtime).
+fn admin_statement(admin_url: &str, statement: String) {
+    use sqlx::{Connection, Executor};
+    let admin_url = admin_url.to_string();
+    std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(async {
+                let mut admin = sqlx::PgConnection::connect(&admin_url)
+                    .await
+                    .expect("connect to PostgreSQL (HOOKFLOW_TEST_POSTGRES_URL)");
+                admin.execute(statement.as_str()).await.expect(&statement);
+                let _ = admin.close().await;
+            })
+    })
+    .join()
+    .expect("admin statement thread");
 }
 
 /// Options for [`Server::start_with`].
@@ -56,17 +121,25 @@ impl Server {
             )
             .expect("copy effect plugin");
         }
-        let env = options
+        let mut env: Vec<(String, String)> = options
             .env
             .into_iter()
             .map(|(k, v)| (k.to_string(), v))
             .collect();
+        let database = on_postgres().then(TestDatabase::create);
+        if let Some(database) = &database {
+            env.insert(0, ("HOOKFLOW_DATABASE_URL".into(), database.url.clone()));
+            // A killed server's runs come back when their lease expires (no other process can
+            // be ruled out on a shared database): keep that short in tests (a test may override).
+            env.insert(0, ("HOOKFLOW_LEASE_SECS".into(), "2".into()));
+        }
         let mut server = Server {
             child: None,
             base: String::new(),
             client: Client::new(),
             dir,
             env,
+            _database: database,
         };
         server.spawn();
         server
@@ -141,6 +214,15 @@ impl Server {
     pub fn restart(&mut self) {
         self.kill9();
         self.spawn();
+    }
+
+    /// The server's database URL: the PostgreSQL test database, or the SQLite file in its data
+    /// directory. CLI commands get it as `--database`.
+    pub fn database_url(&self) -> String {
+        match &self._database {
+            Some(database) => database.url.clone(),
+            None => format!("sqlite://{}", self.dir.path().join("hookflow.db").display()),
+        }
     }
 
     /// The server's data directory (database, keys, plugins).

@@ -176,15 +176,23 @@ async fn retries_keep_the_webhook_id_and_honour_retry_after_then_410_disables() 
         "same id on retry"
     );
     let id = dest["id"].as_str().unwrap();
-    let deliveries: Value = server
-        .get_json(&format!("/v1/event-destinations/{id}/deliveries"))
-        .await;
-    let codes: Vec<i64> = deliveries["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| d["statusCode"].as_i64().unwrap())
-        .collect();
+    // The attempt is recorded just after the receiver answers: wait (bounded) for the record.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let (deliveries, codes) = loop {
+        let deliveries: Value = server
+            .get_json(&format!("/v1/event-destinations/{id}/deliveries"))
+            .await;
+        let codes: Vec<i64> = deliveries["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["statusCode"].as_i64().unwrap())
+            .collect();
+        if codes.len() >= 2 || Instant::now() > deadline {
+            break (deliveries, codes);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     assert_eq!(codes, [200, 503]);
     assert_eq!(deliveries["data"][1]["responseBody"], "busy");
 

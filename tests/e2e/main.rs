@@ -9,6 +9,7 @@ mod audit;
 mod catalog;
 mod destinations;
 mod intake;
+mod multiprocess;
 mod plugins;
 mod python;
 mod receiver;

@@ -149,8 +149,9 @@ enum AuditCommand {
 /// Which database to read.
 #[derive(Debug, clap::Args)]
 struct DatabaseArgs {
-    /// Database URL. Default: the SQLite file in the data directory.
-    #[arg(long, env = "HOOKFLOW_DATABASE_URL")]
+    /// Database URL (`sqlite://PATH` or `postgres://...`). Default: the SQLite file in the
+    /// data directory.
+    #[arg(long, env = "HOOKFLOW_DATABASE_URL", hide_env_values = true)]
     database: Option<String>,
     /// The server's data directory.
     #[arg(long, env = "HOOKFLOW_DATA_DIR", default_value = "hookflow-data")]
@@ -163,6 +164,12 @@ impl DatabaseArgs {
             .database
             .clone()
             .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("hookflow.db").display()));
+        if crate::config::is_postgres_url(&url) {
+            let store = crate::store::PostgresStore::open(&url)
+                .await
+                .map_err(|e| Failure::Internal(e.into()))?;
+            return Ok(Arc::new(store));
+        }
         let path = url
             .trim_start_matches("sqlite://")
             .trim_start_matches("sqlite:");

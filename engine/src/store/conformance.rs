@@ -1,6 +1,6 @@
 //! The backend-agnostic store suite: every scenario is written once against [`DynStore`] and runs
-//! on SQLite (always, on a temporary file) and on PostgreSQL (with the `postgres` feature, in a
-//! fresh database per test that is dropped afterwards).
+//! on SQLite (on a temporary file) and on PostgreSQL (in a fresh database per test that is
+//! dropped afterwards).
 //!
 //! PostgreSQL tests connect to `HOOKFLOW_TEST_POSTGRES_URL`, by default
 //! `postgres://postgres@127.0.0.1:5432/postgres`, and need the right to create databases.
@@ -26,7 +26,6 @@ const SCENARIO_LIMIT: Duration = Duration::from_secs(120);
 /// One backend under test, with whatever keeps its database alive.
 pub struct Harness {
     store: DynStore,
-    #[cfg(feature = "postgres")]
     postgres: Option<pg::TempDatabase>,
     _dir: Option<tempfile::TempDir>,
 }
@@ -40,13 +39,11 @@ impl Harness {
             .expect("open sqlite store");
         Harness {
             store: Arc::new(store),
-            #[cfg(feature = "postgres")]
             postgres: None,
             _dir: Some(dir),
         }
     }
 
-    #[cfg(feature = "postgres")]
     async fn postgres() -> Harness {
         let database = pg::TempDatabase::create().await;
         let store = PostgresStore::open(&database.url)
@@ -61,7 +58,6 @@ impl Harness {
 
     /// A second handle on the same database, as another server process would have.
     async fn peer(&self) -> DynStore {
-        #[cfg(feature = "postgres")]
         if let Some(database) = &self.postgres {
             let store = PostgresStore::open(&database.url)
                 .await
@@ -72,7 +68,6 @@ impl Harness {
     }
 }
 
-#[cfg(feature = "postgres")]
 mod pg {
     use sqlx::{Connection, Executor, PgConnection};
 
@@ -156,7 +151,6 @@ macro_rules! conformance {
                 }
             )+
         }
-        #[cfg(feature = "postgres")]
         mod on_postgres {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -1616,7 +1610,6 @@ async fn flow_memory_first_sighting(h: Harness) {
 // PostgreSQL only
 // ---------------------------------------------------------------------------------------------
 
-#[cfg(feature = "postgres")]
 mod postgres_only {
     use super::*;
 
@@ -1639,5 +1632,33 @@ mod postgres_only {
             .expect("woken within 10 s")
             .expect("listener works");
         assert!(woke);
+    }
+
+    /// A request PostgreSQL rejects (text with a NUL character) fails alone; the requests
+    /// group-committed with it are written.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn a_bad_request_does_not_fail_its_batch() {
+        let database = pg::TempDatabase::create().await;
+        let store: DynStore = Arc::new(PostgresStore::open(&database.url).await.expect("open"));
+        let flow_id = flow(&store, "isolation").await.id;
+        let mut tasks = Vec::new();
+        for i in 0..30 {
+            let mut e = event(&flow_id, Some(&format!("k{i}")));
+            if i == 7 {
+                e.body = "{\"bad\": \"\u{0}\"}".to_string();
+            }
+            let target = store.clone();
+            tasks.push(tokio::spawn(async move { target.accept_event(e).await }));
+        }
+        let mut failed = 0;
+        for task in tasks {
+            match task.await.expect("task") {
+                Ok(Accepted::New { .. }) => {}
+                Ok(other) => panic!("unexpected {other:?}"),
+                Err(_) => failed += 1,
+            }
+        }
+        assert_eq!(failed, 1);
+        assert_eq!(store.queue_depth().await.expect("depth"), (29, 0));
     }
 }

@@ -1,19 +1,17 @@
 //! Durable state. Everything that reaches the database goes through the [`Store`] trait; only this
-//! module writes SQL. SQLite is the embedded default; the SQL is kept portable so a PostgreSQL
-//! backend can implement the same trait and pass the same tests.
+//! module writes SQL. SQLite is the embedded default (one process); PostgreSQL lets several
+//! processes share the work. Both pass the same suite (`conformance`).
 
 pub mod audit;
 #[cfg(test)]
 mod conformance;
-#[cfg(feature = "postgres")]
 mod postgres;
 mod sqlite;
 mod sqlite_destinations;
 mod types;
 
 pub use audit::AuditDraft;
-#[cfg(feature = "postgres")]
-pub use postgres::PostgresStore;
+pub use postgres::{PostgresStore, WorkListener};
 pub use sqlite::SqliteStore;
 pub use types::*;
 

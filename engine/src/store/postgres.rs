@@ -42,8 +42,10 @@ use std::str::FromStr;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
-/// Connections per process. Batch writers, claims, sweeps and API reads share them.
-const POOL_SIZE: u32 = 16;
+/// Connections per process by default. Batch writers, claims, sweeps and API reads share them;
+/// the work listener has one more of its own. Mind PostgreSQL's `max_connections` (100 by
+/// default) when running many processes.
+pub const DEFAULT_POOL_SIZE: u32 = 16;
 /// Group-commit tasks per process: while one batch commits, the next is being written.
 const BATCH_WRITERS: usize = 2;
 
@@ -59,9 +61,15 @@ impl PostgresStore {
     /// (several processes starting at once is fine: sqlx serializes migrations with an advisory
     /// lock) and starts the group-commit tasks. Must be called inside a Tokio runtime.
     pub async fn open(url: &str) -> StoreResult<PostgresStore> {
+        PostgresStore::open_with(url, DEFAULT_POOL_SIZE).await
+    }
+
+    /// [`PostgresStore::open`] with a pool of `max_connections` (at least 2: one batch writer
+    /// and one other caller must be able to proceed at once).
+    pub async fn open_with(url: &str, max_connections: u32) -> StoreResult<PostgresStore> {
         let options = PgConnectOptions::from_str(url)?;
         let pool = PgPoolOptions::new()
-            .max_connections(POOL_SIZE)
+            .max_connections(max_connections.max(2))
             .acquire_timeout(Duration::from_secs(30))
             .connect_with(options.clone())
             .await?;
