@@ -87,7 +87,9 @@ async fn bench(iterations: usize) -> anyhow::Result<()> {
         in_step.push(started.elapsed());
         anyhow::ensure!(
             matches!(report.outcome, StepOutcome::Succeeded { .. }),
-            "step failed"
+            "step failed: {:?} {:?}",
+            report.outcome,
+            report.refused_requests
         );
         let started = Instant::now();
         direct().await?;

@@ -579,13 +579,17 @@ fn write_body(
                 .map_err(|e| stream_error(target, "sending the request body", e))?;
             rest = &rest[n..];
         }
-        stream
-            .flush()
-            .map_err(|e| stream_error(target, "sending the request body", e))?;
+        // Every byte is queued now. The host's HTTP client knows the length, so it may finish
+        // the request and close this stream before we flush: that is success, not a failure.
+        // A connection that really broke shows up on the response instead.
+        match stream.flush() {
+            Ok(()) | Err(StreamError::Closed) => {}
+            Err(e) => return Err(stream_error(target, "sending the request body", e)),
+        }
         loop {
             match stream.check_write() {
                 Ok(0) => wait(&ready, deadline, target)?,
-                Ok(_) => break,
+                Ok(_) | Err(StreamError::Closed) => break,
                 Err(e) => return Err(stream_error(target, "sending the request body", e)),
             }
         }
