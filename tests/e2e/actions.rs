@@ -466,3 +466,34 @@ async fn new_ip_sign_in_template_mails_once_per_new_address() {
             .contains("New sign-in from 198.51.100.9")
     );
 }
+
+#[tokio::test]
+async fn http_request_posts_succeed_every_time() {
+    // Regression: the host may close a request body stream as soon as its last byte is queued;
+    // the SDK used to report that race as "connection closed while sending the request body".
+    let server = Server::start_with(Options {
+        env: vec![("HOOKFLOW_DEV_ALLOW_LOCAL_DESTINATIONS", "1".into())],
+        ..Options::default()
+    })
+    .await;
+    let receiver = crate::receiver::Receiver::start().await;
+    receiver.answer("/in", 200, "application/json", r#"{"ok": true}"#);
+    let id = server
+        .create_flow(webhook_flow(
+            "post",
+            json!([{"name": "post", "type": "action", "plugin": "http-request@0.1.0",
+                    "input": {"method": "POST", "url": format!("{}/in", receiver.base),
+                              "json": {"n": "{{trigger.body.n}}"}},
+                    "allowedHosts": [receiver.base]}]),
+        ))
+        .await;
+    let mut failures = Vec::new();
+    for n in 0..150 {
+        let run = server.run_flow(&id, &json!({"id": format!("e{n}"), "n": n})).await;
+        if run["status"] != "SUCCEEDED" {
+            failures.push(step(&run, "post")["error"].clone());
+        }
+    }
+    assert!(failures.is_empty(), "failed posts: {failures:?}");
+    assert_eq!(receiver.to("/in").len(), 150);
+}
