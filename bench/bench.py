@@ -221,6 +221,9 @@ class Server:
                 break
         return runs
 
+    def urls(self, path):
+        return [self.base + path]
+
     def cpu(self):
         return proc_cpu(self.pid)
 
@@ -239,8 +242,106 @@ class Server:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+class Cluster:
+    """N `hookflow serve` processes on one fresh PostgreSQL database (or one process on it):
+    the same interface as `Server`, with load spread over every process's webhook URL."""
+
+    def __init__(self, binary, label, procs, pg_url, workers=None):
+        self.admin_url = pg_url
+        self.db = f"hookflow_bench_{label}_{os.getpid()}_{int(time.time())}"
+        psql(pg_url, f'CREATE DATABASE "{self.db}"')
+        url = pg_url.rsplit("/", 1)[0] + "/" + self.db
+        env = {"HOOKFLOW_DATABASE_URL": url,
+               "HOOKFLOW_SECRET_KEY": "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="}
+        self.servers = []
+        try:
+            for i in range(procs):
+                self.servers.append(Server(binary, f"{label}{i}", workers, env))
+        except Exception:
+            self.stop()
+            raise
+        self.pid = self.servers[0].pid
+        self.base = self.servers[0].base
+
+    def urls(self, path):
+        return [s.base + path for s in self.servers]
+
+    def create_flow(self, flow):
+        return self.servers[0].create_flow(flow)
+
+    def metrics(self):
+        return self.servers[0].metrics()
+
+    def live_runs(self):
+        return self.servers[0].live_runs()
+
+    def wait_drained(self, timeout):
+        return self.servers[0].wait_drained(timeout)
+
+    def runs(self, flow_id, max_pages=1000):
+        return self.servers[0].runs(flow_id, max_pages)
+
+    def cpu(self):
+        return sum(s.cpu() for s in self.servers)
+
+    def peak_rss_mb(self):
+        # The largest process: the ≤ 150 MiB target is per server process.
+        return max(s.peak_rss_mb() for s in self.servers)
+
+    def stop(self):
+        for s in self.servers:
+            s.stop()
+        psql(self.admin_url, f'DROP DATABASE IF EXISTS "{self.db}" WITH (FORCE)')
+
+
+def psql(url, statement):
+    subprocess.run(["psql", url, "-v", "ON_ERROR_STOP=1", "-q", "-c", statement], check=True,
+                   stdout=subprocess.DEVNULL)
+
+
+def make_server(args, label):
+    if args.db == "postgres":
+        return Cluster(args.bin, label, args.procs, args.pg_url)
+    if args.procs != 1:
+        raise SystemExit("--procs > 1 needs --db postgres (SQLite is one process)")
+    return Server(args.bin, label)
+
+
 # ---------------------------------------------------------------------------------------------
 # load generator
+
+
+def run_load(oha, urls, body_path, *, duration=None, n=None, conns=64, qps=None):
+    """`run_oha` against every URL at once (connections, requests and rate split evenly), with
+    the reports merged: counts add up, time is the longest, percentiles are the worst."""
+    if len(urls) == 1:
+        return run_oha(oha, urls[0], body_path, duration=duration, n=n, conns=conns, qps=qps)
+    k = len(urls)
+    results = [None] * k
+
+    def one(i):
+        results[i] = run_oha(oha, urls[i], body_path, duration=duration,
+                             n=(n // k + (1 if i < n % k else 0)) if n else None,
+                             conns=max(1, conns // k), qps=max(1, round(qps / k)) if qps else None)
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(k)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    merged = {"wall_s": max(r["wall_s"] for r in results),
+              "total_s": max(r["total_s"] for r in results),
+              "requests_per_s": sum(r["requests_per_s"] for r in results),
+              "success_rate": min(r["success_rate"] for r in results),
+              "status_codes": {}, "errors": {},
+              "p50_ms": max(r["p50_ms"] for r in results),
+              "p99_ms": max(r["p99_ms"] for r in results),
+              "p999_ms": max(r["p999_ms"] for r in results)}
+    for r in results:
+        for key in ("status_codes", "errors"):
+            for code, count in r[key].items():
+                merged[key][code] = merged[key].get(code, 0) + count
+    return merged
 
 
 def run_oha(oha, url, body_path, *, duration=None, n=None, conns=64, qps=None):
@@ -338,13 +439,13 @@ def write_body(path):
 
 
 def workload_intake(args, body_path):
-    srv = Server(args.bin, "intake")
+    srv = make_server(args, "intake")
     try:
         flow = srv.create_flow(INTAKE_FLOW)
-        url = f"{srv.base}/v1/webhooks/{flow}"
+        urls = srv.urls(f"/v1/webhooks/{flow}")
         cpu0, thr0, ch0 = srv.cpu(), proc_threads(srv.pid), children_cpu()
         perf = Perf(args, srv.pid, "intake")
-        load = run_oha(args.oha, url, body_path, duration=args.intake_secs, conns=args.conns)
+        load = run_load(args.oha, urls, body_path, duration=args.intake_secs, conns=args.conns)
         perf.stop()
         cpu_load, thr1, oha_cpu = srv.cpu() - cpu0, proc_threads(srv.pid), children_cpu() - ch0
         backlog = srv.live_runs()
@@ -377,14 +478,14 @@ def workload_intake(args, body_path):
 
 
 def workload_throughput(args, body_path):
-    srv = Server(args.bin, "throughput")
+    srv = make_server(args, "throughput")
     try:
         flow = srv.create_flow(ROUTER_FLOW)
-        url = f"{srv.base}/v1/webhooks/{flow}"
+        urls = srv.urls(f"/v1/webhooks/{flow}")
         cpu0, thr0, ch0 = srv.cpu(), proc_threads(srv.pid), children_cpu()
         perf = Perf(args, srv.pid, "throughput")
         t0 = time.monotonic()
-        load = run_oha(args.oha, url, body_path, n=args.n, conns=args.conns)
+        load = run_load(args.oha, urls, body_path, n=args.n, conns=args.conns)
         oha_cpu = children_cpu() - ch0
         backlog = srv.live_runs()
         drained, drain_s = srv.wait_drained(args.drain_timeout)
@@ -429,16 +530,16 @@ def workload_throughput(args, body_path):
 
 
 def workload_latency(args, body_path):
-    srv = Server(args.bin, "latency")
+    srv = make_server(args, "latency")
     try:
         flow = srv.create_flow(ROUTER_FLOW)
-        url = f"{srv.base}/v1/webhooks/{flow}"
+        urls = srv.urls(f"/v1/webhooks/{flow}")
         # a short warm-up so the first instantiations/pages are not in the sample
-        run_oha(args.oha, url, body_path, n=200, conns=4)
+        run_load(args.oha, urls, body_path, n=200, conns=4)
         srv.wait_drained(30)
         warm_ids = {r["id"] for r in srv.runs(flow)}
         cpu0, thr0, ch0 = srv.cpu(), proc_threads(srv.pid), children_cpu()
-        load = run_oha(args.oha, url, body_path, duration=args.latency_secs, conns=args.conns,
+        load = run_load(args.oha, urls, body_path, duration=args.latency_secs, conns=args.conns,
                        qps=args.rate)
         oha_cpu = children_cpu() - ch0
         drained, drain_s = srv.wait_drained(120)
@@ -528,7 +629,7 @@ def markdown(results):
             f"| (c) {c['target_rate']}/s | HTTP p50 / p99 | {fmt(c['intake_p50_ms'], 2)} / {fmt(c['intake_p99_ms'], 2)} ms | | |",
             f"| (c) {c['target_rate']}/s | server CPU (utilisation of one core) / peak RSS | {fmt(c['server_cpu_s'])} s ({fmt(c['server_cpu_util_pct'], 0)} %) / {fmt(c['peak_rss_mb'])} MiB | | |",
         ]
-    lines = rows + [""]
+    lines = [f"Database: {results.get('db', 'sqlite')}, server processes: {results.get('procs', 1)}.", ""] + rows + [""]
     for key in ("intake", "throughput", "latency"):
         r = results.get(key)
         if r:
@@ -551,13 +652,17 @@ def main():
     ap.add_argument("--rate", type=int, default=1000)
     ap.add_argument("--latency-secs", type=int, default=10)
     ap.add_argument("--perf", action="store_true", help="perf record the server in (a) and (b)")
+    ap.add_argument("--db", choices=["sqlite", "postgres"], default="sqlite")
+    ap.add_argument("--procs", type=int, default=1, help="server processes (PostgreSQL only)")
+    ap.add_argument("--pg-url", default="postgres://postgres@127.0.0.1:5432/postgres",
+                    help="admin URL; each workload creates and drops its own database")
     ap.add_argument("--sandbox-json", help="file with the BENCH_SANDBOX line of bench_sandbox")
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
     body_path = os.path.join(args.out, "event.json")
     size = write_body(body_path)
     results = {"date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-               "body_bytes": size, "conns": args.conns}
+               "body_bytes": size, "conns": args.conns, "db": args.db, "procs": args.procs}
     print(f"event body: {size} bytes ({body_path})", flush=True)
     if args.sandbox_json and os.path.exists(args.sandbox_json):
         with open(args.sandbox_json) as f:
