@@ -489,7 +489,9 @@ async fn http_request_posts_succeed_every_time() {
         .await;
     let mut failures = Vec::new();
     for n in 0..150 {
-        let run = server.run_flow(&id, &json!({"id": format!("e{n}"), "n": n})).await;
+        let run = server
+            .run_flow(&id, &json!({"id": format!("e{n}"), "n": n}))
+            .await;
         if run["status"] != "SUCCEEDED" {
             failures.push(step(&run, "post")["error"].clone());
         }

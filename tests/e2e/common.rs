@@ -225,11 +225,6 @@ impl Server {
         }
     }
 
-    /// The server's data directory (database, keys, plugins).
-    pub fn data_dir(&self) -> &std::path::Path {
-        self.dir.path()
-    }
-
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
     }
