@@ -610,6 +610,94 @@ def workload_latency(args, body_path):
         srv.stop()
 
 
+# The event mix of workload (d): run lifecycle dominates real Activepieces audit streams.
+MIX = [
+    ("flow.run.finished", "FAILED", 20),
+    ("flow.run.finished", "SUCCEEDED", 25),
+    ("flow.run.started", None, 30),
+    ("user.signed.in", None, 8),
+    ("flow.updated", None, 5),
+    ("flow.published", None, 4),
+    ("connection.upserted", None, 4),
+    ("project.role.updated", None, 2),
+    ("folder.created", None, 2),
+]
+
+
+def workload_handler(args, body_path):
+    """(d) The generated handler flow for every Activepieces event, fed a realistic mix."""
+    srv = make_server(args, "handler")
+    try:
+        types = srv.servers[0] if isinstance(srv, Cluster) else srv
+        catalog = types.request("GET", "/v1/event-types?source=activepieces")["data"]
+        names = [e["name"] for e in catalog]
+        samples = {e["name"]: e["sample"] for e in catalog}
+        flow = types.request("POST", "/v1/handler-flows",
+                             {"events": names, "source": "activepieces"})["id"]
+        urls = srv.urls(f"/v1/webhooks/{flow}")
+        total_weight = sum(w for _, _, w in MIX)
+        jobs = []
+        for i, (name, status, weight) in enumerate(MIX):
+            event = json.loads(json.dumps(samples[name]))
+            event.pop("id", None)
+            if status:
+                event["data"]["flowRun"]["status"] = status
+            path = os.path.join(args.out, f"mix-{i}.json")
+            with open(path, "w") as f:
+                json.dump(event, f, separators=(",", ":"))
+            n = max(1, args.n * weight // total_weight)
+            conns = max(1, args.conns * weight // total_weight)
+            jobs.append((urls[i % len(urls)], path, n, conns))
+        cpu0, ch0 = srv.cpu(), children_cpu()
+        rss = RssSampler(srv)
+        results = [None] * len(jobs)
+
+        def one(i):
+            url, path, n, conns = jobs[i]
+            results[i] = run_oha(args.oha, url, path, n=n, conns=conns)
+
+        threads = [threading.Thread(target=one, args=(i,)) for i in range(len(jobs))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        oha_cpu = children_cpu() - ch0
+        drained, _ = srv.wait_drained(args.drain_timeout)
+        rss_under_load = rss.stop()
+        cpu_used = srv.cpu() - cpu0
+        sent = sum(j[2] for j in jobs)
+        accepted = sum(r["status_codes"].get("202", 0) for r in results)
+        runs = srv.runs(flow)
+        done = [r for r in runs if r.get("finished")]
+        statuses = {}
+        for r in runs:
+            statuses[r["status"]] = statuses.get(r["status"], 0) + 1
+        first = min(ts(r["created"]) for r in runs)
+        last = max(ts(r["finished"]) for r in done)
+        e2e = [(ts(r["finished"]) - ts(r["created"])) * 1e3 for r in done]
+        return {
+            "events_sent": sent,
+            "events_202": accepted,
+            "event_types": len(names),
+            "mix": {f"{n}{'/' + st if st else ''}": w for n, st, w in MIX},
+            "drained": drained,
+            "statuses": statuses,
+            "span_s": last - first,
+            "completed_runs_per_s": len(done) / (last - first),
+            "intake_p50_ms": max(r["p50_ms"] for r in results),
+            "intake_p99_ms": max(r["p99_ms"] for r in results),
+            "e2e_p50_ms_under_overload": percentile(e2e, 0.5),
+            "e2e_p99_ms_under_overload": percentile(e2e, 0.99),
+            "server_cpu_s": cpu_used,
+            "server_cpu_us_per_run": cpu_used / max(len(done), 1) * 1e6,
+            "oha_cpu_s": oha_cpu,
+            "rss_under_load_mb": rss_under_load,
+            "peak_rss_mb": srv.peak_rss_mb(),
+        }
+    finally:
+        srv.stop()
+
+
 # ---------------------------------------------------------------------------------------------
 # report
 
@@ -665,6 +753,15 @@ def markdown(results):
             f"| (c) {c['target_rate']}/s | HTTP p50 / p99 | {fmt(c['intake_p50_ms'], 2)} / {fmt(c['intake_p99_ms'], 2)} ms | | |",
             f"| (c) {c['target_rate']}/s | server CPU (utilisation of one core) / peak RSS | {fmt(c['server_cpu_s'])} s ({fmt(c['server_cpu_util_pct'], 0)} %) / {fmt(c['peak_rss_mb'])} MiB | | |",
         ]
+    d = results.get("handler")
+    if d:
+        rows += [
+            f"| (d) handler flow, {d['event_types']} event types | completed runs/s (mix of {len(d['mix'])} events) | {fmt(d['completed_runs_per_s'], 0)} | | |",
+            f"| (d) handler flow | N / span / statuses | {fmt(d['events_sent'])} / {fmt(d['span_s'], 2)} s / {d['statuses']} | | |",
+            f"| (d) handler flow | HTTP p50 / p99 (worst sender) | {fmt(d['intake_p50_ms'], 2)} / {fmt(d['intake_p99_ms'], 2)} ms | | |",
+            f"| (d) handler flow | server CPU (µs/run) / oha CPU | {fmt(d['server_cpu_s'])} s ({fmt(d['server_cpu_us_per_run'])}) / {fmt(d['oha_cpu_s'])} s | | |",
+            f"| (d) handler flow | resident memory under load / peak incl. start-up | {fmt(d['rss_under_load_mb'])} / {fmt(d['peak_rss_mb'])} MiB | ≤ 150 MiB | {verdict(d['rss_under_load_mb'] <= 150)} |",
+        ]
     lines = [f"Database: {results.get('db', 'sqlite')}, server processes: {results.get('procs', 1)}.", ""] + rows + [""]
     for key in ("intake", "throughput", "latency"):
         r = results.get(key)
@@ -680,7 +777,7 @@ def main():
     ap.add_argument("--bin", default=os.path.join(ROOT, "target", "release", "hookflow"))
     ap.add_argument("--oha", default="oha")
     ap.add_argument("--out", default=os.path.join(HERE, "out"))
-    ap.add_argument("--only", default="a,b,c")
+    ap.add_argument("--only", default="a,b,c,d")
     ap.add_argument("--conns", type=int, default=64)
     ap.add_argument("--intake-secs", type=int, default=10)
     ap.add_argument("--n", type=int, default=30000)
@@ -708,7 +805,8 @@ def main():
     only = set(args.only.split(","))
     for key, name, fn in (("a", "intake", workload_intake),
                           ("b", "throughput", workload_throughput),
-                          ("c", "latency", workload_latency)):
+                          ("c", "latency", workload_latency),
+                          ("d", "handler", workload_handler)):
         if key in only:
             print(f"== ({key}) {name} ...", flush=True)
             results[name] = fn(args, body_path)
