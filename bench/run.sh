@@ -5,10 +5,12 @@
 #   2. builds the release server (cargo build --release -p hookflow)
 #   3. runs the sandbox micro-benchmark (engine/examples/bench_sandbox.rs)
 #   4. runs the load workloads (a) intake, (b) router+plugin throughput, (c) fixed-rate latency,
-#      each against a fresh server in a temporary data dir (bench/bench.py)
+#      (d) the generated handler flow under an event mix, each against a fresh server in a
+#      temporary data dir (bench/bench.py): on SQLite, then on PostgreSQL with 1 and 3 processes
+#   5. delivery throughput to a local receiver (engine/examples/bench_delivery.rs)
 #
 # Output: bench/out/{sandbox.txt,results.json,results.md,machine.txt}. Knobs (env):
-#   BENCH_ONLY=a,b,c  BENCH_N=30000  BENCH_CONNS=64  BENCH_SECS=10  BENCH_RATE=1000
+#   BENCH_ONLY=a,b,c,d  BENCH_SKIP_POSTGRES=1  BENCH_N=30000  BENCH_CONNS=64  BENCH_SECS=10  BENCH_RATE=1000
 #   BENCH_SKIP_BUILD=1 (use the existing target/release/hookflow)  BENCH_SKIP_SANDBOX=1
 #   BENCH_PERF=1 (perf record the server during (a) and (b) into bench/out/perf-*.data)
 set -euo pipefail
@@ -70,12 +72,26 @@ if [[ "${BENCH_SKIP_SANDBOX:-0}" != 1 ]]; then
   [[ $ok == 1 ]] || { echo "bench_sandbox did not run" >&2; exit 1; }
 fi
 
-# -- 4. load workloads --------------------------------------------------------------------------
-log "load workloads (bench/bench.py)"
-python3 "$ROOT/bench/bench.py" \
-  --bin "$OUT/hookflow" --oha "$OHA" --out "$OUT" \
-  --only "${BENCH_ONLY:-a,b,c}" --conns "${BENCH_CONNS:-64}" --n "${BENCH_N:-30000}" \
-  --intake-secs "${BENCH_SECS:-10}" --latency-secs "${BENCH_SECS:-10}" --rate "${BENCH_RATE:-1000}" \
-  --sandbox-json "$OUT/sandbox.txt" ${BENCH_PERF:+--perf}
+# -- 4. load workloads: SQLite (one process), PostgreSQL with 1 and with 3 processes ------------
+load() {
+  local name="$1"; shift
+  log "load workloads, $name (bench/bench.py $*)"
+  mkdir -p "$OUT/$name"
+  python3 "$ROOT/bench/bench.py" \
+    --bin "$OUT/hookflow" --oha "$OHA" --out "$OUT/$name" \
+    --only "${BENCH_ONLY:-a,b,c,d}" --conns "${BENCH_CONNS:-64}" --n "${BENCH_N:-30000}" \
+    --intake-secs "${BENCH_SECS:-10}" --latency-secs "${BENCH_SECS:-10}" --rate "${BENCH_RATE:-1000}" \
+    --sandbox-json "$OUT/sandbox.txt" ${BENCH_PERF:+--perf} "$@"
+}
+load sqlite
+if [[ "${BENCH_SKIP_POSTGRES:-0}" != 1 ]]; then
+  load postgres-1 --db postgres --procs 1
+  load postgres-3 --db postgres --procs 3
+fi
 
-log "results: $OUT/results.md, $OUT/results.json"
+# -- 5. delivery throughput -----------------------------------------------------------------------
+log "cargo run --release -p hookflow --example bench_delivery (1 and 10 destinations)"
+cargo run --release -p hookflow --example bench_delivery -- 50000 1 | tee "$OUT/delivery.txt"
+cargo run --release -p hookflow --example bench_delivery -- 20000 10 | tee -a "$OUT/delivery.txt"
+
+log "results: $OUT/{sqlite,postgres-1,postgres-3}/results.md, $OUT/delivery.txt"
