@@ -148,6 +148,7 @@ pub async fn run(
         max_body_bytes: config.max_body_bytes,
         plugin_dir: plugin_dir.clone(),
         trusted_proxies: config.trusted_proxies.clone(),
+        shared_database: config.is_postgres(),
         sign_ins: Default::default(),
     });
 

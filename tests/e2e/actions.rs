@@ -252,6 +252,11 @@ async fn respond_sets_the_sync_webhook_response() {
     assert_eq!(r.headers()["x-handled-by"], "hookflow");
     assert_eq!(r.headers()["content-type"], "application/json");
     assert_eq!(r.json::<Value>().await.unwrap(), json!({"pong": "e1"}));
+    // The same event again: a duplicate, answered from the stored run with the same response.
+    let again = sync(json!({"action": "ping", "id": "e1"})).await.unwrap();
+    assert_eq!(again.status(), StatusCode::OK);
+    assert_eq!(again.headers()["x-handled-by"], "hookflow");
+    assert_eq!(again.json::<Value>().await.unwrap(), json!({"pong": "e1"}));
 
     let r = sync(json!({"action": "other", "id": "e2"})).await.unwrap();
     assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);

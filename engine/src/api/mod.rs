@@ -47,6 +47,8 @@ pub struct App {
     pub sign_ins: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
     /// Proxies whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Vec<IpAddr>,
+    /// True on PostgreSQL, where other processes may run (and finish) this process's runs.
+    pub shared_database: bool,
     /// Where uploaded plugins are kept so they survive restarts.
     pub plugin_dir: std::path::PathBuf,
 }

@@ -4,10 +4,10 @@
 //! the response a step set (the `respond` plugin), or else with the run itself.
 
 use super::{ApiError, ApiResult, AppState, Params};
-use crate::exec::SYNC_RESPONSE_KEY;
 use crate::flow::Trigger;
 use crate::metrics::Rejection;
-use crate::store::{Accepted, Environment, NewEvent, RunDetail, new_id};
+use crate::queue::Waited;
+use crate::store::{Accepted, Environment, NewEvent, new_id};
 use crate::trigger::{self, verify};
 use crate::wasm::SyncResponse;
 use axum::body::Body;
@@ -73,35 +73,39 @@ async fn receive_sync(
             MAX_SYNC_WAIT.as_millis()
         )));
     }
-    let run_id = match accept(&app, &flow_id, &headers, body).await? {
-        Accepted::New { run_id } | Accepted::Duplicate { run_id } => run_id,
+    let (run_id, duplicate) = match accept(&app, &flow_id, &headers, body).await? {
+        Accepted::New { run_id } => (run_id, false),
+        Accepted::Duplicate { run_id } => (run_id, true),
     };
-    if !app.queue.wait_for(&run_id, wait).await {
-        return Err(ApiError::new(
-            StatusCode::REQUEST_TIMEOUT,
-            format!("run {run_id} did not finish within {} ms", wait.as_millis()),
-        )
-        .with_extra(json!({ "runId": run_id })));
+    // A duplicate's run may have finished long ago, and on a shared database another process
+    // may run it: then the store has to be asked.
+    let elsewhere = duplicate || app.shared_database;
+    match app.queue.wait_for(&run_id, wait, elsewhere).await {
+        Waited::Finished(Some(response)) => return Ok(http_response(response)),
+        Waited::Finished(None) | Waited::Stored => {}
+        Waited::TimedOut => {
+            return Err(ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                format!("run {run_id} did not finish within {} ms", wait.as_millis()),
+            )
+            .with_extra(json!({ "runId": run_id })));
+        }
     }
     let run = app
         .store
         .get_run(&run_id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("run {run_id} not found")))?;
-    if let Some(response) = sync_response(&run) {
-        return Ok(response);
+    if let Some(response) = crate::exec::sync_response(&run.steps) {
+        return Ok(http_response(response));
     }
     Ok(Json(json!(run)).into_response())
 }
 
-/// The response the run's last `respond` call set, as an HTTP response.
-fn sync_response(run: &RunDetail) -> Option<Response> {
-    let set = run.steps.iter().rev().find_map(|step| {
-        let value = step.detail.as_ref()?.get(SYNC_RESPONSE_KEY)?;
-        serde_json::from_value::<SyncResponse>(value.clone()).ok()
-    })?;
+/// A response a `respond` step set, as HTTP.
+fn http_response(set: SyncResponse) -> Response {
     let mut response = Response::new(Body::from(set.body));
-    *response.status_mut() = StatusCode::from_u16(set.status).ok()?;
+    *response.status_mut() = StatusCode::from_u16(set.status).unwrap_or(StatusCode::OK);
     let headers = response.headers_mut();
     for (name, value) in set.headers {
         // Checked when the plugin set them; anything unparsable is dropped, not fatal.
@@ -112,7 +116,7 @@ fn sync_response(run: &RunDetail) -> Option<Response> {
             headers.append(name, value);
         }
     }
-    Some(response)
+    response
 }
 
 async fn accept(

@@ -20,6 +20,14 @@ use std::time::{Duration, Instant};
 /// [`crate::wasm::SyncResponse`]); the webhook API answers with the last one in the run.
 pub const SYNC_RESPONSE_KEY: &str = "response";
 
+/// The `/sync` response a run's steps set: the last one wins.
+pub fn sync_response(steps: &[StepRecord]) -> Option<crate::wasm::SyncResponse> {
+    steps.iter().rev().find_map(|step| {
+        let value = step.detail.as_ref()?.get(SYNC_RESPONSE_KEY)?;
+        serde_json::from_value(value.clone()).ok()
+    })
+}
+
 /// Step deadline when a step sets none.
 pub const DEFAULT_STEP_TIMEOUT: Duration = Duration::from_secs(10);
 

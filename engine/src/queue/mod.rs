@@ -10,8 +10,9 @@ use crate::exec::{Executor, RunRequest};
 use crate::metrics::Metrics;
 use crate::registry::FlowRegistry;
 use crate::store::{ClaimedRun, DynStore, RunOutcome, RunStatus};
+use crate::wasm::SyncResponse;
 use serde_json::json;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -51,7 +52,42 @@ pub struct Queue {
     wake: Notify,
     slot_freed: Notify,
     in_flight: AtomicUsize,
-    waiters: Mutex<HashMap<String, Vec<oneshot::Sender<()>>>>,
+    waiters: Mutex<Waiters>,
+}
+
+/// How a wait for a run ended.
+#[derive(Debug)]
+pub enum Waited {
+    /// This process finished the run; the `/sync` response its steps set, if any.
+    Finished(Option<SyncResponse>),
+    /// The run is finished; read it from the store.
+    Stored,
+    /// The timeout passed first.
+    TimedOut,
+}
+
+/// Runs finished this recently are remembered for late waiters.
+const RECENTLY_FINISHED: usize = 4096;
+
+/// `/sync` callers waiting for runs, and the runs that finished just now.
+#[derive(Default)]
+struct Waiters {
+    waiting: HashMap<String, Vec<oneshot::Sender<Option<SyncResponse>>>>,
+    recent: HashSet<String>,
+    recent_order: VecDeque<String>,
+}
+
+impl Waiters {
+    fn remember(&mut self, run_id: &str) {
+        if self.recent.insert(run_id.to_string()) {
+            self.recent_order.push_back(run_id.to_string());
+        }
+        while self.recent_order.len() > RECENTLY_FINISHED {
+            if let Some(old) = self.recent_order.pop_front() {
+                self.recent.remove(&old);
+            }
+        }
+    }
 }
 
 impl Queue {
@@ -63,7 +99,7 @@ impl Queue {
             wake: Notify::new(),
             slot_freed: Notify::new(),
             in_flight: AtomicUsize::new(0),
-            waiters: Mutex::new(HashMap::new()),
+            waiters: Mutex::new(Waiters::default()),
         })
     }
 
@@ -77,52 +113,72 @@ impl Queue {
         self.in_flight.load(Ordering::Relaxed)
     }
 
-    /// Waits until `run_id` reaches a terminal status or `timeout` passes. Returns whether it
-    /// finished. Safe against the run finishing before the wait starts. A run executed here
-    /// wakes the waiter at once; one executed by another process (`--role api`, several
-    /// workers) is seen by polling the store every [`WAIT_POLL`].
-    pub async fn wait_for(&self, run_id: &str, timeout: Duration) -> bool {
+    /// Waits until `run_id` reaches a terminal status or `timeout` passes.
+    ///
+    /// A run executed by this process wakes the waiter directly, handing over the `/sync`
+    /// response its steps set, so the common case needs no database read at all. Races are
+    /// closed in memory: registration and the "recently finished" check share one lock with
+    /// [`Queue::notify_finished`]. When `elsewhere` is set (a duplicate event whose run may have
+    /// finished long ago, or a database other processes also work on) the store is checked first
+    /// and then every [`WAIT_POLL`].
+    pub async fn wait_for(&self, run_id: &str, timeout: Duration, elsewhere: bool) -> Waited {
         let (tx, mut rx) = oneshot::channel();
-        self.waiters
-            .lock()
-            .expect("waiters poisoned")
-            .entry(run_id.to_string())
-            .or_default()
-            .push(tx);
+        {
+            let mut state = self.waiters.lock().expect("waiters poisoned");
+            if state.recent.contains(run_id) {
+                return Waited::Stored;
+            }
+            state
+                .waiting
+                .entry(run_id.to_string())
+                .or_default()
+                .push(tx);
+        }
         let deadline = tokio::time::Instant::now() + timeout;
-        let finished = loop {
-            if let Ok(Some(run)) = self.store.get_run(run_id).await
+        let waited = loop {
+            if elsewhere
+                && let Ok(Some(run)) = self.store.get_run(run_id).await
                 && run.summary.status.is_terminal()
             {
-                break true;
+                break Waited::Stored;
             }
-            let poll = (tokio::time::Instant::now() + WAIT_POLL).min(deadline);
+            let wake_up = if elsewhere {
+                (tokio::time::Instant::now() + WAIT_POLL).min(deadline)
+            } else {
+                deadline
+            };
             tokio::select! {
-                woken = &mut rx => break woken.is_ok(),
-                _ = tokio::time::sleep_until(poll) => {
-                    if poll == deadline {
-                        break false;
+                woken = &mut rx => break match woken {
+                    Ok(response) => Waited::Finished(response),
+                    Err(_) => Waited::Stored,
+                },
+                _ = tokio::time::sleep_until(wake_up) => {
+                    if wake_up == deadline {
+                        break Waited::TimedOut;
                     }
                 }
             }
         };
-        self.waiters
-            .lock()
-            .expect("waiters poisoned")
-            .remove(run_id);
-        finished
+        if !matches!(waited, Waited::Finished(_)) {
+            self.waiters
+                .lock()
+                .expect("waiters poisoned")
+                .waiting
+                .remove(run_id);
+        }
+        waited
     }
 
-    fn notify_finished(&self, run_id: &str) {
-        if let Some(senders) = self
-            .waiters
-            .lock()
-            .expect("waiters poisoned")
-            .remove(run_id)
-        {
-            for tx in senders {
-                let _ = tx.send(());
-            }
+    /// Wakes the waiters of a run this process just finished, and remembers it briefly for a
+    /// waiter that registers a moment too late.
+    fn notify_finished(&self, run_id: &str, response: Option<SyncResponse>) {
+        let senders = {
+            let mut state = self.waiters.lock().expect("waiters poisoned");
+            state.remember(run_id);
+            state.waiting.remove(run_id)
+        };
+        for tx in senders.into_iter().flatten() {
+            let _ = tx.send(response.clone());
         }
     }
 
@@ -210,12 +266,13 @@ impl Queue {
                     let run_id = run.id.clone();
                     let outcome = execute_claimed(&executor, &flows, run, &queue.owner).await;
                     let status = outcome.status;
+                    let response = crate::exec::sync_response(&outcome.steps);
                     match queue.store.finish_run(outcome).await {
                         Ok(true) => metrics.run_finished(status),
                         Ok(false) => tracing::warn!(%run_id, "run finished after its lease was lost; result dropped"),
                         Err(error) => tracing::error!(%run_id, %error, "recording run result failed"),
                     }
-                    queue.notify_finished(&run_id);
+                    queue.notify_finished(&run_id, response);
                     queue.in_flight.fetch_sub(1, Ordering::Relaxed);
                     queue.slot_freed.notify_one();
                 });
