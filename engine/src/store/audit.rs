@@ -50,8 +50,8 @@ pub fn chain_hash(prev_hash: &str, body: &str) -> String {
         .collect()
 }
 
-/// The Activepieces envelope for a draft.
-fn envelope(id: &str, created: &str, draft: &AuditDraft) -> Value {
+/// The Activepieces envelope for a draft; both backends hash exactly these bytes.
+pub(super) fn envelope(id: &str, created: &str, draft: &AuditDraft) -> Value {
     let mut map = Map::new();
     map.insert("id".into(), json!(id));
     map.insert("created".into(), json!(created));

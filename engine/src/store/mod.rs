@@ -215,3 +215,36 @@ pub fn now_text() -> String {
 pub fn new_id() -> String {
     uuid::Uuid::now_v7().to_string()
 }
+
+/// Turns `limit + 1` fetched rows into a page with `next`/`previous` cursors, the same for both
+/// backends: a page fetched forwards has `previous` only when it was reached through a cursor; a
+/// page fetched backwards always has `next`.
+pub(crate) fn paginate<T>(
+    mut items: Vec<T>,
+    limit: u32,
+    backwards: bool,
+    had_cursor: bool,
+    id: impl Fn(&T) -> String,
+) -> Page<T> {
+    let more = items.len() > limit as usize;
+    items.truncate(limit as usize);
+    if backwards {
+        items.reverse();
+    }
+    let (has_next, has_previous) = if backwards {
+        (true, more)
+    } else {
+        (more, had_cursor)
+    };
+    let next = has_next
+        .then(|| items.last().map(|t| Cursor::After(id(t)).encode()))
+        .flatten();
+    let previous = has_previous
+        .then(|| items.first().map(|t| Cursor::Before(id(t)).encode()))
+        .flatten();
+    Page {
+        data: items,
+        next,
+        previous,
+    }
+}

@@ -1241,41 +1241,6 @@ fn push_cursor(q: &mut QueryBuilder<'_, Sqlite>, cursor: Option<&Cursor>, limit:
     backwards
 }
 
-/// Turns `limit + 1` fetched rows into a page with `next`/`previous` cursors.
-fn paginate<T>(
-    mut items: Vec<T>,
-    limit: u32,
-    backwards: bool,
-    had_cursor: bool,
-    id: impl Fn(&T) -> String,
-) -> Page<T> {
-    let more = items.len() > limit as usize;
-    items.truncate(limit as usize);
-    if backwards {
-        items.reverse();
-    }
-    let (has_next, has_previous) = if backwards {
-        (true, more)
-    } else {
-        (more, had_cursor)
-    };
-    let next = if has_next {
-        items.last().map(|t| Cursor::After(id(t)).encode())
-    } else {
-        None
-    };
-    let previous = if has_previous {
-        items.first().map(|t| Cursor::Before(id(t)).encode())
-    } else {
-        None
-    };
-    Page {
-        data: items,
-        next,
-        previous,
-    }
-}
-
 fn push_list(q: &mut QueryBuilder<'_, Sqlite>, ids: &[String]) {
     let mut sep = q.separated(", ");
     for id in ids {

@@ -9,27 +9,10 @@
 //! the lock is held only for the commit.
 
 use super::rows::{json, paginate};
-use crate::store::audit::{AuditDraft, chain_hash};
+use crate::store::audit::{AuditDraft, chain_hash, envelope};
 use crate::store::{AuditFilter, AuditRow, Page, StoreError, StoreResult, new_id, now_text};
-use serde_json::{Map, Value, json};
+use serde_json::Value;
 use sqlx::{PgPool, Postgres, QueryBuilder, Row, Transaction};
-
-/// The Activepieces envelope of a draft. Must stay byte-for-byte the same shape as the SQLite
-/// backend's (`store::audit`): the conformance suite compares both.
-fn envelope(id: &str, created: &str, draft: &AuditDraft) -> Value {
-    let mut map = Map::new();
-    map.insert("id".into(), json!(id));
-    map.insert("created".into(), json!(created));
-    map.insert("updated".into(), json!(created));
-    map.insert("platformId".into(), json!(draft.platform_id));
-    map.insert("projectId".into(), json!(draft.project_id));
-    map.insert("userId".into(), json!(draft.actor.user_id));
-    map.insert("userEmail".into(), json!(draft.actor.user_email));
-    map.insert("ip".into(), json!(draft.actor.ip));
-    map.insert("action".into(), json!(draft.action));
-    map.insert("data".into(), draft.data.clone());
-    Value::Object(map)
-}
 
 /// Column vectors of the rows one append writes (bound as arrays and `UNNEST`ed, so the
 /// statement text is the same for any number of rows and stays prepared).

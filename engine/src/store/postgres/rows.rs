@@ -1,7 +1,8 @@
 //! Decoding PostgreSQL rows into store records, and the cursor pagination every list shares.
 //! Kept apart from the SQL so each query module only says what it reads and writes.
 
-use crate::store::{Cursor, FlowRecord, Page, RunSummary, StepRecord, StoreError, StoreResult};
+pub(crate) use crate::store::paginate;
+use crate::store::{Cursor, FlowRecord, RunSummary, StepRecord, StoreError, StoreResult};
 use serde_json::Value;
 use sqlx::postgres::{PgRow, Postgres};
 use sqlx::{QueryBuilder, Row};
@@ -102,39 +103,6 @@ where
 pub fn cursor_key(cursor: &Cursor) -> &str {
     match cursor {
         Cursor::After(id) | Cursor::Before(id) => id,
-    }
-}
-
-/// Turns `limit + 1` fetched rows into a page with `next`/`previous` cursors, exactly as the
-/// SQLite backend does: a page fetched forwards has `previous` only when it was reached through a
-/// cursor; a page fetched backwards always has `next`.
-pub fn paginate<T>(
-    mut items: Vec<T>,
-    limit: u32,
-    backwards: bool,
-    had_cursor: bool,
-    id: impl Fn(&T) -> String,
-) -> Page<T> {
-    let more = items.len() > limit as usize;
-    items.truncate(limit as usize);
-    if backwards {
-        items.reverse();
-    }
-    let (has_next, has_previous) = if backwards {
-        (true, more)
-    } else {
-        (more, had_cursor)
-    };
-    let next = has_next
-        .then(|| items.last().map(|t| Cursor::After(id(t)).encode()))
-        .flatten();
-    let previous = has_previous
-        .then(|| items.first().map(|t| Cursor::Before(id(t)).encode()))
-        .flatten();
-    Page {
-        data: items,
-        next,
-        previous,
     }
 }
 
