@@ -76,7 +76,9 @@ impl SqliteStore {
         let reader = SqlitePoolOptions::new()
             .max_connections(4)
             .acquire_timeout(Duration::from_secs(30))
-            .connect_with(base.read_only(true))
+            // Readers serve page-sized API queries: a smaller page cache each keeps the server's
+            // resident size in check (the writer keeps the large one).
+            .connect_with(base.read_only(true).pragma("cache_size", "-4000"))
             .await?;
         let (ops, rx) = mpsc::channel(16 * 1024);
         tokio::spawn(write_loop(writer.clone(), rx));
