@@ -266,6 +266,24 @@ class NodeServer:
         self.log.close()
 
 
+def store_counts(db_path, status_query, counts):
+    """A read-only look at a live SQLite database: runs by status, plus the named counts."""
+    out = {}
+    try:
+        con = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=30)
+        try:
+            rows = con.execute(status_query).fetchall()
+            out["runs_by_status"] = {status: n for status, n in rows}
+            out["runs_total"] = sum(n for _, n in rows)
+            for key, query in counts.items():
+                out[key] = con.execute(query).fetchone()[0]
+        finally:
+            con.close()
+    except sqlite3.Error as e:
+        out["error"] = str(e)
+    return out
+
+
 class Hookflow:
     name = "hookflow"
     keeps = ("every run: the event (body + headers), the run with its status and timing, each "
@@ -294,19 +312,10 @@ class Hookflow:
         """Runs, events and step results in the store (read-only look at the live WAL database),
         and the size of the data dir (database, WAL, compiled-plugin cache)."""
         out = {"store_mb": round(dir_size_mb(self.dir), 1)}
-        try:
-            con = sqlite3.connect(f"file:{os.path.join(self.dir, 'hookflow.db')}?mode=ro",
-                                  uri=True, timeout=30)
-            try:
-                rows = con.execute("select status, count(*) from runs group by status").fetchall()
-                out["runs_by_status"] = {st: n for st, n in rows}
-                out["runs_total"] = sum(n for _, n in rows)
-                out["events"] = con.execute("select count(*) from events").fetchone()[0]
-                out["step_results"] = con.execute("select count(*) from step_results").fetchone()[0]
-            finally:
-                con.close()
-        except sqlite3.Error as e:
-            out["error"] = str(e)
+        out.update(store_counts(os.path.join(self.dir, "hookflow.db"),
+                                "select status, count(*) from runs group by status",
+                                {"events": "select count(*) from events",
+                                 "step_results": "select count(*) from step_results"}))
         return out
 
     def stop(self):
@@ -413,17 +422,9 @@ class N8n:
         # counted after stop() (n8n finishes and saves running executions on SIGTERM); until
         # then a read-only look, which may miss the last few saves
         out = {"store_mb": round(dir_size_mb(os.path.join(self.dir, ".n8n")), 1)}
-        try:
-            con = sqlite3.connect(f"file:{self.db()}?mode=ro", uri=True, timeout=30)
-            try:
-                rows = con.execute("select status, count(*) from execution_entity group by status").fetchall()
-                out["runs_by_status"] = {s: n for s, n in rows}
-                out["runs_total"] = sum(n for _, n in rows)
-                out["execution_data_rows"] = con.execute("select count(*) from execution_data").fetchone()[0]
-            finally:
-                con.close()
-        except sqlite3.Error as e:
-            out["error"] = str(e)
+        out.update(store_counts(self.db(),
+                                "select status, count(*) from execution_entity group by status",
+                                {"execution_data_rows": "select count(*) from execution_data"}))
         return out
 
     def stop(self):
