@@ -101,6 +101,7 @@ pub async fn run(
         )
         .await?,
     );
+    sync_plugins(&sandbox, &store).await?;
     release_startup_memory();
     let admin_token = admin_token(&config)?;
     let metrics = Arc::new(Metrics::default());
@@ -135,6 +136,7 @@ pub async fn run(
         .with_mailer(mailer)
         .with_memory(Arc::new(StoreMemory(store.clone())));
     let executor = Arc::new(executor);
+    let sandbox_for_sync = sandbox.clone();
     let app = Arc::new(App {
         store: store.clone(),
         flows: flows.clone(),
@@ -146,7 +148,6 @@ pub async fn run(
         metrics: metrics.clone(),
         admin_token,
         max_body_bytes: config.max_body_bytes,
-        plugin_dir: plugin_dir.clone(),
         trusted_proxies: config.trusted_proxies.clone(),
         shared_database: config.is_postgres(),
         sign_ins: Default::default(),
@@ -166,6 +167,13 @@ pub async fn run(
     );
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut background = Vec::new();
+    if config.is_postgres() {
+        background.push(tokio::spawn(plugin_sync_loop(
+            sandbox_for_sync,
+            store.clone(),
+            stop_rx.clone(),
+        )));
+    }
     if config.role.runs_work() {
         background.push(tokio::spawn(crate::stream::run_worker(
             destinations,
@@ -376,14 +384,16 @@ pub enum InstallError {
     #[error("{0} is a built-in plugin; install it under another name or version")]
     Builtin(String),
     #[error("saving the plugin failed: {0}")]
-    Io(#[from] std::io::Error),
+    Store(#[from] crate::store::StoreError),
 }
 
-/// Vets, compiles and registers a component, then keeps it in `plugin_dir` so it is loaded
-/// again on the next start. Serves immediately; other versions stay side by side.
+/// Vets, compiles and registers a component, and stores it (with its `plugin.installed` audit
+/// event, in one transaction) so every restart and every process serves it. Serves here
+/// immediately; other versions stay side by side.
 pub async fn install_plugin(
     sandbox: &Sandbox,
-    plugin_dir: &Path,
+    store: &DynStore,
+    actor: &crate::store::Actor,
     wasm: &[u8],
 ) -> Result<crate::wasm::PluginInfo, InstallError> {
     let prepared = sandbox.prepare(wasm, false).await?;
@@ -397,12 +407,68 @@ pub async fn install_plugin(
             probe.name, probe.version
         )));
     }
-    std::fs::create_dir_all(plugin_dir)?;
-    let file = plugin_dir.join(format!("{}-{}.wasm", probe.name, probe.version));
-    let tmp = file.with_extension("wasm.tmp");
-    std::fs::write(&tmp, wasm)?;
-    std::fs::rename(&tmp, &file)?;
+    let scope = store.default_scope().await?;
+    let data = serde_json::json!({"plugin": {"name": probe.name, "version": probe.version, "digest": probe.digest}});
+    let draft = crate::store::AuditDraft::new(
+        &scope.platform_id,
+        Some(&scope.project_id),
+        actor,
+        "plugin.installed",
+        data,
+    );
+    let stored = crate::store::StoredPlugin {
+        name: probe.name.clone(),
+        version: probe.version.clone(),
+        digest: probe.digest.clone(),
+        component: wasm.to_vec(),
+    };
+    store.save_plugin(&stored, draft).await?;
     Ok(sandbox.register(prepared))
+}
+
+/// Loads every stored plugin this sandbox does not serve yet (or serves with another digest):
+/// at start, and on a shared database periodically, so an install through one process reaches
+/// the others. A component that no longer loads is logged and skipped.
+pub async fn sync_plugins(sandbox: &Sandbox, store: &DynStore) -> anyhow::Result<usize> {
+    let mut loaded = 0;
+    for (name, version, digest) in store.plugin_digests().await? {
+        match sandbox.plugin(&name, &version) {
+            Some(current) if current.digest == digest || current.builtin => continue,
+            _ => {}
+        }
+        let Some(stored) = store.get_plugin(&name, &version).await? else {
+            continue;
+        };
+        match sandbox.load(&stored.component, false).await {
+            Ok(_) => {
+                loaded += 1;
+                tracing::info!(plugin = %format!("{name}@{version}"), "stored plugin loaded");
+            }
+            Err(error) => {
+                tracing::error!(plugin = %format!("{name}@{version}"), %error, "stored plugin does not load; skipped");
+            }
+        }
+    }
+    Ok(loaded)
+}
+
+/// How often a process on a shared database looks for plugins installed through another one.
+const PLUGIN_SYNC_INTERVAL: Duration = Duration::from_secs(2);
+
+async fn plugin_sync_loop(
+    sandbox: Arc<Sandbox>,
+    store: DynStore,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(PLUGIN_SYNC_INTERVAL) => {}
+            _ = shutdown.changed() => return,
+        }
+        if let Err(error) = sync_plugins(&sandbox, &store).await {
+            tracing::warn!(%error, "looking for newly installed plugins failed");
+        }
+    }
 }
 
 /// Enforces audit retention now and then every `every`, until shutdown.

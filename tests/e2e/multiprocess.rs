@@ -199,3 +199,66 @@ async fn three_processes_share_the_work_and_survive_a_sigkill() {
     let _ = db.close().await;
     drop((a, b, c));
 }
+
+#[tokio::test]
+async fn a_plugin_installed_through_one_process_serves_in_the_others() {
+    let database = TestDatabase::create();
+    let env = || {
+        vec![
+            ("HOOKFLOW_DATABASE_URL", database.url.clone()),
+            ("HOOKFLOW_SECRET_KEY", KEY.to_string()),
+        ]
+    };
+    let a = Server::start_with(Options {
+        env: env(),
+        ..Options::default()
+    })
+    .await;
+    let b = Server::start_with(Options {
+        env: env(),
+        ..Options::default()
+    })
+    .await;
+    let wasm = std::fs::read(hookflow::builtins::GREET_PLUGIN_PATHS[0]).unwrap();
+    let r = a
+        .admin(Method::POST, "/v1/plugins")
+        .header("content-type", "application/wasm")
+        .body(wasm)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+
+    // B picks it up within a few seconds, without a restart.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let plugins: Value = b.get_json("/v1/plugins").await;
+        if plugins.to_string().contains("\"greet\"") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "greet@1.0.0 never reached process B"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let flow = b
+        .create_flow(webhook_flow(
+            "greets",
+            json!([{"name": "greet", "type": "action", "plugin": "greet@1.0.0",
+                    "input": {"who": "{{trigger.body.who}}"}}]),
+        ))
+        .await;
+    let run = b.run_flow(&flow, &json!({"who": "Ana"})).await;
+    assert_eq!(step(&run, "greet")["output"]["greeting"], "hello, Ana");
+
+    // A third process started later loads it at start.
+    let c = Server::start_with(Options {
+        env: env(),
+        ..Options::default()
+    })
+    .await;
+    let plugins: Value = c.get_json("/v1/plugins").await;
+    assert!(plugins.to_string().contains("\"greet\""), "{plugins}");
+    drop((a, b, c));
+}

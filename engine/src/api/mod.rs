@@ -49,8 +49,6 @@ pub struct App {
     pub trusted_proxies: Vec<IpAddr>,
     /// True on PostgreSQL, where other processes may run (and finish) this process's runs.
     pub shared_database: bool,
-    /// Where uploaded plugins are kept so they survive restarts.
-    pub plugin_dir: std::path::PathBuf,
 }
 
 /// Shared application state handed to handlers.

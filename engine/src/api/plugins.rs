@@ -1,7 +1,6 @@
 //! `/v1/plugins`: list installed plugins; install a component (raw body) without a restart.
 
 use super::{ApiError, ApiResult, AppState, RequestActor};
-use crate::store::AuditDraft;
 use crate::wasm::LoadError;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
@@ -35,7 +34,7 @@ async fn install(
             "body: expected the component's bytes (application/wasm)",
         ));
     }
-    let info = crate::server::install_plugin(&app.sandbox, &app.plugin_dir, &body)
+    let info = crate::server::install_plugin(&app.sandbox, &app.store, &actor, &body)
         .await
         .map_err(|e| match e {
             InstallError::Load(LoadError::TooLarge { .. }) => {
@@ -43,25 +42,8 @@ async fn install(
             }
             InstallError::Load(_) => ApiError::bad_request(e.to_string()),
             InstallError::Builtin(_) => ApiError::new(StatusCode::CONFLICT, e.to_string()),
-            InstallError::Io(_) => {
-                tracing::error!(error = %e, "saving plugin failed");
-                ApiError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "could not save the plugin; see the server log",
-                )
-            }
+            InstallError::Store(error) => ApiError::from(error),
         })?;
-    let scope = app.store.default_scope().await?;
-    let data =
-        json!({"plugin": {"name": info.name, "version": info.version, "digest": info.digest}});
-    let draft = AuditDraft::new(
-        &scope.platform_id,
-        Some(&scope.project_id),
-        &actor,
-        "plugin.installed",
-        data,
-    );
-    app.store.record_audit(vec![draft]).await?;
     Ok((StatusCode::CREATED, Json(json!(info))))
 }
 

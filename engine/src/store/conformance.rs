@@ -181,6 +181,7 @@ conformance!(
     concurrent_delivery_claims_share_nothing,
     delivery_batches_keep_order,
     flow_memory_first_sighting,
+    stored_plugins_round_trip_with_their_audit_event,
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -1661,4 +1662,59 @@ mod postgres_only {
         assert_eq!(failed, 1);
         assert_eq!(store.queue_depth().await.expect("depth"), (29, 0));
     }
+}
+
+async fn stored_plugins_round_trip_with_their_audit_event(h: Harness) {
+    let store = h.store.clone();
+    let peer = h.peer().await;
+    let plugin = |version: &str, bytes: &[u8]| StoredPlugin {
+        name: "greet".into(),
+        version: version.into(),
+        digest: format!("digest-{version}-{}", bytes.len()),
+        component: bytes.to_vec(),
+    };
+    let draft = |version: &str| {
+        AuditDraft::new(
+            "default",
+            Some("default"),
+            &actor(),
+            "plugin.installed",
+            json!({"plugin": {"name": "greet", "version": version}}),
+        )
+    };
+    assert!(store.plugin_digests().await.expect("digests").is_empty());
+    store
+        .save_plugin(&plugin("1.0.0", b"\0asm-one"), draft("1.0.0"))
+        .await
+        .expect("save v1");
+    store
+        .save_plugin(&plugin("2.0.0", b"\0asm-two!"), draft("2.0.0"))
+        .await
+        .expect("save v2");
+    // Reinstalling a version replaces it.
+    store
+        .save_plugin(&plugin("1.0.0", b"\0asm-one-fixed"), draft("1.0.0"))
+        .await
+        .expect("replace v1");
+    let digests = peer.plugin_digests().await.expect("digests from a peer");
+    assert_eq!(
+        digests,
+        vec![
+            ("greet".into(), "1.0.0".into(), "digest-1.0.0-14".into()),
+            ("greet".into(), "2.0.0".into(), "digest-2.0.0-9".into()),
+        ]
+    );
+    let v1 = peer
+        .get_plugin("greet", "1.0.0")
+        .await
+        .expect("get")
+        .expect("stored");
+    assert_eq!(v1.component, b"\0asm-one-fixed");
+    assert!(
+        peer.get_plugin("greet", "3.0.0")
+            .await
+            .expect("get")
+            .is_none()
+    );
+    assert_eq!(audit_events(&store, &["plugin.installed"]).await.len(), 3);
 }

@@ -201,6 +201,14 @@ pub trait Store: Send + Sync + 'static {
     /// How many runs are in each live status, for `/metrics`.
     async fn queue_depth(&self) -> StoreResult<(i64, i64)>;
 
+    /// Stores an installed plugin component (replacing that name@version) with its audit event,
+    /// in one transaction, so every restart and every process serves it.
+    async fn save_plugin(&self, plugin: &StoredPlugin, draft: AuditDraft) -> StoreResult<()>;
+    /// `(name, version, digest)` of every stored plugin, by name and version.
+    async fn plugin_digests(&self) -> StoreResult<Vec<(String, String, String)>>;
+    /// One stored plugin with its component bytes.
+    async fn get_plugin(&self, name: &str, version: &str) -> StoreResult<Option<StoredPlugin>>;
+
     /// Records `key` in a flow's memory when `record` is set. True when the key was not
     /// known before (atomically, across processes).
     async fn remember_key(&self, flow_id: &str, key: &str, record: bool) -> StoreResult<bool>;

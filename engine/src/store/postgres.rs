@@ -29,6 +29,7 @@ mod destinations;
 mod flows;
 mod listen;
 mod memory;
+mod plugins;
 mod rows;
 mod runs;
 mod secrets;
@@ -344,5 +345,17 @@ impl Store for PostgresStore {
 
     async fn remember_key(&self, flow_id: &str, key: &str, record: bool) -> StoreResult<bool> {
         memory::remember(&self.pool, flow_id, key, record).await
+    }
+
+    async fn save_plugin(&self, plugin: &StoredPlugin, draft: AuditDraft) -> StoreResult<()> {
+        plugins::save(&self.pool, plugin, draft).await
+    }
+
+    async fn plugin_digests(&self) -> StoreResult<Vec<(String, String, String)>> {
+        plugins::digests(&self.pool).await
+    }
+
+    async fn get_plugin(&self, name: &str, version: &str) -> StoreResult<Option<StoredPlugin>> {
+        plugins::get(&self.pool, name, version).await
     }
 }

@@ -776,6 +776,59 @@ impl Store for SqliteStore {
         Ok((row.get("queued"), row.get("running")))
     }
 
+    async fn save_plugin(&self, plugin: &StoredPlugin, draft: AuditDraft) -> StoreResult<()> {
+        let mut tx = self.writer.begin().await?;
+        sqlx::query(
+            "INSERT INTO plugins (name, version, digest, component, installed) VALUES (?, ?, ?, ?, ?) \
+             ON CONFLICT (name, version) DO UPDATE SET digest = excluded.digest, \
+             component = excluded.component, installed = excluded.installed",
+        )
+        .bind(&plugin.name)
+        .bind(&plugin.version)
+        .bind(&plugin.digest)
+        .bind(&plugin.component)
+        .bind(now_text())
+        .execute(&mut *tx)
+        .await?;
+        audit::append(&mut tx, &[draft]).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn plugin_digests(&self) -> StoreResult<Vec<(String, String, String)>> {
+        let rows = sqlx::query("SELECT name, version, digest FROM plugins ORDER BY name, version")
+            .fetch_all(&self.reader)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get("name")?,
+                    r.try_get("version")?,
+                    r.try_get("digest")?,
+                ))
+            })
+            .collect()
+    }
+
+    async fn get_plugin(&self, name: &str, version: &str) -> StoreResult<Option<StoredPlugin>> {
+        let row = sqlx::query(
+            "SELECT name, version, digest, component FROM plugins WHERE name = ? AND version = ?",
+        )
+        .bind(name)
+        .bind(version)
+        .fetch_optional(&self.reader)
+        .await?;
+        row.map(|r| {
+            Ok(StoredPlugin {
+                name: r.try_get("name")?,
+                version: r.try_get("version")?,
+                digest: r.try_get("digest")?,
+                component: r.try_get("component")?,
+            })
+        })
+        .transpose()
+    }
+
     async fn remember_key(&self, flow_id: &str, key: &str, record: bool) -> StoreResult<bool> {
         if !record {
             let known = sqlx::query("SELECT 1 FROM flow_memory WHERE flow_id = ? AND key = ?")

@@ -321,6 +321,16 @@ pub struct Page<T> {
     pub previous: Option<String>,
 }
 
+/// An installed plugin component as the store keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredPlugin {
+    pub name: String,
+    pub version: String,
+    /// Hex SHA-256 of `component`.
+    pub digest: String,
+    pub component: Vec<u8>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
