@@ -519,21 +519,12 @@ impl Store for SqliteStore {
     }
 
     async fn list_secrets(&self, scope: &Scope) -> StoreResult<Vec<SecretInfo>> {
-        let rows = sqlx::query(
+        Ok(sqlx::query_as::<_, SecretInfo>(
             "SELECT name, created, updated FROM secrets WHERE project_id = ? ORDER BY name",
         )
         .bind(&scope.project_id)
         .fetch_all(&self.reader)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(SecretInfo {
-                    name: r.try_get("name")?,
-                    created: r.try_get("created")?,
-                    updated: r.try_get("updated")?,
-                })
-            })
-            .collect()
+        .await?)
     }
 
     async fn get_secrets(
@@ -683,22 +674,11 @@ impl Store for SqliteStore {
     }
 
     async fn audit_chain(&self, after_seq: i64, limit: u32) -> StoreResult<Vec<AuditRow>> {
-        let rows = sqlx::query("SELECT seq, id, body, prev_hash, hash FROM audit_events WHERE seq > ? ORDER BY seq LIMIT ?")
+        Ok(sqlx::query_as::<_, AuditRow>("SELECT seq, id, body, prev_hash, hash FROM audit_events WHERE seq > ? ORDER BY seq LIMIT ?")
             .bind(after_seq)
             .bind(i64::from(limit))
             .fetch_all(&self.reader)
-            .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(AuditRow {
-                    seq: r.try_get("seq")?,
-                    id: r.try_get("id")?,
-                    body: r.try_get("body")?,
-                    prev_hash: r.try_get("prev_hash")?,
-                    hash: r.try_get("hash")?,
-                })
-            })
-            .collect()
+        .await?)
     }
 
     async fn create_destination(
@@ -811,22 +791,13 @@ impl Store for SqliteStore {
     }
 
     async fn get_plugin(&self, name: &str, version: &str) -> StoreResult<Option<StoredPlugin>> {
-        let row = sqlx::query(
+        Ok(sqlx::query_as::<_, StoredPlugin>(
             "SELECT name, version, digest, component FROM plugins WHERE name = ? AND version = ?",
         )
         .bind(name)
         .bind(version)
         .fetch_optional(&self.reader)
-        .await?;
-        row.map(|r| {
-            Ok(StoredPlugin {
-                name: r.try_get("name")?,
-                version: r.try_get("version")?,
-                digest: r.try_get("digest")?,
-                component: r.try_get("component")?,
-            })
-        })
-        .transpose()
+        .await?)
     }
 
     async fn remember_key(&self, flow_id: &str, key: &str, record: bool) -> StoreResult<bool> {

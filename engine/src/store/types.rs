@@ -295,7 +295,7 @@ pub struct AuditFilter {
 }
 
 /// One stored audit event with its chain links (for verification).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct AuditRow {
     pub seq: i64,
     pub id: String,
@@ -305,7 +305,7 @@ pub struct AuditRow {
 }
 
 /// A secret as the API shows it: never its value.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 #[serde(rename_all = "camelCase")]
 pub struct SecretInfo {
     pub name: String,
@@ -322,7 +322,7 @@ pub struct Page<T> {
 }
 
 /// An installed plugin component as the store keeps it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct StoredPlugin {
     pub name: String,
     pub version: String,

@@ -237,22 +237,11 @@ pub async fn delete_through(pool: &PgPool, seq: i64) -> StoreResult<u64> {
 
 /// Rows in chain order after `after_seq`, for verification.
 pub async fn chain(pool: &PgPool, after_seq: i64, limit: u32) -> StoreResult<Vec<AuditRow>> {
-    let rows = sqlx::query(
+    Ok(sqlx::query_as::<_, AuditRow>(
         "SELECT seq, id, body, prev_hash, hash FROM audit_events WHERE seq > $1 ORDER BY seq LIMIT $2",
     )
     .bind(after_seq)
     .bind(i64::from(limit))
     .fetch_all(pool)
-    .await?;
-    rows.iter()
-        .map(|r| {
-            Ok(AuditRow {
-                seq: r.try_get("seq")?,
-                id: r.try_get("id")?,
-                body: r.try_get("body")?,
-                prev_hash: r.try_get("prev_hash")?,
-                hash: r.try_get("hash")?,
-            })
-        })
-        .collect()
+        .await?)
 }

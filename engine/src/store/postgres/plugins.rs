@@ -42,20 +42,11 @@ pub async fn digests(pool: &PgPool) -> StoreResult<Vec<(String, String, String)>
 
 /// One stored component.
 pub async fn get(pool: &PgPool, name: &str, version: &str) -> StoreResult<Option<StoredPlugin>> {
-    let row = sqlx::query(
+    Ok(sqlx::query_as::<_, StoredPlugin>(
         "SELECT name, version, digest, component FROM plugins WHERE name = $1 AND version = $2",
     )
     .bind(name)
     .bind(version)
     .fetch_optional(pool)
-    .await?;
-    row.map(|r| {
-        Ok(StoredPlugin {
-            name: r.try_get("name")?,
-            version: r.try_get("version")?,
-            digest: r.try_get("digest")?,
-            component: r.try_get("component")?,
-        })
-    })
-    .transpose()
+    .await?)
 }

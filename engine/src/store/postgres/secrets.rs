@@ -47,21 +47,12 @@ pub async fn put(
 }
 
 pub async fn list(pool: &PgPool, scope: &Scope) -> StoreResult<Vec<SecretInfo>> {
-    let rows = sqlx::query(
+    Ok(sqlx::query_as::<_, SecretInfo>(
         "SELECT name, created, updated FROM secrets WHERE project_id = $1 ORDER BY name",
     )
     .bind(&scope.project_id)
     .fetch_all(pool)
-    .await?;
-    rows.iter()
-        .map(|r| {
-            Ok(SecretInfo {
-                name: r.try_get("name")?,
-                created: r.try_get("created")?,
-                updated: r.try_get("updated")?,
-            })
-        })
-        .collect()
+    .await?)
 }
 
 /// `(name, nonce, ciphertext)` of the named secrets that exist.
