@@ -70,6 +70,7 @@ pub async fn fire_due(
                 environment: Environment::Production,
                 headers: json!({}),
                 body: body.to_string(),
+                lease: None,
             };
             if let Accepted::New { .. } = store.accept_event(event).await? {
                 queued += 1;

@@ -150,6 +150,7 @@ pub async fn run(
         max_body_bytes: config.max_body_bytes,
         trusted_proxies: config.trusted_proxies.clone(),
         shared_database: config.is_postgres(),
+        runs_work: config.role.runs_work(),
         sign_ins: Default::default(),
     });
 

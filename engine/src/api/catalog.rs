@@ -173,6 +173,7 @@ async fn test_flow(
         environment: Environment::Testing,
         headers: json!({}),
         body: payload.to_string(),
+        lease: None,
     };
     let outcome = RunOutcome {
         run_id: run_id.clone(),

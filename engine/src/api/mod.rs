@@ -49,6 +49,8 @@ pub struct App {
     pub trusted_proxies: Vec<IpAddr>,
     /// True on PostgreSQL, where other processes may run (and finish) this process's runs.
     pub shared_database: bool,
+    /// This process executes runs (`--role all|worker`): `/sync` then runs its run at once.
+    pub runs_work: bool,
 }
 
 /// Shared application state handed to handlers.

@@ -7,7 +7,7 @@ use super::{ApiError, ApiResult, AppState, Params};
 use crate::flow::Trigger;
 use crate::metrics::Rejection;
 use crate::queue::Waited;
-use crate::store::{Accepted, Environment, NewEvent, new_id};
+use crate::store::{Accepted, ClaimedRun, Environment, Lease, NewEvent, new_id};
 use crate::trigger::{self, verify};
 use crate::wasm::SyncResponse;
 use axum::body::Body;
@@ -43,7 +43,7 @@ async fn receive(
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<Response> {
-    let accepted = accept(&app, &flow_id, &headers, body).await?;
+    let (accepted, _) = accept(&app, &flow_id, &headers, body, false).await?;
     Ok(match accepted {
         Accepted::New { run_id } => {
             (StatusCode::ACCEPTED, Json(json!({ "runId": run_id }))).into_response()
@@ -73,14 +73,28 @@ async fn receive_sync(
             MAX_SYNC_WAIT.as_millis()
         )));
     }
-    let (run_id, duplicate) = match accept(&app, &flow_id, &headers, body).await? {
+    // A process that executes runs takes this one at intake and starts it at once: no trip
+    // through the queue, and on a shared database no other process can take it.
+    let inline = app.runs_work;
+    let (accepted, started) = accept(&app, &flow_id, &headers, body, inline).await?;
+    let (run_id, duplicate) = match accepted {
         Accepted::New { run_id } => (run_id, false),
         Accepted::Duplicate { run_id } => (run_id, true),
     };
-    // A duplicate's run may have finished long ago, and on a shared database another process
-    // may run it: then the store has to be asked.
-    let elsewhere = duplicate || app.shared_database;
-    match app.queue.wait_for(&run_id, wait, elsewhere).await {
+    let waited = match started {
+        Some(finished) => match tokio::time::timeout(wait, finished).await {
+            Ok(Ok(response)) => Waited::Finished(response),
+            Ok(Err(_)) => Waited::Stored,
+            Err(_) => Waited::TimedOut,
+        },
+        // A duplicate's run may have finished long ago, and a run queued for another process
+        // finishes there: then the store has to be asked.
+        None => {
+            let elsewhere = duplicate || app.shared_database;
+            app.queue.wait_for(&run_id, wait, elsewhere).await
+        }
+    };
+    match waited {
         Waited::Finished(Some(response)) => return Ok(http_response(response)),
         Waited::Finished(None) | Waited::Stored => {}
         Waited::TimedOut => {
@@ -119,12 +133,19 @@ fn http_response(set: SyncResponse) -> Response {
     response
 }
 
+/// What `/sync` waits on for a run this process started at intake: its response, if any.
+type Started = tokio::sync::oneshot::Receiver<Option<SyncResponse>>;
+
+/// Authenticates, parses and durably stores one webhook event. With `execute_now` the run is
+/// stored already started for this process and executed right after the commit; the second
+/// value then tells when it finished.
 async fn accept(
     app: &AppState,
     flow_id: &str,
     headers: &HeaderMap,
     body: Body,
-) -> ApiResult<Accepted> {
+    execute_now: bool,
+) -> ApiResult<(Accepted, Option<Started>)> {
     let active = app
         .flows
         .current(flow_id)
@@ -156,7 +177,31 @@ async fn accept(
     let body = String::from_utf8(bytes.to_vec())
         .map_err(|_| ApiError::bad_request("body is not UTF-8"))?;
     let headers = trigger::kept_headers(headers, trigger::secret_header(auth));
-    enqueue(app, &active, event_key, headers, body).await
+    if !execute_now {
+        return Ok((enqueue(app, &active, event_key, headers, body).await?, None));
+    }
+    let event = new_event(&active, event_key, headers, body, Some(app.queue.lease()));
+    let run = ClaimedRun {
+        id: event.run_id.clone(),
+        scope: event.scope.clone(),
+        flow_id: event.flow_id.clone(),
+        flow_version: event.flow_version,
+        environment: event.environment,
+        attempt: 1,
+        event_headers: event.headers.clone(),
+        event_body: event.body.clone(),
+        prior_steps: Vec::new(),
+    };
+    let accepted = store_event(app, event).await?;
+    let started = matches!(accepted, Accepted::New { .. }).then(|| {
+        app.queue.execute_now(
+            app.executor.clone(),
+            app.flows.clone(),
+            app.metrics.clone(),
+            run,
+        )
+    });
+    Ok((accepted, started))
 }
 
 /// Writes the event and its queued run (group commit) and wakes the queue.
@@ -167,8 +212,30 @@ async fn enqueue(
     headers: serde_json::Value,
     body: String,
 ) -> ApiResult<Accepted> {
+    let accepted = store_event(app, new_event(active, event_key, headers, body, None)).await?;
+    if let Accepted::New { .. } = accepted {
+        app.queue.wake();
+    }
+    Ok(accepted)
+}
+
+/// The group-committed write of an event and its run, counted in the metrics.
+async fn store_event(app: &AppState, event: NewEvent) -> ApiResult<Accepted> {
+    let accepted = app.store.accept_event(event).await?;
+    app.metrics
+        .event_accepted(matches!(accepted, Accepted::Duplicate { .. }));
+    Ok(accepted)
+}
+
+fn new_event(
+    active: &crate::registry::ActiveFlow,
+    event_key: String,
+    headers: serde_json::Value,
+    body: String,
+    lease: Option<Lease>,
+) -> NewEvent {
     let flow_id = active.record.id.as_str();
-    let event = NewEvent {
+    NewEvent {
         event_id: new_id(),
         run_id: new_id(),
         flow_id: flow_id.to_string(),
@@ -181,14 +248,8 @@ async fn enqueue(
         environment: Environment::Production,
         headers,
         body,
-    };
-    let accepted = app.store.accept_event(event).await?;
-    let duplicate = matches!(accepted, Accepted::Duplicate { .. });
-    app.metrics.event_accepted(duplicate);
-    if !duplicate {
-        app.queue.wake();
+        lease,
     }
-    Ok(accepted)
 }
 
 /// Reads the body up to the configured limit; larger bodies are refused with 413 without being

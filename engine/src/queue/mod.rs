@@ -9,7 +9,7 @@
 use crate::exec::{Executor, RunRequest};
 use crate::metrics::Metrics;
 use crate::registry::FlowRegistry;
-use crate::store::{ClaimedRun, DynStore, RunOutcome, RunStatus};
+use crate::store::{ClaimedRun, DynStore, Lease, RunOutcome, RunStatus};
 use crate::wasm::SyncResponse;
 use serde_json::json;
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -52,6 +52,8 @@ pub struct Queue {
     wake: Notify,
     slot_freed: Notify,
     in_flight: AtomicUsize,
+    /// Runs executing that were taken at intake (part of `in_flight`).
+    inline: AtomicUsize,
     waiters: Mutex<Waiters>,
 }
 
@@ -99,6 +101,7 @@ impl Queue {
             wake: Notify::new(),
             slot_freed: Notify::new(),
             in_flight: AtomicUsize::new(0),
+            inline: AtomicUsize::new(0),
             waiters: Mutex::new(Waiters::default()),
         })
     }
@@ -211,8 +214,14 @@ impl Queue {
             in_flight = self.in_flight(),
             "queue stopping; waiting for in-flight runs"
         );
-        let drained =
-            tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} }).await;
+        // Runs taken at intake (`/sync`) are not in `tasks`; they are counted in `inline`.
+        let drained = tokio::time::timeout(grace, async {
+            while tasks.join_next().await.is_some() {}
+            while self.inline.load(Ordering::Relaxed) > 0 {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await;
         if drained.is_err() {
             tasks.abort_all();
             match self.store.release_leases(&self.owner).await {
@@ -258,26 +267,78 @@ impl Queue {
             }
             for run in claimed {
                 self.in_flight.fetch_add(1, Ordering::Relaxed);
-                let queue = self.clone();
-                let executor = executor.clone();
-                let flows = flows.clone();
-                let metrics = metrics.clone();
-                tasks.spawn(async move {
-                    let run_id = run.id.clone();
-                    let outcome = execute_claimed(&executor, &flows, run, &queue.owner).await;
-                    let status = outcome.status;
-                    let response = crate::exec::sync_response(&outcome.steps);
-                    match queue.store.finish_run(outcome).await {
-                        Ok(true) => metrics.run_finished(status),
-                        Ok(false) => tracing::warn!(%run_id, "run finished after its lease was lost; result dropped"),
-                        Err(error) => tracing::error!(%run_id, %error, "recording run result failed"),
-                    }
-                    queue.notify_finished(&run_id, response);
-                    queue.in_flight.fetch_sub(1, Ordering::Relaxed);
-                    queue.slot_freed.notify_one();
-                });
+                tasks.spawn(self.clone().execute(
+                    executor.clone(),
+                    flows.clone(),
+                    metrics.clone(),
+                    run,
+                ));
             }
         }
+    }
+
+    /// The lease a run taken at intake by this process is stored under (see
+    /// [`crate::store::NewEvent::lease`]).
+    pub fn lease(&self) -> Lease {
+        Lease {
+            owner: self.owner.clone(),
+            lease_ms: self.config.lease.as_millis() as i64,
+        }
+    }
+
+    /// Executes a run this process took at intake (`/sync`) right away, on its own task so that
+    /// a caller who hangs up does not cut the run short. Waiters hear of it as of any other run.
+    /// It counts against nothing: `/sync` callers wait for their answer, which bounds them.
+    ///
+    /// Returns what the run's waiter hears when it finishes: the `/sync` response its steps set.
+    /// The waiter is registered before the run starts, so the answer cannot be missed.
+    pub fn execute_now(
+        self: &Arc<Self>,
+        executor: Arc<Executor>,
+        flows: Arc<FlowRegistry>,
+        metrics: Arc<Metrics>,
+        run: ClaimedRun,
+    ) -> oneshot::Receiver<Option<SyncResponse>> {
+        let (tx, rx) = oneshot::channel();
+        self.waiters
+            .lock()
+            .expect("waiters poisoned")
+            .waiting
+            .entry(run.id.clone())
+            .or_default()
+            .push(tx);
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        self.inline.fetch_add(1, Ordering::Relaxed);
+        let queue = self.clone();
+        tokio::spawn(async move {
+            queue.clone().execute(executor, flows, metrics, run).await;
+            queue.inline.fetch_sub(1, Ordering::Relaxed);
+        });
+        rx
+    }
+
+    /// Executes one claimed run, records its outcome and wakes its waiters.
+    async fn execute(
+        self: Arc<Self>,
+        executor: Arc<Executor>,
+        flows: Arc<FlowRegistry>,
+        metrics: Arc<Metrics>,
+        run: ClaimedRun,
+    ) {
+        let run_id = run.id.clone();
+        let outcome = execute_claimed(&executor, &flows, run, &self.owner).await;
+        let status = outcome.status;
+        let response = crate::exec::sync_response(&outcome.steps);
+        match self.store.finish_run(outcome).await {
+            Ok(true) => metrics.run_finished(status),
+            Ok(false) => {
+                tracing::warn!(%run_id, "run finished after its lease was lost; result dropped")
+            }
+            Err(error) => tracing::error!(%run_id, %error, "recording run result failed"),
+        }
+        self.notify_finished(&run_id, response);
+        self.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.slot_freed.notify_one();
     }
 
     /// Renews this process's leases and re-queues expired ones from dead processes.

@@ -38,6 +38,42 @@ impl AuditDraft {
     }
 }
 
+/// What a `flow.run.started` audit event says about a run.
+pub struct RunStarted<'a> {
+    pub scope: &'a super::Scope,
+    pub run_id: &'a str,
+    pub started: &'a str,
+    pub environment: &'a str,
+    pub flow_id: &'a str,
+    pub flow_version: i64,
+    pub flow_name: Option<&'a String>,
+    pub attempt: i64,
+}
+
+impl RunStarted<'_> {
+    /// The audit event, in Activepieces' shape; written when a run is claimed, or accepted
+    /// already claimed by the process that received it.
+    pub fn draft(&self) -> AuditDraft {
+        let data = json!({"flowRun": {
+            "id": self.run_id,
+            "startTime": self.started,
+            "environment": self.environment,
+            "flowId": self.flow_id,
+            "flowVersionId": self.flow_version.to_string(),
+            "flowDisplayName": self.flow_name,
+            "status": "RUNNING",
+            "attempt": self.attempt,
+        }});
+        AuditDraft::new(
+            &self.scope.platform_id,
+            Some(&self.scope.project_id),
+            &Actor::system(),
+            "flow.run.started",
+            data,
+        )
+    }
+}
+
 /// `sha256(prev_hash || body)` as hex.
 pub fn chain_hash(prev_hash: &str, body: &str) -> String {
     let mut hasher = Sha256::new();

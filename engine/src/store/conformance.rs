@@ -171,6 +171,7 @@ conformance!(
     concurrent_duplicates_make_one_run,
     concurrent_claims_never_share_a_run,
     leases_renew_release_and_expire,
+    accept_with_a_lease_starts_the_run_for_its_receiver,
     finish_applies_once_and_only_for_the_owner,
     retry_keeps_steps_and_requeues,
     record_finished_run_and_list_runs,
@@ -226,6 +227,7 @@ fn event(flow_id: &str, key: Option<&str>) -> NewEvent {
         environment: Environment::Production,
         headers: json!({"content-type": "application/json"}),
         body: json!({"id": key, "data": {"n": 1}}).to_string(),
+        lease: None,
     }
 }
 
@@ -679,6 +681,83 @@ async fn leases_renew_release_and_expire(h: Harness) {
         run.summary.started.is_some(),
         "the first start time is kept"
     );
+}
+
+/// `/sync` intake: the receiving process takes the run at once. It is never queued, so no other
+/// claimer gets it; it finishes only for its owner; a duplicate is not started again; and if
+/// the owner dies, the lease expires and the queue runs it like any other.
+async fn accept_with_a_lease_starts_the_run_for_its_receiver(h: Harness) {
+    let store = h.store.clone();
+    let peer = h.peer().await;
+    let flow_id = flow(&store, "inline").await.id;
+    let leased = |key: &str, lease_ms: i64| NewEvent {
+        lease: Some(Lease {
+            owner: "receiver".into(),
+            lease_ms,
+        }),
+        ..event(&flow_id, Some(key))
+    };
+    let first = leased("s1", 60_000);
+    let run_id = first.run_id.clone();
+    let queued = accept_new(&store, &flow_id, Some("q1")).await;
+    assert_eq!(
+        store.accept_event(first).await.expect("accept"),
+        Accepted::New {
+            run_id: run_id.clone()
+        }
+    );
+    let run = store.get_run(&run_id).await.expect("get").expect("run");
+    assert_eq!(run.summary.status, RunStatus::Running);
+    assert_eq!(run.summary.attempt, 1);
+    assert!(run.summary.started.is_some());
+    assert_eq!(store.queue_depth().await.expect("depth"), (1, 1));
+    let claimed = peer.claim_runs("other", 10, 60_000).await.expect("claim");
+    assert_eq!(
+        claimed.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+        vec![queued.as_str()],
+        "a run taken at intake is not handed to another claimer"
+    );
+    let again = store
+        .accept_event(leased("s1", 60_000))
+        .await
+        .expect("accept duplicate");
+    assert_eq!(
+        again,
+        Accepted::Duplicate {
+            run_id: run_id.clone()
+        }
+    );
+    let started = audit_events(&store, &["flow.run.started"]).await;
+    let mine: Vec<&Value> = started
+        .iter()
+        .filter(|e| e["data"]["flowRun"]["id"] == run_id.as_str())
+        .collect();
+    assert_eq!(mine.len(), 1, "started once, not again for the duplicate");
+    assert_eq!(mine[0]["data"]["flowRun"]["flowDisplayName"], "inline");
+    assert_eq!(mine[0]["data"]["flowRun"]["attempt"], 1);
+    assert!(
+        !store
+            .finish_run(outcome(&run_id, "other", RunStatus::Succeeded, vec![]))
+            .await
+            .expect("finish by another")
+    );
+    assert!(
+        store
+            .finish_run(outcome(&run_id, "receiver", RunStatus::Succeeded, vec![]))
+            .await
+            .expect("finish by receiver")
+    );
+
+    // The receiver died: its expired lease sends the run back to the queue.
+    let orphan = leased("s2", -1_000);
+    let orphan_id = orphan.run_id.clone();
+    store.accept_event(orphan).await.expect("accept");
+    assert_eq!(peer.requeue_expired().await.expect("sweep"), 1);
+    let rescued = peer.claim_runs("other", 10, 60_000).await.expect("claim");
+    assert_eq!(rescued.len(), 1);
+    assert_eq!(rescued[0].id, orphan_id);
+    assert_eq!(rescued[0].attempt, 2);
+    assert_chain_verifies(&store).await;
 }
 
 async fn finish_applies_once_and_only_for_the_owner(h: Harness) {

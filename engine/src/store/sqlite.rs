@@ -940,25 +940,20 @@ async fn claim_in(
         .iter()
         .map(|r| {
             let flow_id: String = r.get("flow_id");
-            let data = json!({"flowRun": {
-                "id": r.get::<String, _>("id"),
-                "startTime": started,
-                "environment": r.get::<String, _>("environment"),
-                "flowId": flow_id,
-                "flowVersionId": r.get::<i64, _>("flow_version").to_string(),
-                "flowDisplayName": names.get(&flow_id),
-                "status": "RUNNING",
-                "attempt": r.get::<i64, _>("attempt"),
-            }});
-            let platform: String = r.get("platform_id");
-            let project: String = r.get("project_id");
-            AuditDraft::new(
-                &platform,
-                Some(&project),
-                &Actor::system(),
-                "flow.run.started",
-                data,
-            )
+            audit::RunStarted {
+                scope: &Scope {
+                    platform_id: r.get("platform_id"),
+                    project_id: r.get("project_id"),
+                },
+                run_id: r.get("id"),
+                started: &started,
+                environment: r.get("environment"),
+                flow_id: &flow_id,
+                flow_version: r.get("flow_version"),
+                flow_name: names.get(&flow_id),
+                attempt: r.get("attempt"),
+            }
+            .draft()
         })
         .collect();
     audit::append(tx, &drafts).await?;
@@ -1055,11 +1050,13 @@ async fn write_accepts(
         .copied()
         .filter(|e| inserted.contains(&e.event_id))
         .collect();
+    let now_ms = epoch_ms();
     for chunk in new_runs.chunks(ROWS_PER_STATEMENT) {
         let mut q = QueryBuilder::<Sqlite>::new(
-            "INSERT INTO runs (id, platform_id, project_id, flow_id, flow_version, event_id, environment, status, attempt, created) ",
+            "INSERT INTO runs (id, platform_id, project_id, flow_id, flow_version, event_id, environment, status, attempt, created, started, lease_owner, lease_expires) ",
         );
         q.push_values(chunk, |mut b, e| {
+            let lease = e.lease.as_ref();
             b.push_bind(&e.run_id)
                 .push_bind(&e.scope.platform_id)
                 .push_bind(&e.scope.project_id)
@@ -1067,11 +1064,40 @@ async fn write_accepts(
                 .push_bind(e.flow_version)
                 .push_bind(&e.event_id)
                 .push_bind(e.environment.as_str())
-                .push_bind("QUEUED")
-                .push_bind(0i64)
-                .push_bind(&received);
+                .push_bind(if lease.is_some() { "RUNNING" } else { "QUEUED" })
+                .push_bind(i64::from(lease.is_some()))
+                .push_bind(&received)
+                .push_bind(lease.map(|_| &received))
+                .push_bind(lease.map(|l| &l.owner))
+                .push_bind(lease.map(|l| now_ms + l.lease_ms));
         });
         q.build().execute(&mut **tx).await?;
+    }
+    let started: Vec<&NewEvent> = new_runs
+        .iter()
+        .copied()
+        .filter(|e| e.lease.is_some())
+        .collect();
+    if !started.is_empty() {
+        let flow_ids: Vec<String> = started.iter().map(|e| e.flow_id.clone()).collect();
+        let names = flow_names(tx, &flow_ids).await?;
+        let drafts: Vec<AuditDraft> = started
+            .iter()
+            .map(|e| {
+                audit::RunStarted {
+                    scope: &e.scope,
+                    run_id: &e.run_id,
+                    started: &received,
+                    environment: e.environment.as_str(),
+                    flow_id: &e.flow_id,
+                    flow_version: e.flow_version,
+                    flow_name: names.get(&e.flow_id),
+                    attempt: 1,
+                }
+                .draft()
+            })
+            .collect();
+        audit::append(tx, &drafts).await?;
     }
     let mut answers: Vec<Accepted> = Vec::with_capacity(accepts.len());
     for (i, (event, _)) in accepts.iter().enumerate() {

@@ -128,6 +128,17 @@ pub struct NewEvent {
     pub headers: Value,
     /// The raw JSON body as received.
     pub body: String,
+    /// Set when the receiving process executes the run itself right away (`/sync`): the run is
+    /// stored RUNNING under this lease, with its `flow.run.started` audit event, instead of
+    /// QUEUED. Should the process die, the lease expires and the queue runs it again.
+    pub lease: Option<Lease>,
+}
+
+/// A lease on a run: who executes it, and for how long without renewal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    pub owner: String,
+    pub lease_ms: i64,
 }
 
 /// What intake answers: a new run, or the run the same event already started.

@@ -14,6 +14,7 @@
 use super::audit;
 use super::listen::notify_runs;
 use super::runs::{flow_names, upsert_steps};
+use crate::store::audit::RunStarted;
 use crate::store::{
     Accepted, Actor, AuditDraft, NewEvent, RunOutcome, StepRecord, StoreError, StoreResult,
     now_text,
@@ -183,6 +184,11 @@ struct EventColumns {
     project_id: Vec<String>,
     flow_version: Vec<i64>,
     environment: Vec<String>,
+    status: Vec<&'static str>,
+    attempt: Vec<i64>,
+    started: Vec<Option<String>>,
+    lease_owner: Vec<Option<String>>,
+    lease_expires: Vec<Option<i64>>,
 }
 
 async fn write_accepts(
@@ -239,7 +245,14 @@ async fn write_accepts(
     .map(|r| r.try_get::<String, _>("id"))
     .collect::<Result<_, _>>()?;
     let mut runs = EventColumns::default();
-    for e in fresh.iter().filter(|e| inserted.contains(&e.event_id)) {
+    let now_ms = super::runs::epoch_ms();
+    let new_runs: Vec<&NewEvent> = fresh
+        .iter()
+        .copied()
+        .filter(|e| inserted.contains(&e.event_id))
+        .collect();
+    for e in &new_runs {
+        let lease = e.lease.as_ref();
         runs.run_id.push(e.run_id.clone());
         runs.platform_id.push(e.scope.platform_id.clone());
         runs.project_id.push(e.scope.project_id.clone());
@@ -247,12 +260,19 @@ async fn write_accepts(
         runs.flow_version.push(e.flow_version);
         runs.id.push(e.event_id.clone());
         runs.environment.push(e.environment.as_str().to_string());
+        runs.status
+            .push(if lease.is_some() { "RUNNING" } else { "QUEUED" });
+        runs.attempt.push(i64::from(lease.is_some()));
+        runs.started.push(lease.map(|_| received.clone()));
+        runs.lease_owner.push(lease.map(|l| l.owner.clone()));
+        runs.lease_expires.push(lease.map(|l| now_ms + l.lease_ms));
     }
     if !runs.run_id.is_empty() {
         sqlx::query(
-            "INSERT INTO runs (id, platform_id, project_id, flow_id, flow_version, event_id, environment, status, attempt, created) \
-             SELECT t.*, 'QUEUED', 0, $8 FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::text[], $7::text[]) \
-             AS t(id, platform_id, project_id, flow_id, flow_version, event_id, environment)",
+            "INSERT INTO runs (id, platform_id, project_id, flow_id, flow_version, event_id, environment, status, attempt, started, lease_owner, lease_expires, created) \
+             SELECT t.*, $13 FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::text[], $7::text[], \
+             $8::text[], $9::bigint[], $10::text[], $11::text[], $12::bigint[]) \
+             AS t(id, platform_id, project_id, flow_id, flow_version, event_id, environment, status, attempt, started, lease_owner, lease_expires)",
         )
         .bind(&runs.run_id)
         .bind(&runs.platform_id)
@@ -261,11 +281,19 @@ async fn write_accepts(
         .bind(&runs.flow_version)
         .bind(&runs.id)
         .bind(&runs.environment)
+        .bind(&runs.status)
+        .bind(&runs.attempt)
+        .bind(&runs.started)
+        .bind(&runs.lease_owner)
+        .bind(&runs.lease_expires)
         .bind(&received)
         .execute(&mut **tx)
         .await?;
-        notify_runs(tx).await?;
+        if runs.status.contains(&"QUEUED") {
+            notify_runs(tx).await?;
+        }
     }
+    started_audit(tx, &new_runs, &received).await?;
     let earlier = earlier_runs(tx, &fresh, &inserted).await?;
     let mut answers: Vec<Accepted> = Vec::with_capacity(events.len());
     for (i, event) in events.iter().enumerate() {
@@ -292,6 +320,37 @@ async fn write_accepts(
         answers.push(answer);
     }
     Ok(answers)
+}
+
+/// The `flow.run.started` audit events of runs accepted already claimed by their receiver.
+async fn started_audit(
+    tx: &mut Transaction<'_, Postgres>,
+    new_runs: &[&NewEvent],
+    started: &str,
+) -> StoreResult<()> {
+    let leased: Vec<&&NewEvent> = new_runs.iter().filter(|e| e.lease.is_some()).collect();
+    if leased.is_empty() {
+        return Ok(());
+    }
+    let flow_ids: Vec<String> = leased.iter().map(|e| e.flow_id.clone()).collect();
+    let names = flow_names(tx, &flow_ids).await?;
+    let drafts: Vec<AuditDraft> = leased
+        .iter()
+        .map(|e| {
+            RunStarted {
+                scope: &e.scope,
+                run_id: &e.run_id,
+                started,
+                environment: e.environment.as_str(),
+                flow_id: &e.flow_id,
+                flow_version: e.flow_version,
+                flow_name: names.get(&e.flow_id),
+                attempt: 1,
+            }
+            .draft()
+        })
+        .collect();
+    audit::append(tx, &drafts).await
 }
 
 /// The runs of stored events that the batch's duplicates collided with, by `(flow, key)`. The

@@ -95,23 +95,19 @@ pub async fn claim(
             platform_id: row.try_get("platform_id")?,
             project_id: row.try_get("project_id")?,
         };
-        let data = json!({"flowRun": {
-            "id": id,
-            "startTime": started,
-            "environment": environment,
-            "flowId": flow_id,
-            "flowVersionId": flow_version.to_string(),
-            "flowDisplayName": names.get(&flow_id),
-            "status": "RUNNING",
-            "attempt": attempt,
-        }});
-        drafts.push(AuditDraft::new(
-            &scope.platform_id,
-            Some(&scope.project_id),
-            &Actor::system(),
-            "flow.run.started",
-            data,
-        ));
+        drafts.push(
+            crate::store::audit::RunStarted {
+                scope: &scope,
+                run_id: &id,
+                started: &started,
+                environment: &environment,
+                flow_id: &flow_id,
+                flow_version,
+                flow_name: names.get(&flow_id),
+                attempt,
+            }
+            .draft(),
+        );
         let event_id: String = row.try_get("event_id")?;
         let (headers, body) = events
             .remove(&event_id)
