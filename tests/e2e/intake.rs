@@ -358,3 +358,66 @@ async fn sync_endpoint_returns_the_finished_run_or_408() {
     let run_id = body["runId"].as_str().unwrap().to_string();
     assert_eq!(server.wait_run(&run_id).await["status"], "SUCCEEDED");
 }
+
+/// A `/sync` run is executed by the process that received it, on a task of its own: a caller
+/// who hangs up does not cut it short, and when the process is killed mid-run the run is left
+/// to the queue, which runs it again after the restart.
+#[tokio::test]
+async fn sync_runs_outlive_their_caller_and_their_process() {
+    let mut server = Server::start().await;
+    let slow = server
+        .create_flow(webhook_flow(
+            "slow",
+            json!([hostile_step("nap", json!({"mode": "sleep", "ms": 600}))]),
+        ))
+        .await;
+    let sync_url = server.url(&format!("/v1/webhooks/{slow}/sync"));
+    let hung_up = server
+        .client
+        .post(&sync_url)
+        .json(&json!({"id": "hang-up"}))
+        .timeout(std::time::Duration::from_millis(100))
+        .send()
+        .await;
+    assert!(hung_up.is_err_and(|e| e.is_timeout()));
+    // The same event again names the run the first request started.
+    let again = server.post_event(&slow, &json!({"id": "hang-up"})).await;
+    assert_eq!(again.status(), StatusCode::OK);
+    let run_id = again.json::<Value>().await.unwrap()["runId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let run = server.wait_run(&run_id).await;
+    assert_eq!(run["status"], "SUCCEEDED", "{run}");
+    assert_eq!(run["attempt"], 1);
+    assert_eq!(step(&run, "nap")["output"]["slept"], 600);
+
+    let caller = server.client.clone();
+    let pending = tokio::spawn(async move {
+        let _ = caller
+            .post(&sync_url)
+            .json(&json!({"id": "killed"}))
+            .send()
+            .await;
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let run_id = loop {
+        let page = server
+            .get_json(&format!("/v1/flow-runs?flowId={slow}&status=RUNNING"))
+            .await;
+        if let Some(run) = page["data"].as_array().unwrap().first() {
+            break run["id"].as_str().unwrap().to_string();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the /sync run never started"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    };
+    server.kill9();
+    let _ = pending.await;
+    server.restart();
+    let run = server.wait_run(&run_id).await;
+    assert_eq!(run["status"], "SUCCEEDED", "{run}");
+    assert_eq!(run["attempt"], 2, "run again after the restart: {run}");
+}
