@@ -237,9 +237,16 @@ pub async fn run(
 /// Compiling the plugins at start-up allocates far more than serving does; give the freed
 /// memory back to the OS so the resident size reflects the running server. (The binary's
 /// global allocator is mimalloc; with any other allocator this finds nothing to free.)
-fn release_startup_memory() {
+///
+/// mimalloc keeps memory a thread freed in that thread's heap until the thread itself collects,
+/// and Cranelift compiles on rayon's global pool: so every pool thread collects, then this one
+/// (which also returns the now empty segments to the OS). Without it a server whose plugins
+/// were just compiled stays ~70 MiB larger than one that loaded them from the cache.
+pub fn release_startup_memory() {
     // SAFETY: `mi_collect` only walks and trims mimalloc's own heaps; no pointers are passed.
-    unsafe { libmimalloc_sys::mi_collect(true) };
+    let collect = || unsafe { libmimalloc_sys::mi_collect(true) };
+    rayon::broadcast(|_| collect());
+    collect();
 }
 
 /// The store a server runs on, and what comes with it.

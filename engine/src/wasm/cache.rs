@@ -45,8 +45,15 @@ pub fn compile(
     let component = Component::new(engine, wasm)?;
     if let Err(error) = write_atomically(dir, &path, &component) {
         tracing::warn!(%error, path = %path.display(), "could not cache compiled component");
+        return Ok(component);
     }
-    Ok(component)
+    // Serve the file-backed copy, exactly as a later start will: the freshly compiled one keeps
+    // its code and metadata in anonymous memory.
+    // SAFETY: as above; written just now.
+    match unsafe { Component::deserialize_file(engine, &path) } {
+        Ok(mapped) => Ok(mapped),
+        Err(_) => Ok(component),
+    }
 }
 
 fn write_atomically(dir: &Path, path: &Path, component: &Component) -> anyhow::Result<()> {
