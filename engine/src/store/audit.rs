@@ -74,6 +74,32 @@ impl RunStarted<'_> {
     }
 }
 
+/// The `flow.run.started` events of the runs their receiver took at intake (`lease` set), given
+/// the flows' names by id.
+pub fn started_at_intake(
+    events: &[&super::NewEvent],
+    started: &str,
+    names: &std::collections::HashMap<String, String>,
+) -> Vec<AuditDraft> {
+    events
+        .iter()
+        .filter(|e| e.lease.is_some())
+        .map(|e| {
+            RunStarted {
+                scope: &e.scope,
+                run_id: &e.run_id,
+                started,
+                environment: e.environment.as_str(),
+                flow_id: &e.flow_id,
+                flow_version: e.flow_version,
+                flow_name: names.get(&e.flow_id),
+                attempt: 1,
+            }
+            .draft()
+        })
+        .collect()
+}
+
 /// `sha256(prev_hash || body)` as hex.
 pub fn chain_hash(prev_hash: &str, body: &str) -> String {
     let mut hasher = Sha256::new();

@@ -1081,22 +1081,7 @@ async fn write_accepts(
     if !started.is_empty() {
         let flow_ids: Vec<String> = started.iter().map(|e| e.flow_id.clone()).collect();
         let names = flow_names(tx, &flow_ids).await?;
-        let drafts: Vec<AuditDraft> = started
-            .iter()
-            .map(|e| {
-                audit::RunStarted {
-                    scope: &e.scope,
-                    run_id: &e.run_id,
-                    started: &received,
-                    environment: e.environment.as_str(),
-                    flow_id: &e.flow_id,
-                    flow_version: e.flow_version,
-                    flow_name: names.get(&e.flow_id),
-                    attempt: 1,
-                }
-                .draft()
-            })
-            .collect();
+        let drafts = audit::started_at_intake(&started, &received, &names);
         audit::append(tx, &drafts).await?;
     }
     let mut answers: Vec<Accepted> = Vec::with_capacity(accepts.len());

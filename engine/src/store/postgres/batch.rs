@@ -14,7 +14,7 @@
 use super::audit;
 use super::listen::notify_runs;
 use super::runs::{flow_names, upsert_steps};
-use crate::store::audit::RunStarted;
+use crate::store::audit::started_at_intake;
 use crate::store::{
     Accepted, Actor, AuditDraft, NewEvent, RunOutcome, StepRecord, StoreError, StoreResult,
     now_text,
@@ -328,29 +328,17 @@ async fn started_audit(
     new_runs: &[&NewEvent],
     started: &str,
 ) -> StoreResult<()> {
-    let leased: Vec<&&NewEvent> = new_runs.iter().filter(|e| e.lease.is_some()).collect();
+    let leased: Vec<&NewEvent> = new_runs
+        .iter()
+        .copied()
+        .filter(|e| e.lease.is_some())
+        .collect();
     if leased.is_empty() {
         return Ok(());
     }
     let flow_ids: Vec<String> = leased.iter().map(|e| e.flow_id.clone()).collect();
     let names = flow_names(tx, &flow_ids).await?;
-    let drafts: Vec<AuditDraft> = leased
-        .iter()
-        .map(|e| {
-            RunStarted {
-                scope: &e.scope,
-                run_id: &e.run_id,
-                started,
-                environment: e.environment.as_str(),
-                flow_id: &e.flow_id,
-                flow_version: e.flow_version,
-                flow_name: names.get(&e.flow_id),
-                attempt: 1,
-            }
-            .draft()
-        })
-        .collect();
-    audit::append(tx, &drafts).await
+    audit::append(tx, &started_at_intake(&leased, started, &names)).await
 }
 
 /// The runs of stored events that the batch's duplicates collided with, by `(flow, key)`. The
