@@ -168,10 +168,20 @@ pub async fn run(
     );
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut background = Vec::new();
+    let plugins_installed = Arc::new(tokio::sync::Notify::new());
     if config.is_postgres() {
         background.push(tokio::spawn(plugin_sync_loop(
             sandbox_for_sync,
             store.clone(),
+            plugins_installed.clone(),
+            stop_rx.clone(),
+        )));
+    }
+    if let Some(listener) = work_listener {
+        background.push(tokio::spawn(relay_notifications(
+            listener,
+            config.role.runs_work().then(|| queue.clone()),
+            plugins_installed,
             stop_rx.clone(),
         )));
     }
@@ -204,13 +214,6 @@ pub async fn run(
                 config.shutdown_grace(),
             )),
         );
-        if let Some(listener) = work_listener {
-            background.push(tokio::spawn(relay_work_notifications(
-                listener,
-                queue.clone(),
-                stop_rx.clone(),
-            )));
-        }
         queue.wake();
     }
     let routes = if config.role.serves_api() {
@@ -297,16 +300,25 @@ async fn open_store(config: &ServeConfig, url: &str) -> anyhow::Result<OpenedSto
     })
 }
 
-/// Wakes the local queue whenever another process (or this one) commits queued runs.
-async fn relay_work_notifications(
+/// Relays PostgreSQL's hints: queued runs wake the local queue (when this process runs work),
+/// plugin installs (by any process) start a plugin sync at once.
+async fn relay_notifications(
     mut listener: crate::store::WorkListener,
-    queue: Arc<Queue>,
+    queue: Option<Arc<Queue>>,
+    plugins_installed: Arc<tokio::sync::Notify>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     loop {
         tokio::select! {
-            woke = listener.wait() => match woke {
-                Ok(_) => queue.wake(),
+            hints = listener.wait() => match hints {
+                Ok(hints) => {
+                    if let (true, Some(queue)) = (hints.runs, &queue) {
+                        queue.wake();
+                    }
+                    if hints.plugins {
+                        plugins_installed.notify_one();
+                    }
+                }
                 Err(error) => {
                     tracing::warn!(%error, "PostgreSQL notifications interrupted; polling meanwhile");
                     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -460,16 +472,21 @@ pub async fn sync_plugins(sandbox: &Sandbox, store: &DynStore) -> anyhow::Result
     Ok(loaded)
 }
 
-/// How often a process on a shared database looks for plugins installed through another one.
-const PLUGIN_SYNC_INTERVAL: Duration = Duration::from_secs(2);
+/// How often a process on a shared database looks for plugins installed through another one
+/// when no notification came (a missed `hookflow_plugins` hint, e.g. across a reconnect).
+const PLUGIN_SYNC_INTERVAL: Duration = Duration::from_secs(10);
 
+/// Loads plugins installed through other processes: as soon as an install is announced, and
+/// every [`PLUGIN_SYNC_INTERVAL`] regardless.
 async fn plugin_sync_loop(
     sandbox: Arc<Sandbox>,
     store: DynStore,
+    installed: Arc<tokio::sync::Notify>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     loop {
         tokio::select! {
+            _ = installed.notified() => {}
             _ = tokio::time::sleep(PLUGIN_SYNC_INTERVAL) => {}
             _ = shutdown.changed() => return,
         }

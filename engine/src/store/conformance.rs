@@ -1693,9 +1693,10 @@ async fn flow_memory_first_sighting(h: Harness) {
 mod postgres_only {
     use super::*;
 
-    /// Committing a queued run wakes a listener (of another store handle, as another process).
+    /// Committing a queued run, or installing a plugin, wakes a listener (of another store
+    /// handle, as another process) with the matching hint.
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-    async fn listener_wakes_when_runs_are_queued() {
+    async fn listener_wakes_when_runs_are_queued_or_plugins_installed() {
         let database = pg::TempDatabase::create().await;
         let store: DynStore = Arc::new(PostgresStore::open(&database.url).await.expect("open"));
         let other = PostgresStore::open(&database.url)
@@ -1711,7 +1712,30 @@ mod postgres_only {
             .await
             .expect("woken within 10 s")
             .expect("listener works");
-        assert!(woke);
+        assert_eq!(
+            (woke.runs, woke.plugins),
+            (true, false),
+            "a queued run is not a plugin install"
+        );
+        let plugin = StoredPlugin {
+            name: "greet".into(),
+            version: "1.0.0".into(),
+            digest: "digest-listen".into(),
+            component: b"\0asm".to_vec(),
+        };
+        let draft = AuditDraft::new(
+            "default",
+            None,
+            &actor(),
+            "plugin.installed",
+            json!({"name": "greet"}),
+        );
+        store.save_plugin(&plugin, draft).await.expect("save");
+        let woke = tokio::time::timeout(Duration::from_secs(10), listener.wait())
+            .await
+            .expect("woken within 10 s")
+            .expect("listener works");
+        assert_eq!((woke.runs, woke.plugins), (false, true));
     }
 
     /// A request PostgreSQL rejects (text with a NUL character) fails alone; the requests

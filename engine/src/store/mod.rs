@@ -11,7 +11,7 @@ mod sqlite_destinations;
 mod types;
 
 pub use audit::AuditDraft;
-pub use postgres::{PostgresStore, WorkListener};
+pub use postgres::{Hints, PostgresStore, WorkListener};
 pub use sqlite::SqliteStore;
 pub use types::*;
 

@@ -34,7 +34,7 @@ mod rows;
 mod runs;
 mod secrets;
 
-pub use listen::WorkListener;
+pub use listen::{Hints, WorkListener};
 
 use super::*;
 use sqlx::PgPool;

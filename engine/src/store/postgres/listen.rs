@@ -1,11 +1,11 @@
-//! Waking workers in every process when runs are queued, with PostgreSQL LISTEN/NOTIFY.
+//! Waking every process sharing the database, with PostgreSQL LISTEN/NOTIFY.
 //!
 //! Every transaction that puts a run in the queue (accepting events, retrying, re-queueing after
-//! expired or released leases) issues `NOTIFY hookflow_runs`; PostgreSQL delivers it to all
-//! listeners when — and only if — that transaction commits. A notification is a hint, not a work
-//! item: the listener then claims runs as usual (`claim_runs` with SKIP LOCKED), so a missed or
-//! duplicated notification costs only latency, never correctness. Keep the queue's polling
-//! interval as the fallback.
+//! expired or released leases) issues `NOTIFY hookflow_runs`, and installing a plugin issues
+//! `NOTIFY hookflow_plugins`; PostgreSQL delivers them to all listeners when — and only if — that
+//! transaction commits. A notification is a hint, not a work item: the listener then claims runs
+//! as usual (`claim_runs` with SKIP LOCKED) or compares plugin digests, so a missed or duplicated
+//! notification costs only latency, never correctness. Keep polling as the fallback.
 
 use crate::store::StoreResult;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
@@ -13,18 +13,35 @@ use sqlx::{Postgres, Transaction};
 
 /// The channel run-queueing transactions notify.
 pub const RUNS_CHANNEL: &str = "hookflow_runs";
+/// The channel plugin installs notify.
+pub const PLUGINS_CHANNEL: &str = "hookflow_plugins";
 
 /// Queues a `hookflow_runs` notification, sent when `tx` commits. Identical notifications of one
 /// transaction are collapsed by PostgreSQL, so calling this per batch is cheap.
 pub async fn notify_runs(tx: &mut Transaction<'_, Postgres>) -> StoreResult<()> {
+    notify(tx, RUNS_CHANNEL).await
+}
+
+/// Queues a notification on `channel`, sent when `tx` commits.
+pub async fn notify(tx: &mut Transaction<'_, Postgres>, channel: &str) -> StoreResult<()> {
     sqlx::query("SELECT pg_notify($1, '')")
-        .bind(RUNS_CHANNEL)
+        .bind(channel)
         .execute(&mut **tx)
         .await?;
     Ok(())
 }
 
-/// A subscription to "a run may have been queued" hints, from any process sharing the database.
+/// What a [`WorkListener`] heard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Hints {
+    /// Runs may have been queued.
+    pub runs: bool,
+    /// A plugin may have been installed.
+    pub plugins: bool,
+}
+
+/// A subscription to "a run may have been queued" and "a plugin was installed" hints, from any
+/// process sharing the database.
 /// It holds one dedicated connection (not one of the store's pool).
 pub struct WorkListener {
     listener: PgListener,
@@ -38,20 +55,36 @@ impl WorkListener {
             .max_connections(1)
             .connect_lazy_with(options);
         let mut listener = PgListener::connect_with(&pool).await?;
-        listener.listen(RUNS_CHANNEL).await?;
+        listener.listen_all([RUNS_CHANNEL, PLUGINS_CHANNEL]).await?;
         Ok(WorkListener { listener })
     }
 
-    /// Waits until work may be available. Returns `true` after a notification and `false` when
-    /// the connection was lost and re-established: notifications sent in between are gone, so
-    /// the caller should look for work in both cases. Notifications already buffered are
-    /// drained; under heavy load every committed batch still notifies, so a caller that claims
-    /// on every wake-up should claim as many runs as it has free slots, not one per hint.
+    /// Waits for the next hints. After the connection was lost and re-established every hint
+    /// is set: notifications sent in between are gone, so the caller should look for both.
+    /// Notifications already buffered are folded in; under heavy load every committed batch
+    /// still notifies, so a caller that claims on every wake-up should claim as many runs as it
+    /// has free slots, not one per hint.
     ///
     /// Dropping the future (e.g. in `select!` with a poll timer) loses at most a hint.
-    pub async fn wait(&mut self) -> StoreResult<bool> {
-        let notified = self.listener.try_recv().await?.is_some();
-        while self.listener.next_buffered().is_some() {}
-        Ok(notified)
+    pub async fn wait(&mut self) -> StoreResult<Hints> {
+        let Some(first) = self.listener.try_recv().await? else {
+            return Ok(Hints {
+                runs: true,
+                plugins: true,
+            });
+        };
+        let mut hints = Hints {
+            runs: false,
+            plugins: false,
+        };
+        let mut note = |channel: &str| match channel {
+            PLUGINS_CHANNEL => hints.plugins = true,
+            _ => hints.runs = true,
+        };
+        note(first.channel());
+        while let Some(more) = self.listener.next_buffered() {
+            note(more.channel());
+        }
+        Ok(hints)
     }
 }

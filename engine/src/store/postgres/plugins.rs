@@ -1,10 +1,12 @@
 //! Installed plugin components on PostgreSQL, shared by every process.
 
 use super::audit;
+use super::listen::{PLUGINS_CHANNEL, notify};
 use crate::store::{AuditDraft, StoreResult, StoredPlugin, now_text};
 use sqlx::{PgPool, Row};
 
-/// Stores (or replaces) a component with its audit event, in one transaction.
+/// Stores (or replaces) a component with its audit event, in one transaction that also tells
+/// every process to load it (`hookflow_plugins`).
 pub async fn save(pool: &PgPool, plugin: &StoredPlugin, draft: AuditDraft) -> StoreResult<()> {
     let mut tx = pool.begin().await?;
     sqlx::query(
@@ -20,6 +22,7 @@ pub async fn save(pool: &PgPool, plugin: &StoredPlugin, draft: AuditDraft) -> St
     .execute(&mut *tx)
     .await?;
     audit::append(&mut tx, &[draft]).await?;
+    notify(&mut tx, PLUGINS_CHANNEL).await?;
     tx.commit().await?;
     Ok(())
 }
