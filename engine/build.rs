@@ -26,6 +26,8 @@ const PLUGINS: &[&str] = &[
 ];
 
 fn main() {
+    // `sqlx::migrate!` embeds the migration files; a new file must rebuild the crate.
+    println!("cargo:rerun-if-changed=migrations");
     println!("cargo:rerun-if-env-changed=HOOKFLOW_PLUGIN_WASM_DIR");
     if let Ok(dir) = std::env::var("HOOKFLOW_PLUGIN_WASM_DIR") {
         println!("cargo:rustc-env=HOOKFLOW_PLUGIN_WASM_DIR={dir}");

@@ -4,17 +4,17 @@
 //!
 //! `cargo run --release -p hookflow --example bench_audit [-- N]`
 
-use hookflow::store::{Actor, AuditDraft, AuditFilter, Cursor, SqliteStore, Store};
+use hookflow::store::{Actor, AuditAction, AuditDraft, AuditFilter, Cursor, Store};
 use serde_json::json;
 use std::time::Instant;
 
-const ACTIONS: &[&str] = &[
-    "flow.run.started",
-    "flow.run.finished",
-    "flow.updated",
-    "user.signed.in",
-    "connection.upserted",
-    "flow.created",
+const ACTIONS: &[AuditAction] = &[
+    AuditAction::FlowRunStarted,
+    AuditAction::FlowRunFinished,
+    AuditAction::FlowUpdated,
+    AuditAction::UserSignedIn,
+    AuditAction::SecretUpserted,
+    AuditAction::FlowCreated,
 ];
 
 #[tokio::main]
@@ -26,7 +26,15 @@ async fn main() -> anyhow::Result<()> {
         .unwrap_or(1_000_000);
     let dir = tempfile::tempdir()?;
     let url = format!("sqlite://{}", dir.path().join("audit.db").display());
-    let store = SqliteStore::open(&url, false).await?;
+    let store = hookflow::store::open(
+        &hookflow::store::DatabaseUrl::parse(&url).map_err(anyhow::Error::msg)?,
+        &hookflow::store::OpenOptions {
+            sqlite_synchronous_full: false,
+            ..Default::default()
+        },
+    )
+    .await?
+    .store;
     let started = Instant::now();
     let actor = Actor {
         user_id: Some("admin".into()),

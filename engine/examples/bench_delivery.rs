@@ -10,7 +10,7 @@ use axum::Router;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use hookflow::secrets::SecretBox;
-use hookflow::store::{Actor, AuditDraft, Scope, SqliteStore, Store};
+use hookflow::store::{Actor, AuditAction, AuditDraft, Scope, Store};
 use hookflow::stream::{DestinationInput, Destinations, RetryPolicy, run_worker};
 use serde_json::{Map, json};
 use std::sync::Arc;
@@ -50,7 +50,15 @@ async fn main() -> anyhow::Result<()> {
 
     let dir = tempfile::tempdir()?;
     let url = format!("sqlite://{}", dir.path().join("bench.db").display());
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&url, true).await?);
+    let store: Arc<dyn Store> = hookflow::store::open(
+        &hookflow::store::DatabaseUrl::parse(&url).map_err(anyhow::Error::msg)?,
+        &hookflow::store::OpenOptions {
+            sqlite_synchronous_full: true,
+            ..Default::default()
+        },
+    )
+    .await?
+    .store;
     let sbox = Arc::new(SecretBox::load(None, dir.path())?);
     let destinations = Arc::new(Destinations::new(
         store.clone(),
@@ -92,7 +100,7 @@ async fn main() -> anyhow::Result<()> {
         let drafts = (start..(start + 5_000).min(n))
             .map(|i| {
                 let data = json!({"flowRun": {"id": format!("run_{i}"), "flowId": "flow_1", "status": "SUCCEEDED"}});
-                AuditDraft::new("default", Some(&scope.project_id), &actor, "flow.run.finished", data)
+                AuditDraft::new("default", Some(&scope.project_id), &actor, AuditAction::FlowRunFinished, data)
             })
             .collect();
         store.record_audit(drafts).await?;

@@ -10,7 +10,7 @@
 use axum::Router;
 use axum::routing::post;
 use hookflow::flow::hosts::HostPattern;
-use hookflow::server::sandbox_with_plugins;
+use hookflow::plugins::sandbox_with_plugins;
 use hookflow::wasm::{Grants, StepContext, StepOutcome};
 use std::sync::Arc;
 use std::time::{Duration, Instant};

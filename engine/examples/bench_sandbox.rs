@@ -7,7 +7,7 @@
 //! Prints median / p90 / p99 / mean in microseconds and one machine-readable line
 //! `BENCH_SANDBOX {json}` for `bench/run.sh`.
 
-use hookflow::server::sandbox_with_plugins;
+use hookflow::plugins::sandbox_with_plugins;
 use hookflow::wasm::{Grants, StepContext, StepOutcome};
 use std::time::{Duration, Instant};
 

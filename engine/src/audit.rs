@@ -1,8 +1,10 @@
-//! Reading the engine's audit log back: chain verification (tamper evidence) and the table the
-//! CLI prints. Writing happens in `store`, in the same transaction as each change.
+//! Reading the engine's audit log back: chain verification (tamper evidence), retention, and the
+//! one-line summaries the API and the CLI show. Writing happens in `store`, in the same transaction as each change.
 
+use crate::catalog::Catalog;
 use crate::store::audit::{GENESIS, chain_hash};
 use crate::store::{DynStore, StoreError};
+use serde_json::{Value, json};
 
 /// Where the chain breaks.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -183,4 +185,65 @@ mod tests {
         assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
         assert_eq!(csv_field("=cmd()"), "'=cmd()");
     }
+}
+
+/// The event with its `summary`, from the catalog's summary template for its action.
+pub fn with_summary(mut event: Value) -> Value {
+    let action = event["action"].as_str().unwrap_or_default().to_string();
+    let summary = own_summary(&action, &event).unwrap_or_else(|| {
+        match Catalog::builtin()
+            .source("activepieces")
+            .and_then(|s| s.find(&action))
+        {
+            Some(kind) => kind.summarize(&event),
+            None => action.replace('.', " "),
+        }
+    });
+    event["summary"] = json!(summary);
+    event
+}
+
+/// Summaries for the events hookflow itself writes, whose data differs from the Activepieces
+/// samples the catalog's templates expect.
+fn own_summary(action: &str, event: &Value) -> Option<String> {
+    let data = &event["data"];
+    let text = |v: &Value| v.as_str().unwrap_or("?").to_string();
+    Some(match action {
+        "flow.created" | "flow.updated" | "flow.deleted" => {
+            let verb = action.trim_start_matches("flow.");
+            format!(
+                "Flow {} was {verb} (version {})",
+                text(&data["flow"]["displayName"]),
+                data["flow"]["version"]
+            )
+        }
+        "user.signed.in" if data["user"]["method"] == "admin-token" => {
+            format!(
+                "Admin signed in with the admin token from {}",
+                event["ip"].as_str().unwrap_or("an unknown address")
+            )
+        }
+        "secret.upserted" => format!("Secret {} was set", text(&data["secret"]["name"])),
+        "secret.deleted" => format!("Secret {} was deleted", text(&data["secret"]["name"])),
+        "plugin.installed" => format!(
+            "Plugin {}@{} was installed",
+            text(&data["plugin"]["name"]),
+            text(&data["plugin"]["version"])
+        ),
+        "destination.created" | "destination.updated" | "destination.deleted" => {
+            format!(
+                "Event destination {} was {}",
+                text(&data["destination"]["name"]),
+                action.trim_start_matches("destination.")
+            )
+        }
+        "destination.disabled" => {
+            format!(
+                "Event destination {} was disabled: {}",
+                text(&data["destination"]["name"]),
+                text(&data["reason"])
+            )
+        }
+        _ => return None,
+    })
 }

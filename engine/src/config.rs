@@ -1,6 +1,7 @@
 //! Server configuration: command-line flags, each with a `HOOKFLOW_*` environment variable, over
 //! built-in defaults.
 
+use crate::store::DatabaseUrl;
 use clap::{Args, ValueEnum};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -129,16 +130,22 @@ pub struct ServeConfig {
 }
 
 impl ServeConfig {
-    /// The database URL, defaulting to `<data dir>/hookflow.db`.
+    /// The database URL as given, defaulting to `<data dir>/hookflow.db`.
     pub fn database_url(&self) -> String {
         self.database
             .clone()
             .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("hookflow.db").display()))
     }
 
-    /// True when the database is PostgreSQL (shared by any number of processes).
-    pub fn is_postgres(&self) -> bool {
-        is_postgres_url(&self.database_url())
+    /// The parsed database URL (the store decides what a URL means).
+    pub fn database(&self) -> Result<DatabaseUrl, String> {
+        DatabaseUrl::parse(&self.database_url())
+            .map_err(|e| format!("--database (HOOKFLOW_DATABASE_URL): {e}"))
+    }
+
+    /// True when the database is shared by several processes (PostgreSQL).
+    pub fn is_shared_database(&self) -> bool {
+        self.database().is_ok_and(|url| url.is_shared())
     }
 
     pub fn shutdown_grace(&self) -> Duration {
@@ -171,18 +178,11 @@ impl ServeConfig {
         {
             return Err("HOOKFLOW_ADMIN_TOKEN must be at least 16 characters".into());
         }
-        let url = self.database_url();
-        if self.role != Role::All && url.starts_with("sqlite:") {
+        let url = self.database()?;
+        if self.role != Role::All && !url.is_shared() {
             return Err(
                 "--role (HOOKFLOW_ROLE) api or worker needs a PostgreSQL database; \
                  with SQLite one process does everything (--role all)"
-                    .into(),
-            );
-        }
-        if !url.starts_with("sqlite:") && !is_postgres_url(&url) {
-            return Err(
-                "--database (HOOKFLOW_DATABASE_URL): unsupported URL; use sqlite://PATH or \
-                 postgres://USER@HOST:PORT/DATABASE"
                     .into(),
             );
         }
@@ -190,7 +190,3 @@ impl ServeConfig {
     }
 }
 
-/// `postgres://` or `postgresql://`.
-pub fn is_postgres_url(url: &str) -> bool {
-    url.starts_with("postgres://") || url.starts_with("postgresql://")
-}

@@ -39,7 +39,7 @@ impl SecretBox {
                     Err(_) => {
                         use rand::Rng;
                         let key: [u8; 32] = rand::rng().random();
-                        crate::server::write_private(&path, &STANDARD.encode(key))?;
+                        crate::files::write_private(&path, &STANDARD.encode(key))?;
                         key.to_vec()
                     }
                 }

@@ -3,7 +3,6 @@
 //! the binary), in the style of mini-redis.
 
 use crate::api::{self, App};
-use crate::builtins::BUILTIN_PLUGINS;
 use crate::config::{ServeConfig, SqliteSync};
 use crate::exec::Executor;
 use crate::mail::Mailer;
@@ -12,63 +11,17 @@ use crate::metrics::Metrics;
 use crate::queue::{Queue, QueueConfig};
 use crate::registry::FlowRegistry;
 use crate::secrets::{SecretBox, Secrets};
-use crate::store::{DynStore, PostgresStore, SqliteStore};
+use crate::store::DynStore;
 use crate::stream::{Destinations, RetryPolicy};
-use crate::wasm::{Sandbox, SandboxConfig};
+use crate::wasm::Sandbox;
 use anyhow::Context;
-use std::fs::File;
 use std::future::Future;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-/// The sandbox with the built-in plugins and any `*.wasm` in `extra_dir` loaded.
-pub async fn sandbox_with_plugins(
-    cache_dir: Option<PathBuf>,
-    memory_limit: usize,
-    concurrency: u32,
-    extra: &[PathBuf],
-) -> anyhow::Result<Sandbox> {
-    let config = SandboxConfig {
-        cache_dir,
-        memory_limit,
-        max_concurrency: concurrency,
-        ..SandboxConfig::default()
-    };
-    let sandbox = Sandbox::new(config)?;
-    for (name, wasm) in BUILTIN_PLUGINS {
-        sandbox
-            .load(wasm, true)
-            .await
-            .with_context(|| format!("loading built-in plugin {name}"))?;
-    }
-    for path in extra {
-        let wasm =
-            std::fs::read(path).with_context(|| format!("reading plugin {}", path.display()))?;
-        let info = sandbox
-            .load(&wasm, false)
-            .await
-            .with_context(|| format!("loading plugin {}", path.display()))?;
-        tracing::info!(plugin = %format!("{}@{}", info.name, info.version), path = %path.display(), "plugin loaded");
-    }
-    Ok(sandbox)
-}
-
-/// `*.wasm` files in a directory (none when it does not exist).
-pub fn wasm_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
-    if !dir.exists() {
-        return Ok(Vec::new());
-    }
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .with_context(|| format!("reading plugin directory {}", dir.display()))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "wasm"))
-        .collect();
-    files.sort();
-    Ok(files)
-}
 
 /// Runs the server on `listener` until `shutdown` completes, then drains: intake stops first,
 /// in-flight runs get the grace period, the rest go back to the queue.
@@ -80,15 +33,27 @@ pub async fn run(
     config.validate().map_err(anyhow::Error::msg)?;
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
-    let url = config.database_url();
-    let opened = open_store(&config, &url).await?;
-    let (store, work_listener, _lock) = (opened.store, opened.listener, opened.lock);
+    let url = config.database().map_err(anyhow::Error::msg)?;
+    let options = crate::store::OpenOptions {
+        sqlite_synchronous_full: config.sqlite_synchronous == SqliteSync::Full,
+        ..Default::default()
+    };
+    let opened = crate::store::open(&url, &options)
+        .await
+        .with_context(|| format!("opening the database {}", url.redacted()))?;
+    if opened.recovered > 0 {
+        tracing::warn!(
+            recovered = opened.recovered,
+            "re-queued runs left RUNNING by a previous process"
+        );
+    }
+    let (store, work_listener) = (opened.store, opened.listener);
     let plugin_dir = config
         .plugin_dir
         .clone()
         .unwrap_or_else(|| config.data_dir.join("plugins"));
     let sandbox = Arc::new(
-        sandbox_with_plugins(
+        crate::plugins::sandbox_with_plugins(
             Some(
                 config
                     .cache_dir
@@ -97,16 +62,16 @@ pub async fn run(
             ),
             config.step_memory_mb << 20,
             config.workers.min(1024) as u32,
-            &wasm_files(&plugin_dir)?,
+            &crate::plugins::wasm_files(&plugin_dir)?,
         )
         .await?,
     );
-    sync_plugins(&sandbox, &store).await?;
+    crate::plugins::sync_plugins(&sandbox, &store).await?;
     release_startup_memory();
     let admin_token = admin_token(&config)?;
     let metrics = Arc::new(Metrics::default());
     let mut flows = FlowRegistry::new(store.clone(), sandbox.clone());
-    if config.is_postgres() {
+    if config.is_shared_database() {
         flows = flows.shared(crate::registry::SHARED_CACHE_TTL);
     }
     let flows = Arc::new(flows);
@@ -149,7 +114,7 @@ pub async fn run(
         admin_token,
         max_body_bytes: config.max_body_bytes,
         trusted_proxies: config.trusted_proxies.clone(),
-        shared_database: config.is_postgres(),
+        shared_database: config.is_shared_database(),
         runs_work: config.role.runs_work(),
         sign_ins: Default::default(),
     });
@@ -169,7 +134,7 @@ pub async fn run(
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut background = Vec::new();
     let plugins_installed = Arc::new(tokio::sync::Notify::new());
-    if config.is_postgres() {
+    if config.is_shared_database() {
         background.push(tokio::spawn(plugin_sync_loop(
             sandbox_for_sync,
             store.clone(),
@@ -221,7 +186,7 @@ pub async fn run(
     } else {
         api::ops_router(app)
     };
-    tracing::info!(address = %listener.local_addr()?, database = %redacted_url(&url), role = ?config.role, "hookflow listening");
+    tracing::info!(address = %listener.local_addr()?, database = %url.redacted(), role = ?config.role, "hookflow listening");
     axum::serve(
         listener,
         routes.into_make_service_with_connect_info::<std::net::SocketAddr>(),
@@ -250,54 +215,6 @@ pub fn release_startup_memory() {
     let collect = || unsafe { libmimalloc_sys::mi_collect(true) };
     rayon::broadcast(|_| collect());
     collect();
-}
-
-/// The store a server runs on, and what comes with it.
-struct OpenedStore {
-    store: DynStore,
-    /// PostgreSQL: wakes the queue when another process queues runs.
-    listener: Option<crate::store::WorkListener>,
-    /// SQLite: the exclusive lock file, held for the life of the process.
-    lock: Option<File>,
-}
-
-/// Opens SQLite (one process: locks the file and re-queues what a previous process left
-/// RUNNING) or PostgreSQL (shared: leftover runs come back when their lease expires, because
-/// another live process may hold them).
-async fn open_store(config: &ServeConfig, url: &str) -> anyhow::Result<OpenedStore> {
-    if config.is_postgres() {
-        let store = Arc::new(
-            PostgresStore::open(url)
-                .await
-                .with_context(|| format!("opening PostgreSQL at {}", redacted_url(url)))?,
-        );
-        let listener = store.listen_for_work().await?;
-        return Ok(OpenedStore {
-            store,
-            listener: Some(listener),
-            lock: None,
-        });
-    }
-    let db_path = url
-        .trim_start_matches("sqlite://")
-        .trim_start_matches("sqlite:")
-        .to_string();
-    let lock = lock_database(&db_path)?;
-    let store: DynStore =
-        Arc::new(SqliteStore::open(url, config.sqlite_synchronous == SqliteSync::Full).await?);
-    // We hold the database's exclusive lock, so no other process can be running these runs.
-    let recovered = store.requeue_all_running().await?;
-    if recovered > 0 {
-        tracing::warn!(
-            recovered,
-            "re-queued runs left RUNNING by a previous process"
-        );
-    }
-    Ok(OpenedStore {
-        store,
-        listener: None,
-        lock: Some(lock),
-    })
 }
 
 /// Relays PostgreSQL's hints: queued runs wake the local queue (when this process runs work),
@@ -329,33 +246,6 @@ async fn relay_notifications(
     }
 }
 
-/// A database URL fit for logs: any password replaced by `***`.
-fn redacted_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme_end), Some(at)) if at > scheme_end => {
-            let credentials = &url[scheme_end + 3..at];
-            match credentials.split_once(':') {
-                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme_end + 3], &url[at..]),
-                None => url.to_string(),
-            }
-        }
-        _ => url.to_string(),
-    }
-}
-
-/// One process per SQLite database: a second one would run the same queue twice.
-fn lock_database(db_path: &str) -> anyhow::Result<File> {
-    let lock_path = format!("{db_path}.lock");
-    let file =
-        File::create(&lock_path).with_context(|| format!("creating lock file {lock_path}"))?;
-    match file.try_lock() {
-        Ok(()) => Ok(file),
-        Err(_) => anyhow::bail!(
-            "another hookflow process is using the database {db_path} (lock {lock_path} is held)"
-        ),
-    }
-}
-
 /// The configured admin token, or the one generated on first start (stored with mode 0600).
 fn admin_token(config: &ServeConfig) -> anyhow::Result<String> {
     if let Some(token) = &config.admin_token {
@@ -371,7 +261,7 @@ fn admin_token(config: &ServeConfig) -> anyhow::Result<String> {
         "hf_{}",
         bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
     );
-    write_private(&path, &token)?;
+    crate::files::write_private(&path, &token)?;
     eprintln!(
         "Generated admin token (shown once; stored in {}):\n  {token}",
         path.display()
@@ -379,98 +269,7 @@ fn admin_token(config: &ServeConfig) -> anyhow::Result<String> {
     Ok(token)
 }
 
-/// Creates a file readable only by this user (tokens, keys); refuses to overwrite one.
-pub fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
-    use std::io::Write;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let mut file = options
-        .open(path)
-        .with_context(|| format!("writing {}", path.display()))?;
-    file.write_all(text.as_bytes())?;
-    Ok(())
-}
 
-/// Why a plugin could not be installed.
-#[derive(Debug, thiserror::Error)]
-pub enum InstallError {
-    #[error(transparent)]
-    Load(#[from] crate::wasm::LoadError),
-    #[error("{0} is a built-in plugin; install it under another name or version")]
-    Builtin(String),
-    #[error("saving the plugin failed: {0}")]
-    Store(#[from] crate::store::StoreError),
-}
-
-/// Vets, compiles and registers a component, and stores it (with its `plugin.installed` audit
-/// event, in one transaction) so every restart and every process serves it. Serves here
-/// immediately; other versions stay side by side.
-pub async fn install_plugin(
-    sandbox: &Sandbox,
-    store: &DynStore,
-    actor: &crate::store::Actor,
-    wasm: &[u8],
-) -> Result<crate::wasm::PluginInfo, InstallError> {
-    let prepared = sandbox.prepare(wasm, false).await?;
-    let probe = prepared.info().clone();
-    if sandbox
-        .plugin(&probe.name, &probe.version)
-        .is_some_and(|p| p.builtin)
-    {
-        return Err(InstallError::Builtin(format!(
-            "{}@{}",
-            probe.name, probe.version
-        )));
-    }
-    let scope = store.default_scope().await?;
-    let data = serde_json::json!({"plugin": {"name": probe.name, "version": probe.version, "digest": probe.digest}});
-    let draft = crate::store::AuditDraft::new(
-        &scope.platform_id,
-        Some(&scope.project_id),
-        actor,
-        "plugin.installed",
-        data,
-    );
-    let stored = crate::store::StoredPlugin {
-        name: probe.name.clone(),
-        version: probe.version.clone(),
-        digest: probe.digest.clone(),
-        component: wasm.to_vec(),
-    };
-    store.save_plugin(&stored, draft).await?;
-    Ok(sandbox.register(prepared))
-}
-
-/// Loads every stored plugin this sandbox does not serve yet (or serves with another digest):
-/// at start, and on a shared database periodically, so an install through one process reaches
-/// the others. A component that no longer loads is logged and skipped.
-pub async fn sync_plugins(sandbox: &Sandbox, store: &DynStore) -> anyhow::Result<usize> {
-    let mut loaded = 0;
-    for (name, version, digest) in store.plugin_digests().await? {
-        match sandbox.plugin(&name, &version) {
-            Some(current) if current.digest == digest || current.builtin => continue,
-            _ => {}
-        }
-        let Some(stored) = store.get_plugin(&name, &version).await? else {
-            continue;
-        };
-        match sandbox.load(&stored.component, false).await {
-            Ok(_) => {
-                loaded += 1;
-                tracing::info!(plugin = %format!("{name}@{version}"), "stored plugin loaded");
-            }
-            Err(error) => {
-                tracing::error!(plugin = %format!("{name}@{version}"), %error, "stored plugin does not load; skipped");
-            }
-        }
-    }
-    Ok(loaded)
-}
 
 /// How often a process on a shared database looks for plugins installed through another one
 /// when no notification came (a missed `hookflow_plugins` hint, e.g. across a reconnect).
@@ -490,7 +289,7 @@ async fn plugin_sync_loop(
             _ = tokio::time::sleep(PLUGIN_SYNC_INTERVAL) => {}
             _ = shutdown.changed() => return,
         }
-        if let Err(error) = sync_plugins(&sandbox, &store).await {
+        if let Err(error) = crate::plugins::sync_plugins(&sandbox, &store).await {
             tracing::warn!(%error, "looking for newly installed plugins failed");
         }
     }

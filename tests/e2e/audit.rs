@@ -244,10 +244,10 @@ async fn the_hash_chain_names_the_first_edited_event() {
         pool.close().await;
         id
     } else {
-        let pool = sqlx::SqlitePool::connect(&db).await.unwrap();
-        let id = sqlx::query_scalar(select).fetch_one(&pool).await.unwrap();
-        sqlx::query(tamper).execute(&pool).await.unwrap();
-        pool.close().await;
+        let path = db.trim_start_matches("sqlite://");
+        let conn = rusqlite::Connection::open(path).unwrap();
+        let id = conn.query_row(select, [], |row| row.get(0)).unwrap();
+        conn.execute(tamper, []).unwrap();
         id
     };
     let broken = verify(&db);

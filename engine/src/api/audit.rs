@@ -3,7 +3,6 @@
 
 use super::{ApiError, ApiResult, AppState, PageParams};
 use crate::audit::ExportFormat;
-use crate::catalog::Catalog;
 use crate::store::AuditFilter;
 use axum::extract::State;
 use axum::routing::get;
@@ -52,7 +51,7 @@ async fn export(
                     let text: String = page
                         .data
                         .into_iter()
-                        .map(|e| format.line(&with_summary(e)))
+                        .map(|e| format.line(&crate::audit::with_summary(e)))
                         .collect();
                     let next = page
                         .next
@@ -149,71 +148,10 @@ fn timestamp(name: &str, value: &str) -> ApiResult<String> {
         .map_err(|_| ApiError::bad_request(format!("{name}: not an RFC 3339 time: {value:?}")))
 }
 
-/// The event with its `summary`, from the catalog's summary template for its action.
-pub fn with_summary(mut event: Value) -> Value {
-    let action = event["action"].as_str().unwrap_or_default().to_string();
-    let summary = own_summary(&action, &event).unwrap_or_else(|| {
-        match Catalog::builtin()
-            .source("activepieces")
-            .and_then(|s| s.find(&action))
-        {
-            Some(kind) => kind.summarize(&event),
-            None => action.replace('.', " "),
-        }
-    });
-    event["summary"] = json!(summary);
-    event
-}
-
-/// Summaries for the events hookflow itself writes, whose data differs from the Activepieces
-/// samples the catalog's templates expect.
-fn own_summary(action: &str, event: &Value) -> Option<String> {
-    let data = &event["data"];
-    let text = |v: &Value| v.as_str().unwrap_or("?").to_string();
-    Some(match action {
-        "flow.created" | "flow.updated" | "flow.deleted" => {
-            let verb = action.trim_start_matches("flow.");
-            format!(
-                "Flow {} was {verb} (version {})",
-                text(&data["flow"]["displayName"]),
-                data["flow"]["version"]
-            )
-        }
-        "user.signed.in" if data["user"]["method"] == "admin-token" => {
-            format!(
-                "Admin signed in with the admin token from {}",
-                event["ip"].as_str().unwrap_or("an unknown address")
-            )
-        }
-        "secret.upserted" => format!("Secret {} was set", text(&data["secret"]["name"])),
-        "secret.deleted" => format!("Secret {} was deleted", text(&data["secret"]["name"])),
-        "plugin.installed" => format!(
-            "Plugin {}@{} was installed",
-            text(&data["plugin"]["name"]),
-            text(&data["plugin"]["version"])
-        ),
-        "destination.created" | "destination.updated" | "destination.deleted" => {
-            format!(
-                "Event destination {} was {}",
-                text(&data["destination"]["name"]),
-                action.trim_start_matches("destination.")
-            )
-        }
-        "destination.disabled" => {
-            format!(
-                "Event destination {} was disabled: {}",
-                text(&data["destination"]["name"]),
-                text(&data["reason"])
-            )
-        }
-        _ => return None,
-    })
-}
-
 async fn list(State(app): State<AppState>, uri: axum::http::Uri) -> ApiResult<Json<Value>> {
     let filter = filter_from_query(uri.query())?;
     let mut page = app.store.list_audit(&filter).await?;
-    page.data = page.data.into_iter().map(with_summary).collect();
+    page.data = page.data.into_iter().map(crate::audit::with_summary).collect();
     Ok(Json(json!(page)))
 }
 

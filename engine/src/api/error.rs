@@ -67,6 +67,13 @@ impl From<StoreError> for ApiError {
         match error {
             StoreError::NotFound(what) => ApiError::not_found(format!("{what} not found")),
             StoreError::Conflict(detail) => ApiError::new(StatusCode::CONFLICT, detail),
+            StoreError::Unavailable(reason) => {
+                tracing::error!(%reason, "store unavailable");
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the database is unavailable; see /healthz and the server log",
+                )
+            }
             other => {
                 tracing::error!(error = %other, "store error");
                 ApiError::new(

@@ -12,7 +12,6 @@ mod secrets;
 mod system;
 mod webhooks;
 
-pub use audit::with_summary as audit_summary;
 pub use error::{ApiError, ApiResult};
 pub use webhooks::InProcessIntake;
 
@@ -175,8 +174,13 @@ async fn record_sign_in(app: &AppState, actor: Actor) {
         return;
     };
     let data = serde_json::json!({"user": {"id": actor.user_id, "method": "admin-token"}});
-    let draft =
-        crate::store::AuditDraft::new(&scope.platform_id, None, &actor, "user.signed.in", data);
+    let draft = crate::store::AuditDraft::new(
+        &scope.platform_id,
+        None,
+        &actor,
+        crate::store::AuditAction::UserSignedIn,
+        data,
+    );
     if let Err(error) = app.store.record_audit(vec![draft]).await {
         tracing::error!(%error, "recording an admin sign-in failed");
     }

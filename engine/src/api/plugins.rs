@@ -34,7 +34,7 @@ async fn install(
             "body: expected the component's bytes (application/wasm)",
         ));
     }
-    let info = crate::server::install_plugin(&app.sandbox, &app.store, &actor, &body)
+    let info = crate::plugins::install_plugin(&app.sandbox, &app.store, &actor, &body)
         .await
         .map_err(|e| match e {
             InstallError::Load(LoadError::TooLarge { .. }) => {
@@ -47,4 +47,4 @@ async fn install(
     Ok((StatusCode::CREATED, Json(json!(info))))
 }
 
-pub use crate::server::InstallError;
+pub use crate::plugins::InstallError;

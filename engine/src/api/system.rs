@@ -13,10 +13,20 @@ pub fn routes() -> Router<AppState> {
         .route("/metrics", get(metrics))
 }
 
-async fn healthz(State(app): State<AppState>) -> ApiResult<impl IntoResponse> {
-    // A store round trip: healthy means able to serve, not just alive.
-    app.store.queue_depth().await?;
-    Ok(axum::Json(serde_json::json!({ "status": "ok" })))
+/// Healthy means able to serve, not just alive: the store answers a round trip and its writer
+/// is running. Otherwise `503` with the reason, so a load balancer takes this process out.
+async fn healthz(State(app): State<AppState>) -> axum::response::Response {
+    match app.store.health().await {
+        Ok(()) => axum::Json(serde_json::json!({ "status": "ok" })).into_response(),
+        Err(error) => {
+            tracing::error!(%error, "health check failed");
+            (
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                axum::Json(serde_json::json!({ "status": "unavailable", "reason": error.to_string() })),
+            )
+                .into_response()
+        }
+    }
 }
 
 async fn metrics(State(app): State<AppState>) -> ApiResult<impl IntoResponse> {

@@ -159,29 +159,20 @@ struct DatabaseArgs {
 }
 
 impl DatabaseArgs {
+    /// Opens the database read-only and without migrating: a server may be running on it.
     async fn open(&self) -> Result<crate::store::DynStore, Failure> {
-        let url = self
+        let text = self
             .database
             .clone()
             .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("hookflow.db").display()));
-        if crate::config::is_postgres_url(&url) {
-            let store = crate::store::PostgresStore::open(&url)
-                .await
-                .map_err(|e| Failure::Internal(e.into()))?;
-            return Ok(Arc::new(store));
-        }
-        let path = url
-            .trim_start_matches("sqlite://")
-            .trim_start_matches("sqlite:");
-        if !Path::new(path).exists() {
-            return Err(usage(format!(
-                "no database at {path} (use --data-dir or --database)"
-            )));
-        }
-        let store = crate::store::SqliteStore::open(&url, true)
-            .await
-            .map_err(|e| Failure::Internal(e.into()))?;
-        Ok(Arc::new(store))
+        let url = crate::store::DatabaseUrl::parse(&text).map_err(|e| usage(format!("--database: {e}")))?;
+        crate::store::open_read_only(&url).await.map_err(|e| match e {
+            crate::store::StoreError::NotFound(what) => {
+                usage(format!("no {what} (use --data-dir or --database)"))
+            }
+            crate::store::StoreError::Unavailable(why) => usage(why),
+            other => Failure::Internal(other.into()),
+        })
     }
 }
 
@@ -384,7 +375,7 @@ async fn dispatch(command: Command) -> Result<ExitCode, Failure> {
                     .await
                     .map_err(|e| Failure::Internal(e.into()))?;
                 for event in page.data {
-                    out.write_all(format.line(&crate::api::audit_summary(event)).as_bytes())
+                    out.write_all(format.line(&crate::audit::with_summary(event)).as_bytes())
                         .map_err(io)?;
                     count += 1;
                 }
@@ -433,7 +424,7 @@ async fn dispatch(command: Command) -> Result<ExitCode, Failure> {
                 "{:<24}  {:<20}  {:<15}  {:<8}  SUMMARY",
                 "CREATED", "ACTION", "IP", "USER"
             );
-            for event in page.data.into_iter().map(crate::api::audit_summary) {
+            for event in page.data.into_iter().map(crate::audit::with_summary) {
                 println!(
                     "{:<24}  {:<20}  {:<15}  {:<8}  {}",
                     event["created"].as_str().unwrap_or(""),
@@ -519,7 +510,7 @@ fn load_flow(path: &Path, sandbox: &crate::wasm::Sandbox) -> Result<flow::Flow, 
 }
 
 async fn validate(file: &Path) -> Result<ExitCode, Failure> {
-    let sandbox = server::sandbox_with_plugins(None, 64 << 20, 4, &[]).await?;
+    let sandbox = crate::plugins::sandbox_with_plugins(None, 64 << 20, 4, &[]).await?;
     match load_flow(file, &sandbox) {
         Ok(flow) => {
             println!(
@@ -558,7 +549,7 @@ async fn run_local(
             return Err(usage(format!("--plugin {}: no such file", p.display())));
         }
     }
-    let sandbox = Arc::new(server::sandbox_with_plugins(None, 64 << 20, 4, plugins).await?);
+    let sandbox = Arc::new(crate::plugins::sandbox_with_plugins(None, 64 << 20, 4, plugins).await?);
     let flow = load_flow(file, &sandbox)
         .map_err(|problems| usage(format!("{}: {}", file.display(), problems.join("; "))))?;
     let executor =
@@ -633,7 +624,7 @@ async fn test_flow(
 ) -> Result<ExitCode, Failure> {
     let path = Path::new(target);
     let (flow, result, run_id) = if path.exists() {
-        let sandbox = Arc::new(server::sandbox_with_plugins(None, 64 << 20, 4, &[]).await?);
+        let sandbox = Arc::new(crate::plugins::sandbox_with_plugins(None, 64 << 20, 4, &[]).await?);
         let flow = load_flow(path, &sandbox)
             .map_err(|problems| usage(format!("{target}: {}", problems.join("; "))))?;
         let body = testrun::resolve_payload(&flow, &input).map_err(usage)?;

@@ -5,6 +5,7 @@
 pub mod condition;
 pub mod hosts;
 pub mod model;
+pub mod recipients;
 pub mod router;
 pub mod template;
 pub mod validate;
@@ -14,6 +15,7 @@ pub use model::{
     ActionStep, Branch, Condition, Flow, Operator, PluginRef, RetryPolicy, RouterMode, RouterStep,
     Step, StepIter, Trigger, WebhookAuth,
 };
+pub use recipients::RecipientPattern;
 pub use router::{BranchEvaluation, RouterDecision, decide};
 pub use template::{PathSegment, Template, check, lookup, parse_path, render, render_str};
 pub use validate::{

@@ -788,7 +788,7 @@ impl Checker {
             ],
         );
         self.string_list(path, obj, "allowedRecipients", |r| {
-            crate::mail::RecipientPattern::parse(r).map(|_| ())
+            super::recipients::RecipientPattern::parse(r).map(|_| ())
         });
         self.string_list(path, obj, "allowedHosts", |h| {
             crate::flow::hosts::HostPattern::parse(h).map(|_| ())

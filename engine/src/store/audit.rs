@@ -1,11 +1,26 @@
-//! Appending to the audit log inside a store transaction, with the hash chain: every event
-//! carries the SHA-256 of its predecessor's hash and its own envelope, so editing, deleting or
-//! reordering a row breaks the chain at that row.
+//! The audit log, written once for both backends: appending inside the transaction of each
+//! change (hash chain + outbox entries), and reading it back.
+//!
+//! Every event carries the SHA-256 of its predecessor's hash and its own envelope, so editing,
+//! deleting or reordering a row breaks the chain at that row. The chain head (last `seq` and
+//! hash) lives in the one-row `audit_chain_head` table on both backends: it outlives retention, so
+//! after old events are deleted the chain and `seq` go on from where they were instead of
+//! restarting at the genesis hash and `seq` 1. Each append reads the head with
+//! [`Dialect::for_update`](super::sql::Dialect::for_update) (PostgreSQL: several processes append,
+//! so the row lock serializes them until commit; SQLite: its one writer is alone) and takes `seq`
+//! from it, so `seq` is gap-free and in commit order, which is what makes it a safe pagination
+//! cursor. Callers append as the last write of their transaction so the lock is held only for
+//! the commit.
 
-use super::{Actor, StoreResult};
+use super::rows::{paginate, push_cursor};
+use super::sql::{Col, Conn, ConnExt, Param, Ty, params, placeholders};
+use super::{
+    Actor, AuditAction, AuditFilter, AuditRow, NewEvent, Page, Scope, StoreError, StoreResult,
+    new_id, now_text,
+};
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
-use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
+use std::collections::HashMap;
 
 /// Hash of the (virtual) event before the first one.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -16,7 +31,7 @@ pub struct AuditDraft {
     pub platform_id: String,
     pub project_id: Option<String>,
     pub actor: Actor,
-    pub action: String,
+    pub action: AuditAction,
     pub data: Value,
 }
 
@@ -25,14 +40,14 @@ impl AuditDraft {
         platform_id: &str,
         project_id: Option<&str>,
         actor: &Actor,
-        action: &str,
+        action: AuditAction,
         data: Value,
     ) -> AuditDraft {
         AuditDraft {
             platform_id: platform_id.to_string(),
             project_id: project_id.map(str::to_string),
             actor: actor.clone(),
-            action: action.to_string(),
+            action,
             data,
         }
     }
@@ -40,7 +55,7 @@ impl AuditDraft {
 
 /// What a `flow.run.started` audit event says about a run.
 pub struct RunStarted<'a> {
-    pub scope: &'a super::Scope,
+    pub scope: &'a Scope,
     pub run_id: &'a str,
     pub started: &'a str,
     pub environment: &'a str,
@@ -68,7 +83,7 @@ impl RunStarted<'_> {
             &self.scope.platform_id,
             Some(&self.scope.project_id),
             &Actor::system(),
-            "flow.run.started",
+            AuditAction::FlowRunStarted,
             data,
         )
     }
@@ -77,9 +92,9 @@ impl RunStarted<'_> {
 /// The `flow.run.started` events of the runs their receiver took at intake (`lease` set), given
 /// the flows' names by id.
 pub fn started_at_intake(
-    events: &[&super::NewEvent],
+    events: &[&NewEvent],
     started: &str,
-    names: &std::collections::HashMap<String, String>,
+    names: &HashMap<String, String>,
 ) -> Vec<AuditDraft> {
     events
         .iter()
@@ -112,7 +127,7 @@ pub fn chain_hash(prev_hash: &str, body: &str) -> String {
         .collect()
 }
 
-/// The Activepieces envelope for a draft; both backends hash exactly these bytes.
+/// The Activepieces envelope for a draft; the chain hashes exactly these bytes.
 pub(super) fn envelope(id: &str, created: &str, draft: &AuditDraft) -> Value {
     let mut map = Map::new();
     map.insert("id".into(), json!(id));
@@ -123,107 +138,237 @@ pub(super) fn envelope(id: &str, created: &str, draft: &AuditDraft) -> Value {
     map.insert("userId".into(), json!(draft.actor.user_id));
     map.insert("userEmail".into(), json!(draft.actor.user_email));
     map.insert("ip".into(), json!(draft.actor.ip));
-    map.insert("action".into(), json!(draft.action));
+    map.insert("action".into(), json!(draft.action.as_str()));
     map.insert("data".into(), draft.data.clone());
     Value::Object(map)
 }
 
-/// Appends `drafts` in order within `tx`.
-pub async fn append(tx: &mut Transaction<'_, Sqlite>, drafts: &[AuditDraft]) -> StoreResult<()> {
+const AUDIT_COLUMNS: &[Col] = &[
+    Col("seq", Ty::Int),
+    Col("id", Ty::Text),
+    Col("created", Ty::Text),
+    Col("platform_id", Ty::Text),
+    Col("project_id", Ty::Text),
+    Col("user_id", Ty::Text),
+    Col("action", Ty::Text),
+    Col("body", Ty::Text),
+    Col("prev_hash", Ty::Text),
+    Col("hash", Ty::Text),
+];
+
+const OUTBOX_COLUMNS: &[Col] = &[
+    Col("id", Ty::Text),
+    Col("destination_id", Ty::Text),
+    Col("audit_seq", Ty::Int),
+    Col("payload", Ty::Text),
+    Col("next_attempt", Ty::Int),
+    Col("created", Ty::Text),
+];
+
+/// Appends `drafts` in order within the caller's transaction, with the outbox entries of the
+/// destinations whose filter matches.
+pub async fn append(c: &mut dyn Conn, drafts: &[AuditDraft]) -> StoreResult<()> {
     if drafts.is_empty() {
         return Ok(());
     }
-    let last = sqlx::query("SELECT hash FROM audit_events ORDER BY seq DESC LIMIT 1")
-        .fetch_optional(&mut **tx)
-        .await?;
-    let mut prev: String = match last {
-        Some(row) => row.try_get("hash")?,
-        None => GENESIS.to_string(),
-    };
-    let created = super::now_text();
+    let lock = c.dialect().for_update();
+    let head = c
+        .query_opt(
+            &format!("SELECT seq, hash FROM audit_chain_head WHERE id = 1{lock}"),
+            params![],
+        )
+        .await?
+        .ok_or_else(|| StoreError::Corrupt("the audit chain head row is missing".into()))?;
+    let mut seq = head.int("seq")?;
+    let mut prev = head.text("hash")?;
+    // Taken under the head's lock, so `created` never goes backwards along the chain.
+    let created = now_text();
     let mut rows = Vec::with_capacity(drafts.len());
+    let mut written = Vec::with_capacity(drafts.len());
     for draft in drafts {
-        let id = super::new_id();
+        let id = new_id();
         let body = envelope(&id, &created, draft).to_string();
         let hash = chain_hash(&prev, &body);
-        rows.push((id, draft, body, prev.clone(), hash.clone()));
-        prev = hash;
+        seq += 1;
+        written.push((seq, draft.action, body.clone()));
+        rows.push(vec![
+            Param::from(seq),
+            Param::from(id),
+            Param::from(&created),
+            Param::from(&draft.platform_id),
+            Param::from(&draft.project_id),
+            Param::from(&draft.actor.user_id),
+            Param::from(draft.action.as_str()),
+            Param::from(body),
+            Param::from(std::mem::replace(&mut prev, hash.clone())),
+            Param::from(hash),
+        ]);
     }
-    let mut written: Vec<(i64, &str, &String)> = Vec::with_capacity(rows.len());
-    for chunk in rows.chunks(300) {
-        let mut q = QueryBuilder::<Sqlite>::new(
-            "INSERT INTO audit_events (id, created, platform_id, project_id, user_id, action, body, prev_hash, hash) ",
-        );
-        q.push_values(chunk, |mut b, (id, draft, body, prev, hash)| {
-            b.push_bind(id)
-                .push_bind(&created)
-                .push_bind(&draft.platform_id)
-                .push_bind(&draft.project_id)
-                .push_bind(&draft.actor.user_id)
-                .push_bind(&draft.action)
-                .push_bind(body)
-                .push_bind(prev)
-                .push_bind(hash);
-        });
-        q.push(" RETURNING seq");
-        let seqs = q.build().fetch_all(&mut **tx).await?;
-        for (row, (_, draft, body, _, _)) in seqs.iter().zip(chunk) {
-            written.push((row.try_get("seq")?, draft.action.as_str(), body));
-        }
-    }
-    enqueue_deliveries(tx, &written, &created).await?;
-    Ok(())
+    c.bulk(
+        "INSERT INTO audit_events (seq, id, created, platform_id, project_id, user_id, action, body, prev_hash, hash) \
+         SELECT v.seq, v.id, v.created, v.platform_id, v.project_id, v.user_id, v.action, v.body, v.prev_hash, v.hash \
+         FROM {rows} WHERE TRUE",
+        AUDIT_COLUMNS,
+        rows,
+    )
+    .await?;
+    c.execute(
+        "UPDATE audit_chain_head SET seq = ?, hash = ? WHERE id = 1",
+        params![seq, prev],
+    )
+    .await?;
+    enqueue_deliveries(c, &written, &created).await
 }
 
 /// Writes an outbox entry for every enabled destination whose filter matches each event, in
 /// the same transaction as the events themselves.
 async fn enqueue_deliveries(
-    tx: &mut Transaction<'_, Sqlite>,
-    written: &[(i64, &str, &String)],
+    c: &mut dyn Conn,
+    written: &[(i64, AuditAction, String)],
     created: &str,
 ) -> StoreResult<()> {
-    let destinations = sqlx::query("SELECT id, events FROM destinations WHERE enabled = TRUE")
-        .fetch_all(&mut **tx)
+    let destinations = c
+        .query(
+            "SELECT id, events FROM destinations WHERE enabled = TRUE",
+            params![],
+        )
         .await?;
     if destinations.is_empty() {
         return Ok(());
     }
-    let filters: Vec<(String, Vec<String>)> = destinations
-        .iter()
-        .map(|r| {
-            let events: String = r.try_get("events")?;
-            Ok((
-                r.try_get("id")?,
-                serde_json::from_str(&events).unwrap_or_default(),
-            ))
-        })
-        .collect::<StoreResult<_>>()?;
+    let mut filters: Vec<(String, Vec<String>)> = Vec::with_capacity(destinations.len());
+    for row in &destinations {
+        // An unreadable filter delivers everything rather than failing every change.
+        let events: Vec<String> = serde_json::from_str(&row.text("events")?).unwrap_or_default();
+        filters.push((row.text("id")?, events));
+    }
     let now = chrono::Utc::now().timestamp_millis();
     let mut entries = Vec::new();
     for (seq, action, body) in written {
         for (destination, events) in &filters {
-            if events.is_empty() || events.iter().any(|e| e == action) {
-                entries.push((super::new_id(), destination, *seq, *body));
+            if events.is_empty() || events.iter().any(|e| e == action.as_str()) {
+                entries.push(vec![
+                    Param::from(new_id()),
+                    Param::from(destination),
+                    Param::from(*seq),
+                    Param::from(body),
+                    Param::from(now),
+                    Param::from(created),
+                ]);
             }
         }
     }
-    for chunk in entries.chunks(300) {
-        let mut q = QueryBuilder::<Sqlite>::new(
-            "INSERT INTO outbox (id, destination_id, audit_seq, payload, status, attempts, next_attempt, created) ",
-        );
-        q.push_values(chunk, |mut b, (id, destination, seq, body)| {
-            b.push_bind(id)
-                .push_bind(*destination)
-                .push_bind(*seq)
-                .push_bind(*body)
-                .push_bind("PENDING")
-                .push_bind(0i64)
-                .push_bind(now)
-                .push_bind(created);
-        });
-        q.build().execute(&mut **tx).await?;
-    }
+    c.bulk(
+        "INSERT INTO outbox (id, destination_id, audit_seq, payload, status, attempts, next_attempt, created) \
+         SELECT v.id, v.destination_id, v.audit_seq, v.payload, 'PENDING', 0, v.next_attempt, v.created \
+         FROM {rows} WHERE TRUE",
+        OUTBOX_COLUMNS,
+        entries,
+    )
+    .await?;
     Ok(())
+}
+
+/// Audit envelopes, newest first, paginated by `seq`.
+pub async fn list(c: &mut dyn Conn, filter: &AuditFilter) -> StoreResult<Page<Value>> {
+    let mut sql = String::from("SELECT seq, body FROM audit_events WHERE TRUE");
+    let mut args: Vec<Param> = Vec::new();
+    if !filter.actions.is_empty() {
+        sql.push_str(&format!(
+            " AND action IN ({})",
+            placeholders(filter.actions.len())
+        ));
+        args.extend(filter.actions.iter().map(Param::from));
+    }
+    if !filter.project_ids.is_empty() {
+        sql.push_str(&format!(
+            " AND project_id IN ({})",
+            placeholders(filter.project_ids.len())
+        ));
+        args.extend(filter.project_ids.iter().map(Param::from));
+    }
+    if let Some(user) = &filter.user_id {
+        sql.push_str(" AND user_id = ?");
+        args.push(Param::from(user));
+    }
+    if let Some(after) = &filter.created_after {
+        sql.push_str(" AND created >= ?");
+        args.push(Param::from(after));
+    }
+    if let Some(before) = &filter.created_before {
+        sql.push_str(" AND created < ?");
+        args.push(Param::from(before));
+    }
+    let key = match &filter.cursor {
+        Some(cursor) => Some((
+            cursor,
+            Param::from(cursor.key().parse::<i64>().map_err(|_| {
+                StoreError::Conflict("cursor: not a cursor this server issued".into())
+            })?),
+        )),
+        None => None,
+    };
+    let backwards = push_cursor(&mut sql, &mut args, "seq", key, filter.limit);
+    let rows = c.query(&sql, args).await?;
+    let items = rows
+        .iter()
+        .map(|r| Ok((r.int("seq")?, r.json("body")?)))
+        .collect::<StoreResult<Vec<_>>>()?;
+    let page = paginate(
+        items,
+        filter.limit,
+        backwards,
+        filter.cursor.is_some(),
+        |(seq, _)| seq.to_string(),
+    );
+    Ok(Page {
+        data: page.data.into_iter().map(|(_, event)| event).collect(),
+        next: page.next,
+        previous: page.previous,
+    })
+}
+
+/// The oldest events created before `before`: `(seq, created, body)`.
+pub async fn expired(
+    c: &mut dyn Conn,
+    before: &str,
+    limit: u32,
+) -> StoreResult<Vec<(i64, String, String)>> {
+    c.query(
+        "SELECT seq, created, body FROM audit_events WHERE created < ? ORDER BY seq LIMIT ?",
+        params![before, limit],
+    )
+    .await?
+    .iter()
+    .map(|r| Ok((r.int("seq")?, r.text("created")?, r.text("body")?)))
+    .collect()
+}
+
+/// Deletes events up to and including `seq`. The chain head is kept, so later appends still
+/// link to the last hash.
+pub async fn delete_through(c: &mut dyn Conn, seq: i64) -> StoreResult<u64> {
+    c.execute("DELETE FROM audit_events WHERE seq <= ?", params![seq])
+        .await
+}
+
+/// Rows in chain order after `after_seq`, for verification.
+pub async fn chain(c: &mut dyn Conn, after_seq: i64, limit: u32) -> StoreResult<Vec<AuditRow>> {
+    c.query(
+        "SELECT seq, id, body, prev_hash, hash FROM audit_events WHERE seq > ? ORDER BY seq LIMIT ?",
+        params![after_seq, limit],
+    )
+    .await?
+    .iter()
+    .map(|r| {
+        Ok(AuditRow {
+            seq: r.int("seq")?,
+            id: r.text("id")?,
+            body: r.text("body")?,
+            prev_hash: r.text("prev_hash")?,
+            hash: r.text("hash")?,
+        })
+    })
+    .collect()
 }
 
 #[cfg(test)]

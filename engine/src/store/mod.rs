@@ -1,18 +1,35 @@
 //! Durable state. Everything that reaches the database goes through the [`Store`] trait; only this
 //! module writes SQL. SQLite is the embedded default (one process); PostgreSQL lets several
-//! processes share the work. Both pass the same suite (`conformance`).
+//! processes share the work.
+//!
+//! The layer is written once: the logic modules (`flows`, `runs`, `batch`, `secrets`,
+//! `destinations`, `plugins`, `audit`, `rows`) are plain `async fn(&mut dyn Conn, ...)` over the
+//! small dialect interface in [`sql`]; [`SqlStore`] implements [`Store`] by running them as jobs on
+//! a [`sql::Backend`] (`sqlite`: a writer thread owning the one write connection plus reader
+//! threads; `postgres`: a connection pool). [`open`] picks the backend from the URL, so the
+//! server and the CLI never know which one they run on. Both pass the same suite (`conformance`).
 
 pub mod audit;
+mod batch;
 #[cfg(test)]
 mod conformance;
+mod destinations;
+mod flows;
+mod open;
+mod plugins;
 mod postgres;
+mod rows;
+mod runs;
+mod secrets;
+pub mod sql;
+mod sql_store;
 mod sqlite;
-mod sqlite_destinations;
 mod types;
 
 pub use audit::AuditDraft;
-pub use postgres::{Hints, PostgresStore, WorkListener};
-pub use sqlite::SqliteStore;
+pub use open::{DatabaseUrl, OpenOptions, OpenedStore, open, open_read_only};
+pub use postgres::{Hints, WorkListener};
+pub use sql_store::SqlStore;
 pub use types::*;
 
 use async_trait::async_trait;
@@ -26,16 +43,57 @@ pub enum StoreError {
     NotFound(String),
     #[error("{0}")]
     Conflict(String),
-    #[error("database error: {0}")]
-    Database(#[from] sqlx::Error),
+    /// The database refused a statement or could not be reached.
+    #[error("database error: {message}")]
+    Database { kind: DbErrorKind, message: String },
     #[error("migration failed: {0}")]
-    Migrate(#[from] sqlx::migrate::MigrateError),
+    Migrate(String),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
     #[error("the store is shutting down")]
     Closed,
     #[error("batched write failed: {0}")]
     Write(String),
+    /// The store cannot serve at all (its writer died, ...): `/healthz` reports this.
+    #[error("the store is unavailable: {0}")]
+    Unavailable(String),
+    /// A write on a store opened read-only (offline CLI commands).
+    #[error("the database was opened read-only")]
+    ReadOnly,
+}
+
+/// What kind of database failure a [`StoreError::Database`] is: it decides whether a group
+/// commit isolates the requests of a failed batch ([`DbErrorKind::Data`]) or runs it again
+/// ([`DbErrorKind::Transient`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DbErrorKind {
+    /// Caused by one request's content: a constraint, a type or a value the database refused.
+    Data,
+    /// A deadlock, serialization failure or busy database: the same transaction may succeed
+    /// when run again.
+    Transient,
+    /// Anything else: the connection, the disk, a bug in a statement.
+    Other,
+}
+
+impl StoreError {
+    /// A database error of `kind`.
+    pub fn database(kind: DbErrorKind, message: impl Into<String>) -> StoreError {
+        StoreError::Database {
+            kind,
+            message: message.into(),
+        }
+    }
+
+    /// True when a request's own content caused the failure.
+    pub fn is_data_error(&self) -> bool {
+        matches!(self, StoreError::Database { kind: DbErrorKind::Data, .. })
+    }
+
+    /// True when running the same transaction again may succeed.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, StoreError::Database { kind: DbErrorKind::Transient, .. })
+    }
 }
 
 /// Result alias for store calls.
@@ -50,6 +108,10 @@ pub type DynStore = Arc<dyn Store>;
 pub trait Store: Send + Sync + 'static {
     /// The default platform and project, created on first start.
     async fn default_scope(&self) -> StoreResult<Scope>;
+
+    /// Ok when the store can serve reads and writes; otherwise why not (its writer died, the
+    /// database is unreachable). `/healthz` answers with this.
+    async fn health(&self) -> StoreResult<()>;
 
     /// Saves a new flow at version 1.
     async fn create_flow(
@@ -95,8 +157,6 @@ pub trait Store: Send + Sync + 'static {
     async fn requeue_expired(&self) -> StoreResult<u64>;
     /// Hands the runs `owner` holds back to the queue (graceful shutdown). Returns how many.
     async fn release_leases(&self, owner: &str) -> StoreResult<u64>;
-    /// Puts every RUNNING run back in the queue: only safe when no other process can hold leases.
-    async fn requeue_all_running(&self) -> StoreResult<u64>;
     /// Records a run's end. Returns false when `owner` no longer held the lease (ignored).
     async fn finish_run(&self, outcome: RunOutcome) -> StoreResult<bool>;
     /// Queues a failed run again; succeeded steps are kept and not re-run.
@@ -157,38 +217,23 @@ pub trait Store: Send + Sync + 'static {
     async fn delete_destination(&self, actor: &Actor, id: &str) -> StoreResult<bool>;
     async fn get_destination(&self, id: &str) -> StoreResult<Option<DestinationRecord>>;
     async fn list_destinations(&self) -> StoreResult<Vec<DestinationRecord>>;
-    /// Claims the oldest due entry of up to `limit` destinations (one per destination, so each
-    /// destination receives its events in order, one at a time).
-    async fn claim_deliveries(&self, limit: u32, lease_ms: i64) -> StoreResult<Vec<DueDelivery>>;
-    /// Records an attempt, moves the entry on and updates the destination's health.
-    async fn finish_delivery(&self, result: &DeliveryResult) -> StoreResult<()>;
     /// Claims, for up to `destinations` destinations, up to `per_destination` consecutive due
     /// entries from the head of each one's queue, in event order: a worker sends them one after
     /// the other over one connection, so order holds and throughput does not hinge on one
-    /// database round trip per event. The default claims one entry per destination.
+    /// database round trip per event.
     async fn claim_delivery_batches(
         &self,
         destinations: u32,
         per_destination: u32,
         lease_ms: i64,
-    ) -> StoreResult<Vec<DueDelivery>> {
-        let _ = per_destination;
-        self.claim_deliveries(destinations, lease_ms).await
-    }
+    ) -> StoreResult<Vec<DueDelivery>>;
     /// Records a batch of attempts and hands `released` entries (claimed but not attempted,
-    /// because an earlier one in their batch failed) back to the queue. The default records
-    /// one at a time and leaves released entries to their lease expiry.
+    /// because an earlier one in their batch failed) back to the queue.
     async fn finish_deliveries(
         &self,
         results: &[DeliveryResult],
         released: &[String],
-    ) -> StoreResult<()> {
-        let _ = released;
-        for result in results {
-            self.finish_delivery(result).await?;
-        }
-        Ok(())
-    }
+    ) -> StoreResult<()>;
     /// Attempts for a destination, newest first.
     async fn list_deliveries(
         &self,
@@ -212,6 +257,13 @@ pub trait Store: Send + Sync + 'static {
     /// Records `key` in a flow's memory when `record` is set. True when the key was not
     /// known before (atomically, across processes).
     async fn remember_key(&self, flow_id: &str, key: &str, record: bool) -> StoreResult<bool>;
+
+    /// Test hook: runs a write job that panics.
+    #[cfg(test)]
+    async fn panic_in_write_for_test(&self) -> StoreResult<()>;
+    /// Test hook: makes the backend's writer stop as if it had failed with `reason`.
+    #[cfg(test)]
+    async fn stop_writer_for_test(&self, reason: &str);
 }
 
 /// Current time as the store writes it: RFC 3339 UTC with milliseconds.
@@ -222,37 +274,4 @@ pub fn now_text() -> String {
 /// A new time-ordered id.
 pub fn new_id() -> String {
     uuid::Uuid::now_v7().to_string()
-}
-
-/// Turns `limit + 1` fetched rows into a page with `next`/`previous` cursors, the same for both
-/// backends: a page fetched forwards has `previous` only when it was reached through a cursor; a
-/// page fetched backwards always has `next`.
-pub(crate) fn paginate<T>(
-    mut items: Vec<T>,
-    limit: u32,
-    backwards: bool,
-    had_cursor: bool,
-    id: impl Fn(&T) -> String,
-) -> Page<T> {
-    let more = items.len() > limit as usize;
-    items.truncate(limit as usize);
-    if backwards {
-        items.reverse();
-    }
-    let (has_next, has_previous) = if backwards {
-        (true, more)
-    } else {
-        (more, had_cursor)
-    };
-    let next = has_next
-        .then(|| items.last().map(|t| Cursor::After(id(t)).encode()))
-        .flatten();
-    let previous = has_previous
-        .then(|| items.first().map(|t| Cursor::Before(id(t)).encode()))
-        .flatten();
-    Page {
-        data: items,
-        next,
-        previous,
-    }
 }

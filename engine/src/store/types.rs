@@ -113,6 +113,27 @@ string_enum!(
     }
 );
 
+string_enum!(
+    /// What an audit event records: the engine's own actions, in Activepieces' spelling. One
+    /// enum, so a typo is a compile error and every backend writes the same names.
+    AuditAction {
+        FlowCreated => "flow.created",
+        FlowUpdated => "flow.updated",
+        FlowDeleted => "flow.deleted",
+        FlowRunStarted => "flow.run.started",
+        FlowRunFinished => "flow.run.finished",
+        FlowRunRetried => "flow.run.retried",
+        SecretUpserted => "secret.upserted",
+        SecretDeleted => "secret.deleted",
+        DestinationCreated => "destination.created",
+        DestinationUpdated => "destination.updated",
+        DestinationDeleted => "destination.deleted",
+        DestinationDisabled => "destination.disabled",
+        PluginInstalled => "plugin.installed",
+        UserSignedIn => "user.signed.in",
+    }
+);
+
 /// An event accepted on a webhook, with the run it queues. Written in one transaction.
 #[derive(Debug, Clone)]
 pub struct NewEvent {
@@ -245,6 +266,13 @@ pub enum Cursor {
 }
 
 impl Cursor {
+    /// The key the cursor points at.
+    pub fn key(&self) -> &str {
+        match self {
+            Cursor::After(key) | Cursor::Before(key) => key,
+        }
+    }
+
     /// Opaque text form handed to clients.
     pub fn encode(&self) -> String {
         use base64::Engine as _;
@@ -306,7 +334,7 @@ pub struct AuditFilter {
 }
 
 /// One stored audit event with its chain links (for verification).
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone)]
 pub struct AuditRow {
     pub seq: i64,
     pub id: String,
@@ -316,7 +344,7 @@ pub struct AuditRow {
 }
 
 /// A secret as the API shows it: never its value.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SecretInfo {
     pub name: String,
@@ -333,7 +361,7 @@ pub struct Page<T> {
 }
 
 /// An installed plugin component as the store keeps it.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredPlugin {
     pub name: String,
     pub version: String,

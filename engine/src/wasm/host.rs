@@ -159,8 +159,9 @@ impl HostState {
         memory: Option<MemoryGrant>,
     ) -> Self {
         let stdio = MemoryOutputPipe::new(STDIO_CAPACITY);
-        // No preopens, no environment, no arguments, no network: the builder grants nothing
-        // unless asked, and we ask only for captured stdout/stderr.
+        // No preopens, no environment, no arguments, no sockets: the builder grants nothing
+        // unless asked, and we ask only for captured stdout/stderr. (Outbound HTTP is the
+        // separate, policed `wasi:http` capability.)
         let wasi = WasiCtx::builder()
             .stdout(stdio.clone())
             .stderr(stdio.clone())

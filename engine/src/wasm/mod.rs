@@ -6,8 +6,10 @@
 //! `Store` with a memory limiter, an epoch deadline and a wall-clock timeout, and the store is
 //! dropped afterwards, so nothing a plugin did survives into the next step, trap or not.
 //!
-//! Plugins see only what the host grants: the `hookflow:plugin/log` interface and a WASI context
-//! with no preopened directories, no environment, no network and capped stdout/stderr.
+//! Plugins see only what the host grants: a WASI context with no preopened directories, no
+//! environment, no sockets and capped stdout/stderr; outbound HTTP (`wasi:http`) only to the
+//! step's `allowedHosts` after the private-address check ([`http`]); secrets, mail and memory
+//! only as the step's grants allow (the `hookflow:plugin/*` interfaces).
 
 mod cache;
 mod host;

@@ -2,34 +2,15 @@
 //!
 //! Every transaction that puts a run in the queue (accepting events, retrying, re-queueing after
 //! expired or released leases) issues `NOTIFY hookflow_runs`, and installing a plugin issues
-//! `NOTIFY hookflow_plugins`; PostgreSQL delivers them to all listeners when — and only if — that
+//! `NOTIFY hookflow_plugins` (through [`Conn::notify`](crate::store::sql::Conn::notify)); PostgreSQL delivers them to all listeners when — and only if — that
 //! transaction commits. A notification is a hint, not a work item: the listener then claims runs
 //! as usual (`claim_runs` with SKIP LOCKED) or compares plugin digests, so a missed or duplicated
 //! notification costs only latency, never correctness. Keep polling as the fallback.
 
 use crate::store::StoreResult;
+use crate::store::plugins::PLUGINS_CHANNEL;
+use crate::store::runs::RUNS_CHANNEL;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
-use sqlx::{Postgres, Transaction};
-
-/// The channel run-queueing transactions notify.
-pub const RUNS_CHANNEL: &str = "hookflow_runs";
-/// The channel plugin installs notify.
-pub const PLUGINS_CHANNEL: &str = "hookflow_plugins";
-
-/// Queues a `hookflow_runs` notification, sent when `tx` commits. Identical notifications of one
-/// transaction are collapsed by PostgreSQL, so calling this per batch is cheap.
-pub async fn notify_runs(tx: &mut Transaction<'_, Postgres>) -> StoreResult<()> {
-    notify(tx, RUNS_CHANNEL).await
-}
-
-/// Queues a notification on `channel`, sent when `tx` commits.
-pub async fn notify(tx: &mut Transaction<'_, Postgres>, channel: &str) -> StoreResult<()> {
-    sqlx::query("SELECT pg_notify($1, '')")
-        .bind(channel)
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
-}
 
 /// What a [`WorkListener`] heard.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,0 +1,131 @@
+//! The plugins a process serves: the built-ins, `*.wasm` files from the plugin directory, and
+//! components installed through the API (vetted, compiled, stored with their audit event, and
+//! loaded by every process sharing the database).
+
+use crate::builtins::BUILTIN_PLUGINS;
+use crate::store::DynStore;
+use crate::wasm::{Sandbox, SandboxConfig};
+use anyhow::Context;
+use std::path::{Path, PathBuf};
+
+/// The sandbox with the built-in plugins and any `*.wasm` in `extra_dir` loaded.
+pub async fn sandbox_with_plugins(
+    cache_dir: Option<PathBuf>,
+    memory_limit: usize,
+    concurrency: u32,
+    extra: &[PathBuf],
+) -> anyhow::Result<Sandbox> {
+    let config = SandboxConfig {
+        cache_dir,
+        memory_limit,
+        max_concurrency: concurrency,
+        ..SandboxConfig::default()
+    };
+    let sandbox = Sandbox::new(config)?;
+    for (name, wasm) in BUILTIN_PLUGINS {
+        sandbox
+            .load(wasm, true)
+            .await
+            .with_context(|| format!("loading built-in plugin {name}"))?;
+    }
+    for path in extra {
+        let wasm =
+            std::fs::read(path).with_context(|| format!("reading plugin {}", path.display()))?;
+        let info = sandbox
+            .load(&wasm, false)
+            .await
+            .with_context(|| format!("loading plugin {}", path.display()))?;
+        tracing::info!(plugin = %format!("{}@{}", info.name, info.version), path = %path.display(), "plugin loaded");
+    }
+    Ok(sandbox)
+}
+
+/// `*.wasm` files in a directory (none when it does not exist).
+pub fn wasm_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    if !dir.exists() {
+        return Ok(Vec::new());
+    }
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("reading plugin directory {}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "wasm"))
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+/// Why a plugin could not be installed.
+#[derive(Debug, thiserror::Error)]
+pub enum InstallError {
+    #[error(transparent)]
+    Load(#[from] crate::wasm::LoadError),
+    #[error("{0} is a built-in plugin; install it under another name or version")]
+    Builtin(String),
+    #[error("saving the plugin failed: {0}")]
+    Store(#[from] crate::store::StoreError),
+}
+
+/// Vets, compiles and registers a component, and stores it (with its `plugin.installed` audit
+/// event, in one transaction) so every restart and every process serves it. Serves here
+/// immediately; other versions stay side by side.
+pub async fn install_plugin(
+    sandbox: &Sandbox,
+    store: &DynStore,
+    actor: &crate::store::Actor,
+    wasm: &[u8],
+) -> Result<crate::wasm::PluginInfo, InstallError> {
+    let prepared = sandbox.prepare(wasm, false).await?;
+    let probe = prepared.info().clone();
+    if sandbox
+        .plugin(&probe.name, &probe.version)
+        .is_some_and(|p| p.builtin)
+    {
+        return Err(InstallError::Builtin(format!(
+            "{}@{}",
+            probe.name, probe.version
+        )));
+    }
+    let scope = store.default_scope().await?;
+    let data = serde_json::json!({"plugin": {"name": probe.name, "version": probe.version, "digest": probe.digest}});
+    let draft = crate::store::AuditDraft::new(
+        &scope.platform_id,
+        Some(&scope.project_id),
+        actor,
+        crate::store::AuditAction::PluginInstalled,
+        data,
+    );
+    let stored = crate::store::StoredPlugin {
+        name: probe.name.clone(),
+        version: probe.version.clone(),
+        digest: probe.digest.clone(),
+        component: wasm.to_vec(),
+    };
+    store.save_plugin(&stored, draft).await?;
+    Ok(sandbox.register(prepared))
+}
+
+/// Loads every stored plugin this sandbox does not serve yet (or serves with another digest):
+/// at start, and on a shared database periodically, so an install through one process reaches
+/// the others. A component that no longer loads is logged and skipped.
+pub async fn sync_plugins(sandbox: &Sandbox, store: &DynStore) -> anyhow::Result<usize> {
+    let mut loaded = 0;
+    for (name, version, digest) in store.plugin_digests().await? {
+        match sandbox.plugin(&name, &version) {
+            Some(current) if current.digest == digest || current.builtin => continue,
+            _ => {}
+        }
+        let Some(stored) = store.get_plugin(&name, &version).await? else {
+            continue;
+        };
+        match sandbox.load(&stored.component, false).await {
+            Ok(_) => {
+                loaded += 1;
+                tracing::info!(plugin = %format!("{name}@{version}"), "stored plugin loaded");
+            }
+            Err(error) => {
+                tracing::error!(plugin = %format!("{name}@{version}"), %error, "stored plugin does not load; skipped");
+            }
+        }
+    }
+    Ok(loaded)
+}

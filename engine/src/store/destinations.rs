@@ -1,0 +1,378 @@
+//! Event destinations: settings, the delivery outbox (shared by every process on PostgreSQL),
+//! and attempt records. Written once for both backends.
+//!
+//! Ordering across processes: a claim locks the rows of the destinations it serves
+//! ([`Dialect::skip_locked`](super::sql::Dialect::skip_locked): concurrent claimers pass over
+//! each other's destinations instead of waiting) and reads their queues only after holding the
+//! lock, so it sees every earlier claim's leases. An entry is never handed out while another
+//! process holds a valid lease on it, and a destination's events are in flight with one process
+//! at a time, in event order. Recording results locks the same rows in id order first.
+
+use super::audit::{self, AuditDraft};
+use super::rows::{delivery_record, destination, in_list};
+use super::sql::{CHUNK, Col, Conn, ConnExt, Param, Ty, params};
+use super::{
+    Actor, AuditAction, DeliveryNext, DeliveryRecord, DeliveryResult, DestinationRecord,
+    DueDelivery, Redelivery, StoreError, StoreResult, new_id, now_text,
+};
+use serde_json::{Value, json};
+
+fn audit_data(d: &DestinationRecord) -> Value {
+    json!({"destination": {"id": d.id, "name": d.name, "url": d.url, "events": d.events, "enabled": d.enabled}})
+}
+
+/// Appends the audit event of a change to a destination, in the change's transaction.
+async fn audit_change(
+    c: &mut dyn Conn,
+    actor: &Actor,
+    d: &DestinationRecord,
+    action: AuditAction,
+) -> StoreResult<()> {
+    let draft = AuditDraft::new(
+        &d.platform_id,
+        Some(&d.project_id),
+        actor,
+        action,
+        audit_data(d),
+    );
+    audit::append(c, &[draft]).await
+}
+
+pub async fn create(c: &mut dyn Conn, actor: &Actor, d: &DestinationRecord) -> StoreResult<()> {
+    c.execute(
+        "INSERT INTO destinations (id, platform_id, project_id, name, url, events, enabled, content_type, headers, \
+         token, secrets, created, updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        params![
+            &d.id,
+            &d.platform_id,
+            &d.project_id,
+            &d.name,
+            &d.url,
+            json!(d.events).to_string(),
+            d.enabled,
+            &d.content_type,
+            json!(d.headers).to_string(),
+            &d.token,
+            json!(d.secrets).to_string(),
+            &d.created,
+            &d.updated,
+        ],
+    )
+    .await?;
+    audit_change(c, actor, d, AuditAction::DestinationCreated).await
+}
+
+pub async fn update(c: &mut dyn Conn, actor: &Actor, d: &DestinationRecord) -> StoreResult<()> {
+    let done = c
+        .execute(
+            "UPDATE destinations SET name = ?, url = ?, events = ?, enabled = ?, content_type = ?, headers = ?, \
+             token = ?, secrets = ?, disabled_reason = ?, failing_since = ?, paused_until = ?, \
+             consecutive_failures = ?, updated = ? WHERE id = ?",
+            params![
+                &d.name,
+                &d.url,
+                json!(d.events).to_string(),
+                d.enabled,
+                &d.content_type,
+                json!(d.headers).to_string(),
+                &d.token,
+                json!(d.secrets).to_string(),
+                &d.disabled_reason,
+                &d.failing_since,
+                d.paused_until,
+                d.consecutive_failures,
+                &d.updated,
+                &d.id,
+            ],
+        )
+        .await?;
+    if done == 0 {
+        return Err(StoreError::NotFound(format!("destination {}", d.id)));
+    }
+    audit_change(c, actor, d, AuditAction::DestinationUpdated).await
+}
+
+/// Deletes a destination and its pending deliveries (delivered and failed ones stay as history).
+pub async fn delete(c: &mut dyn Conn, actor: &Actor, id: &str) -> StoreResult<bool> {
+    let Some(row) = c
+        .query_opt("DELETE FROM destinations WHERE id = ? RETURNING *", params![id])
+        .await?
+    else {
+        return Ok(false);
+    };
+    let d = destination(&row)?;
+    c.execute(
+        "DELETE FROM outbox WHERE destination_id = ? AND status = 'PENDING'",
+        params![id],
+    )
+    .await?;
+    audit_change(c, actor, &d, AuditAction::DestinationDeleted).await?;
+    Ok(true)
+}
+
+pub async fn get(c: &mut dyn Conn, id: &str) -> StoreResult<Option<DestinationRecord>> {
+    c.query_opt("SELECT * FROM destinations WHERE id = ?", params![id])
+        .await?
+        .map(|r| destination(&r))
+        .transpose()
+}
+
+pub async fn list(c: &mut dyn Conn) -> StoreResult<Vec<DestinationRecord>> {
+    c.query("SELECT * FROM destinations ORDER BY id", params![])
+        .await?
+        .iter()
+        .map(destination)
+        .collect()
+}
+
+/// Claims up to `per_destination` consecutive due entries from the head of up to
+/// `destinations` destinations' queues, longest-waiting head first. An entry behind the head is
+/// taken only while every entry before it is taken too, so each destination receives its events
+/// in order.
+pub async fn claim(
+    c: &mut dyn Conn,
+    destinations: u32,
+    per_destination: u32,
+    lease_ms: i64,
+) -> StoreResult<Vec<DueDelivery>> {
+    if destinations == 0 {
+        return Ok(Vec::new());
+    }
+    let now = chrono::Utc::now().timestamp_millis();
+    // Destinations whose queue head is due and free. The head check here only avoids locking
+    // idle destinations; it is repeated below under the lock.
+    let head = "(SELECT MIN(o.audit_seq) FROM outbox o WHERE o.destination_id = d.id AND o.status = 'PENDING')";
+    let sql = format!(
+        "SELECT d.* FROM destinations d \
+         WHERE d.enabled = TRUE AND (d.paused_until IS NULL OR d.paused_until <= ?) \
+         AND EXISTS (SELECT 1 FROM outbox h WHERE h.destination_id = d.id AND h.status = 'PENDING' \
+                     AND h.audit_seq = {head} AND h.next_attempt <= ? \
+                     AND (h.lease_expires IS NULL OR h.lease_expires < ?)) \
+         ORDER BY {head} LIMIT ?{lock}",
+        lock = match c.dialect() {
+            super::sql::Dialect::Postgres => " FOR UPDATE OF d SKIP LOCKED",
+            super::sql::Dialect::Sqlite => "",
+        }
+    );
+    let heads = c
+        .query(&sql, params![now, now, now, destinations])
+        .await?;
+    let mut claimed = Vec::new();
+    for row in &heads {
+        let record = destination(row)?;
+        let entries = c
+            .query(
+                "SELECT id, payload, attempts, next_attempt, lease_expires FROM outbox \
+                 WHERE destination_id = ? AND status = 'PENDING' ORDER BY audit_seq LIMIT ?",
+                params![&record.id, per_destination.max(1)],
+            )
+            .await?;
+        for entry in &entries {
+            let due = entry.int("next_attempt")? <= now
+                && entry.opt_int("lease_expires")?.is_none_or(|l| l < now);
+            if !due {
+                // Not due or held: nothing behind it may go out before it.
+                break;
+            }
+            claimed.push(DueDelivery {
+                outbox_id: entry.text("id")?,
+                payload: entry.text("payload")?,
+                attempts: entry.int("attempts")?,
+                destination: record.clone(),
+            });
+        }
+    }
+    let taken: Vec<String> = claimed.iter().map(|d| d.outbox_id.clone()).collect();
+    for chunk in taken.chunks(CHUNK) {
+        let (cond, mut args) = in_list("id", chunk);
+        args.insert(0, Param::from(now + lease_ms));
+        c.execute(&format!("UPDATE outbox SET lease_expires = ? WHERE {cond}"), args)
+            .await?;
+    }
+    Ok(claimed)
+}
+
+const ATTEMPT_COLUMNS: &[Col] = &[
+    Col("id", Ty::Text),
+    Col("destination_id", Ty::Text),
+    Col("outbox_id", Ty::Text),
+    Col("attempt", Ty::Int),
+    Col("status_code", Ty::Int),
+    Col("duration_ms", Ty::Real),
+    Col("error", Ty::Text),
+    Col("response_body", Ty::Text),
+    Col("created", Ty::Text),
+];
+
+const MOVE_COLUMNS: &[Col] = &[
+    Col("id", Ty::Text),
+    Col("status", Ty::Text),
+    Col("attempt", Ty::Int),
+    Col("next_attempt", Ty::Int),
+];
+
+/// Records attempts in one transaction: attempt rows, outbox moves, each destination's health
+/// (its last result wins) and a `destination.disabled` audit event for each destination the
+/// batch disabled. `released` entries lose their lease without an attempt.
+pub async fn finish(
+    c: &mut dyn Conn,
+    results: &[DeliveryResult],
+    released: &[String],
+) -> StoreResult<()> {
+    if results.is_empty() && released.is_empty() {
+        return Ok(());
+    }
+    let now = now_text();
+    let mut destination_ids: Vec<String> =
+        results.iter().map(|r| r.destination_id.clone()).collect();
+    destination_ids.sort_unstable();
+    destination_ids.dedup();
+    if c.dialect().locks_rows() {
+        for chunk in destination_ids.chunks(CHUNK) {
+            let (cond, args) = in_list("id", chunk);
+            c.query(
+                &format!("SELECT id FROM destinations WHERE {cond} ORDER BY id FOR UPDATE"),
+                args,
+            )
+            .await?;
+        }
+    }
+    let mut attempts = Vec::with_capacity(results.len());
+    let mut moves = Vec::with_capacity(results.len());
+    for r in results {
+        let (status, next) = match r.next {
+            DeliveryNext::Delivered => ("DELIVERED", 0),
+            DeliveryNext::Retry { at_ms } => ("PENDING", at_ms),
+            DeliveryNext::Failed => ("FAILED", 0),
+        };
+        attempts.push(vec![
+            Param::from(new_id()),
+            Param::from(&r.destination_id),
+            Param::from(&r.outbox_id),
+            Param::from(r.attempt),
+            Param::from(r.status_code.map(i64::from)),
+            Param::from(r.duration_ms),
+            Param::from(&r.error),
+            Param::from(&r.response_body),
+            Param::from(&now),
+        ]);
+        moves.push(vec![
+            Param::from(&r.outbox_id),
+            Param::from(status),
+            Param::from(r.attempt),
+            Param::from(next),
+        ]);
+    }
+    c.bulk(
+        "INSERT INTO deliveries (id, destination_id, outbox_id, attempt, status_code, duration_ms, error, response_body, created) \
+         SELECT v.id, v.destination_id, v.outbox_id, v.attempt, v.status_code, v.duration_ms, v.error, v.response_body, v.created \
+         FROM {rows} WHERE TRUE",
+        ATTEMPT_COLUMNS,
+        attempts,
+    )
+    .await?;
+    // A delivered entry counts one more attempt; others take the reported one.
+    c.bulk(
+        "UPDATE outbox SET status = v.status, \
+         attempts = CASE WHEN v.status = 'DELIVERED' THEN outbox.attempts + 1 ELSE v.attempt END, \
+         next_attempt = v.next_attempt, lease_expires = NULL \
+         FROM {rows} WHERE outbox.id = v.id",
+        MOVE_COLUMNS,
+        moves,
+    )
+    .await?;
+    for chunk in released.chunks(CHUNK) {
+        let (cond, args) = in_list("id", chunk);
+        c.execute(
+            &format!("UPDATE outbox SET lease_expires = NULL WHERE {cond}"),
+            args,
+        )
+        .await?;
+    }
+    let mut drafts = Vec::new();
+    let mut done: Vec<&str> = Vec::new();
+    for r in results.iter().rev() {
+        if done.contains(&r.destination_id.as_str()) {
+            continue;
+        }
+        done.push(&r.destination_id);
+        let updated = c
+            .query_opt(
+                "UPDATE destinations SET consecutive_failures = ?, failing_since = ?, paused_until = ?, \
+                 enabled = CASE WHEN ? IS NULL THEN enabled ELSE FALSE END, \
+                 disabled_reason = COALESCE(?, disabled_reason) WHERE id = ? RETURNING *",
+                params![
+                    r.consecutive_failures,
+                    &r.failing_since,
+                    r.paused_until,
+                    &r.disable,
+                    &r.disable,
+                    &r.destination_id,
+                ],
+            )
+            .await?;
+        if let (Some(reason), Some(row)) = (&r.disable, updated) {
+            let d = destination(&row)?;
+            let mut data = audit_data(&d);
+            data["reason"] = json!(reason);
+            drafts.push(AuditDraft::new(
+                &d.platform_id,
+                Some(&d.project_id),
+                &Actor::system(),
+                AuditAction::DestinationDisabled,
+                data,
+            ));
+        }
+    }
+    audit::append(c, &drafts).await
+}
+
+/// Attempts for a destination, newest first.
+pub async fn deliveries(
+    c: &mut dyn Conn,
+    destination_id: &str,
+    limit: u32,
+) -> StoreResult<Vec<DeliveryRecord>> {
+    c.query(
+        "SELECT * FROM deliveries WHERE destination_id = ? ORDER BY id DESC LIMIT ?",
+        params![destination_id, limit],
+    )
+    .await?
+    .iter()
+    .map(delivery_record)
+    .collect()
+}
+
+/// Queues FAILED entries of a destination again.
+pub async fn redeliver(
+    c: &mut dyn Conn,
+    destination_id: &str,
+    selection: &Redelivery,
+) -> StoreResult<u64> {
+    let now = chrono::Utc::now().timestamp_millis();
+    // Under the destination's lock, like claims: a claim never reads the queue half-changed.
+    let lock = c.dialect().for_update();
+    c.query(
+        &format!("SELECT id FROM destinations WHERE id = ?{lock}"),
+        params![destination_id],
+    )
+    .await?;
+    let mut sql = String::from(
+        "UPDATE outbox SET status = 'PENDING', attempts = 0, lease_expires = NULL, next_attempt = ? \
+         WHERE status = 'FAILED' AND destination_id = ?",
+    );
+    let mut args = params![now, destination_id];
+    if let Some(id) = &selection.event_id {
+        sql.push_str(" AND id = ?");
+        args.push(Param::from(id));
+    }
+    if let Some(after) = &selection.created_after {
+        sql.push_str(" AND created >= ?");
+        args.push(Param::from(after));
+    }
+    if let Some(before) = &selection.created_before {
+        sql.push_str(" AND created < ?");
+        args.push(Param::from(before));
+    }
+    c.execute(&sql, args).await
+}

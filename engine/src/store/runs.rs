@@ -1,0 +1,453 @@
+//! The run queue: claims, leases, expiry, retry, and reading runs back. Written once; the
+//! hot-path writes (accepting events, finishing and claiming runs) are group-committed by
+//! [`super::batch`].
+//!
+//! Every statement that locks more than one run row either skips locked rows
+//! ([`Dialect::skip_locked`](super::sql::Dialect::skip_locked): claims, expiry) or, where rows
+//! must be locked explicitly, locks them in id order first (renewal, release, finishing), so two
+//! transactions never wait on each other's rows in opposite orders. On SQLite the one writer
+//! makes all of this moot.
+
+use super::audit::{self, AuditDraft, RunStarted};
+use super::rows::{in_list, paginate, push_cursor, run_summary, step_record};
+use super::sql::{CHUNK, Col, Conn, ConnExt, Param, Row, Ty, params};
+use super::{
+    Actor, AuditAction, ClaimedRun, NewEvent, Page, RunDetail, RunFilter, RunOutcome, RunSummary,
+    Scope, StepRecord, StoreError, StoreResult, now_text,
+};
+use serde_json::{Value, json};
+use std::collections::HashMap;
+
+/// The channel run-queueing transactions notify, so idle processes claim at once.
+pub const RUNS_CHANNEL: &str = "hookflow_runs";
+
+/// Epoch milliseconds, the unit of lease expiry times.
+pub fn epoch_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// Claims up to `limit` queued runs, oldest first, for `owner`, with their events, the steps of
+/// earlier attempts, and the `flow.run.started` audit events to append. Concurrent claimers pass
+/// over each other's rows, so a run is never handed out twice.
+pub async fn claim(
+    c: &mut dyn Conn,
+    owner: &str,
+    limit: u32,
+    lease_ms: i64,
+) -> StoreResult<(Vec<ClaimedRun>, Vec<AuditDraft>)> {
+    if limit == 0 {
+        return Ok((Vec::new(), Vec::new()));
+    }
+    let sql = format!(
+        "UPDATE runs SET status = 'RUNNING', lease_owner = ?, lease_expires = ?, \
+         started = COALESCE(started, ?), attempt = attempt + 1 \
+         WHERE id IN (SELECT id FROM runs WHERE status = 'QUEUED' ORDER BY id LIMIT ?{}) \
+         RETURNING id, platform_id, project_id, flow_id, flow_version, event_id, environment, attempt",
+        c.dialect().skip_locked()
+    );
+    let rows = c
+        .query(&sql, params![owner, epoch_ms() + lease_ms, now_text(), limit])
+        .await?;
+    if rows.is_empty() {
+        return Ok((Vec::new(), Vec::new()));
+    }
+    let mut events: HashMap<String, (String, String)> = HashMap::new();
+    for chunk in column(&rows, "event_id")?.chunks(CHUNK) {
+        let (cond, args) = in_list("id", chunk);
+        for row in c
+            .query(&format!("SELECT id, headers, body FROM events WHERE {cond}"), args)
+            .await?
+        {
+            events.insert(row.text("id")?, (row.text("headers")?, row.text("body")?));
+        }
+    }
+    let mut retried = Vec::new();
+    for row in &rows {
+        if row.int("attempt")? > 1 {
+            retried.push(row.text("id")?);
+        }
+    }
+    let mut prior: HashMap<String, Vec<StepRecord>> = HashMap::new();
+    for chunk in retried.chunks(CHUNK) {
+        let (cond, args) = in_list("run_id", chunk);
+        for row in c
+            .query(
+                &format!("SELECT * FROM step_results WHERE {cond} ORDER BY seq"),
+                args,
+            )
+            .await?
+        {
+            prior
+                .entry(row.text("run_id")?)
+                .or_default()
+                .push(step_record(&row)?);
+        }
+    }
+    let names = flow_names(c, &column(&rows, "flow_id")?).await?;
+    let started = now_text();
+    let mut drafts = Vec::with_capacity(rows.len());
+    let mut claimed = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let id = row.text("id")?;
+        let flow_id = row.text("flow_id")?;
+        let flow_version = row.int("flow_version")?;
+        let attempt = row.int("attempt")?;
+        let environment = row.text("environment")?;
+        let scope = Scope {
+            platform_id: row.text("platform_id")?,
+            project_id: row.text("project_id")?,
+        };
+        drafts.push(
+            RunStarted {
+                scope: &scope,
+                run_id: &id,
+                started: &started,
+                environment: &environment,
+                flow_id: &flow_id,
+                flow_version,
+                flow_name: names.get(&flow_id),
+                attempt,
+            }
+            .draft(),
+        );
+        let event_id = row.text("event_id")?;
+        let (headers, body) = events
+            .remove(&event_id)
+            .ok_or_else(|| StoreError::Corrupt(format!("run {id} has no event {event_id}")))?;
+        claimed.push(ClaimedRun {
+            scope,
+            flow_id,
+            flow_version,
+            environment: row.parse("environment")?,
+            attempt,
+            event_headers: serde_json::from_str(&headers)
+                .map_err(|e| StoreError::Corrupt(format!("event headers: {e}")))?,
+            event_body: body,
+            prior_steps: prior.remove(&id).unwrap_or_default(),
+            id,
+        });
+    }
+    claimed.sort_by(|a, b| a.id.cmp(&b.id));
+    Ok((claimed, drafts))
+}
+
+/// Extends the leases `owner` holds.
+pub async fn renew(c: &mut dyn Conn, owner: &str, lease_ms: i64) -> StoreResult<u64> {
+    lock_held(c, owner).await?;
+    c.execute(
+        "UPDATE runs SET lease_expires = ? WHERE lease_owner = ? AND status = 'RUNNING'",
+        params![epoch_ms() + lease_ms, owner],
+    )
+    .await
+}
+
+/// Locks `owner`'s running rows in id order, where rows are locked explicitly.
+async fn lock_held(c: &mut dyn Conn, owner: &str) -> StoreResult<()> {
+    if c.dialect().locks_rows() {
+        c.query(
+            "SELECT id FROM runs WHERE lease_owner = ? AND status = 'RUNNING' ORDER BY id FOR UPDATE",
+            params![owner],
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// Re-queues runs whose lease expired. Safe to run from every process at once: a row another
+/// sweeper (or the finishing owner) has locked is skipped, and the expiry condition is checked
+/// again on the locked row, so each expired run is re-queued once.
+pub async fn requeue_expired(c: &mut dyn Conn) -> StoreResult<u64> {
+    let sql = format!(
+        "UPDATE runs SET status = 'QUEUED', lease_owner = NULL, lease_expires = NULL \
+         WHERE id IN (SELECT id FROM runs WHERE status = 'RUNNING' AND lease_expires < ?{}) \
+         AND status = 'RUNNING' AND lease_expires < ?",
+        c.dialect().skip_locked()
+    );
+    let now = epoch_ms();
+    let done = c.execute(&sql, params![now, now]).await?;
+    requeued(c, done).await
+}
+
+/// Hands `owner`'s runs back to the queue (graceful shutdown).
+pub async fn release(c: &mut dyn Conn, owner: &str) -> StoreResult<u64> {
+    lock_held(c, owner).await?;
+    let done = c
+        .execute(
+            "UPDATE runs SET status = 'QUEUED', lease_owner = NULL, lease_expires = NULL \
+             WHERE lease_owner = ? AND status = 'RUNNING'",
+            params![owner],
+        )
+        .await?;
+    requeued(c, done).await
+}
+
+/// Re-queues every RUNNING run, whoever holds it: only correct when no other process can be
+/// running these runs (SQLite, whose database lock the caller holds). On PostgreSQL several
+/// processes share the queue and leftover runs come back when their lease expires.
+pub async fn requeue_all_running(c: &mut dyn Conn) -> StoreResult<u64> {
+    let done = c
+        .execute(
+            "UPDATE runs SET status = 'QUEUED', lease_owner = NULL, lease_expires = NULL \
+             WHERE status = 'RUNNING'",
+            params![],
+        )
+        .await?;
+    requeued(c, done).await
+}
+
+/// Wakes the claimers of every process when `count` runs went back to the queue.
+async fn requeued(c: &mut dyn Conn, count: u64) -> StoreResult<u64> {
+    if count > 0 {
+        c.notify(RUNS_CHANNEL).await?;
+    }
+    Ok(count)
+}
+
+/// Queues a terminal (not succeeded) run again, keeping its step results.
+pub async fn retry(c: &mut dyn Conn, actor: &Actor, id: &str) -> StoreResult<RunSummary> {
+    let row = c
+        .query_opt(
+            "UPDATE runs SET status = 'QUEUED', finished = NULL, error = NULL, duration_ms = NULL, \
+             lease_owner = NULL, lease_expires = NULL \
+             WHERE id = ? AND status IN ('FAILED', 'TIMEOUT', 'CANCELED') RETURNING *",
+            params![id],
+        )
+        .await?;
+    let Some(row) = row else {
+        let status = c
+            .query_opt("SELECT status FROM runs WHERE id = ?", params![id])
+            .await?;
+        return Err(match status {
+            None => StoreError::NotFound(format!("run {id}")),
+            Some(row) => StoreError::Conflict(format!(
+                "run {id} is {}; only FAILED, TIMEOUT or CANCELED runs can be retried",
+                row.text("status")?
+            )),
+        });
+    };
+    let run = run_summary(&row)?;
+    let names = flow_names(c, std::slice::from_ref(&run.flow_id)).await?;
+    let data = json!({"flowRun": {
+        "id": run.id, "flowId": run.flow_id, "flowVersionId": run.flow_version.to_string(),
+        "flowDisplayName": names.get(&run.flow_id), "environment": run.environment,
+        "status": run.status, "attempt": run.attempt + 1,
+    }});
+    let draft = AuditDraft::new(
+        &run.platform_id,
+        Some(&run.project_id),
+        actor,
+        AuditAction::FlowRunRetried,
+        data,
+    );
+    c.notify(RUNS_CHANNEL).await?;
+    audit::append(c, &[draft]).await?;
+    Ok(run)
+}
+
+/// Stores a run that executed outside the queue (a test run), its event and its steps.
+pub async fn record_finished(
+    c: &mut dyn Conn,
+    event: &NewEvent,
+    outcome: &RunOutcome,
+) -> StoreResult<()> {
+    let now = now_text();
+    c.execute(
+        "INSERT INTO events (id, flow_id, event_key, run_id, headers, body, received) \
+         VALUES (?, ?, ?, ?, ?, ?, ?)",
+        params![
+            &event.event_id,
+            &event.flow_id,
+            &event.event_key,
+            &event.run_id,
+            event.headers.to_string(),
+            &event.body,
+            &now,
+        ],
+    )
+    .await?;
+    c.execute(
+        "INSERT INTO runs (id, platform_id, project_id, flow_id, flow_version, event_id, environment, status, \
+         attempt, created, started, finished, duration_ms, error) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?)",
+        params![
+            &event.run_id,
+            &event.scope.platform_id,
+            &event.scope.project_id,
+            &event.flow_id,
+            event.flow_version,
+            &event.event_id,
+            event.environment.as_str(),
+            outcome.status.as_str(),
+            &now,
+            &now,
+            &now,
+            outcome.duration_ms,
+            &outcome.error,
+        ],
+    )
+    .await?;
+    let steps: Vec<(&str, &StepRecord)> = outcome
+        .steps
+        .iter()
+        .map(|s| (event.run_id.as_str(), s))
+        .collect();
+    upsert_steps(c, &steps).await
+}
+
+/// One run with its event and steps.
+pub async fn get(c: &mut dyn Conn, id: &str) -> StoreResult<Option<RunDetail>> {
+    let Some(row) = c
+        .query_opt(
+            "SELECT r.*, e.headers AS event_headers, e.body AS event_body \
+             FROM runs r JOIN events e ON e.id = r.event_id WHERE r.id = ?",
+            params![id],
+        )
+        .await?
+    else {
+        return Ok(None);
+    };
+    let summary = run_summary(&row)?;
+    let trigger = json!({"headers": row.json("event_headers")?, "body": row.json("event_body")?});
+    let steps = c
+        .query(
+            "SELECT * FROM step_results WHERE run_id = ? ORDER BY seq",
+            params![id],
+        )
+        .await?
+        .iter()
+        .map(step_record)
+        .collect::<StoreResult<Vec<_>>>()?;
+    Ok(Some(RunDetail {
+        summary,
+        trigger,
+        steps,
+    }))
+}
+
+/// Runs, newest first.
+pub async fn list(c: &mut dyn Conn, filter: &RunFilter) -> StoreResult<Page<RunSummary>> {
+    let mut sql = String::from("SELECT * FROM runs WHERE TRUE");
+    let mut args = Vec::new();
+    if let Some(flow_id) = &filter.flow_id {
+        sql.push_str(" AND flow_id = ?");
+        args.push(Param::from(flow_id));
+    }
+    if let Some(status) = filter.status {
+        sql.push_str(" AND status = ?");
+        args.push(Param::from(status.as_str()));
+    }
+    let key = filter.cursor.as_ref().map(|c| (c, Param::from(c.key())));
+    let backwards = push_cursor(&mut sql, &mut args, "id", key, filter.limit);
+    let items = c
+        .query(&sql, args)
+        .await?
+        .iter()
+        .map(run_summary)
+        .collect::<StoreResult<Vec<_>>>()?;
+    Ok(paginate(
+        items,
+        filter.limit,
+        backwards,
+        filter.cursor.is_some(),
+        |r| r.id.clone(),
+    ))
+}
+
+/// `(queued, running)` run counts.
+pub async fn queue_depth(c: &mut dyn Conn) -> StoreResult<(i64, i64)> {
+    let mut depth = (0, 0);
+    for row in c
+        .query(
+            "SELECT status, COUNT(*) AS n FROM runs WHERE status IN ('QUEUED', 'RUNNING') GROUP BY status",
+            params![],
+        )
+        .await?
+    {
+        match row.text("status")?.as_str() {
+            "QUEUED" => depth.0 = row.int("n")?,
+            _ => depth.1 = row.int("n")?,
+        }
+    }
+    Ok(depth)
+}
+
+const STEP_COLUMNS: &[Col] = &[
+    Col("run_id", Ty::Text),
+    Col("name", Ty::Text),
+    Col("seq", Ty::Int),
+    Col("kind", Ty::Text),
+    Col("status", Ty::Text),
+    Col("input", Ty::Text),
+    Col("output", Ty::Text),
+    Col("error", Ty::Text),
+    Col("attempts", Ty::Int),
+    Col("duration_ms", Ty::Real),
+    Col("detail", Ty::Text),
+];
+
+/// Writes step results, replacing earlier rows of the same steps (a retried run).
+pub async fn upsert_steps(c: &mut dyn Conn, steps: &[(&str, &StepRecord)]) -> StoreResult<()> {
+    if steps.is_empty() {
+        return Ok(());
+    }
+    // One statement may not upsert a row twice: keep the last record of a repeated step.
+    let mut last: HashMap<(&str, &str), usize> = HashMap::with_capacity(steps.len());
+    for (i, (run_id, step)) in steps.iter().enumerate() {
+        last.insert((run_id, step.name.as_str()), i);
+    }
+    let rows: Vec<Vec<Param>> = steps
+        .iter()
+        .enumerate()
+        .filter(|(i, (run_id, s))| last.get(&(*run_id, s.name.as_str())) == Some(i))
+        .map(|(_, (run_id, s))| {
+            vec![
+                Param::from(*run_id),
+                Param::from(&s.name),
+                Param::from(s.seq),
+                Param::from(s.kind.as_str()),
+                Param::from(s.status.as_str()),
+                Param::from(s.input.as_ref().map(Value::to_string)),
+                Param::from(s.output.as_ref().map(Value::to_string)),
+                Param::from(&s.error),
+                Param::from(s.attempts),
+                Param::from(s.duration_ms),
+                Param::from(s.detail.as_ref().map(Value::to_string)),
+            ]
+        })
+        .collect();
+    c.bulk(
+        "INSERT INTO step_results (run_id, name, seq, kind, status, input, output, error, attempts, duration_ms, detail) \
+         SELECT v.run_id, v.name, v.seq, v.kind, v.status, v.input, v.output, v.error, v.attempts, v.duration_ms, v.detail \
+         FROM {rows} WHERE TRUE \
+         ON CONFLICT (run_id, name) DO UPDATE SET seq = excluded.seq, kind = excluded.kind, status = excluded.status, \
+         input = excluded.input, output = excluded.output, error = excluded.error, attempts = excluded.attempts, \
+         duration_ms = excluded.duration_ms, detail = excluded.detail",
+        STEP_COLUMNS,
+        rows,
+    )
+    .await?;
+    Ok(())
+}
+
+/// Display names of flows by id (deleted flows included: runs outlive them).
+pub async fn flow_names(c: &mut dyn Conn, ids: &[String]) -> StoreResult<HashMap<String, String>> {
+    let mut unique: Vec<String> = ids.to_vec();
+    unique.sort();
+    unique.dedup();
+    let mut names = HashMap::with_capacity(unique.len());
+    for chunk in unique.chunks(CHUNK) {
+        let (cond, args) = in_list("id", chunk);
+        for row in c
+            .query(&format!("SELECT id, name FROM flows WHERE {cond}"), args)
+            .await?
+        {
+            names.insert(row.text("id")?, row.text("name")?);
+        }
+    }
+    Ok(names)
+}
+
+/// One text column of every row.
+pub fn column(rows: &[Row], name: &str) -> StoreResult<Vec<String>> {
+    rows.iter().map(|r| r.text(name)).collect()
+}
