@@ -4,7 +4,7 @@
 //!
 //! `cargo run --release -p hookflow --example bench_audit [-- N]`
 
-use hookflow::store::{Actor, AuditAction, AuditDraft, AuditFilter, Cursor, Store};
+use hookflow::store::{Actor, AuditAction, AuditDraft, AuditFilter, Cursor};
 use serde_json::json;
 use std::time::Instant;
 

@@ -10,7 +10,7 @@ use axum::Router;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use hookflow::secrets::SecretBox;
-use hookflow::store::{Actor, AuditAction, AuditDraft, Scope, Store};
+use hookflow::store::{Actor, AuditAction, AuditDraft, Scope};
 use hookflow::stream::{DestinationInput, Destinations, RetryPolicy, run_worker};
 use serde_json::{Map, json};
 use std::sync::Arc;
@@ -50,7 +50,7 @@ async fn main() -> anyhow::Result<()> {
 
     let dir = tempfile::tempdir()?;
     let url = format!("sqlite://{}", dir.path().join("bench.db").display());
-    let store: Arc<dyn Store> = hookflow::store::open(
+    let store: hookflow::store::DynStore = hookflow::store::open(
         &hookflow::store::DatabaseUrl::parse(&url).map_err(anyhow::Error::msg)?,
         &hookflow::store::OpenOptions {
             sqlite_synchronous_full: true,

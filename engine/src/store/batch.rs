@@ -17,7 +17,7 @@
 use super::audit::{self, AuditDraft, started_at_intake};
 use super::rows::run_summary;
 use super::runs::{self, RUNS_CHANNEL, flow_names, upsert_steps};
-use super::sql::{Backend, CHUNK, Col, Conn, Param, Ty, job, placeholders};
+use super::sql::{AnyBackend, CHUNK, Col, Conn, Param, Ty, job, placeholders, write};
 use super::{
     Accepted, Actor, AuditAction, ClaimedRun, NewEvent, RunOutcome, StepRecord, StoreError,
     StoreResult, now_text,
@@ -63,7 +63,7 @@ struct Output {
 
 /// Starts the backend's batch tasks and returns the channel requests are sent on. The tasks stop
 /// when every sender is dropped.
-pub fn spawn<B: Backend>(backend: Arc<B>) -> mpsc::Sender<Op> {
+pub fn spawn(backend: Arc<dyn AnyBackend>) -> mpsc::Sender<Op> {
     let (sender, receiver) = mpsc::channel(16 * 1024);
     let receiver = Arc::new(Mutex::new(receiver));
     for _ in 0..backend.batch_writers().max(1) {
@@ -72,7 +72,7 @@ pub fn spawn<B: Backend>(backend: Arc<B>) -> mpsc::Sender<Op> {
     sender
 }
 
-async fn write_loop<B: Backend>(backend: Arc<B>, receiver: Arc<Mutex<mpsc::Receiver<Op>>>) {
+async fn write_loop(backend: Arc<dyn AnyBackend>, receiver: Arc<Mutex<mpsc::Receiver<Op>>>) {
     loop {
         let batch = {
             let mut receiver = receiver.lock().await;
@@ -93,7 +93,7 @@ async fn write_loop<B: Backend>(backend: Arc<B>, receiver: Arc<Mutex<mpsc::Recei
 }
 
 /// Writes one batch and answers every request in it.
-async fn write_and_reply<B: Backend>(backend: &B, batch: Vec<Op>) {
+async fn write_and_reply(backend: &dyn AnyBackend, batch: Vec<Op>) {
     let mut input = Input::default();
     let mut accept_replies = Vec::new();
     let mut finish_replies = Vec::new();
@@ -163,8 +163,8 @@ fn caused_by_content(error: &StoreError) -> bool {
 
 /// Writes every request of a failed batch in a transaction of its own and answers each with its
 /// own result.
-async fn isolate<B: Backend>(
-    backend: &B,
+async fn isolate(
+    backend: &dyn AnyBackend,
     input: &Input,
     accepts: Vec<Reply<Accepted>>,
     finishes: Vec<Reply<bool>>,
@@ -200,13 +200,12 @@ async fn isolate<B: Backend>(
     }
 }
 
-async fn write_with_retry<B: Backend>(backend: &B, input: Arc<Input>) -> StoreResult<Output> {
+async fn write_with_retry(backend: &dyn AnyBackend, input: Arc<Input>) -> StoreResult<Output> {
     let mut attempt = 1;
     loop {
         let input = input.clone();
-        let result = backend
-            .write(job(move |c| Box::pin(async move { write_batch(c, &input).await })))
-            .await;
+        let job = job(move |c| Box::pin(async move { write_batch(c, &input).await }));
+        let result = write(backend, job).await;
         match result {
             Err(error) if attempt < ATTEMPTS && error.is_transient() => {
                 tracing::debug!(%error, attempt, "group commit conflicted; writing it again");

@@ -38,52 +38,49 @@ async fn audit_change(
     audit::append(c, &[draft]).await
 }
 
+/// The settings columns of a destination, in the order `create` and `update` write them: name,
+/// url, events, enabled, content_type, headers, token, secrets, disabled_reason, failing_since,
+/// paused_until, consecutive_failures, updated.
+fn settings(d: &DestinationRecord) -> Vec<Param> {
+    params![
+        &d.name,
+        &d.url,
+        json!(d.events).to_string(),
+        d.enabled,
+        &d.content_type,
+        json!(d.headers).to_string(),
+        &d.token,
+        json!(d.secrets).to_string(),
+        &d.disabled_reason,
+        &d.failing_since,
+        d.paused_until,
+        d.consecutive_failures,
+        &d.updated,
+    ]
+}
+
 pub async fn create(c: &mut dyn Conn, actor: &Actor, d: &DestinationRecord) -> StoreResult<()> {
+    let mut args = params![&d.id, &d.platform_id, &d.project_id, &d.created];
+    args.extend(settings(d));
     c.execute(
-        "INSERT INTO destinations (id, platform_id, project_id, name, url, events, enabled, content_type, headers, \
-         token, secrets, created, updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        params![
-            &d.id,
-            &d.platform_id,
-            &d.project_id,
-            &d.name,
-            &d.url,
-            json!(d.events).to_string(),
-            d.enabled,
-            &d.content_type,
-            json!(d.headers).to_string(),
-            &d.token,
-            json!(d.secrets).to_string(),
-            &d.created,
-            &d.updated,
-        ],
+        "INSERT INTO destinations (id, platform_id, project_id, created, name, url, events, enabled, content_type, \
+         headers, token, secrets, disabled_reason, failing_since, paused_until, consecutive_failures, updated) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        args,
     )
     .await?;
     audit_change(c, actor, d, AuditAction::DestinationCreated).await
 }
 
 pub async fn update(c: &mut dyn Conn, actor: &Actor, d: &DestinationRecord) -> StoreResult<()> {
+    let mut args = settings(d);
+    args.push(Param::from(&d.id));
     let done = c
         .execute(
             "UPDATE destinations SET name = ?, url = ?, events = ?, enabled = ?, content_type = ?, headers = ?, \
              token = ?, secrets = ?, disabled_reason = ?, failing_since = ?, paused_until = ?, \
              consecutive_failures = ?, updated = ? WHERE id = ?",
-            params![
-                &d.name,
-                &d.url,
-                json!(d.events).to_string(),
-                d.enabled,
-                &d.content_type,
-                json!(d.headers).to_string(),
-                &d.token,
-                json!(d.secrets).to_string(),
-                &d.disabled_reason,
-                &d.failing_since,
-                d.paused_until,
-                d.consecutive_failures,
-                &d.updated,
-                &d.id,
-            ],
+            args,
         )
         .await?;
     if done == 0 {

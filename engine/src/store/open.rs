@@ -4,7 +4,7 @@
 use super::postgres::{DEFAULT_POOL_SIZE, PgBackend, WorkListener};
 use super::sql::{Backend, job};
 use super::sqlite::{SqliteBackend, SqliteOptions};
-use super::{DynStore, SqlStore, StoreError, StoreResult, plugins, runs};
+use super::{DynStore, Store, StoreError, StoreResult, plugins, runs};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -111,7 +111,7 @@ pub async fn open(url: &DatabaseUrl, options: &OpenOptions) -> StoreResult<Opene
             init(&*backend).await?;
             let listener = backend.listen_for_work().await?;
             Ok(OpenedStore {
-                store: Arc::new(SqlStore::new(backend)),
+                store: Arc::new(Store::new(backend)),
                 listener: Some(listener),
                 recovered: 0,
             })
@@ -132,7 +132,7 @@ pub async fn open(url: &DatabaseUrl, options: &OpenOptions) -> StoreResult<Opene
                 .write(job(|c| Box::pin(runs::requeue_all_running(c))))
                 .await?;
             Ok(OpenedStore {
-                store: Arc::new(SqlStore::new(backend)),
+                store: Arc::new(Store::new(backend)),
                 listener: None,
                 recovered,
             })
@@ -145,7 +145,7 @@ pub async fn open(url: &DatabaseUrl, options: &OpenOptions) -> StoreResult<Opene
 /// [`StoreError::ReadOnly`].
 pub async fn open_read_only(url: &DatabaseUrl) -> StoreResult<DynStore> {
     match url {
-        DatabaseUrl::Postgres(text) => Ok(Arc::new(SqlStore::new(Arc::new(
+        DatabaseUrl::Postgres(text) => Ok(Arc::new(Store::new(Arc::new(
             PgBackend::open_read_only(text).await?,
         )))),
         DatabaseUrl::Sqlite(path) => {
@@ -154,7 +154,7 @@ pub async fn open_read_only(url: &DatabaseUrl) -> StoreResult<DynStore> {
                 tokio::task::spawn_blocking(move || SqliteBackend::open_read_only(Path::new(&path)))
                     .await
                     .map_err(|e| StoreError::Unavailable(format!("opening SQLite: {e}")))??;
-            Ok(Arc::new(SqlStore::new(Arc::new(backend))))
+            Ok(Arc::new(Store::new(Arc::new(backend))))
         }
     }
 }

@@ -326,7 +326,7 @@ pub fn placeholders(n: usize) -> String {
 /// Rows per `IN (…)` list or bulk chunk: far below either database's parameter limit.
 pub const CHUNK: usize = 400;
 
-/// The backend behind [`super::SqlStore`]: runs jobs, and reports whether it can.
+/// A backend behind [`super::Store`]: runs jobs, and reports whether it can.
 pub trait Backend: Send + Sync + 'static {
     /// Runs `job` in one write transaction: committed when it returns `Ok`, rolled back when it
     /// fails (or panics: the caller gets an error, the backend goes on).
@@ -351,6 +351,59 @@ pub trait Backend: Send + Sync + 'static {
     fn stop_writer_for_test(&self, reason: &str) {
         let _ = reason;
     }
+}
+
+/// A job's result with its type erased, so the store can hold any backend as a trait object.
+pub type Erased = Box<dyn std::any::Any + Send>;
+
+/// [`Backend`] as a trait object: what [`super::Store`] holds. Every backend is one.
+pub trait AnyBackend: Send + Sync + 'static {
+    fn write_erased(&self, job: Job<Erased>) -> BoxFut<'_, StoreResult<Erased>>;
+    fn read_erased(&self, job: Job<Erased>) -> BoxFut<'_, StoreResult<Erased>>;
+    fn health(&self) -> BoxFut<'_, StoreResult<()>>;
+    fn batch_writers(&self) -> usize;
+    #[cfg(test)]
+    fn stop_writer_for_test(&self, reason: &str);
+}
+
+impl<B: Backend> AnyBackend for B {
+    fn write_erased(&self, job: Job<Erased>) -> BoxFut<'_, StoreResult<Erased>> {
+        Backend::write(self, job)
+    }
+    fn read_erased(&self, job: Job<Erased>) -> BoxFut<'_, StoreResult<Erased>> {
+        Backend::read(self, job)
+    }
+    fn health(&self) -> BoxFut<'_, StoreResult<()>> {
+        Backend::health(self)
+    }
+    fn batch_writers(&self) -> usize {
+        Backend::batch_writers(self)
+    }
+    #[cfg(test)]
+    fn stop_writer_for_test(&self, reason: &str) {
+        Backend::stop_writer_for_test(self, reason)
+    }
+}
+
+fn erase<T: Send + 'static>(job: Job<T>) -> Job<Erased> {
+    Box::new(move |c| Box::pin(async move { Ok(Box::new(job(c).await?) as Erased) }))
+}
+
+fn unerase<T: 'static>(value: Erased) -> StoreResult<T> {
+    value
+        .downcast::<T>()
+        .map(|v| *v)
+        .map_err(|_| StoreError::Corrupt("a job answered with another type".into()))
+}
+
+/// Runs `job` in one write transaction of `backend` (see [`Backend::write`]).
+pub async fn write<T: Send + 'static>(backend: &dyn AnyBackend, job: Job<T>) -> StoreResult<T> {
+    unerase(backend.write_erased(erase(job)).await?)
+}
+
+/// Runs `job` on a read connection of `backend` (see [`Backend::read`]).
+pub async fn read<T: Send + 'static>(backend: &dyn AnyBackend, job: Job<T>) -> StoreResult<T> {
+    unerase(backend.read_erased(erase(job)).await?)
 }
 
 /// Rewrites `?` placeholders as PostgreSQL's `$1, $2, …` (the SQL is ours: no `?` inside

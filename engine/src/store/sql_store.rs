@@ -3,7 +3,7 @@
 //! through the group commit ([`super::batch`]).
 
 use super::audit::AuditDraft;
-use super::sql::{Backend, job};
+use super::sql::{AnyBackend, Backend, Job, job, read, write};
 use super::*;
 use tokio::sync::{mpsc, oneshot};
 
@@ -12,28 +12,33 @@ use tokio::sync::{mpsc, oneshot};
 macro_rules! on {
     ($self:ident . $how:ident, |$c:ident| $call:expr) => {
         $self
-            .backend
             .$how(job(move |$c| Box::pin(async move { $call.await })))
             .await
     };
 }
 
-/// The store: business logic written once, run by a backend.
-pub struct SqlStore<B: Backend> {
-    backend: Arc<B>,
+/// The one storage interface: business logic written once, run by whichever backend
+/// [`open`](super::open) chose. Hot-path writes (`accept_event`, `finish_run`, `claim_runs`) are
+/// group-committed ([`batch`]); callers just await their own result.
+pub struct Store {
+    backend: Arc<dyn AnyBackend>,
     ops: mpsc::Sender<batch::Op>,
 }
 
-impl<B: Backend> SqlStore<B> {
+impl Store {
     /// Wraps `backend` and starts its group-commit tasks (needs a Tokio runtime).
-    pub fn new(backend: Arc<B>) -> SqlStore<B> {
+    pub fn new<B: Backend>(backend: Arc<B>) -> Store {
+        let backend: Arc<dyn AnyBackend> = backend;
         let ops = batch::spawn(backend.clone());
-        SqlStore { backend, ops }
+        Store { backend, ops }
     }
 
-    /// The backend, for start-up work the `Store` interface does not offer.
-    pub fn backend(&self) -> &Arc<B> {
-        &self.backend
+    async fn write<T: Send + 'static>(&self, job: Job<T>) -> StoreResult<T> {
+        write(&*self.backend, job).await
+    }
+
+    async fn read<T: Send + 'static>(&self, job: Job<T>) -> StoreResult<T> {
+        read(&*self.backend, job).await
     }
 
     async fn submit<T>(
@@ -49,20 +54,25 @@ impl<B: Backend> SqlStore<B> {
     }
 }
 
-#[async_trait]
-impl<B: Backend> Store for SqlStore<B> {
-    async fn default_scope(&self) -> StoreResult<Scope> {
+impl Store {
+    /// The one storage interface. Hot-path writes (`accept_event`, `finish_run`) are batched by the
+    /// backend into group commits; callers just await their own result.
+    /// The default platform and project, created on first start.
+    pub async fn default_scope(&self) -> StoreResult<Scope> {
         Ok(Scope {
             platform_id: "default".into(),
             project_id: "default".into(),
         })
     }
 
-    async fn health(&self) -> StoreResult<()> {
+    /// Ok when the store can serve reads and writes; otherwise why not (its writer died, the
+    /// database is unreachable). `/healthz` answers with this.
+    pub async fn health(&self) -> StoreResult<()> {
         self.backend.health().await
     }
 
-    async fn create_flow(
+    /// Saves a new flow at version 1.
+    pub async fn create_flow(
         &self,
         actor: &Actor,
         scope: &Scope,
@@ -84,7 +94,8 @@ impl<B: Backend> Store for SqlStore<B> {
         ))
     }
 
-    async fn update_flow(
+    /// Saves a new version of an existing flow.
+    pub async fn update_flow(
         &self,
         actor: &Actor,
         id: &str,
@@ -106,22 +117,26 @@ impl<B: Backend> Store for SqlStore<B> {
         ))
     }
 
-    async fn delete_flow(&self, actor: &Actor, id: &str) -> StoreResult<bool> {
+    /// Soft-deletes a flow; its runs stay queryable. Returns false when there was no such flow.
+    pub async fn delete_flow(&self, actor: &Actor, id: &str) -> StoreResult<bool> {
         let (actor, id) = (actor.clone(), id.to_string());
         on!(self.write, |c| flows::delete(c, &actor, &id))
     }
 
-    async fn get_flow(&self, id: &str) -> StoreResult<Option<FlowRecord>> {
+    /// The current version of a flow.
+    pub async fn get_flow(&self, id: &str) -> StoreResult<Option<FlowRecord>> {
         let id = id.to_string();
         on!(self.read, |c| flows::get(c, &id))
     }
 
-    async fn get_flow_version(&self, id: &str, version: i64) -> StoreResult<Option<FlowRecord>> {
+    /// A specific version of a flow (also of a deleted flow, for runs that are still queued).
+    pub async fn get_flow_version(&self, id: &str, version: i64) -> StoreResult<Option<FlowRecord>> {
         let id = id.to_string();
         on!(self.read, |c| flows::get_version(c, &id, version))
     }
 
-    async fn list_flows(
+    /// Flows, newest first.
+    pub async fn list_flows(
         &self,
         limit: u32,
         cursor: Option<Cursor>,
@@ -129,15 +144,19 @@ impl<B: Backend> Store for SqlStore<B> {
         on!(self.read, |c| flows::list(c, limit, cursor.as_ref()))
     }
 
-    async fn accept_event(&self, event: NewEvent) -> StoreResult<Accepted> {
+    /// Durably records an event and queues its run, or finds the run of an earlier delivery.
+    pub async fn accept_event(&self, event: NewEvent) -> StoreResult<Accepted> {
         self.submit(|reply| batch::Op::Accept(event, reply)).await
     }
 
-    async fn record_finished_run(&self, event: NewEvent, outcome: RunOutcome) -> StoreResult<()> {
+    /// Stores a run that already executed outside the queue (a test run) with its event and
+    /// steps, in one transaction. The event is never deduplicated.
+    pub async fn record_finished_run(&self, event: NewEvent, outcome: RunOutcome) -> StoreResult<()> {
         on!(self.write, |c| runs::record_finished(c, &event, &outcome))
     }
 
-    async fn claim_runs(
+    /// Claims up to `limit` queued runs for `owner` with a lease of `lease_ms`.
+    pub async fn claim_runs(
         &self,
         owner: &str,
         limit: u32,
@@ -153,40 +172,48 @@ impl<B: Backend> Store for SqlStore<B> {
         .await
     }
 
-    async fn renew_leases(&self, owner: &str, lease_ms: i64) -> StoreResult<u64> {
+    /// Extends the leases of every run `owner` holds. Returns how many.
+    pub async fn renew_leases(&self, owner: &str, lease_ms: i64) -> StoreResult<u64> {
         let owner = owner.to_string();
         on!(self.write, |c| runs::renew(c, &owner, lease_ms))
     }
 
-    async fn requeue_expired(&self) -> StoreResult<u64> {
+    /// Puts runs whose lease expired back in the queue. Returns how many.
+    pub async fn requeue_expired(&self) -> StoreResult<u64> {
         on!(self.write, |c| runs::requeue_expired(c))
     }
 
-    async fn release_leases(&self, owner: &str) -> StoreResult<u64> {
+    /// Hands the runs `owner` holds back to the queue (graceful shutdown). Returns how many.
+    pub async fn release_leases(&self, owner: &str) -> StoreResult<u64> {
         let owner = owner.to_string();
         on!(self.write, |c| runs::release(c, &owner))
     }
 
-    async fn finish_run(&self, outcome: RunOutcome) -> StoreResult<bool> {
+    /// Records a run's end. Returns false when `owner` no longer held the lease (ignored).
+    pub async fn finish_run(&self, outcome: RunOutcome) -> StoreResult<bool> {
         self.submit(|reply| batch::Op::Finish(outcome, reply)).await
     }
 
-    async fn retry_run(&self, actor: &Actor, id: &str) -> StoreResult<RunSummary> {
+    /// Queues a failed run again; succeeded steps are kept and not re-run.
+    pub async fn retry_run(&self, actor: &Actor, id: &str) -> StoreResult<RunSummary> {
         let (actor, id) = (actor.clone(), id.to_string());
         on!(self.write, |c| runs::retry(c, &actor, &id))
     }
 
-    async fn get_run(&self, id: &str) -> StoreResult<Option<RunDetail>> {
+    /// One run with its event and steps.
+    pub async fn get_run(&self, id: &str) -> StoreResult<Option<RunDetail>> {
         let id = id.to_string();
         on!(self.read, |c| runs::get(c, &id))
     }
 
-    async fn list_runs(&self, filter: &RunFilter) -> StoreResult<Page<RunSummary>> {
+    /// Runs, newest first.
+    pub async fn list_runs(&self, filter: &RunFilter) -> StoreResult<Page<RunSummary>> {
         let filter = filter.clone();
         on!(self.read, |c| runs::list(c, &filter))
     }
 
-    async fn put_secret(
+    /// Creates or replaces an encrypted secret. Returns true when created.
+    pub async fn put_secret(
         &self,
         actor: &Actor,
         scope: &Scope,
@@ -211,12 +238,14 @@ impl<B: Backend> Store for SqlStore<B> {
         ))
     }
 
-    async fn list_secrets(&self, scope: &Scope) -> StoreResult<Vec<SecretInfo>> {
+    /// Secret names and times of a project, by name.
+    pub async fn list_secrets(&self, scope: &Scope) -> StoreResult<Vec<SecretInfo>> {
         let scope = scope.clone();
         on!(self.read, |c| secrets::list(c, &scope))
     }
 
-    async fn get_secrets(
+    /// `(name, nonce, ciphertext)` of the named secrets that exist.
+    pub async fn get_secrets(
         &self,
         scope: &Scope,
         names: &[String],
@@ -225,21 +254,25 @@ impl<B: Backend> Store for SqlStore<B> {
         on!(self.read, |c| secrets::get(c, &scope, &names))
     }
 
-    async fn delete_secret(&self, actor: &Actor, scope: &Scope, name: &str) -> StoreResult<bool> {
+    /// Deletes a secret. Returns false when there was none.
+    pub async fn delete_secret(&self, actor: &Actor, scope: &Scope, name: &str) -> StoreResult<bool> {
         let (actor, scope, name) = (actor.clone(), scope.clone(), name.to_string());
         on!(self.write, |c| secrets::delete(c, &actor, &scope, &name))
     }
 
-    async fn record_audit(&self, drafts: Vec<AuditDraft>) -> StoreResult<()> {
+    /// Appends audit events that are not part of another change (plugin installed, ...).
+    pub async fn record_audit(&self, drafts: Vec<AuditDraft>) -> StoreResult<()> {
         on!(self.write, |c| audit::append(c, &drafts))
     }
 
-    async fn list_audit(&self, filter: &AuditFilter) -> StoreResult<Page<Value>> {
+    /// Audit events (envelopes), newest first.
+    pub async fn list_audit(&self, filter: &AuditFilter) -> StoreResult<Page<Value>> {
         let filter = filter.clone();
         on!(self.read, |c| audit::list(c, &filter))
     }
 
-    async fn expired_audit(
+    /// The oldest audit events created before `before` (RFC 3339): `(seq, created, body)`.
+    pub async fn expired_audit(
         &self,
         before: &str,
         limit: u32,
@@ -248,15 +281,18 @@ impl<B: Backend> Store for SqlStore<B> {
         on!(self.read, |c| audit::expired(c, &before, limit))
     }
 
-    async fn delete_audit_through(&self, seq: i64) -> StoreResult<u64> {
+    /// Deletes audit events up to and including `seq`.
+    pub async fn delete_audit_through(&self, seq: i64) -> StoreResult<u64> {
         on!(self.write, |c| audit::delete_through(c, seq))
     }
 
-    async fn audit_chain(&self, after_seq: i64, limit: u32) -> StoreResult<Vec<AuditRow>> {
+    /// Audit rows in chain order after `after_seq`, for verification.
+    pub async fn audit_chain(&self, after_seq: i64, limit: u32) -> StoreResult<Vec<AuditRow>> {
         on!(self.read, |c| audit::chain(c, after_seq, limit))
     }
 
-    async fn create_destination(
+    /// Saves a new destination (audited).
+    pub async fn create_destination(
         &self,
         actor: &Actor,
         destination: &DestinationRecord,
@@ -269,7 +305,8 @@ impl<B: Backend> Store for SqlStore<B> {
         ))
     }
 
-    async fn update_destination(
+    /// Replaces a destination's settings (audited).
+    pub async fn update_destination(
         &self,
         actor: &Actor,
         destination: &DestinationRecord,
@@ -282,21 +319,26 @@ impl<B: Backend> Store for SqlStore<B> {
         ))
     }
 
-    async fn delete_destination(&self, actor: &Actor, id: &str) -> StoreResult<bool> {
+    /// Deletes a destination and its pending deliveries (audited). False when there was none.
+    pub async fn delete_destination(&self, actor: &Actor, id: &str) -> StoreResult<bool> {
         let (actor, id) = (actor.clone(), id.to_string());
         on!(self.write, |c| destinations::delete(c, &actor, &id))
     }
 
-    async fn get_destination(&self, id: &str) -> StoreResult<Option<DestinationRecord>> {
+    pub async fn get_destination(&self, id: &str) -> StoreResult<Option<DestinationRecord>> {
         let id = id.to_string();
         on!(self.read, |c| destinations::get(c, &id))
     }
 
-    async fn list_destinations(&self) -> StoreResult<Vec<DestinationRecord>> {
+    pub async fn list_destinations(&self) -> StoreResult<Vec<DestinationRecord>> {
         on!(self.read, |c| destinations::list(c))
     }
 
-    async fn claim_delivery_batches(
+    /// Claims, for up to `destinations` destinations, up to `per_destination` consecutive due
+    /// entries from the head of each one's queue, in event order: a worker sends them one after
+    /// the other over one connection, so order holds and throughput does not hinge on one
+    /// database round trip per event.
+    pub async fn claim_delivery_batches(
         &self,
         destinations: u32,
         per_destination: u32,
@@ -310,7 +352,9 @@ impl<B: Backend> Store for SqlStore<B> {
         ))
     }
 
-    async fn finish_deliveries(
+    /// Records a batch of attempts and hands `released` entries (claimed but not attempted,
+    /// because an earlier one in their batch failed) back to the queue.
+    pub async fn finish_deliveries(
         &self,
         results: &[DeliveryResult],
         released: &[String],
@@ -319,7 +363,8 @@ impl<B: Backend> Store for SqlStore<B> {
         on!(self.write, |c| destinations::finish(c, &results, &released))
     }
 
-    async fn list_deliveries(
+    /// Attempts for a destination, newest first.
+    pub async fn list_deliveries(
         &self,
         destination_id: &str,
         limit: u32,
@@ -332,7 +377,8 @@ impl<B: Backend> Store for SqlStore<B> {
         ))
     }
 
-    async fn redeliver(&self, destination_id: &str, selection: &Redelivery) -> StoreResult<u64> {
+    /// Queues FAILED entries of a destination again (one event, or all). Returns how many.
+    pub async fn redeliver(&self, destination_id: &str, selection: &Redelivery) -> StoreResult<u64> {
         let (destination_id, selection) = (destination_id.to_string(), selection.clone());
         on!(self.write, |c| destinations::redeliver(
             c,
@@ -341,25 +387,32 @@ impl<B: Backend> Store for SqlStore<B> {
         ))
     }
 
-    async fn queue_depth(&self) -> StoreResult<(i64, i64)> {
+    /// How many runs are in each live status, for `/metrics`.
+    pub async fn queue_depth(&self) -> StoreResult<(i64, i64)> {
         on!(self.read, |c| runs::queue_depth(c))
     }
 
-    async fn save_plugin(&self, plugin: &StoredPlugin, draft: AuditDraft) -> StoreResult<()> {
+    /// Stores an installed plugin component (replacing that name@version) with its audit event,
+    /// in one transaction, so every restart and every process serves it.
+    pub async fn save_plugin(&self, plugin: &StoredPlugin, draft: AuditDraft) -> StoreResult<()> {
         let plugin = plugin.clone();
         on!(self.write, |c| plugins::save(c, &plugin, draft))
     }
 
-    async fn plugin_digests(&self) -> StoreResult<Vec<(String, String, String)>> {
+    /// `(name, version, digest)` of every stored plugin, by name and version.
+    pub async fn plugin_digests(&self) -> StoreResult<Vec<(String, String, String)>> {
         on!(self.read, |c| plugins::digests(c))
     }
 
-    async fn get_plugin(&self, name: &str, version: &str) -> StoreResult<Option<StoredPlugin>> {
+    /// One stored plugin with its component bytes.
+    pub async fn get_plugin(&self, name: &str, version: &str) -> StoreResult<Option<StoredPlugin>> {
         let (name, version) = (name.to_string(), version.to_string());
         on!(self.read, |c| plugins::get(c, &name, &version))
     }
 
-    async fn remember_key(&self, flow_id: &str, key: &str, record: bool) -> StoreResult<bool> {
+    /// Records `key` in a flow's memory when `record` is set. True when the key was not
+    /// known before (atomically, across processes).
+    pub async fn remember_key(&self, flow_id: &str, key: &str, record: bool) -> StoreResult<bool> {
         let (flow_id, key) = (flow_id.to_string(), key.to_string());
         if record {
             on!(self.write, |c| plugins::record_key(c, &flow_id, &key))
@@ -368,15 +421,15 @@ impl<B: Backend> Store for SqlStore<B> {
         }
     }
 
+    /// Test hook: runs a write job that panics.
     #[cfg(test)]
-    async fn panic_in_write_for_test(&self) -> StoreResult<()> {
-        self.backend
-            .write(job(|_| Box::pin(async { panic!("a write that panics") })))
+    pub async fn panic_in_write_for_test(&self) -> StoreResult<()> {
+        self.write(job(|_| Box::pin(async { panic!("a write that panics") })))
             .await
     }
 
-    #[cfg(test)]
-    async fn stop_writer_for_test(&self, reason: &str) {
+    /// Test hook: makes the backend's writer stop as if it had failed with `reason`.
+    pub async fn stop_writer_for_test(&self, reason: &str) {
         self.backend.stop_writer_for_test(reason);
     }
 }

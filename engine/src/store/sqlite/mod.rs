@@ -135,6 +135,12 @@ impl SqliteBackend {
         Ok(backend)
     }
 
+    /// The database file (canonical when opened for serving).
+    #[cfg(test)]
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
     fn start_readers(&mut self, conns: Vec<rusqlite::Connection>) -> StoreResult<()> {
         let ReaderPool { sender, threads } =
             reader::spawn(conns, &self.path).map_err(|e| thread_failed("reader", e))?;

@@ -27,7 +27,7 @@ pub(super) fn spawn(conns: Vec<Connection>, path: &Path) -> std::io::Result<Read
         let worker = Worker::new(conn, path.to_path_buf(), Role::Reader, read_panicked);
         let receiver = receiver.clone();
         let thread = thread::Builder::new()
-            .name("hookflow-sqlite-reader".into())
+            .name("sqlite-reader".into())
             .spawn(move || serve(receiver, worker))?;
         threads.push(thread);
     }

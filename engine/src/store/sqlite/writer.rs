@@ -66,7 +66,7 @@ pub(super) fn spawn(
         write_panicked,
     );
     let thread = thread::Builder::new()
-        .name("hookflow-sqlite-writer".into())
+        .name("sqlite-writer".into())
         .spawn(move || serve(receiver, worker, health))?;
     Ok(WriterHandle { sender, thread })
 }
