@@ -8,8 +8,14 @@ reads run records back through the API and samples the server's /proc entries.
   (b) throughput webhook -> router -> log plugin -> done; fire N events, wait for drain,
                  completed runs/s from the runs' own timestamps
   (c) latency    same flow at a fixed rate (oha -q); end-to-end finished - created per run
+  floor          (run first) the HTTP floor: bench/floor's `hookflow-floor` (bare axum on the
+                 same stack: read body, parse JSON, answer 202) under exactly the load of (a),
+                 so hookflow's figures can be given as ratios measured in the same run
 
-Usage: bench.py --bin target/release/hookflow [--oha oha] [--out bench/out] [--only a,b,c]
+Usage: bench.py --bin target/release/hookflow [--oha oha] [--out bench/out] [--only floor,a,b,c]
+       [--floor-bin bench/floor/target/release/hookflow-floor]
+       bench.py --compare BEFORE_DIR AFTER_DIR [--compare-out FILE]   (side-by-side table of
+                 results.json files written earlier; see bench/compare.sh)
 Writes OUT/results.json and OUT/results.md and prints the table.
 """
 
@@ -131,7 +137,10 @@ def proc_status(pid, key):
 
 
 class Server:
-    def __init__(self, binary, label, workers=None, extra_env=None):
+    """A fresh `hookflow serve` (or, with `argv`, any server printing the same
+    `... listening on http://ADDR` line first on stdout, e.g. `hookflow-floor`)."""
+
+    def __init__(self, binary, label, workers=None, extra_env=None, argv=None):
         self.dir = tempfile.mkdtemp(prefix=f"hookflow-bench-{label}-")
         env = dict(os.environ)
         env.update({
@@ -145,7 +154,7 @@ class Server:
         env.update(extra_env or {})
         self.log_path = os.path.join(self.dir, "server.log")
         self.log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen([binary, "serve"], env=env, stdout=subprocess.PIPE,
+        self.proc = subprocess.Popen(argv or [binary, "serve"], env=env, stdout=subprocess.PIPE,
                                      stderr=self.log, start_new_session=True)
         self.pid = self.proc.pid
         line = {}
@@ -456,6 +465,23 @@ def percentile(values, p):
     return values[i]
 
 
+def loadavg():
+    with open("/proc/loadavg") as f:
+        return [float(x) for x in f.read().split()[:3]]
+
+
+def sha256_file(path):
+    import hashlib
+    h = hashlib.sha256()
+    try:
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+    except OSError:
+        return None
+    return h.hexdigest()
+
+
 def write_body(path):
     body = event_body()
     with open(path, "w") as f:
@@ -465,6 +491,41 @@ def write_body(path):
 
 # ---------------------------------------------------------------------------------------------
 # workloads
+
+
+def workload_floor(args, body_path):
+    """The HTTP floor: `hookflow-floor` (bench/floor) under exactly the load of (a): same oha
+    command(s), body, connections and duration. With `--db postgres --procs k`, (a) runs k ohas
+    of conns/k connections each; the floor then gets the same k ohas, on its one process."""
+    srv = Server(args.floor_bin, "floor", argv=[args.floor_bin, "--listen", "127.0.0.1:0"])
+    try:
+        k = args.procs if args.db == "postgres" else 1
+        urls = [srv.base + "/v1/webhooks/floor"] * k
+        cpu0, thr0, ch0 = srv.cpu(), proc_threads(srv.pid), children_cpu()
+        rss = RssSampler(srv)
+        load = run_load(args.oha, urls, body_path, duration=args.intake_secs, conns=args.conns)
+        cpu_load, thr1, oha_cpu = srv.cpu() - cpu0, proc_threads(srv.pid), children_cpu() - ch0
+        rss_under_load = rss.stop()
+        accepted = load["status_codes"].get("202", 0)
+        return {
+            "requests_202": accepted,
+            "non_202": {k: v for k, v in load["status_codes"].items() if k != "202"},
+            "errors": load["errors"],
+            "requests_per_s": accepted / load["total_s"],
+            "p50_ms": load["p50_ms"],
+            "p99_ms": load["p99_ms"],
+            "p999_ms": load["p999_ms"],
+            "duration_s": load["total_s"],
+            "oha_processes": k,
+            "server_cpu_s_during_load": cpu_load,
+            "server_cpu_us_per_request": cpu_load / max(accepted, 1) * 1e6,
+            "oha_cpu_s": oha_cpu,
+            "peak_rss_mb": srv.peak_rss_mb(),
+            "rss_under_load_mb": rss_under_load,
+            "thread_cpu_split_during_load": thread_split(thr0, thr1),
+        }
+    finally:
+        srv.stop()
 
 
 def workload_intake(args, body_path):
@@ -714,6 +775,29 @@ def verdict(ok):
     return "**met**" if ok else "**MISSED**"
 
 
+def ratio(x, y):
+    """x / y, or None when either is missing or y is 0."""
+    if x is None or y in (None, 0):
+        return None
+    return x / y
+
+
+def floor_ratios(results):
+    """(a) intake as multiples of the HTTP floor measured in the same run: throughput (share of
+    the floor's requests/s), latency and server CPU per request (how many times the floor's)."""
+    fl, a = results.get("floor"), results.get("intake")
+    if not fl or not a:
+        return None
+    return {"throughput": ratio(a["events_per_s"], fl["requests_per_s"]),
+            "p50": ratio(a["p50_ms"], fl["p50_ms"]),
+            "p99": ratio(a["p99_ms"], fl["p99_ms"]),
+            "cpu_per_request": ratio(a["server_cpu_us_per_event"], fl["server_cpu_us_per_request"])}
+
+
+def times(v, digits=2):
+    return "n/a" if v is None else f"{v:,.{digits}f}×"
+
+
 def markdown(results):
     rows = ["| workload | figure | value | target | met? |", "| --- | --- | --- | --- | --- |"]
     sb = results.get("sandbox")
@@ -722,6 +806,15 @@ def markdown(results):
             f"| sandbox | instantiate+call `log@0.1.0`, median | {fmt(sb['median_us'])} µs | ≤ 30 µs | {verdict(sb['median_us'] <= 30)} |",
             f"| sandbox | p90 / p99 | {fmt(sb['p90_us'])} / {fmt(sb['p99_us'])} µs | | |",
             f"| sandbox | mean (→ calls/s on one task) | {fmt(sb['mean_us'])} µs ({fmt(1e6 / sb['mean_us'], 0)}/s) | | |",
+        ]
+    fl = results.get("floor")
+    if fl:
+        rows += [
+            f"| HTTP floor | requests/s (202s only, {fmt(fl['duration_s'])} s, {results['conns']} conns; same oha as (a)) | {fmt(fl['requests_per_s'], 0)} | | |",
+            f"| HTTP floor | request latency p50 / p99 | {fmt(fl['p50_ms'], 2)} / {fmt(fl['p99_ms'], 2)} ms | | |",
+            f"| HTTP floor | 202s / other statuses / errors | {fmt(fl['requests_202'])} / {fl['non_202'] or 0} / {fl['errors'] or 0} | | |",
+            f"| HTTP floor | server CPU during load (µs/request) / oha CPU | {fmt(fl['server_cpu_s_during_load'])} s ({fmt(fl['server_cpu_us_per_request'])}) / {fmt(fl['oha_cpu_s'])} s | | |",
+            f"| HTTP floor | resident memory under load / peak | {fmt(fl['rss_under_load_mb'])} / {fmt(fl['peak_rss_mb'])} MiB | | |",
         ]
     a = results.get("intake")
     if a:
@@ -734,6 +827,11 @@ def markdown(results):
             f"| (a) intake | server CPU total (incl. start, drain) / peak RSS incl. start-up | {fmt(a['server_cpu_total_s'])} s / {fmt(a['peak_rss_mb'])} MiB | | |",
             f"| (a) intake | resident memory under load (largest process) | {fmt(a['rss_under_load_mb'])} MiB | ≤ 150 MiB | {verdict(a['rss_under_load_mb'] <= 150)} |",
         ]
+        fr = floor_ratios(results)
+        if fr:
+            rows.append(
+                f"| (a) / floor | events/s as a share of the floor's requests/s · p50 · p99 · server CPU per request | "
+                f"{times(fr['throughput'])} · {times(fr['p50'], 1)} · {times(fr['p99'], 1)} · {times(fr['cpu_per_request'], 1)} | | |")
     b = results.get("throughput")
     if b:
         rows += [
@@ -763,7 +861,7 @@ def markdown(results):
             f"| (d) handler flow | resident memory under load / peak incl. start-up | {fmt(d['rss_under_load_mb'])} / {fmt(d['peak_rss_mb'])} MiB | ≤ 150 MiB | {verdict(d['rss_under_load_mb'] <= 150)} |",
         ]
     lines = [f"Database: {results.get('db', 'sqlite')}, server processes: {results.get('procs', 1)}.", ""] + rows + [""]
-    for key in ("intake", "throughput", "latency"):
+    for key in ("floor", "intake", "throughput", "latency"):
         r = results.get(key)
         if r:
             split = r.get("thread_cpu_split") or r.get("thread_cpu_split_during_load")
@@ -772,12 +870,159 @@ def markdown(results):
     return "\n".join(lines) + "\n"
 
 
+# ---------------------------------------------------------------------------------------------
+# before/after comparison (bench/compare.sh): reads the results.json files of two runs
+
+COMPARE_SETS = ("sqlite", "postgres-1", "postgres-3")
+# (workload, figure, key, better, vs floor): better "+" = higher is better, "-" = lower;
+# vs floor: "rate" = figure / floor requests/s, "p50"/"p99" = figure / the floor's same
+# percentile, "cpu" = figure / floor CPU µs per request, None = no floor comparison
+COMPARE_ROWS = [
+    ("floor", "HTTP floor requests/s", "requests_per_s", "+", None),
+    ("floor", "HTTP floor p50 ms", "p50_ms", "-", None),
+    ("floor", "HTTP floor p99 ms", "p99_ms", "-", None),
+    ("floor", "HTTP floor server CPU µs/request", "server_cpu_us_per_request", "-", None),
+    ("intake", "(a) intake events/s", "events_per_s", "+", "rate"),
+    ("intake", "(a) intake p50 ms", "p50_ms", "-", "p50"),
+    ("intake", "(a) intake p99 ms", "p99_ms", "-", "p99"),
+    ("intake", "(a) intake server CPU µs/event", "server_cpu_us_per_event", "-", "cpu"),
+    ("intake", "(a) intake RSS under load MiB", "rss_under_load_mb", "-", None),
+    ("throughput", "(b) completed runs/s", "n_over_span_runs_per_s", "+", "rate"),
+    ("throughput", "(b) intake events/s while firing", "intake_events_per_s", "+", "rate"),
+    ("throughput", "(b) server CPU µs/run", "server_cpu_us_per_run", "-", "cpu"),
+    ("throughput", "(b) RSS under load MiB", "rss_under_load_mb", "-", None),
+    ("latency", "(c) achieved rate /s", "achieved_rate", "+", None),
+    ("latency", "(c) end-to-end p50 ms", "e2e_p50_ms", "-", None),
+    ("latency", "(c) end-to-end p99 ms", "e2e_p99_ms", "-", None),
+    ("latency", "(c) end-to-end max ms", "e2e_max_ms", "-", None),
+    ("latency", "(c) HTTP p99 ms", "intake_p99_ms", "-", None),
+    ("latency", "(c) server CPU, % of one core", "server_cpu_util_pct", "-", None),
+]
+FLOOR_KEY = {"rate": "requests_per_s", "p50": "p50_ms", "p99": "p99_ms",
+             "cpu": "server_cpu_us_per_request"}
+
+
+def read_json(path):
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+
+
+def problems(r):
+    """Non-2xx answers and client errors of a workload (they make its figures suspect). oha's
+    "aborted due to deadline" (the requests in flight when `-z` ends) is expected, not listed."""
+    bad = dict(r.get("non_202") or {})
+    bad.update({k: v for k, v in (r.get("errors") or {}).items() if k != "aborted due to deadline"})
+    statuses = r.get("statuses") or {}
+    bad.update({f"run {k}": v for k, v in statuses.items() if k != "SUCCEEDED"})
+    if r.get("drained") is False:
+        bad["not drained"] = 1
+    return bad
+
+
+def compare(before_dir, after_dir):
+    """Markdown: every figure of two runs side by side, after/before, and each against the HTTP
+    floor of its own run. Sets: SQLite, PostgreSQL x1/x3 (as present), peers.py W1 /sync."""
+    out = [f"# hookflow before/after — {dt.datetime.now(dt.timezone.utc).isoformat(timespec='seconds')}", ""]
+    sides = {}
+    for name, d in (("before", before_dir), ("after", after_dir)):
+        sides[name] = {s: read_json(os.path.join(d, s, "results.json")) for s in COMPARE_SETS}
+        sides[name]["peers"] = read_json(os.path.join(d, "peers", "peers.json"))
+        if not any(sides[name].values()):
+            raise SystemExit(f"--compare: no results.json under {d}/{{{','.join(COMPARE_SETS)}}}/ "
+                             f"nor {d}/peers/peers.json")
+        first = next((r for r in sides[name].values() if r), None) or {}
+        out.append(f"- **{name}**: `{d}`; binary `{first.get('bin', '?')}`"
+                   + (f" (sha256 {first['bin_sha256'][:12]})" if first.get("bin_sha256") else ""))
+        for s in COMPARE_SETS:
+            r = sides[name][s]
+            if r:
+                out.append(f"  - {s}: {r.get('date', '?')}, load average before / after "
+                           f"{r.get('loadavg_start', '?')} / {r.get('loadavg_end', '?')}")
+    out += ["", "↑ = higher is better, ↓ = lower is better. *vs floor*: throughput as a share of the "
+            "HTTP floor's requests/s, latency and CPU per request as multiples of the floor's, the "
+            "floor being measured in the same bench.py run as the figure (same side, same set).", "",
+            "| set | figure | before | after | after / before | before vs floor | after vs floor |",
+            "| --- | --- | --- | --- | --- | --- | --- |"]
+    notes = []
+    for s in COMPARE_SETS:
+        b, a = sides["before"][s], sides["after"][s]
+        if not b and not a:
+            continue
+        for wl, label, key, better, vs in COMPARE_ROWS:
+            rb, ra = (b or {}).get(wl), (a or {}).get(wl)
+            if not rb and not ra:
+                continue
+            vb, va = (rb or {}).get(key), (ra or {}).get(key)
+
+            def vs_floor(side, v):
+                fl = (side or {}).get("floor")
+                return ratio(v, fl.get(FLOOR_KEY[vs])) if (vs and fl) else None
+
+            digits = 2 if key.endswith("_ms") else 0 if key.endswith("_per_s") or key == "achieved_rate" else 1
+            out.append(f"| {s} | {label} {'↑' if better == '+' else '↓'} | {fmt(vb, digits)} | "
+                       f"{fmt(va, digits)} | {times(ratio(va, vb))} | "
+                       f"{times(vs_floor(b, vb)) if vs else ''} | {times(vs_floor(a, va)) if vs else ''} |")
+        for name, r in (("before", b), ("after", a)):
+            for wl in ("floor", "intake", "throughput", "latency"):
+                bad = problems((r or {}).get(wl) or {})
+                if bad:
+                    notes.append(f"- {s} {name} {wl}: {bad}")
+    pb, pa = sides["before"]["peers"], sides["after"]["peers"]
+    if pb or pa:
+        def w1(res, system):
+            for r in (res or {}).get("runs", []):
+                if r.get("system") == system and r.get("workload") == "w1" and "error" not in r:
+                    return r
+            return None
+
+        for label, system, key, better, digits in (
+                ("/sync W1 hookflow req/s", "hookflow", "requests_per_s", "+", 0),
+                ("/sync W1 hookflow p99 ms", "hookflow", "p99_ms", "-", 2),
+                ("/sync W1 hookflow server CPU ms/req", "hookflow", "server_cpu_ms_per_req", "-", 3),
+                ("/sync W1 Node-RED req/s", "node-red", "requests_per_s", "+", 0),
+                ("/sync W1 Node-RED p99 ms", "node-red", "p99_ms", "-", 2)):
+            vb, va = (w1(pb, system) or {}).get(key), (w1(pa, system) or {}).get(key)
+            fb = ((sides["before"]["sqlite"] or {}).get("floor") or {}).get("requests_per_s")
+            fa = ((sides["after"]["sqlite"] or {}).get("floor") or {}).get("requests_per_s")
+            rate = key == "requests_per_s" and system == "hookflow"
+            out.append(f"| peers | {label} {'↑' if better == '+' else '↓'} | {fmt(vb, digits)} | {fmt(va, digits)} | "
+                       f"{times(ratio(va, vb))} | {times(ratio(vb, fb)) if rate else ''} | "
+                       f"{times(ratio(va, fa)) if rate else ''} |")
+        hb, nb = w1(pb, "hookflow"), w1(pb, "node-red")
+        ha, na = w1(pa, "hookflow"), w1(pa, "node-red")
+        rb = ratio((hb or {}).get("requests_per_s"), (nb or {}).get("requests_per_s"))
+        ra = ratio((ha or {}).get("requests_per_s"), (na or {}).get("requests_per_s"))
+        out.append(f"| peers | /sync W1 hookflow / Node-RED (same side) ↑ | {times(rb)} | {times(ra)} | "
+                   f"{times(ratio(ra, rb))} | | |")
+        if pb or pa:
+            out.append("")
+            out.append("(peers: W1 = `oha -c 64 -z SECS` on `/v1/webhooks/{flow}/sync`; hookflow's "
+                       "*vs floor* uses the SQLite set's floor of the same side, measured minutes apart.)")
+        for name, res in (("before", pb), ("after", pa)):
+            for r in (res or {}).get("runs", []):
+                if "error" in r:
+                    notes.append(f"- peers {name} {r['system']} {r['workload']}: {r['error'][:200]}")
+                elif r.get("errors_total"):
+                    notes.append(f"- peers {name} {r['system']} {r['workload']}: {r['errors_total']} errors/non-200")
+    if notes:
+        out += ["", "Problems (non-2xx answers, client errors, runs not SUCCEEDED, not drained):", ""] + notes
+    return "\n".join(out) + "\n"
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin", default=os.path.join(ROOT, "target", "release", "hookflow"))
+    ap.add_argument("--floor-bin", default=os.path.join(HERE, "floor", "target", "release", "hookflow-floor"),
+                    help="the HTTP floor server (cargo build --release --manifest-path bench/floor/Cargo.toml)")
     ap.add_argument("--oha", default="oha")
     ap.add_argument("--out", default=os.path.join(HERE, "out"))
-    ap.add_argument("--only", default="a,b,c,d")
+    ap.add_argument("--only", default="floor,a,b,c,d", help="workloads: floor,a,b,c,d (floor runs first)")
+    ap.add_argument("--compare", nargs=2, metavar=("BEFORE_DIR", "AFTER_DIR"),
+                    help="no load: print the side-by-side table of two compare.sh result dirs")
+    ap.add_argument("--compare-out", help="also write the --compare table to this file")
     ap.add_argument("--conns", type=int, default=64)
     ap.add_argument("--intake-secs", type=int, default=10)
     ap.add_argument("--n", type=int, default=30000)
@@ -791,19 +1036,35 @@ def main():
                     help="admin URL; each workload creates and drops its own database")
     ap.add_argument("--sandbox-json", help="file with the BENCH_SANDBOX line of bench_sandbox")
     args = ap.parse_args()
+    if args.compare:
+        md = compare(*args.compare)
+        if args.compare_out:
+            with open(args.compare_out, "w") as f:
+                f.write(md)
+        print(md)
+        return 0
+    only = set(args.only.split(","))
+    unknown = only - {"floor", "a", "b", "c", "d"}
+    if unknown:
+        raise SystemExit(f"--only: unknown workloads {sorted(unknown)}; known: floor,a,b,c,d")
+    if "floor" in only and not os.path.isfile(args.floor_bin):
+        raise SystemExit(f"no floor binary at {args.floor_bin}: build it with "
+                         "cargo build --release --manifest-path bench/floor/Cargo.toml, or pass --floor-bin")
     os.makedirs(args.out, exist_ok=True)
     body_path = os.path.join(args.out, "event.json")
     size = write_body(body_path)
     results = {"date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-               "body_bytes": size, "conns": args.conns, "db": args.db, "procs": args.procs}
+               "body_bytes": size, "conns": args.conns, "db": args.db, "procs": args.procs,
+               "bin": os.path.abspath(args.bin), "bin_sha256": sha256_file(args.bin),
+               "loadavg_start": loadavg()}
     print(f"event body: {size} bytes ({body_path})", flush=True)
     if args.sandbox_json and os.path.exists(args.sandbox_json):
         with open(args.sandbox_json) as f:
             for line in f:
                 if line.startswith("BENCH_SANDBOX "):
                     results["sandbox"] = json.loads(line.split(" ", 1)[1])
-    only = set(args.only.split(","))
-    for key, name, fn in (("a", "intake", workload_intake),
+    for key, name, fn in (("floor", "floor", workload_floor),
+                          ("a", "intake", workload_intake),
                           ("b", "throughput", workload_throughput),
                           ("c", "latency", workload_latency),
                           ("d", "handler", workload_handler)):
@@ -811,6 +1072,7 @@ def main():
             print(f"== ({key}) {name} ...", flush=True)
             results[name] = fn(args, body_path)
             print(json.dumps(results[name], indent=1), flush=True)
+    results["loadavg_end"] = loadavg()
     with open(os.path.join(args.out, "results.json"), "w") as f:
         json.dump(results, f, indent=1)
     md = markdown(results)

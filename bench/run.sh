@@ -2,15 +2,17 @@
 # hookflow benchmarks, one command: `bash bench/run.sh` from the repository root (or anywhere).
 #
 #   1. installs the load generator `oha` if missing (cargo install oha --locked)
-#   2. builds the release server (cargo build --release -p hookflow)
+#   2. builds the release server (cargo build --release -p hookflow) and the HTTP floor
+#      (cargo build --release --manifest-path bench/floor/Cargo.toml: bare axum, see README)
 #   3. runs the sandbox micro-benchmark (engine/examples/bench_sandbox.rs)
-#   4. runs the load workloads (a) intake, (b) router+plugin throughput, (c) fixed-rate latency,
-#      (d) the generated handler flow under an event mix, each against a fresh server in a
-#      temporary data dir (bench/bench.py): on SQLite, then on PostgreSQL with 1 and 3 processes
+#   4. runs the load workloads: the HTTP floor (bare server, same load as (a), for ratios),
+#      (a) intake, (b) router+plugin throughput, (c) fixed-rate latency, (d) the generated
+#      handler flow under an event mix, each against a fresh server in a temporary data dir
+#      (bench/bench.py): on SQLite, then on PostgreSQL with 1 and 3 processes
 #   5. delivery throughput to a local receiver (engine/examples/bench_delivery.rs)
 #
 # Output: bench/out/{sandbox.txt,results.json,results.md,machine.txt}. Knobs (env):
-#   BENCH_ONLY=a,b,c,d  BENCH_SKIP_POSTGRES=1  BENCH_N=30000  BENCH_CONNS=64  BENCH_SECS=10  BENCH_RATE=1000
+#   BENCH_ONLY=floor,a,b,c,d  BENCH_SKIP_POSTGRES=1  BENCH_N=30000  BENCH_CONNS=64  BENCH_SECS=10  BENCH_RATE=1000
 #   BENCH_SKIP_BUILD=1 (use the existing target/release/hookflow)  BENCH_SKIP_SANDBOX=1
 #   BENCH_PERF=1 (perf record the server during (a) and (b) into bench/out/perf-*.data)
 set -euo pipefail
@@ -48,6 +50,13 @@ fi
 # Benchmark a copy so a concurrent rebuild cannot swap the binary mid-run.
 cp "$ROOT/target/release/hookflow" "$OUT/hookflow"
 
+# The HTTP floor: a standalone crate (own Cargo.lock, own target dir unless CARGO_TARGET_DIR is
+# set), small, built even with BENCH_SKIP_BUILD=1 (a no-op when it is up to date).
+FLOOR_TARGET="${CARGO_TARGET_DIR:-$ROOT/bench/floor/target}"
+log "cargo build --release --manifest-path bench/floor/Cargo.toml"
+CARGO_TARGET_DIR="$FLOOR_TARGET" cargo build --release --manifest-path "$ROOT/bench/floor/Cargo.toml"
+cp "$FLOOR_TARGET/release/hookflow-floor" "$OUT/hookflow-floor"
+
 # -- machine ------------------------------------------------------------------------------------
 {
   echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
@@ -78,8 +87,8 @@ load() {
   log "load workloads, $name (bench/bench.py $*)"
   mkdir -p "$OUT/$name"
   python3 "$ROOT/bench/bench.py" \
-    --bin "$OUT/hookflow" --oha "$OHA" --out "$OUT/$name" \
-    --only "${BENCH_ONLY:-a,b,c,d}" --conns "${BENCH_CONNS:-64}" --n "${BENCH_N:-30000}" \
+    --bin "$OUT/hookflow" --floor-bin "$OUT/hookflow-floor" --oha "$OHA" --out "$OUT/$name" \
+    --only "${BENCH_ONLY:-floor,a,b,c,d}" --conns "${BENCH_CONNS:-64}" --n "${BENCH_N:-30000}" \
     --intake-secs "${BENCH_SECS:-10}" --latency-secs "${BENCH_SECS:-10}" --rate "${BENCH_RATE:-1000}" \
     --sandbox-json "$OUT/sandbox.txt" ${BENCH_PERF:+--perf} "$@"
 }

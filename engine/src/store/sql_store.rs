@@ -429,6 +429,7 @@ impl Store {
     }
 
     /// Test hook: makes the backend's writer stop as if it had failed with `reason`.
+    #[cfg(test)]
     pub async fn stop_writer_for_test(&self, reason: &str) {
         self.backend.stop_writer_for_test(reason);
     }
