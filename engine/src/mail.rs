@@ -3,10 +3,10 @@
 //! step's `allowedRecipients` grant. Nothing is granted by default: without a configured server
 //! or without patterns, every send is refused with a message saying what is missing.
 
+pub use crate::flow::RecipientPattern;
 use lettre::message::header::ContentType;
 use lettre::message::{Mailbox, MultiPart, SinglePart};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
-pub use crate::flow::RecipientPattern;
 use std::sync::Arc;
 use std::time::Duration;
 

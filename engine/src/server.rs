@@ -22,7 +22,6 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-
 /// Runs the server on `listener` until `shutdown` completes, then drains: intake stops first,
 /// in-flight runs get the grace period, the rest go back to the queue.
 pub async fn run(
@@ -268,8 +267,6 @@ fn admin_token(config: &ServeConfig) -> anyhow::Result<String> {
     );
     Ok(token)
 }
-
-
 
 /// How often a process on a shared database looks for plugins installed through another one
 /// when no notification came (a missed `hookflow_plugins` hint, e.g. across a reconnect).

@@ -117,3 +117,53 @@ async fn sigterm_drains_in_flight_runs() {
     assert_eq!(run["status"], "SUCCEEDED", "finished before exit: {run}");
     assert_eq!(run["attempt"], 1);
 }
+
+/// Regression: the SQLite lock file was named after the URL text, so
+/// `sqlite:///path/hookflow.db?mode=rwc` took another lock than `sqlite://path/hookflow.db` and a
+/// second server started on the same file and re-ran the first one's in-flight runs. The lock is
+/// the store's now, taken on the canonical file.
+#[tokio::test]
+async fn a_second_server_on_the_same_sqlite_file_is_refused_however_the_url_spells_it() {
+    if on_postgres() {
+        return; // several processes per database is what PostgreSQL is for
+    }
+    let server = Server::start().await;
+    let url = server.database_url();
+    let path = std::path::PathBuf::from(url.trim_start_matches("sqlite://"));
+    let spelled = format!(
+        "sqlite://{}/./{}?mode=rwc",
+        path.parent().unwrap().display(),
+        path.file_name().unwrap().to_string_lossy()
+    );
+    let other = tempfile::tempdir().unwrap();
+    let mut second = std::process::Command::new(env!("CARGO_BIN_EXE_hookflow"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--database", &spelled])
+        .env("HOOKFLOW_DATA_DIR", other.path())
+        .env("HOOKFLOW_ADMIN_TOKEN", ADMIN_TOKEN)
+        .env(
+            "HOOKFLOW_CACHE_DIR",
+            concat!(env!("CARGO_TARGET_TMPDIR"), "/plugin-cache"),
+        )
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start a second server");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = second.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = second.kill();
+            panic!("a second server on the same SQLite file kept running");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut second.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(!status.success());
+    assert!(stderr.contains("another hookflow process"), "{stderr}");
+    // The first server is unaffected.
+    let health = reqwest::get(server.url("/healthz")).await.unwrap();
+    assert_eq!(health.status(), StatusCode::OK);
+}

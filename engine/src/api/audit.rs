@@ -151,7 +151,11 @@ fn timestamp(name: &str, value: &str) -> ApiResult<String> {
 async fn list(State(app): State<AppState>, uri: axum::http::Uri) -> ApiResult<Json<Value>> {
     let filter = filter_from_query(uri.query())?;
     let mut page = app.store.list_audit(&filter).await?;
-    page.data = page.data.into_iter().map(crate::audit::with_summary).collect();
+    page.data = page
+        .data
+        .into_iter()
+        .map(crate::audit::with_summary)
+        .collect();
     Ok(Json(json!(page)))
 }
 

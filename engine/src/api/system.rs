@@ -22,7 +22,9 @@ async fn healthz(State(app): State<AppState>) -> axum::response::Response {
             tracing::error!(%error, "health check failed");
             (
                 axum::http::StatusCode::SERVICE_UNAVAILABLE,
-                axum::Json(serde_json::json!({ "status": "unavailable", "reason": error.to_string() })),
+                axum::Json(
+                    serde_json::json!({ "status": "unavailable", "reason": error.to_string() }),
+                ),
             )
                 .into_response()
         }

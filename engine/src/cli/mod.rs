@@ -165,14 +165,17 @@ impl DatabaseArgs {
             .database
             .clone()
             .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("hookflow.db").display()));
-        let url = crate::store::DatabaseUrl::parse(&text).map_err(|e| usage(format!("--database: {e}")))?;
-        crate::store::open_read_only(&url).await.map_err(|e| match e {
-            crate::store::StoreError::NotFound(what) => {
-                usage(format!("no {what} (use --data-dir or --database)"))
-            }
-            crate::store::StoreError::Unavailable(why) => usage(why),
-            other => Failure::Internal(other.into()),
-        })
+        let url = crate::store::DatabaseUrl::parse(&text)
+            .map_err(|e| usage(format!("--database: {e}")))?;
+        crate::store::open_read_only(&url)
+            .await
+            .map_err(|e| match e {
+                crate::store::StoreError::NotFound(what) => {
+                    usage(format!("no {what} (use --data-dir or --database)"))
+                }
+                crate::store::StoreError::Unavailable(why) => usage(why),
+                other => Failure::Internal(other.into()),
+            })
     }
 }
 

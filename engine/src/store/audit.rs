@@ -13,7 +13,7 @@
 //! the commit.
 
 use super::rows::{paginate, push_cursor};
-use super::sql::{Col, Conn, ConnExt, Param, Ty, params, placeholders};
+use super::sql::{Col, Conn, Param, Ty, params, placeholders};
 use super::{
     Actor, AuditAction, AuditFilter, AuditRow, NewEvent, Page, Scope, StoreError, StoreResult,
     new_id, now_text,

@@ -136,7 +136,14 @@ async fn write_and_reply(backend: &dyn AnyBackend, batch: Vec<Op>) {
         }
         Err(error) if size > 1 && caused_by_content(&error) => {
             tracing::warn!(%error, size, "group commit failed on a request's content; writing each request on its own");
-            isolate(backend, &input, accept_replies, finish_replies, claim_replies).await;
+            isolate(
+                backend,
+                &input,
+                accept_replies,
+                finish_replies,
+                claim_replies,
+            )
+            .await;
         }
         Err(error) => {
             let message = error.to_string();

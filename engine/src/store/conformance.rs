@@ -74,10 +74,13 @@ async fn open_sqlite(path: &std::path::Path) -> StoreResult<DynStore> {
 }
 
 async fn open_postgres(url: &str) -> DynStore {
-    open(&DatabaseUrl::Postgres(url.to_string()), &OpenOptions::default())
-        .await
-        .expect("open postgres store")
-        .store
+    open(
+        &DatabaseUrl::Postgres(url.to_string()),
+        &OpenOptions::default(),
+    )
+    .await
+    .expect("open postgres store")
+    .store
 }
 
 mod pg {
@@ -1327,7 +1330,10 @@ async fn destinations_crud_and_outbox(h: Harness) {
         .await
         .expect("update");
     // Only the head of the destination's queue is handed out, and only once while leased.
-    let first = store.claim_delivery_batches(10, 1, 60_000).await.expect("claim");
+    let first = store
+        .claim_delivery_batches(10, 1, 60_000)
+        .await
+        .expect("claim");
     assert_eq!(first.len(), 1);
     assert_eq!(payload_action(&first[0]), "flow.created");
     assert_eq!(first[0].attempts, 0);
@@ -1342,8 +1348,14 @@ async fn destinations_crud_and_outbox(h: Harness) {
 
     let past = chrono::Utc::now().timestamp_millis() - 1;
     let retry = delivery(&first[0], DeliveryNext::Retry { at_ms: past }, None);
-    store.finish_deliveries(std::slice::from_ref(&retry), &[]).await.expect("finish");
-    let again = store.claim_delivery_batches(10, 1, 60_000).await.expect("claim");
+    store
+        .finish_deliveries(std::slice::from_ref(&retry), &[])
+        .await
+        .expect("finish");
+    let again = store
+        .claim_delivery_batches(10, 1, 60_000)
+        .await
+        .expect("claim");
     assert_eq!(again.len(), 1);
     assert_eq!(
         again[0].outbox_id, first[0].outbox_id,
@@ -1351,14 +1363,23 @@ async fn destinations_crud_and_outbox(h: Harness) {
     );
     assert_eq!(again[0].attempts, 1);
     store
-        .finish_deliveries(std::slice::from_ref(&delivery(&again[0], DeliveryNext::Failed, None)), &[])
+        .finish_deliveries(
+            std::slice::from_ref(&delivery(&again[0], DeliveryNext::Failed, None)),
+            &[],
+        )
         .await
         .expect("fail");
-    let next = store.claim_delivery_batches(10, 1, 60_000).await.expect("claim");
+    let next = store
+        .claim_delivery_batches(10, 1, 60_000)
+        .await
+        .expect("claim");
     assert_eq!(next.len(), 1);
     assert_eq!(payload_action(&next[0]), "flow.updated");
     store
-        .finish_deliveries(std::slice::from_ref(&delivery(&next[0], DeliveryNext::Delivered, None)), &[])
+        .finish_deliveries(
+            std::slice::from_ref(&delivery(&next[0], DeliveryNext::Delivered, None)),
+            &[],
+        )
         .await
         .expect("deliver");
     assert!(
@@ -1387,12 +1408,18 @@ async fn destinations_crud_and_outbox(h: Harness) {
             .expect("nothing failed"),
         0
     );
-    let redelivered = store.claim_delivery_batches(10, 1, 60_000).await.expect("claim");
+    let redelivered = store
+        .claim_delivery_batches(10, 1, 60_000)
+        .await
+        .expect("claim");
     assert_eq!(redelivered.len(), 1);
     assert_eq!(redelivered[0].outbox_id, first[0].outbox_id);
     assert_eq!(redelivered[0].attempts, 0);
     store
-        .finish_deliveries(std::slice::from_ref(&delivery(&redelivered[0], DeliveryNext::Delivered, None)), &[])
+        .finish_deliveries(
+            std::slice::from_ref(&delivery(&redelivered[0], DeliveryNext::Delivered, None)),
+            &[],
+        )
         .await
         .expect("deliver");
 
@@ -1419,14 +1446,20 @@ async fn destinations_crud_and_outbox(h: Harness) {
 
     // A destination disabled by the delivery worker stops receiving, with an audit event.
     flow(store, "another").await;
-    let due = store.claim_delivery_batches(10, 1, 60_000).await.expect("claim");
+    let due = store
+        .claim_delivery_batches(10, 1, 60_000)
+        .await
+        .expect("claim");
     assert_eq!(due.len(), 1);
     store
-        .finish_deliveries(std::slice::from_ref(&delivery(
-            &due[0],
-            DeliveryNext::Retry { at_ms: past },
-            Some("410 Gone"),
-        )), &[])
+        .finish_deliveries(
+            std::slice::from_ref(&delivery(
+                &due[0],
+                DeliveryNext::Retry { at_ms: past },
+                Some("410 Gone"),
+            )),
+            &[],
+        )
         .await
         .expect("disable");
     let disabled = store
@@ -1488,7 +1521,10 @@ async fn concurrent_delivery_claims_share_nothing(h: Harness) {
     let peer = h.peer().await;
     for i in 0..6 {
         store
-            .create_destination(&actor(), &destination(&format!("d{i}"), &["flow.run.retried"]))
+            .create_destination(
+                &actor(),
+                &destination(&format!("d{i}"), &["flow.run.retried"]),
+            )
             .await
             .expect("create");
     }
@@ -1539,7 +1575,10 @@ async fn concurrent_delivery_claims_share_nothing(h: Harness) {
         }
         for d in &due {
             store
-                .finish_deliveries(std::slice::from_ref(&delivery(d, DeliveryNext::Delivered, None)), &[])
+                .finish_deliveries(
+                    std::slice::from_ref(&delivery(d, DeliveryNext::Delivered, None)),
+                    &[],
+                )
                 .await
                 .expect("finish");
         }
@@ -1715,7 +1754,10 @@ async fn audit_chain_goes_on_after_retention_empties_the_table(h: Harness) {
     }
     let before = store.audit_chain(0, 10).await.expect("chain");
     let last = before.last().expect("three events").clone();
-    assert_eq!(store.delete_audit_through(last.seq).await.expect("delete"), 3);
+    assert_eq!(
+        store.delete_audit_through(last.seq).await.expect("delete"),
+        3
+    );
     assert!(store.audit_chain(0, 10).await.expect("chain").is_empty());
     store
         .record_audit(vec![draft("flow.created", None, None)])
@@ -1792,9 +1834,21 @@ mod sqlite_only {
         for i in 0..2 {
             accept_new(&store, &flow_id, Some(&format!("r{i}"))).await;
         }
-        assert_eq!(store.claim_runs("gone", 5, 60_000).await.expect("claim").len(), 2);
+        assert_eq!(
+            store
+                .claim_runs("gone", 5, 60_000)
+                .await
+                .expect("claim")
+                .len(),
+            2
+        );
         std::fs::create_dir(dir.path().join("sub")).expect("sub dir");
-        let other_spelling = dir.path().join("sub").join("..").join(".").join("hookflow.db");
+        let other_spelling = dir
+            .path()
+            .join("sub")
+            .join("..")
+            .join(".")
+            .join("hookflow.db");
         let refused = open_sqlite(&other_spelling).await;
         assert!(
             matches!(&refused, Err(StoreError::Unavailable(m)) if m.contains("another hookflow process")),
@@ -1836,7 +1890,10 @@ mod sqlite_only {
             "{health:?}"
         );
         let write = store.create_flow(&actor(), &scope(), "x", &json!({})).await;
-        assert!(matches!(write, Err(StoreError::Unavailable(_))), "{write:?}");
+        assert!(
+            matches!(write, Err(StoreError::Unavailable(_))),
+            "{write:?}"
+        );
     }
 
     /// Offline commands open the file read-only, beside a running server, without migrating.
@@ -1846,9 +1903,13 @@ mod sqlite_only {
         let path = dir.path().join("hookflow.db");
         let store = open_sqlite(&path).await.expect("open");
         flow(&store, "seen offline").await;
-        let offline = open_read_only(&DatabaseUrl::Sqlite(path)).await.expect("read-only");
+        let offline = open_read_only(&DatabaseUrl::Sqlite(path))
+            .await
+            .expect("read-only");
         assert_eq!(assert_chain_verifies(&offline).await, 1);
-        let write = offline.create_flow(&actor(), &scope(), "x", &json!({})).await;
+        let write = offline
+            .create_flow(&actor(), &scope(), "x", &json!({}))
+            .await;
         assert!(matches!(write, Err(StoreError::ReadOnly)), "{write:?}");
         let missing = open_read_only(&DatabaseUrl::Sqlite(dir.path().join("nope.db"))).await;
         assert!(matches!(missing, Err(StoreError::NotFound(_))));
@@ -1919,7 +1980,9 @@ mod postgres_only {
         let database = pg::TempDatabase::create().await;
         let store: DynStore = open_postgres(&database.url).await;
         let flow_id = flow(&store, "reconnect").await.id;
-        let mut admin = sqlx::PgConnection::connect(&pg::admin_url()).await.expect("admin");
+        let mut admin = sqlx::PgConnection::connect(&pg::admin_url())
+            .await
+            .expect("admin");
         admin
             .execute(
                 format!(

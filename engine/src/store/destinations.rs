@@ -10,7 +10,7 @@
 
 use super::audit::{self, AuditDraft};
 use super::rows::{delivery_record, destination, in_list};
-use super::sql::{CHUNK, Col, Conn, ConnExt, Param, Ty, params};
+use super::sql::{CHUNK, Col, Conn, Param, Ty, params};
 use super::{
     Actor, AuditAction, DeliveryNext, DeliveryRecord, DeliveryResult, DestinationRecord,
     DueDelivery, Redelivery, StoreError, StoreResult, new_id, now_text,
@@ -92,7 +92,10 @@ pub async fn update(c: &mut dyn Conn, actor: &Actor, d: &DestinationRecord) -> S
 /// Deletes a destination and its pending deliveries (delivered and failed ones stay as history).
 pub async fn delete(c: &mut dyn Conn, actor: &Actor, id: &str) -> StoreResult<bool> {
     let Some(row) = c
-        .query_opt("DELETE FROM destinations WHERE id = ? RETURNING *", params![id])
+        .query_opt(
+            "DELETE FROM destinations WHERE id = ? RETURNING *",
+            params![id],
+        )
         .await?
     else {
         return Ok(false);
@@ -151,9 +154,7 @@ pub async fn claim(
             super::sql::Dialect::Sqlite => "",
         }
     );
-    let heads = c
-        .query(&sql, params![now, now, now, destinations])
-        .await?;
+    let heads = c.query(&sql, params![now, now, now, destinations]).await?;
     let mut claimed = Vec::new();
     for row in &heads {
         let record = destination(row)?;
@@ -183,8 +184,11 @@ pub async fn claim(
     for chunk in taken.chunks(CHUNK) {
         let (cond, mut args) = in_list("id", chunk);
         args.insert(0, Param::from(now + lease_ms));
-        c.execute(&format!("UPDATE outbox SET lease_expires = ? WHERE {cond}"), args)
-            .await?;
+        c.execute(
+            &format!("UPDATE outbox SET lease_expires = ? WHERE {cond}"),
+            args,
+        )
+        .await?;
     }
     Ok(claimed)
 }

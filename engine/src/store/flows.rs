@@ -2,7 +2,7 @@
 
 use super::audit::{self, AuditDraft};
 use super::rows::{flow_record, paginate, push_cursor};
-use super::sql::{Conn, ConnExt, Param, params};
+use super::sql::{Conn, Param, params};
 use super::{
     Actor, AuditAction, Cursor, FlowRecord, Page, Scope, StoreError, StoreResult, new_id, now_text,
 };

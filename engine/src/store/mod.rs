@@ -86,12 +86,24 @@ impl StoreError {
 
     /// True when a request's own content caused the failure.
     pub fn is_data_error(&self) -> bool {
-        matches!(self, StoreError::Database { kind: DbErrorKind::Data, .. })
+        matches!(
+            self,
+            StoreError::Database {
+                kind: DbErrorKind::Data,
+                ..
+            }
+        )
     }
 
     /// True when running the same transaction again may succeed.
     pub fn is_transient(&self) -> bool {
-        matches!(self, StoreError::Database { kind: DbErrorKind::Transient, .. })
+        matches!(
+            self,
+            StoreError::Database {
+                kind: DbErrorKind::Transient,
+                ..
+            }
+        )
     }
 }
 

@@ -150,10 +150,11 @@ pub async fn open_read_only(url: &DatabaseUrl) -> StoreResult<DynStore> {
         )))),
         DatabaseUrl::Sqlite(path) => {
             let path: PathBuf = path.clone();
-            let backend =
-                tokio::task::spawn_blocking(move || SqliteBackend::open_read_only(Path::new(&path)))
-                    .await
-                    .map_err(|e| StoreError::Unavailable(format!("opening SQLite: {e}")))??;
+            let backend = tokio::task::spawn_blocking(move || {
+                SqliteBackend::open_read_only(Path::new(&path))
+            })
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("opening SQLite: {e}")))??;
             Ok(Arc::new(Store::new(Arc::new(backend))))
         }
     }
@@ -182,7 +183,11 @@ mod tests {
         let pg = DatabaseUrl::parse("postgresql://u:secret@db:5432/hf").unwrap();
         assert!(pg.is_shared());
         assert_eq!(pg.redacted(), "postgresql://u:***@db:5432/hf");
-        assert!(DatabaseUrl::parse("mysql://x").unwrap_err().contains("sqlite://PATH"));
+        assert!(
+            DatabaseUrl::parse("mysql://x")
+                .unwrap_err()
+                .contains("sqlite://PATH")
+        );
         assert!(DatabaseUrl::parse("sqlite::memory:").is_err());
     }
 }

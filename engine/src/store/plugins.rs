@@ -1,7 +1,7 @@
 //! Installed plugin components, flow memory and the default scope: the small tables.
 
 use super::audit::{self, AuditDraft};
-use super::sql::{Conn, ConnExt, params};
+use super::sql::{Conn, params};
 use super::{StoreResult, StoredPlugin, now_text};
 
 /// The channel plugin installs notify, so every process loads a new plugin at once.
@@ -13,7 +13,13 @@ pub async fn save(c: &mut dyn Conn, plugin: &StoredPlugin, draft: AuditDraft) ->
         "INSERT INTO plugins (name, version, digest, component, installed) VALUES (?, ?, ?, ?, ?) \
          ON CONFLICT (name, version) DO UPDATE SET digest = excluded.digest, \
          component = excluded.component, installed = excluded.installed",
-        params![&plugin.name, &plugin.version, &plugin.digest, &plugin.component, now_text()],
+        params![
+            &plugin.name,
+            &plugin.version,
+            &plugin.digest,
+            &plugin.component,
+            now_text()
+        ],
     )
     .await?;
     audit::append(c, &[draft]).await?;
@@ -52,13 +58,12 @@ pub async fn get(c: &mut dyn Conn, name: &str, version: &str) -> StoreResult<Opt
 
 /// Whether `key` is new to `flow_id`'s memory, without recording it.
 pub async fn is_new_key(c: &mut dyn Conn, flow_id: &str, key: &str) -> StoreResult<bool> {
-    Ok(c
-        .query_opt(
-            "SELECT 1 AS known FROM flow_memory WHERE flow_id = ? AND key = ?",
-            params![flow_id, key],
-        )
-        .await?
-        .is_none())
+    Ok(c.query_opt(
+        "SELECT 1 AS known FROM flow_memory WHERE flow_id = ? AND key = ?",
+        params![flow_id, key],
+    )
+    .await?
+    .is_none())
 }
 
 /// Records `key` for `flow_id`; true when it was not known before. The primary key decides

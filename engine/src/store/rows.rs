@@ -68,11 +68,9 @@ pub fn destination(row: &Row) -> StoreResult<DestinationRecord> {
         events: serde_json::from_value(row.json("events")?).map_err(|e| corrupt("events", e))?,
         enabled: row.bool("enabled")?,
         content_type: row.text("content_type")?,
-        headers: serde_json::from_value(row.json("headers")?)
-            .map_err(|e| corrupt("headers", e))?,
+        headers: serde_json::from_value(row.json("headers")?).map_err(|e| corrupt("headers", e))?,
         token: row.text("token")?,
-        secrets: serde_json::from_value(row.json("secrets")?)
-            .map_err(|e| corrupt("secrets", e))?,
+        secrets: serde_json::from_value(row.json("secrets")?).map_err(|e| corrupt("secrets", e))?,
         disabled_reason: row.opt_text("disabled_reason")?,
         failing_since: row.opt_text("failing_since")?,
         paused_until: row.opt_int("paused_until")?,

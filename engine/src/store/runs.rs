@@ -10,7 +10,7 @@
 
 use super::audit::{self, AuditDraft, RunStarted};
 use super::rows::{in_list, paginate, push_cursor, run_summary, step_record};
-use super::sql::{CHUNK, Col, Conn, ConnExt, Param, Row, Ty, params};
+use super::sql::{CHUNK, Col, Conn, Param, Row, Ty, params};
 use super::{
     Actor, AuditAction, ClaimedRun, NewEvent, Page, RunDetail, RunFilter, RunOutcome, RunSummary,
     Scope, StepRecord, StoreError, StoreResult, now_text,
@@ -46,7 +46,10 @@ pub async fn claim(
         c.dialect().skip_locked()
     );
     let rows = c
-        .query(&sql, params![owner, epoch_ms() + lease_ms, now_text(), limit])
+        .query(
+            &sql,
+            params![owner, epoch_ms() + lease_ms, now_text(), limit],
+        )
         .await?;
     if rows.is_empty() {
         return Ok((Vec::new(), Vec::new()));
@@ -55,7 +58,10 @@ pub async fn claim(
     for chunk in column(&rows, "event_id")?.chunks(CHUNK) {
         let (cond, args) = in_list("id", chunk);
         for row in c
-            .query(&format!("SELECT id, headers, body FROM events WHERE {cond}"), args)
+            .query(
+                &format!("SELECT id, headers, body FROM events WHERE {cond}"),
+                args,
+            )
             .await?
         {
             events.insert(row.text("id")?, (row.text("headers")?, row.text("body")?));

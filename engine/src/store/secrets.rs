@@ -2,7 +2,7 @@
 
 use super::audit::{self, AuditDraft};
 use super::rows::in_list;
-use super::sql::{CHUNK, Conn, ConnExt, Param, params};
+use super::sql::{CHUNK, Conn, Param, params};
 use super::{Actor, AuditAction, Scope, SecretInfo, StoreResult, now_text};
 use serde_json::json;
 
@@ -73,7 +73,9 @@ pub async fn get(
         args.insert(0, Param::from(&scope.project_id));
         for r in c
             .query(
-                &format!("SELECT name, nonce, ciphertext FROM secrets WHERE project_id = ? AND {cond}"),
+                &format!(
+                    "SELECT name, nonce, ciphertext FROM secrets WHERE project_id = ? AND {cond}"
+                ),
                 args,
             )
             .await?
@@ -84,7 +86,12 @@ pub async fn get(
     Ok(found)
 }
 
-pub async fn delete(c: &mut dyn Conn, actor: &Actor, scope: &Scope, name: &str) -> StoreResult<bool> {
+pub async fn delete(
+    c: &mut dyn Conn,
+    actor: &Actor,
+    scope: &Scope,
+    name: &str,
+) -> StoreResult<bool> {
     let done = c
         .execute(
             "DELETE FROM secrets WHERE project_id = ? AND name = ?",

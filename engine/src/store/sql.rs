@@ -275,6 +275,11 @@ pub trait Conn: Send {
     /// Runs a statement and returns its rows (a `SELECT`, or a change with `RETURNING`).
     async fn query(&mut self, sql: &str, params: Vec<Param>) -> StoreResult<Vec<Row>>;
 
+    /// The first row a statement returns, if any.
+    async fn query_opt(&mut self, sql: &str, params: Vec<Param>) -> StoreResult<Option<Row>> {
+        Ok(self.query(sql, params).await?.into_iter().next())
+    }
+
     /// Runs a statement and returns how many rows it changed.
     async fn execute(&mut self, sql: &str, params: Vec<Param>) -> StoreResult<u64>;
 
@@ -283,32 +288,16 @@ pub trait Conn: Send {
     /// SELECT` it needs a `WHERE` clause (SQLite reads `ON CONFLICT` after a bare `FROM` as a
     /// join). Returns every row the statement returned. PostgreSQL binds one array per column
     /// (one statement for any number of rows); SQLite runs the prepared statement once per row.
-    async fn bulk(&mut self, sql: &str, columns: &[Col], rows: Vec<Vec<Param>>)
-    -> StoreResult<Vec<Row>>;
+    async fn bulk(
+        &mut self,
+        sql: &str,
+        columns: &[Col],
+        rows: Vec<Vec<Param>>,
+    ) -> StoreResult<Vec<Row>>;
 
     /// Tells every process sharing the database, once this transaction commits, that something
     /// happened on `channel` (PostgreSQL `NOTIFY`). SQLite has one process: nothing to do.
     async fn notify(&mut self, channel: &str) -> StoreResult<()>;
-}
-
-/// Helpers every job uses on a connection.
-pub trait ConnExt {
-    /// The first row, if any.
-    fn query_opt<'a>(
-        &'a mut self,
-        sql: &'a str,
-        params: Vec<Param>,
-    ) -> BoxFut<'a, StoreResult<Option<Row>>>;
-}
-
-impl ConnExt for dyn Conn + '_ {
-    fn query_opt<'a>(
-        &'a mut self,
-        sql: &'a str,
-        params: Vec<Param>,
-    ) -> BoxFut<'a, StoreResult<Option<Row>>> {
-        Box::pin(async move { Ok(self.query(sql, params).await?.into_iter().next()) })
-    }
 }
 
 /// `?, ?, ?` for `n` values: the body of an `IN (…)` list.

@@ -7,14 +7,16 @@ use super::sql::{AnyBackend, Backend, Job, job, read, write};
 use super::*;
 use tokio::sync::{mpsc, oneshot};
 
-/// Runs a call of the logic layer as a job on the backend: `on!(self.write, |c| f(c, &x))`.
-/// Arguments are moved in (clone borrowed ones first), since a job may run on another thread.
+/// Runs a call of the logic layer as a job on the backend:
+/// `on!(self.write, [actor, id], |c| flows::delete(c, &actor, &id))`. The listed arguments are
+/// turned into owned values first (`to_owned`), since a job may run on another thread.
 macro_rules! on {
-    ($self:ident . $how:ident, |$c:ident| $call:expr) => {
+    ($self:ident . $how:ident, [$($own:ident),*], |$c:ident| $call:expr) => {{
+        $(let $own = $own.to_owned();)*
         $self
             .$how(job(move |$c| Box::pin(async move { $call.await })))
             .await
-    };
+    }};
 }
 
 /// The one storage interface: business logic written once, run by whichever backend
@@ -79,19 +81,9 @@ impl Store {
         name: &str,
         definition: &Value,
     ) -> StoreResult<FlowRecord> {
-        let (actor, scope, name, definition) = (
-            actor.clone(),
-            scope.clone(),
-            name.to_string(),
-            definition.clone(),
-        );
-        on!(self.write, |c| flows::create(
-            c,
-            &actor,
-            &scope,
-            &name,
-            &definition
-        ))
+        on!(self.write, [actor, scope, name, definition], |c| {
+            flows::create(c, &actor, &scope, &name, &definition)
+        })
     }
 
     /// Saves a new version of an existing flow.
@@ -102,37 +94,30 @@ impl Store {
         name: &str,
         definition: &Value,
     ) -> StoreResult<FlowRecord> {
-        let (actor, id, name, definition) = (
-            actor.clone(),
-            id.to_string(),
-            name.to_string(),
-            definition.clone(),
-        );
-        on!(self.write, |c| flows::update(
-            c,
-            &actor,
-            &id,
-            &name,
-            &definition
-        ))
+        on!(
+            self.write,
+            [actor, id, name, definition],
+            |c| flows::update(c, &actor, &id, &name, &definition)
+        )
     }
 
     /// Soft-deletes a flow; its runs stay queryable. Returns false when there was no such flow.
     pub async fn delete_flow(&self, actor: &Actor, id: &str) -> StoreResult<bool> {
-        let (actor, id) = (actor.clone(), id.to_string());
-        on!(self.write, |c| flows::delete(c, &actor, &id))
+        on!(self.write, [actor, id], |c| flows::delete(c, &actor, &id))
     }
 
     /// The current version of a flow.
     pub async fn get_flow(&self, id: &str) -> StoreResult<Option<FlowRecord>> {
-        let id = id.to_string();
-        on!(self.read, |c| flows::get(c, &id))
+        on!(self.read, [id], |c| flows::get(c, &id))
     }
 
     /// A specific version of a flow (also of a deleted flow, for runs that are still queued).
-    pub async fn get_flow_version(&self, id: &str, version: i64) -> StoreResult<Option<FlowRecord>> {
-        let id = id.to_string();
-        on!(self.read, |c| flows::get_version(c, &id, version))
+    pub async fn get_flow_version(
+        &self,
+        id: &str,
+        version: i64,
+    ) -> StoreResult<Option<FlowRecord>> {
+        on!(self.read, [id], |c| flows::get_version(c, &id, version))
     }
 
     /// Flows, newest first.
@@ -141,7 +126,7 @@ impl Store {
         limit: u32,
         cursor: Option<Cursor>,
     ) -> StoreResult<Page<FlowRecord>> {
-        on!(self.read, |c| flows::list(c, limit, cursor.as_ref()))
+        on!(self.read, [], |c| flows::list(c, limit, cursor.as_ref()))
     }
 
     /// Durably records an event and queues its run, or finds the run of an earlier delivery.
@@ -151,8 +136,14 @@ impl Store {
 
     /// Stores a run that already executed outside the queue (a test run) with its event and
     /// steps, in one transaction. The event is never deduplicated.
-    pub async fn record_finished_run(&self, event: NewEvent, outcome: RunOutcome) -> StoreResult<()> {
-        on!(self.write, |c| runs::record_finished(c, &event, &outcome))
+    pub async fn record_finished_run(
+        &self,
+        event: NewEvent,
+        outcome: RunOutcome,
+    ) -> StoreResult<()> {
+        on!(self.write, [], |c| runs::record_finished(
+            c, &event, &outcome
+        ))
     }
 
     /// Claims up to `limit` queued runs for `owner` with a lease of `lease_ms`.
@@ -174,19 +165,17 @@ impl Store {
 
     /// Extends the leases of every run `owner` holds. Returns how many.
     pub async fn renew_leases(&self, owner: &str, lease_ms: i64) -> StoreResult<u64> {
-        let owner = owner.to_string();
-        on!(self.write, |c| runs::renew(c, &owner, lease_ms))
+        on!(self.write, [owner], |c| runs::renew(c, &owner, lease_ms))
     }
 
     /// Puts runs whose lease expired back in the queue. Returns how many.
     pub async fn requeue_expired(&self) -> StoreResult<u64> {
-        on!(self.write, |c| runs::requeue_expired(c))
+        on!(self.write, [], |c| runs::requeue_expired(c))
     }
 
     /// Hands the runs `owner` holds back to the queue (graceful shutdown). Returns how many.
     pub async fn release_leases(&self, owner: &str) -> StoreResult<u64> {
-        let owner = owner.to_string();
-        on!(self.write, |c| runs::release(c, &owner))
+        on!(self.write, [owner], |c| runs::release(c, &owner))
     }
 
     /// Records a run's end. Returns false when `owner` no longer held the lease (ignored).
@@ -196,20 +185,17 @@ impl Store {
 
     /// Queues a failed run again; succeeded steps are kept and not re-run.
     pub async fn retry_run(&self, actor: &Actor, id: &str) -> StoreResult<RunSummary> {
-        let (actor, id) = (actor.clone(), id.to_string());
-        on!(self.write, |c| runs::retry(c, &actor, &id))
+        on!(self.write, [actor, id], |c| runs::retry(c, &actor, &id))
     }
 
     /// One run with its event and steps.
     pub async fn get_run(&self, id: &str) -> StoreResult<Option<RunDetail>> {
-        let id = id.to_string();
-        on!(self.read, |c| runs::get(c, &id))
+        on!(self.read, [id], |c| runs::get(c, &id))
     }
 
     /// Runs, newest first.
     pub async fn list_runs(&self, filter: &RunFilter) -> StoreResult<Page<RunSummary>> {
-        let filter = filter.clone();
-        on!(self.read, |c| runs::list(c, &filter))
+        on!(self.read, [filter], |c| runs::list(c, &filter))
     }
 
     /// Creates or replaces an encrypted secret. Returns true when created.
@@ -221,27 +207,14 @@ impl Store {
         nonce: &str,
         ciphertext: &str,
     ) -> StoreResult<bool> {
-        let (actor, scope, name, nonce, ciphertext) = (
-            actor.clone(),
-            scope.clone(),
-            name.to_string(),
-            nonce.to_string(),
-            ciphertext.to_string(),
-        );
-        on!(self.write, |c| secrets::put(
-            c,
-            &actor,
-            &scope,
-            &name,
-            &nonce,
-            &ciphertext
-        ))
+        on!(self.write, [actor, scope, name, nonce, ciphertext], |c| {
+            secrets::put(c, &actor, &scope, &name, &nonce, &ciphertext)
+        })
     }
 
     /// Secret names and times of a project, by name.
     pub async fn list_secrets(&self, scope: &Scope) -> StoreResult<Vec<SecretInfo>> {
-        let scope = scope.clone();
-        on!(self.read, |c| secrets::list(c, &scope))
+        on!(self.read, [scope], |c| secrets::list(c, &scope))
     }
 
     /// `(name, nonce, ciphertext)` of the named secrets that exist.
@@ -250,25 +223,31 @@ impl Store {
         scope: &Scope,
         names: &[String],
     ) -> StoreResult<Vec<(String, String, String)>> {
-        let (scope, names) = (scope.clone(), names.to_vec());
-        on!(self.read, |c| secrets::get(c, &scope, &names))
+        on!(self.read, [scope, names], |c| secrets::get(
+            c, &scope, &names
+        ))
     }
 
     /// Deletes a secret. Returns false when there was none.
-    pub async fn delete_secret(&self, actor: &Actor, scope: &Scope, name: &str) -> StoreResult<bool> {
-        let (actor, scope, name) = (actor.clone(), scope.clone(), name.to_string());
-        on!(self.write, |c| secrets::delete(c, &actor, &scope, &name))
+    pub async fn delete_secret(
+        &self,
+        actor: &Actor,
+        scope: &Scope,
+        name: &str,
+    ) -> StoreResult<bool> {
+        on!(self.write, [actor, scope, name], |c| secrets::delete(
+            c, &actor, &scope, &name
+        ))
     }
 
     /// Appends audit events that are not part of another change (plugin installed, ...).
     pub async fn record_audit(&self, drafts: Vec<AuditDraft>) -> StoreResult<()> {
-        on!(self.write, |c| audit::append(c, &drafts))
+        on!(self.write, [], |c| audit::append(c, &drafts))
     }
 
     /// Audit events (envelopes), newest first.
     pub async fn list_audit(&self, filter: &AuditFilter) -> StoreResult<Page<Value>> {
-        let filter = filter.clone();
-        on!(self.read, |c| audit::list(c, &filter))
+        on!(self.read, [filter], |c| audit::list(c, &filter))
     }
 
     /// The oldest audit events created before `before` (RFC 3339): `(seq, created, body)`.
@@ -277,18 +256,17 @@ impl Store {
         before: &str,
         limit: u32,
     ) -> StoreResult<Vec<(i64, String, String)>> {
-        let before = before.to_string();
-        on!(self.read, |c| audit::expired(c, &before, limit))
+        on!(self.read, [before], |c| audit::expired(c, &before, limit))
     }
 
     /// Deletes audit events up to and including `seq`.
     pub async fn delete_audit_through(&self, seq: i64) -> StoreResult<u64> {
-        on!(self.write, |c| audit::delete_through(c, seq))
+        on!(self.write, [], |c| audit::delete_through(c, seq))
     }
 
     /// Audit rows in chain order after `after_seq`, for verification.
     pub async fn audit_chain(&self, after_seq: i64, limit: u32) -> StoreResult<Vec<AuditRow>> {
-        on!(self.read, |c| audit::chain(c, after_seq, limit))
+        on!(self.read, [], |c| audit::chain(c, after_seq, limit))
     }
 
     /// Saves a new destination (audited).
@@ -297,8 +275,7 @@ impl Store {
         actor: &Actor,
         destination: &DestinationRecord,
     ) -> StoreResult<()> {
-        let (actor, destination) = (actor.clone(), destination.clone());
-        on!(self.write, |c| destinations::create(
+        on!(self.write, [actor, destination], |c| destinations::create(
             c,
             &actor,
             &destination
@@ -311,8 +288,7 @@ impl Store {
         actor: &Actor,
         destination: &DestinationRecord,
     ) -> StoreResult<()> {
-        let (actor, destination) = (actor.clone(), destination.clone());
-        on!(self.write, |c| destinations::update(
+        on!(self.write, [actor, destination], |c| destinations::update(
             c,
             &actor,
             &destination
@@ -321,17 +297,17 @@ impl Store {
 
     /// Deletes a destination and its pending deliveries (audited). False when there was none.
     pub async fn delete_destination(&self, actor: &Actor, id: &str) -> StoreResult<bool> {
-        let (actor, id) = (actor.clone(), id.to_string());
-        on!(self.write, |c| destinations::delete(c, &actor, &id))
+        on!(self.write, [actor, id], |c| destinations::delete(
+            c, &actor, &id
+        ))
     }
 
     pub async fn get_destination(&self, id: &str) -> StoreResult<Option<DestinationRecord>> {
-        let id = id.to_string();
-        on!(self.read, |c| destinations::get(c, &id))
+        on!(self.read, [id], |c| destinations::get(c, &id))
     }
 
     pub async fn list_destinations(&self) -> StoreResult<Vec<DestinationRecord>> {
-        on!(self.read, |c| destinations::list(c))
+        on!(self.read, [], |c| destinations::list(c))
     }
 
     /// Claims, for up to `destinations` destinations, up to `per_destination` consecutive due
@@ -344,7 +320,7 @@ impl Store {
         per_destination: u32,
         lease_ms: i64,
     ) -> StoreResult<Vec<DueDelivery>> {
-        on!(self.write, |c| destinations::claim(
+        on!(self.write, [], |c| destinations::claim(
             c,
             destinations,
             per_destination,
@@ -359,8 +335,9 @@ impl Store {
         results: &[DeliveryResult],
         released: &[String],
     ) -> StoreResult<()> {
-        let (results, released) = (results.to_vec(), released.to_vec());
-        on!(self.write, |c| destinations::finish(c, &results, &released))
+        on!(self.write, [results, released], |c| destinations::finish(
+            c, &results, &released
+        ))
     }
 
     /// Attempts for a destination, newest first.
@@ -369,8 +346,7 @@ impl Store {
         destination_id: &str,
         limit: u32,
     ) -> StoreResult<Vec<DeliveryRecord>> {
-        let destination_id = destination_id.to_string();
-        on!(self.read, |c| destinations::deliveries(
+        on!(self.read, [destination_id], |c| destinations::deliveries(
             c,
             &destination_id,
             limit
@@ -378,46 +354,50 @@ impl Store {
     }
 
     /// Queues FAILED entries of a destination again (one event, or all). Returns how many.
-    pub async fn redeliver(&self, destination_id: &str, selection: &Redelivery) -> StoreResult<u64> {
-        let (destination_id, selection) = (destination_id.to_string(), selection.clone());
-        on!(self.write, |c| destinations::redeliver(
-            c,
-            &destination_id,
-            &selection
-        ))
+    pub async fn redeliver(
+        &self,
+        destination_id: &str,
+        selection: &Redelivery,
+    ) -> StoreResult<u64> {
+        on!(self.write, [destination_id, selection], |c| {
+            destinations::redeliver(c, &destination_id, &selection)
+        })
     }
 
     /// How many runs are in each live status, for `/metrics`.
     pub async fn queue_depth(&self) -> StoreResult<(i64, i64)> {
-        on!(self.read, |c| runs::queue_depth(c))
+        on!(self.read, [], |c| runs::queue_depth(c))
     }
 
     /// Stores an installed plugin component (replacing that name@version) with its audit event,
     /// in one transaction, so every restart and every process serves it.
     pub async fn save_plugin(&self, plugin: &StoredPlugin, draft: AuditDraft) -> StoreResult<()> {
-        let plugin = plugin.clone();
-        on!(self.write, |c| plugins::save(c, &plugin, draft))
+        on!(self.write, [plugin], |c| plugins::save(c, &plugin, draft))
     }
 
     /// `(name, version, digest)` of every stored plugin, by name and version.
     pub async fn plugin_digests(&self) -> StoreResult<Vec<(String, String, String)>> {
-        on!(self.read, |c| plugins::digests(c))
+        on!(self.read, [], |c| plugins::digests(c))
     }
 
     /// One stored plugin with its component bytes.
     pub async fn get_plugin(&self, name: &str, version: &str) -> StoreResult<Option<StoredPlugin>> {
-        let (name, version) = (name.to_string(), version.to_string());
-        on!(self.read, |c| plugins::get(c, &name, &version))
+        on!(self.read, [name, version], |c| plugins::get(
+            c, &name, &version
+        ))
     }
 
     /// Records `key` in a flow's memory when `record` is set. True when the key was not
     /// known before (atomically, across processes).
     pub async fn remember_key(&self, flow_id: &str, key: &str, record: bool) -> StoreResult<bool> {
-        let (flow_id, key) = (flow_id.to_string(), key.to_string());
         if record {
-            on!(self.write, |c| plugins::record_key(c, &flow_id, &key))
+            on!(self.write, [flow_id, key], |c| plugins::record_key(
+                c, &flow_id, &key
+            ))
         } else {
-            on!(self.read, |c| plugins::is_new_key(c, &flow_id, &key))
+            on!(self.read, [flow_id, key], |c| plugins::is_new_key(
+                c, &flow_id, &key
+            ))
         }
     }
 

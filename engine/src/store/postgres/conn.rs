@@ -15,9 +15,7 @@ impl From<sqlx::Error> for StoreError {
     fn from(error: sqlx::Error) -> StoreError {
         let kind = match &error {
             sqlx::Error::Database(db) => match db.code().as_deref() {
-                Some(code) if code.starts_with("22") || code.starts_with("23") => {
-                    DbErrorKind::Data
-                }
+                Some(code) if code.starts_with("22") || code.starts_with("23") => DbErrorKind::Data,
                 Some("40P01" | "40001") => DbErrorKind::Transient,
                 _ => DbErrorKind::Other,
             },
@@ -80,13 +78,23 @@ fn decode(rows: Vec<PgRow>) -> StoreResult<Vec<Row>> {
 fn cell(row: &PgRow, i: usize, ty: &str) -> StoreResult<Cell> {
     let opt = |v: Option<Cell>| v.unwrap_or(Cell::Null);
     Ok(match ty {
-        "TEXT" | "VARCHAR" | "BPCHAR" | "NAME" => opt(row.try_get::<Option<String>, _>(i)?.map(Cell::Text)),
+        "TEXT" | "VARCHAR" | "BPCHAR" | "NAME" => {
+            opt(row.try_get::<Option<String>, _>(i)?.map(Cell::Text))
+        }
         "INT8" => opt(row.try_get::<Option<i64>, _>(i)?.map(Cell::Int)),
-        "INT4" => opt(row.try_get::<Option<i32>, _>(i)?.map(|n| Cell::Int(n.into()))),
-        "INT2" => opt(row.try_get::<Option<i16>, _>(i)?.map(|n| Cell::Int(n.into()))),
+        "INT4" => opt(row
+            .try_get::<Option<i32>, _>(i)?
+            .map(|n| Cell::Int(n.into()))),
+        "INT2" => opt(row
+            .try_get::<Option<i16>, _>(i)?
+            .map(|n| Cell::Int(n.into()))),
         "FLOAT8" => opt(row.try_get::<Option<f64>, _>(i)?.map(Cell::Real)),
-        "FLOAT4" => opt(row.try_get::<Option<f32>, _>(i)?.map(|x| Cell::Real(x.into()))),
-        "BOOL" => opt(row.try_get::<Option<bool>, _>(i)?.map(|b| Cell::Int(b.into()))),
+        "FLOAT4" => opt(row
+            .try_get::<Option<f32>, _>(i)?
+            .map(|x| Cell::Real(x.into()))),
+        "BOOL" => opt(row
+            .try_get::<Option<bool>, _>(i)?
+            .map(|b| Cell::Int(b.into()))),
         "BYTEA" => opt(row.try_get::<Option<Vec<u8>>, _>(i)?.map(Cell::Blob)),
         "VOID" => Cell::Null,
         other => {
@@ -114,7 +122,12 @@ fn column_array<'q>(
     i: usize,
     col: Col,
 ) -> StoreResult<PgQuery<'q>> {
-    let mismatch = || StoreError::Corrupt(format!("bulk column {} is not {:?} in every row", col.0, col.1));
+    let mismatch = || {
+        StoreError::Corrupt(format!(
+            "bulk column {} is not {:?} in every row",
+            col.0, col.1
+        ))
+    };
     macro_rules! array {
         ($variant:ident) => {{
             let values = rows

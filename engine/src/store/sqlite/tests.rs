@@ -1,6 +1,6 @@
 use super::*;
 use crate::store::DbErrorKind;
-use crate::store::sql::{Col, ConnExt, Param, Row, Ty, job, params};
+use crate::store::sql::{Col, Param, Row, Ty, job, params};
 use sha2::{Digest, Sha384};
 use std::path::Path;
 
