@@ -75,14 +75,9 @@ fn execute(conn: &Connection, sql: &str, params: &[Param]) -> StoreResult<u64> {
     Ok(changed as u64)
 }
 
-/// Rows per statement a bulk call uses, largest first. A few fixed sizes keep the number of
-/// distinct statements (and so prepared statements in the cache) small for any row count.
-const CHUNKS: [usize; 4] = [128, 32, 8, 1];
-
-/// Runs `sql` with `{rows}` replaced by a multi-row source of bound parameters
-/// (`(SELECT column1 AS a, column2 AS b FROM (VALUES (?, ?), (?, ?))) AS v`), in chunks of the
-/// [`CHUNKS`] sizes: one statement (one statement journal, one program start) per chunk instead of
-/// per row, and the same SQL text as PostgreSQL's.
+/// Runs `sql` once per row with `{rows}` replaced by a one-row source of bound parameters
+/// (`(SELECT ? AS a, ? AS b) AS v`): one prepared statement, bound and stepped per row, which in
+/// SQLite is as fast as a multi-row statement and keeps the SQL text the same as PostgreSQL's.
 fn bulk(
     conn: &Connection,
     sql: &str,
@@ -98,44 +93,30 @@ fn bulk(
             format!("a bulk statement must name its rows as {ROWS}: {sql}"),
         ));
     }
-    if let Some(row) = rows.iter().find(|r| r.len() != columns.len()) {
-        return Err(StoreError::database(
-            DbErrorKind::Other,
-            format!(
-                "a bulk row has {} values for {} columns",
-                row.len(),
-                columns.len()
-            ),
-        ));
-    }
+    let sql = sql.replace(ROWS, &row_source(columns));
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let names = column_names(&stmt);
     let mut out = Vec::new();
-    let mut rest = rows;
-    while !rest.is_empty() {
-        let size = CHUNKS.into_iter().find(|&n| n <= rest.len()).unwrap_or(1);
-        let (chunk, tail) = rest.split_at(size);
-        let mut stmt = conn.prepare_cached(&sql.replace(ROWS, &row_source(columns, size)))?;
-        let names = column_names(&stmt);
-        let params: Vec<&Param> = chunk.iter().flatten().collect();
-        collect_refs(&mut stmt, &names, &params, &mut out)?;
-        rest = tail;
+    for row in rows {
+        if row.len() != columns.len() {
+            return Err(StoreError::database(
+                DbErrorKind::Other,
+                format!(
+                    "a bulk row has {} values for {} columns",
+                    row.len(),
+                    columns.len()
+                ),
+            ));
+        }
+        collect(&mut stmt, &names, row, &mut out)?;
     }
     Ok(out)
 }
 
-/// `(SELECT column1 AS a, column2 AS b FROM (VALUES (?, ?), …)) AS v` for the columns `a`, `b`
-/// and `rows` rows.
-fn row_source(columns: &[Col], rows: usize) -> String {
-    let names: Vec<String> = columns
-        .iter()
-        .enumerate()
-        .map(|(i, c)| format!("column{} AS {}", i + 1, c.0))
-        .collect();
-    let row = format!("({})", vec!["?"; columns.len()].join(", "));
-    format!(
-        "(SELECT {} FROM (VALUES {})) AS v",
-        names.join(", "),
-        vec![row; rows].join(", ")
-    )
+/// `(SELECT ? AS a, ? AS b) AS v` for the columns `a`, `b`.
+fn row_source(columns: &[Col]) -> String {
+    let values: Vec<String> = columns.iter().map(|c| format!("? AS {}", c.0)).collect();
+    format!("(SELECT {}) AS v", values.join(", "))
 }
 
 /// The result column names, shared by every row of the result.
@@ -150,18 +131,7 @@ fn collect(
     params: &[Param],
     out: &mut Vec<Row>,
 ) -> StoreResult<()> {
-    let params: Vec<&Param> = params.iter().collect();
-    collect_refs(stmt, columns, &params, out)
-}
-
-/// [`collect`] over borrowed parameters (a bulk chunk's rows, flattened).
-fn collect_refs(
-    stmt: &mut Statement<'_>,
-    columns: &Arc<[String]>,
-    params: &[&Param],
-    out: &mut Vec<Row>,
-) -> StoreResult<()> {
-    let mut rows = stmt.query(params_from_iter(params.iter().map(|p| to_sql(p))))?;
+    let mut rows = stmt.query(params_from_iter(params.iter().map(to_sql)))?;
     while let Some(row) = rows.next()? {
         let cells = columns
             .iter()
