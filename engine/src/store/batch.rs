@@ -499,21 +499,17 @@ async fn write_finishes(
              lease_owner = NULL, lease_expires = NULL \
              FROM {rows} WHERE runs.id = v.id AND runs.lease_owner = v.owner AND runs.status = 'RUNNING' \
              RETURNING runs.id, runs.platform_id, runs.project_id, runs.flow_id, runs.flow_version, runs.event_id, \
-             runs.environment, runs.status, runs.attempt, runs.created, runs.started, runs.finished, runs.duration_ms, runs.error",
+             runs.environment, runs.status, runs.attempt, runs.created, runs.started, runs.finished, runs.duration_ms, runs.error, \
+             (SELECT name FROM flows f WHERE f.id = runs.flow_id) AS flow_name",
             FINISH_COLUMNS,
             rows,
         )
         .await?;
     let mut finished: HashSet<String> = HashSet::with_capacity(finished_rows.len());
-    let mut runs = Vec::with_capacity(finished_rows.len());
     for row in &finished_rows {
         let run = run_summary(row)?;
+        let flow_name = row.opt_text("flow_name")?;
         finished.insert(run.id.clone());
-        runs.push(run);
-    }
-    let flow_ids: Vec<String> = runs.iter().map(|r| r.flow_id.clone()).collect();
-    let names = flow_names(c, &flow_ids).await?;
-    for run in &runs {
         let data = json!({"flowRun": {
             "id": run.id,
             "startTime": run.started,
@@ -522,7 +518,7 @@ async fn write_finishes(
             "environment": run.environment,
             "flowId": run.flow_id,
             "flowVersionId": run.flow_version.to_string(),
-            "flowDisplayName": names.get(&run.flow_id),
+            "flowDisplayName": flow_name,
             "status": run.status,
             "error": run.error,
         }});

@@ -10,7 +10,7 @@
 
 use super::audit::{self, AuditDraft, RunStarted};
 use super::rows::{in_list, paginate, push_cursor, run_summary, step_record};
-use super::sql::{CHUNK, Col, Conn, Param, Row, Ty, params};
+use super::sql::{CHUNK, Col, Conn, Param, Ty, params};
 use super::{
     Actor, AuditAction, ClaimedRun, NewEvent, Page, RunDetail, RunFilter, RunOutcome, RunSummary,
     Scope, StepRecord, StoreError, StoreResult, now_text,
@@ -38,11 +38,16 @@ pub async fn claim(
     if limit == 0 {
         return Ok((Vec::new(), Vec::new()));
     }
+    // The event and the flow's name come back with the claimed rows: one statement, no
+    // follow-up reads.
     let sql = format!(
         "UPDATE runs SET status = 'RUNNING', lease_owner = ?, lease_expires = ?, \
          started = COALESCE(started, ?), attempt = attempt + 1 \
          WHERE id IN (SELECT id FROM runs WHERE status = 'QUEUED' ORDER BY id LIMIT ?{}) \
-         RETURNING id, platform_id, project_id, flow_id, flow_version, event_id, environment, attempt",
+         RETURNING id, platform_id, project_id, flow_id, flow_version, event_id, environment, attempt, \
+         (SELECT name FROM flows f WHERE f.id = runs.flow_id) AS flow_name, \
+         (SELECT headers FROM events e WHERE e.id = runs.event_id) AS event_headers, \
+         (SELECT body FROM events e WHERE e.id = runs.event_id) AS event_body",
         c.dialect().skip_locked()
     );
     let rows = c
@@ -53,19 +58,6 @@ pub async fn claim(
         .await?;
     if rows.is_empty() {
         return Ok((Vec::new(), Vec::new()));
-    }
-    let mut events: HashMap<String, (String, String)> = HashMap::new();
-    for chunk in column(&rows, "event_id")?.chunks(CHUNK) {
-        let (cond, args) = in_list("id", chunk);
-        for row in c
-            .query(
-                &format!("SELECT id, headers, body FROM events WHERE {cond}"),
-                args,
-            )
-            .await?
-        {
-            events.insert(row.text("id")?, (row.text("headers")?, row.text("body")?));
-        }
     }
     let mut retried = Vec::new();
     for row in &rows {
@@ -89,7 +81,6 @@ pub async fn claim(
                 .push(step_record(&row)?);
         }
     }
-    let names = flow_names(c, &column(&rows, "flow_id")?).await?;
     let started = now_text();
     let mut drafts = Vec::with_capacity(rows.len());
     let mut claimed = Vec::with_capacity(rows.len());
@@ -99,6 +90,7 @@ pub async fn claim(
         let flow_version = row.int("flow_version")?;
         let attempt = row.int("attempt")?;
         let environment = row.text("environment")?;
+        let flow_name = row.opt_text("flow_name")?;
         let scope = Scope {
             platform_id: row.text("platform_id")?,
             project_id: row.text("project_id")?,
@@ -111,15 +103,15 @@ pub async fn claim(
                 environment: &environment,
                 flow_id: &flow_id,
                 flow_version,
-                flow_name: names.get(&flow_id),
+                flow_name: flow_name.as_ref(),
                 attempt,
             }
             .draft(),
         );
         let event_id = row.text("event_id")?;
-        let (headers, body) = events
-            .remove(&event_id)
-            .ok_or_else(|| StoreError::Corrupt(format!("run {id} has no event {event_id}")))?;
+        let missing = || StoreError::Corrupt(format!("run {id} has no event {event_id}"));
+        let headers = row.opt_text("event_headers")?.ok_or_else(missing)?;
+        let body = row.opt_text("event_body")?.ok_or_else(missing)?;
         claimed.push(ClaimedRun {
             scope,
             flow_id,
@@ -451,9 +443,4 @@ pub async fn flow_names(c: &mut dyn Conn, ids: &[String]) -> StoreResult<HashMap
         }
     }
     Ok(names)
-}
-
-/// One text column of every row.
-pub fn column(rows: &[Row], name: &str) -> StoreResult<Vec<String>> {
-    rows.iter().map(|r| r.text(name)).collect()
 }
