@@ -12,11 +12,11 @@
 //! cursor. Callers append as the last write of their transaction so the lock is held only for
 //! the commit.
 
-use super::rows::{paginate, push_cursor};
-use super::sql::{Col, Conn, Param, Ty, params, placeholders};
+use super::rows::{in_list, paginate, push_cursor};
+use super::sql::{Col, Conn, Param, Ty, params};
 use super::{
     Actor, AuditAction, AuditFilter, AuditRow, NewEvent, Page, Scope, StoreError, StoreResult,
-    new_id, now_text,
+    epoch_ms, new_id, now_text,
 };
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
@@ -242,7 +242,7 @@ async fn enqueue_deliveries(
         let events: Vec<String> = serde_json::from_str(&row.text("events")?).unwrap_or_default();
         filters.push((row.text("id")?, events));
     }
-    let now = chrono::Utc::now().timestamp_millis();
+    let now = epoch_ms();
     let mut entries = Vec::new();
     for (seq, action, body) in written {
         for (destination, events) in &filters {
@@ -273,19 +273,15 @@ async fn enqueue_deliveries(
 pub async fn list(c: &mut dyn Conn, filter: &AuditFilter) -> StoreResult<Page<Value>> {
     let mut sql = String::from("SELECT seq, body FROM audit_events WHERE TRUE");
     let mut args: Vec<Param> = Vec::new();
-    if !filter.actions.is_empty() {
-        sql.push_str(&format!(
-            " AND action IN ({})",
-            placeholders(filter.actions.len())
-        ));
-        args.extend(filter.actions.iter().map(Param::from));
-    }
-    if !filter.project_ids.is_empty() {
-        sql.push_str(&format!(
-            " AND project_id IN ({})",
-            placeholders(filter.project_ids.len())
-        ));
-        args.extend(filter.project_ids.iter().map(Param::from));
+    for (column, values) in [
+        ("action", &filter.actions),
+        ("project_id", &filter.project_ids),
+    ] {
+        if !values.is_empty() {
+            let (cond, values) = in_list(column, values);
+            sql.push_str(&format!(" AND {cond}"));
+            args.extend(values);
+        }
     }
     if let Some(user) = &filter.user_id {
         sql.push_str(" AND user_id = ?");

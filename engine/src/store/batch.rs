@@ -15,12 +15,12 @@
 //! finisher still holds the run's lease.
 
 use super::audit::{self, AuditDraft, started_at_intake};
-use super::rows::run_summary;
+use super::rows::{lock_in_order, run_summary};
 use super::runs::{self, RUNS_CHANNEL, flow_names, upsert_steps};
-use super::sql::{AnyBackend, CHUNK, Col, Conn, Param, Ty, job, placeholders, write};
+use super::sql::{AnyBackend, CHUNK, Col, Conn, Param, Ty, job, write};
 use super::{
     Accepted, Actor, AuditAction, ClaimedRun, NewEvent, RunOutcome, StepRecord, StoreError,
-    StoreResult, now_text,
+    StoreResult, epoch_ms, now_text,
 };
 use serde_json::json;
 use std::collections::{HashMap, HashSet};
@@ -328,7 +328,7 @@ async fn write_accepts(
         .copied()
         .filter(|e| inserted.contains(&e.event_id))
         .collect();
-    let now_ms = runs::epoch_ms();
+    let now_ms = epoch_ms();
     let run_rows: Vec<Vec<Param>> = new_runs
         .iter()
         .map(|e| {
@@ -465,20 +465,8 @@ async fn write_finishes(
     }
     let mut candidates: Vec<&RunOutcome> = first_for_run.values().map(|&i| &outcomes[i]).collect();
     candidates.sort_by(|a, b| a.run_id.cmp(&b.run_id));
-    if c.dialect().locks_rows() {
-        // Lock the rows in id order before updating, like every multi-row lock on `runs`.
-        let ids: Vec<String> = candidates.iter().map(|o| o.run_id.clone()).collect();
-        for chunk in ids.chunks(CHUNK) {
-            c.query(
-                &format!(
-                    "SELECT id FROM runs WHERE id IN ({}) ORDER BY id FOR UPDATE",
-                    placeholders(chunk.len())
-                ),
-                chunk.iter().map(Param::from).collect(),
-            )
-            .await?;
-        }
-    }
+    let ids: Vec<String> = candidates.iter().map(|o| o.run_id.clone()).collect();
+    lock_in_order(c, "runs", &ids).await?;
     let now = now_text();
     let rows = candidates
         .iter()

@@ -9,11 +9,11 @@
 //! at a time, in event order. Recording results locks the same rows in id order first.
 
 use super::audit::{self, AuditDraft};
-use super::rows::{delivery_record, destination, in_list};
+use super::rows::{delivery_record, destination, in_list, lock_in_order};
 use super::sql::{CHUNK, Col, Conn, Param, Ty, params};
 use super::{
     Actor, AuditAction, DeliveryNext, DeliveryRecord, DeliveryResult, DestinationRecord,
-    DueDelivery, Redelivery, StoreError, StoreResult, new_id, now_text,
+    DueDelivery, Redelivery, StoreError, StoreResult, epoch_ms, new_id, now_text,
 };
 use serde_json::{Value, json};
 
@@ -138,7 +138,7 @@ pub async fn claim(
     if destinations == 0 {
         return Ok(Vec::new());
     }
-    let now = chrono::Utc::now().timestamp_millis();
+    let now = epoch_ms();
     // Destinations whose queue head is due and free. The head check here only avoids locking
     // idle destinations; it is repeated below under the lock.
     let head = "(SELECT MIN(o.audit_seq) FROM outbox o WHERE o.destination_id = d.id AND o.status = 'PENDING')";
@@ -149,10 +149,7 @@ pub async fn claim(
                      AND h.audit_seq = {head} AND h.next_attempt <= ? \
                      AND (h.lease_expires IS NULL OR h.lease_expires < ?)) \
          ORDER BY {head} LIMIT ?{lock}",
-        lock = match c.dialect() {
-            super::sql::Dialect::Postgres => " FOR UPDATE OF d SKIP LOCKED",
-            super::sql::Dialect::Sqlite => "",
-        }
+        lock = c.dialect().skip_locked_of("d")
     );
     let heads = c.query(&sql, params![now, now, now, destinations]).await?;
     let mut claimed = Vec::new();
@@ -228,16 +225,7 @@ pub async fn finish(
         results.iter().map(|r| r.destination_id.clone()).collect();
     destination_ids.sort_unstable();
     destination_ids.dedup();
-    if c.dialect().locks_rows() {
-        for chunk in destination_ids.chunks(CHUNK) {
-            let (cond, args) = in_list("id", chunk);
-            c.query(
-                &format!("SELECT id FROM destinations WHERE {cond} ORDER BY id FOR UPDATE"),
-                args,
-            )
-            .await?;
-        }
-    }
+    lock_in_order(c, "destinations", &destination_ids).await?;
     let mut attempts = Vec::with_capacity(results.len());
     let mut moves = Vec::with_capacity(results.len());
     for r in results {
@@ -350,7 +338,7 @@ pub async fn redeliver(
     destination_id: &str,
     selection: &Redelivery,
 ) -> StoreResult<u64> {
-    let now = chrono::Utc::now().timestamp_millis();
+    let now = epoch_ms();
     // Under the destination's lock, like claims: a claim never reads the queue half-changed.
     let lock = c.dialect().for_update();
     c.query(

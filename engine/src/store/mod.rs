@@ -118,6 +118,11 @@ pub fn now_text() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
+/// Now in epoch milliseconds: the unit of lease expiry and delivery times.
+pub fn epoch_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
 /// A new time-ordered id.
 pub fn new_id() -> String {
     uuid::Uuid::now_v7().to_string()

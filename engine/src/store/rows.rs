@@ -2,7 +2,7 @@
 //! both backends. Kept apart from the SQL so each query module only says what it reads and
 //! writes.
 
-use super::sql::{Param, Row, placeholders};
+use super::sql::{CHUNK, Conn, Param, Row, placeholders};
 use super::{
     Cursor, DeliveryRecord, DestinationRecord, FlowRecord, Page, RunSummary, StepRecord,
     StoreError, StoreResult,
@@ -149,6 +149,24 @@ pub fn paginate<T>(
         next,
         previous,
     }
+}
+
+/// Locks the rows of `table` with the given ids, in id order, where the dialect locks rows
+/// explicitly (PostgreSQL): every multi-row change locks in the same order, so two transactions
+/// never wait on each other's rows in opposite orders. `ids` must be sorted.
+pub async fn lock_in_order(c: &mut dyn Conn, table: &str, ids: &[String]) -> StoreResult<()> {
+    if !c.dialect().locks_rows() {
+        return Ok(());
+    }
+    for chunk in ids.chunks(CHUNK) {
+        let (cond, args) = in_list("id", chunk);
+        c.query(
+            &format!("SELECT id FROM {table} WHERE {cond} ORDER BY id FOR UPDATE"),
+            args,
+        )
+        .await?;
+    }
+    Ok(())
 }
 
 /// `column IN (?, …)` over `values`, with the parameters: for lists bounded by the caller

@@ -13,18 +13,13 @@ use super::rows::{in_list, paginate, push_cursor, run_summary, step_record};
 use super::sql::{CHUNK, Col, Conn, Param, Ty, params};
 use super::{
     Actor, AuditAction, ClaimedRun, NewEvent, Page, RunDetail, RunFilter, RunOutcome, RunSummary,
-    Scope, StepRecord, StoreError, StoreResult, now_text,
+    Scope, StepRecord, StoreError, StoreResult, epoch_ms, now_text,
 };
 use serde_json::{Value, json};
 use std::collections::HashMap;
 
 /// The channel run-queueing transactions notify, so idle processes claim at once.
 pub const RUNS_CHANNEL: &str = "hookflow_runs";
-
-/// Epoch milliseconds, the unit of lease expiry times.
-pub fn epoch_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
-}
 
 /// Claims up to `limit` queued runs, oldest first, for `owner`, with their events, the steps of
 /// earlier attempts, and the `flow.run.started` audit events to append. Concurrent claimers pass

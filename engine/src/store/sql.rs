@@ -53,6 +53,14 @@ impl Dialect {
         }
     }
 
+    /// [`Dialect::skip_locked`] for a join: locks only the rows of the table aliased `alias`.
+    pub fn skip_locked_of(self, alias: &str) -> String {
+        match self {
+            Dialect::Sqlite => String::new(),
+            Dialect::Postgres => format!(" FOR UPDATE OF {alias} SKIP LOCKED"),
+        }
+    }
+
     /// Appended to a `SELECT` whose rows the transaction must hold until it ends.
     pub fn for_update(self) -> &'static str {
         match self {
@@ -90,19 +98,6 @@ pub enum Param {
     Real(Option<f64>),
     Bool(Option<bool>),
     Blob(Option<Vec<u8>>),
-}
-
-impl Param {
-    /// The parameter's type.
-    pub fn ty(&self) -> Ty {
-        match self {
-            Param::Text(_) => Ty::Text,
-            Param::Int(_) => Ty::Int,
-            Param::Real(_) => Ty::Real,
-            Param::Bool(_) => Ty::Bool,
-            Param::Blob(_) => Ty::Blob,
-        }
-    }
 }
 
 macro_rules! param_from {
@@ -328,9 +323,6 @@ pub trait Backend: Send + Sync + 'static {
     /// unreachable server).
     fn health(&self) -> BoxFut<'_, StoreResult<()>>;
 
-    /// The dialect of this backend's connections.
-    fn dialect(&self) -> Dialect;
-
     /// Group-commit tasks worth running: one for a single writer, more where several
     /// connections can write at once.
     fn batch_writers(&self) -> usize;
@@ -340,6 +332,15 @@ pub trait Backend: Send + Sync + 'static {
     fn stop_writer_for_test(&self, reason: &str) {
         let _ = reason;
     }
+}
+
+/// The text a panic was raised with, for the error its job is answered with.
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(no message)".into())
 }
 
 /// A job's result with its type erased, so the store can hold any backend as a trait object.

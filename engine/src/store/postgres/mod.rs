@@ -16,7 +16,7 @@ mod listen;
 
 pub use listen::{Hints, WorkListener};
 
-use super::sql::{Backend, BoxFut, Dialect, Job};
+use super::sql::{Backend, BoxFut, Job, panic_message};
 use super::{StoreError, StoreResult};
 use conn::PgConn;
 use futures::FutureExt;
@@ -79,15 +79,6 @@ impl PgBackend {
     }
 }
 
-/// The message of a job's panic, for the error its caller gets.
-pub(super) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
-    panic
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "unknown panic".into())
-}
-
 impl Backend for PgBackend {
     fn write<T: Send + 'static>(&self, job: Job<T>) -> BoxFut<'_, StoreResult<T>> {
         Box::pin(async move {
@@ -138,10 +129,6 @@ impl Backend for PgBackend {
                 .map_err(|e| StoreError::Unavailable(format!("PostgreSQL: {e}")))?;
             Ok(())
         })
-    }
-
-    fn dialect(&self) -> Dialect {
-        Dialect::Postgres
     }
 
     fn batch_writers(&self) -> usize {

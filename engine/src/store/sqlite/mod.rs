@@ -21,7 +21,7 @@ mod tests;
 mod worker;
 mod writer;
 
-use crate::store::sql::{Backend, BoxFut, Dialect, Job, job};
+use crate::store::sql::{Backend, BoxFut, Job, job};
 use crate::store::{StoreError, StoreResult};
 use connect::Role;
 use reader::ReaderPool;
@@ -212,10 +212,6 @@ impl Backend for SqliteBackend {
                 job(|c| Box::pin(async move { c.query("SELECT 1", Vec::new()).await.map(drop) }));
             self.read(probe).await
         })
-    }
-
-    fn dialect(&self) -> Dialect {
-        Dialect::Sqlite
     }
 
     fn batch_writers(&self) -> usize {

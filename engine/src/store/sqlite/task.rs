@@ -2,11 +2,10 @@
 //! of every type to the thread that owns a connection.
 
 use super::conn::SqliteConn;
-use crate::store::sql::Job;
+use crate::store::sql::{Job, panic_message};
 use crate::store::{StoreError, StoreResult};
 use futures::executor::block_on;
 use rusqlite::Connection;
-use std::any::Any;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use tokio::sync::oneshot;
 
@@ -68,16 +67,5 @@ impl<T: Send + 'static> Work for Task<T> {
         };
         // The caller may have stopped waiting: its result has nowhere to go, which is fine.
         let _ = self.reply.send(result);
-    }
-}
-
-/// The text a panic was raised with.
-fn panic_message(payload: &(dyn Any + Send)) -> String {
-    if let Some(text) = payload.downcast_ref::<&str>() {
-        (*text).to_string()
-    } else if let Some(text) = payload.downcast_ref::<String>() {
-        text.clone()
-    } else {
-        "(no message)".to_string()
     }
 }
