@@ -127,6 +127,12 @@ pub struct ServeConfig {
     /// Seconds a claimed run stays leased without renewal.
     #[arg(long, env = "HOOKFLOW_LEASE_SECS", default_value_t = 30)]
     pub lease_secs: u64,
+    /// Seconds a console session may stay unused before it ends (idle expiry).
+    #[arg(long, env = "HOOKFLOW_SESSION_IDLE_SECS", default_value_t = 12 * 3600)]
+    pub session_idle_secs: u64,
+    /// Seconds a console session lasts at most, however active (absolute expiry).
+    #[arg(long, env = "HOOKFLOW_SESSION_MAX_SECS", default_value_t = 7 * 24 * 3600)]
+    pub session_max_secs: u64,
 }
 
 impl ServeConfig {
@@ -150,6 +156,15 @@ impl ServeConfig {
 
     pub fn shutdown_grace(&self) -> Duration {
         Duration::from_secs(self.shutdown_grace_secs)
+    }
+
+    /// Idle and absolute session lifetimes.
+    pub fn sessions(&self) -> crate::api::SessionSettings {
+        let ms = |secs: u64| i64::try_from(secs.saturating_mul(1000)).unwrap_or(i64::MAX);
+        crate::api::SessionSettings {
+            idle_ms: ms(self.session_idle_secs),
+            max_ms: ms(self.session_max_secs),
+        }
     }
 
     pub fn lease(&self) -> Duration {
@@ -177,6 +192,11 @@ impl ServeConfig {
             && token.len() < 16
         {
             return Err("HOOKFLOW_ADMIN_TOKEN must be at least 16 characters".into());
+        }
+        if self.session_idle_secs == 0 || self.session_max_secs == 0 {
+            return Err(
+                "HOOKFLOW_SESSION_IDLE_SECS and HOOKFLOW_SESSION_MAX_SECS must be positive".into(),
+            );
         }
         let url = self.database()?;
         if self.role != Role::All && !url.is_shared() {

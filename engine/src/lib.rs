@@ -5,6 +5,7 @@
 //! → `wasm` (sandboxed plugin call) → `store` (step results, run status). See
 //! `docs/architecture.md` for the map.
 
+pub mod access;
 pub mod api;
 pub mod audit;
 pub mod builtins;

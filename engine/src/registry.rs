@@ -149,13 +149,14 @@ impl FlowRegistry {
         Ok(Some(flow))
     }
 
-    /// Flows, newest first.
+    /// Flows, newest first; `only` limits them to those projects.
     pub async fn list(
         &self,
         limit: u32,
         cursor: Option<Cursor>,
+        only: Option<Vec<String>>,
     ) -> Result<Page<FlowRecord>, StoreError> {
-        self.store.list_flows(limit, cursor).await
+        self.store.list_flows(limit, cursor, only).await
     }
 
     /// Every current flow triggered by a cron schedule.
@@ -169,7 +170,7 @@ impl FlowRegistry {
         let mut list = Vec::new();
         let mut cursor = None;
         loop {
-            let page = self.store.list_flows(500, cursor).await?;
+            let page = self.store.list_flows(500, cursor, None).await?;
             for record in page.data {
                 if record
                     .definition

@@ -116,6 +116,12 @@ pub async fn run(
         shared_database: config.is_shared_database(),
         runs_work: config.role.runs_work(),
         sign_ins: Default::default(),
+        sessions: config.sessions(),
+        sign_in_failures: Default::default(),
+        public_https: config
+            .public_url
+            .as_deref()
+            .is_some_and(|u| u.starts_with("https://")),
     });
 
     let address = listener.local_addr()?;

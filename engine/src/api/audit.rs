@@ -1,23 +1,40 @@
 //! `/v1/audit-events`: the engine's own audit log, filtered and paginated with stable cursors,
 //! each event with its human summary.
 
+use super::guard::{self, Caller, Route};
 use super::{ApiError, ApiResult, AppState, PageParams};
+use crate::access::Need;
 use crate::audit::ExportFormat;
 use crate::store::AuditFilter;
+use axum::Json;
 use axum::extract::State;
-use axum::routing::get;
-use axum::{Json, Router};
 use serde_json::{Value, json};
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/audit-events", get(list))
-        .route("/audit-events/export", get(export))
+pub fn routes() -> Vec<Route> {
+    vec![
+        guard::get("/audit-events", Need::AuditLog, list),
+        guard::get("/audit-events/export", Need::AuditLog, export),
+    ]
+}
+
+/// Limits `filter` to the projects the caller reads the log of: a project admin sees only
+/// their projects' events (never platform-level ones); asking for another project is a 404.
+fn scoped(caller: &Caller, mut filter: AuditFilter) -> ApiResult<AuditFilter> {
+    if let Some(visible) = &caller.visible {
+        if let Some(foreign) = filter.project_ids.iter().find(|p| !visible.contains(p)) {
+            return Err(ApiError::not_found(format!("project {foreign} not found")));
+        }
+        if filter.project_ids.is_empty() {
+            filter.project_ids = visible.clone();
+        }
+    }
+    Ok(filter)
 }
 
 /// Streams every matching event (newest first) as JSONL or CSV, a page at a time.
 async fn export(
     State(app): State<AppState>,
+    caller: Caller,
     uri: axum::http::Uri,
 ) -> ApiResult<axum::response::Response> {
     use axum::response::IntoResponse;
@@ -36,7 +53,7 @@ async fn export(
         .split('&')
         .filter(|p| !p.starts_with("format=") && !p.is_empty())
         .collect();
-    let mut filter = filter_from_query(Some(&rest.join("&")))?;
+    let mut filter = scoped(&caller, filter_from_query(Some(&rest.join("&")))?)?;
     filter.limit = 500;
     let store = app.store.clone();
     let first = futures::stream::once(async move {
@@ -148,8 +165,12 @@ fn timestamp(name: &str, value: &str) -> ApiResult<String> {
         .map_err(|_| ApiError::bad_request(format!("{name}: not an RFC 3339 time: {value:?}")))
 }
 
-async fn list(State(app): State<AppState>, uri: axum::http::Uri) -> ApiResult<Json<Value>> {
-    let filter = filter_from_query(uri.query())?;
+async fn list(
+    State(app): State<AppState>,
+    caller: Caller,
+    uri: axum::http::Uri,
+) -> ApiResult<Json<Value>> {
+    let filter = scoped(&caller, filter_from_query(uri.query())?)?;
     let mut page = app.store.list_audit(&filter).await?;
     page.data = page
         .data

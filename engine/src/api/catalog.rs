@@ -1,24 +1,34 @@
 //! `/v1/event-types` (the catalog), `/v1/handler-flows` (the generator) and
 //! `/v1/flows/{id}/test` (synchronous test runs).
 
-use super::{ApiError, ApiResult, AppState, Params, RequestActor};
+use super::guard::{self, Caller, Route};
+use super::{ApiError, ApiResult, AppState, Params};
+use crate::access::{Need, Target};
 use crate::catalog::Catalog;
 use crate::generate::{self, GenerateError};
-use crate::store::{Environment, NewEvent, RunOutcome, Scope, new_id};
+use crate::store::{Environment, NewEvent, Role, RunOutcome, Scope, new_id};
 use crate::testrun::{self, TestInput};
+use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/event-types", get(event_types))
-        .route("/handler-flows", post(handler_flow))
-        .route("/flows/{id}/test", post(test_flow))
+pub fn routes() -> Vec<Route> {
+    vec![
+        guard::get("/event-types", Need::SignedIn, event_types),
+        guard::post(
+            "/handler-flows",
+            Need::Project(Role::Editor, Target::QueryProject),
+            handler_flow,
+        ),
+        guard::post(
+            "/flows/{id}/test",
+            Need::Project(Role::Operator, Target::Flow),
+            test_flow,
+        ),
+    ]
 }
 
 #[derive(Debug, Deserialize)]
@@ -70,7 +80,7 @@ struct HandlerFlowRequest {
 
 async fn handler_flow(
     State(app): State<AppState>,
-    RequestActor(actor): RequestActor,
+    caller: Caller,
     body: axum::body::Bytes,
 ) -> ApiResult<Response> {
     let request: HandlerFlowRequest =
@@ -100,8 +110,10 @@ async fn handler_flow(
         GenerateError::NoEvents => ApiError::bad_request(format!("events: {e}")),
         GenerateError::UnknownTemplate(..) => ApiError::bad_request(format!("template: {e}")),
     })?;
-    let scope = app.store.default_scope().await?;
-    let active = app.flows.create(&actor, &scope, definition).await?;
+    let active = app
+        .flows
+        .create(&caller.actor(), caller.project()?, definition)
+        .await?;
     let location = format!("/v1/flows/{}", active.record.id);
     let mut body = json!(active.record);
     body["webhookUrl"] = json!(format!("/v1/webhooks/{}", active.record.id));

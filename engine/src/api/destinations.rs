@@ -1,30 +1,105 @@
 //! `/v1/event-destinations`: where the engine's audit events are streamed, their delivery
 //! attempts, redelivery, secret rotation and the "test webhook" send.
 
+use super::guard::{self, Caller, Route};
 use super::{ApiError, ApiResult, AppState, RequestActor};
+use crate::access::{Need, Target};
 use crate::catalog::Catalog;
-use crate::store::new_id;
+use crate::store::{DestinationRecord, DestinationScope, Role, Scope, new_id};
 use crate::stream::{DestinationError, DestinationInput};
+use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::time::Instant;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/event-destinations", get(list).post(create))
-        .route("/event-destinations/test", post(test))
-        .route(
-            "/event-destinations/{id}",
-            get(read).patch(patch).delete(remove),
-        )
-        .route("/event-destinations/{id}/deliveries", get(deliveries))
-        .route("/event-destinations/{id}/redeliver", post(redeliver))
-        .route("/event-destinations/{id}/rotate-secret", post(rotate))
+/// Platform admins manage every destination; a project admin only the PROJECT destinations of
+/// their project (as in Activepieces).
+pub fn routes() -> Vec<Route> {
+    let one = Need::Project(Role::Admin, Target::Destination);
+    let new = Need::Project(Role::Admin, Target::QueryOrPlatform);
+    vec![
+        guard::get(
+            "/event-destinations",
+            Need::Project(Role::Admin, Target::Visible),
+            list,
+        ),
+        guard::post("/event-destinations", new, create),
+        guard::post("/event-destinations/test", new, test),
+        guard::get("/event-destinations/{id}", one, read),
+        guard::patch("/event-destinations/{id}", one, patch),
+        guard::delete("/event-destinations/{id}", one, remove),
+        guard::get("/event-destinations/{id}/deliveries", one, deliveries),
+        guard::post("/event-destinations/{id}/redeliver", one, redeliver),
+        guard::post("/event-destinations/{id}/rotate-secret", one, rotate),
+    ]
+}
+
+/// The scope and project a new destination gets: PROJECT in the project the guard resolved
+/// (`?projectId=` or the caller's own), PLATFORM when a platform admin asks for it (or names
+/// no project). A body `projectId` must agree with the resolved project.
+async fn placement(
+    app: &AppState,
+    caller: &Caller,
+    input: &mut DestinationInput,
+) -> ApiResult<Scope> {
+    let asked = input.scope.take();
+    let named = input.project_id.take();
+    let (scope, project) = match (&caller.scope, asked) {
+        (Some(_), Some(DestinationScope::Platform)) if !caller.principal.is_platform_admin() => {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "scope: PLATFORM destinations need the platform-admin role",
+            ));
+        }
+        (_, Some(DestinationScope::Platform)) => (DestinationScope::Platform, "default".into()),
+        (Some(resolved), _) => {
+            if named.as_ref().is_some_and(|n| *n != resolved.project_id) {
+                return Err(ApiError::bad_request(format!(
+                    "projectId: {} does not match the project of the request ({}); pass it as ?projectId=",
+                    named.unwrap_or_default(),
+                    resolved.project_id
+                )));
+            }
+            (DestinationScope::Project, resolved.project_id.clone())
+        }
+        // A platform admin without `?projectId=`: the body decides.
+        (None, scope) => match (scope, named) {
+            (Some(DestinationScope::Project), None) => {
+                return Err(ApiError::bad_request(
+                    "projectId: a PROJECT destination needs its project",
+                ));
+            }
+            (_, Some(project)) => {
+                if app.store.get_project(&project).await?.is_none() {
+                    return Err(ApiError::not_found(format!("project {project} not found")));
+                }
+                (DestinationScope::Project, project)
+            }
+            (_, None) => (DestinationScope::Platform, "default".into()),
+        },
+    };
+    input.scope = Some(scope);
+    Ok(Scope {
+        platform_id: "default".into(),
+        project_id: project,
+    })
+}
+
+/// Whether a stored destination lies within the scope the guard resolved for a request that
+/// names it in its body (the test send): hidden otherwise, like any foreign record.
+fn within(caller: &Caller, record: &DestinationRecord) -> bool {
+    match &caller.scope {
+        None => caller.principal.is_platform_admin(),
+        Some(scope) if caller.principal.is_platform_admin() => {
+            record.scope == DestinationScope::Platform || record.project_id == scope.project_id
+        }
+        Some(scope) => {
+            record.scope == DestinationScope::Project && record.project_id == scope.project_id
+        }
+    }
 }
 
 fn input(body: &[u8]) -> ApiResult<DestinationInput> {
@@ -33,13 +108,14 @@ fn input(body: &[u8]) -> ApiResult<DestinationInput> {
 
 async fn create(
     State(app): State<AppState>,
-    RequestActor(actor): RequestActor,
+    caller: Caller,
     body: axum::body::Bytes,
 ) -> ApiResult<Response> {
-    let scope = app.store.default_scope().await?;
+    let mut input = input(&body)?;
+    let scope = placement(&app, &caller, &mut input).await?;
     let view = app
         .destinations
-        .create(&actor, &scope, input(&body)?)
+        .create(&caller.actor(), &scope, input)
         .await
         .map_err(destinations_error)?;
     let location = format!("/v1/event-destinations/{}", view.id);
@@ -51,10 +127,10 @@ async fn create(
         .into_response())
 }
 
-async fn list(State(app): State<AppState>) -> ApiResult<Json<Value>> {
+async fn list(State(app): State<AppState>, caller: Caller) -> ApiResult<Json<Value>> {
     let data: Vec<Value> = app
         .store
-        .list_destinations()
+        .list_destinations(caller.visible)
         .await?
         .iter()
         .map(|d| json!(app.destinations.view(d)))
@@ -177,7 +253,11 @@ struct TestBody {
 }
 
 /// Sends the catalog's sample of an event, signed like a real delivery, and reports the answer.
-async fn test(State(app): State<AppState>, body: axum::body::Bytes) -> ApiResult<Json<Value>> {
+async fn test(
+    State(app): State<AppState>,
+    caller: Caller,
+    body: axum::body::Bytes,
+) -> ApiResult<Json<Value>> {
     let request: TestBody =
         serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("body: {e}")))?;
     let (_, event) = Catalog::builtin().find_any(&request.event).ok_or_else(|| {
@@ -188,9 +268,13 @@ async fn test(State(app): State<AppState>, body: axum::body::Bytes) -> ApiResult
             .store
             .get_destination(&id)
             .await?
+            .filter(|record| within(&caller, record))
             .ok_or_else(|| ApiError::not_found(format!("destination {id} not found")))?,
         (None, Some(url)) => {
-            let scope = app.store.default_scope().await?;
+            let scope = caller.scope.clone().unwrap_or(Scope {
+                platform_id: "default".into(),
+                project_id: "default".into(),
+            });
             let input = DestinationInput {
                 name: Some("test".into()),
                 url: Some(url),

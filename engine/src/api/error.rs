@@ -16,6 +16,8 @@ pub struct ApiError {
     pub problems: Option<Box<Problems>>,
     /// Extra members merged into the body (e.g. `runId` on a sync timeout).
     pub extra: Option<Box<Value>>,
+    /// Seconds for a `Retry-After` header (429).
+    pub retry_after: Option<u64>,
 }
 
 /// Shorthand for handler results.
@@ -28,6 +30,7 @@ impl ApiError {
             detail: detail.into(),
             problems: None,
             extra: None,
+            retry_after: None,
         }
     }
 
@@ -53,6 +56,7 @@ impl ApiError {
             detail,
             problems: Some(Box::new(problems)),
             extra: None,
+            retry_after: None,
         }
     }
 
@@ -110,11 +114,17 @@ impl IntoResponse for ApiError {
         {
             map.extend(extra);
         }
+        let retry_after = self.retry_after;
         let mut response = (self.status, axum::Json(body)).into_response();
         response.headers_mut().insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         );
+        if let Some(secs) = retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
         if self.status == StatusCode::UNAUTHORIZED {
             response
                 .headers_mut()

@@ -1,20 +1,42 @@
 //! `/v1/flows`: create, list, read, replace (new version) and delete flows. Bodies are JSON, or
 //! YAML when sent as `application/yaml`.
 
+use super::guard::{self, Caller, Route};
 use super::{ApiError, ApiResult, AppState, PageParams, Params, RequestActor};
+use crate::access::{Need, Target};
 use crate::registry::ActiveFlow;
+use crate::store::Role;
+use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
 use serde_json::{Value, json};
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/flows", get(list).post(create))
-        .route("/flows/{id}", get(read).put(replace).delete(remove))
+pub fn routes() -> Vec<Route> {
+    vec![
+        guard::get("/flows", Need::Project(Role::Viewer, Target::Visible), list),
+        guard::post(
+            "/flows",
+            Need::Project(Role::Editor, Target::QueryProject),
+            create,
+        ),
+        guard::get(
+            "/flows/{id}",
+            Need::Project(Role::Viewer, Target::Flow),
+            read,
+        ),
+        guard::put(
+            "/flows/{id}",
+            Need::Project(Role::Editor, Target::Flow),
+            replace,
+        ),
+        guard::delete(
+            "/flows/{id}",
+            Need::Project(Role::Editor, Target::Flow),
+            remove,
+        ),
+    ]
 }
 
 /// Parses a flow body by its content type.
@@ -41,13 +63,13 @@ fn render(active: &ActiveFlow) -> Value {
 
 async fn create(
     State(app): State<AppState>,
-    RequestActor(actor): RequestActor,
+    caller: Caller,
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Response> {
     let value = definition(&headers, &body)?;
-    let scope = app.store.default_scope().await?;
-    let active = app.flows.create(&actor, &scope, value).await?;
+    let scope = caller.project()?;
+    let active = app.flows.create(&caller.actor(), scope, value).await?;
     let location = format!("/v1/flows/{}", active.record.id);
     Ok((
         StatusCode::CREATED,
@@ -57,12 +79,27 @@ async fn create(
         .into_response())
 }
 
+/// `projectId` narrows the list to one (visible) project.
+#[derive(Debug, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ListParams {
+    limit: Option<u32>,
+    cursor: Option<String>,
+    project_id: Option<String>,
+}
+
 async fn list(
     State(app): State<AppState>,
-    Params(params): Params<PageParams>,
+    caller: Caller,
+    Params(params): Params<ListParams>,
 ) -> ApiResult<Json<Value>> {
-    let (limit, cursor) = params.parse()?;
-    let page = app.flows.list(limit, cursor).await?;
+    let (limit, cursor) = PageParams {
+        limit: params.limit,
+        cursor: params.cursor,
+    }
+    .parse()?;
+    let only = super::narrow(caller.visible, params.project_id);
+    let page = app.flows.list(limit, cursor, only).await?;
     Ok(Json(json!(page)))
 }
 

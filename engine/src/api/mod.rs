@@ -1,11 +1,15 @@
-//! The HTTP API: one axum router per resource, one error type, admin-token authentication for
-//! everything under `/v1` except webhooks (which authenticate per flow).
+//! The HTTP API: one route table per resource, one error type, and one place where access is
+//! decided ([`guard`]): every `/v1` route declares what it needs; webhooks are public and
+//! authenticate per flow.
 
 mod audit;
+mod auth;
 mod catalog;
 mod destinations;
 mod error;
 mod flows;
+pub mod guard;
+mod people;
 mod plugins;
 mod runs;
 mod secrets;
@@ -15,18 +19,15 @@ mod webhooks;
 pub use error::{ApiError, ApiResult};
 pub use webhooks::InProcessIntake;
 
+use crate::access::throttle::Throttle;
 use crate::exec::Executor;
 use crate::metrics::Metrics;
 use crate::queue::Queue;
 use crate::registry::FlowRegistry;
 use crate::store::Actor;
 use crate::store::{Cursor, DynStore};
-use crate::trigger::verify::secrets_equal;
 use crate::wasm::Sandbox;
 use axum::Router;
-use axum::extract::{Request, State};
-use axum::middleware::{self, Next};
-use axum::response::Response;
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -50,24 +51,77 @@ pub struct App {
     pub shared_database: bool,
     /// This process executes runs (`--role all|worker`): `/sync` then runs its run at once.
     pub runs_work: bool,
+    /// How long console sessions last.
+    pub sessions: SessionSettings,
+    /// Failed sign-ins per email and per client address.
+    pub sign_in_failures: SignInThrottle,
+    /// True when the public URL is https: session cookies are then `Secure`.
+    pub public_https: bool,
+}
+
+/// Idle and absolute lifetime of a console session.
+#[derive(Debug, Clone, Copy)]
+pub struct SessionSettings {
+    pub idle_ms: i64,
+    pub max_ms: i64,
+}
+
+impl Default for SessionSettings {
+    fn default() -> Self {
+        SessionSettings {
+            idle_ms: 12 * 3600 * 1000,
+            max_ms: 7 * 24 * 3600 * 1000,
+        }
+    }
+}
+
+/// Sign-in throttling: 5 failures per email and 20 per client address within 15 minutes.
+pub struct SignInThrottle {
+    pub by_email: Throttle,
+    pub by_ip: Throttle,
+}
+
+impl Default for SignInThrottle {
+    fn default() -> Self {
+        let window = std::time::Duration::from_secs(15 * 60);
+        SignInThrottle {
+            by_email: Throttle::new(5, window),
+            by_ip: Throttle::new(20, window),
+        }
+    }
 }
 
 /// Shared application state handed to handlers.
 pub type AppState = Arc<App>;
 
+/// Every `/v1` route with what it needs: the one table access is decided from.
+pub fn routes() -> Vec<guard::Route> {
+    [
+        auth::routes(),
+        people::routes(),
+        flows::routes(),
+        runs::routes(),
+        plugins::routes(),
+        catalog::routes(),
+        secrets::routes(),
+        audit::routes(),
+        destinations::routes(),
+        webhooks::routes(),
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
+}
+
+/// `(method, path, need)` of every `/v1` route, for tests that walk them.
+pub fn route_table() -> Vec<(axum::http::Method, String, crate::access::Need)> {
+    guard::table(&routes())
+}
+
 /// The whole HTTP surface.
 pub fn router(app: AppState) -> Router {
-    let admin = Router::new()
-        .merge(flows::routes())
-        .merge(runs::routes())
-        .merge(plugins::routes())
-        .merge(catalog::routes())
-        .merge(secrets::routes())
-        .merge(audit::routes())
-        .merge(destinations::routes())
-        .layer(middleware::from_fn_with_state(app.clone(), require_admin));
     Router::new()
-        .nest("/v1", admin.merge(webhooks::routes()))
+        .nest("/v1", guard::guarded(&app, routes()))
         .merge(system::routes())
         .fallback(|| async { ApiError::not_found("no such route") })
         .method_not_allowed_fallback(|| async {
@@ -95,40 +149,8 @@ pub fn ops_router(app: AppState) -> Router {
 /// in"; recording each would drown the log.
 const SIGN_IN_WINDOW: std::time::Duration = std::time::Duration::from_secs(3600);
 
-async fn require_admin(
-    State(app): State<AppState>,
-    request: Request,
-    next: Next,
-) -> Result<Response, ApiError> {
-    let (mut parts, body) = request.into_parts();
-    let actor = <RequestActor as axum::extract::FromRequestParts<AppState>>::from_request_parts(
-        &mut parts, &app,
-    )
-    .await
-    .map(|a| a.0)
-    .unwrap_or_default();
-    let request = Request::from_parts(parts, body);
-    let presented = request
-        .headers()
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, token)| token.trim());
-    match presented {
-        None => Err(ApiError::unauthorized(
-            "missing Authorization: Bearer <admin token>",
-        )),
-        Some(token) if secrets_equal(token.as_bytes(), app.admin_token.as_bytes()) => {
-            record_sign_in(&app, actor).await;
-            Ok(next.run(request).await)
-        }
-        Some(_) => Err(ApiError::unauthorized("invalid admin token")),
-    }
-}
-
-/// The admin making a request, for audit events: the client IP is the peer address, or, when
-/// the peer is a configured trusted proxy, the last `X-Forwarded-For` hop that is not one.
+/// Who makes a request, for audit events: the guard's caller, or, on a public route, nobody
+/// known but the client address.
 pub struct RequestActor(pub Actor);
 
 impl axum::extract::FromRequestParts<AppState> for RequestActor {
@@ -138,25 +160,58 @@ impl axum::extract::FromRequestParts<AppState> for RequestActor {
         parts: &mut axum::http::request::Parts,
         app: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let peer = parts
-            .extensions
-            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-            .map(|c| c.0.ip());
-        let forwarded = parts
-            .headers
-            .get("x-forwarded-for")
-            .and_then(|v| v.to_str().ok());
-        let ip = client_ip(peer, forwarded, &app.trusted_proxies).map(|ip| ip.to_string());
-        Ok(RequestActor(Actor {
-            user_id: Some("admin".into()),
-            user_email: None,
-            ip,
-        }))
+        Ok(RequestActor(
+            match parts.extensions.get::<guard::Caller>() {
+                Some(caller) => caller.actor(),
+                None => Actor {
+                    user_id: None,
+                    user_email: None,
+                    ip: client_ip_of(parts, app),
+                },
+            },
+        ))
     }
 }
 
-/// Audits the first authenticated admin request per client address and window.
-async fn record_sign_in(app: &AppState, actor: Actor) {
+/// The client IP: the peer address, or, when the peer is a configured trusted proxy, the last
+/// `X-Forwarded-For` hop that is not one.
+pub fn client_ip_of(parts: &axum::http::request::Parts, app: &App) -> Option<String> {
+    let peer = parts
+        .extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip());
+    let forwarded = parts
+        .headers
+        .get("x-forwarded-for")
+        .and_then(|v| v.to_str().ok());
+    client_ip(peer, forwarded, &app.trusted_proxies).map(|ip| ip.to_string())
+}
+
+/// True when the request reached us over https as far as we can tell: the public URL is
+/// https, or a trusted proxy says `X-Forwarded-Proto: https`.
+pub fn served_over_https(parts: &axum::http::request::Parts, app: &App) -> bool {
+    if app.public_https {
+        return true;
+    }
+    let peer = parts
+        .extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip());
+    peer.is_some_and(|p| app.trusted_proxies.contains(&p))
+        && parts
+            .headers
+            .get("x-forwarded-proto")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case("https"))
+}
+
+/// Audits the first admin-token request per client address and window.
+async fn record_sign_in(app: &AppState, ip: Option<String>) {
+    let actor = Actor {
+        user_id: Some("admin".into()),
+        user_email: None,
+        ip,
+    };
     let key = actor.ip.clone().unwrap_or_default();
     let now = std::time::Instant::now();
     {
@@ -173,7 +228,7 @@ async fn record_sign_in(app: &AppState, actor: Actor) {
     let Ok(scope) = app.store.default_scope().await else {
         return;
     };
-    let data = serde_json::json!({"user": {"id": actor.user_id, "method": "admin-token"}});
+    let data = serde_json::json!({"user": {"id": actor.user_id, "method": "admin-token"}, "success": true});
     let draft = crate::store::AuditDraft::new(
         &scope.platform_id,
         None,
@@ -239,6 +294,18 @@ fn serde_urlencoded_compat<T: serde::de::DeserializeOwned>(query: &str) -> Resul
                 .trim_start_matches("Failed to deserialize query string: ")
         ))
     })
+}
+
+/// The projects a list shows: those the caller sees (`None`: all), narrowed to `?projectId=`
+/// when given (a project the caller cannot see is an empty list, not an error: lists never
+/// confirm that a project exists).
+pub fn narrow(visible: Option<Vec<String>>, project: Option<String>) -> Option<Vec<String>> {
+    match (visible, project) {
+        (None, None) => None,
+        (Some(v), None) => Some(v),
+        (None, Some(p)) => Some(vec![p]),
+        (Some(v), Some(p)) => Some(v.into_iter().filter(|x| *x == p).collect()),
+    }
 }
 
 /// `limit` and `cursor` query parameters shared by list endpoints.

@@ -1,23 +1,24 @@
 //! `/v1/plugins`: list installed plugins; install a component (raw body) without a restart.
 
+use super::guard::{self, Route};
 use super::{ApiError, ApiResult, AppState, RequestActor};
+use crate::access::Need;
 use crate::wasm::LoadError;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::Json;
+use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::get;
-use axum::{Json, Router};
 use serde_json::{Value, json};
 
 /// Largest component accepted by upload.
 pub const MAX_UPLOAD_BYTES: usize = 32 << 20;
 
-pub fn routes() -> Router<AppState> {
-    Router::new().route(
-        "/plugins",
-        get(list)
-            .post(install)
-            .layer(DefaultBodyLimit::max(MAX_UPLOAD_BYTES)),
-    )
+/// Installed plugins serve every project of the platform, so installing one is a platform
+/// admin's call; everyone signed in may list them (to write steps).
+pub fn routes() -> Vec<Route> {
+    vec![
+        guard::get("/plugins", Need::SignedIn, list),
+        guard::post("/plugins", Need::Platform, install).body_limit(MAX_UPLOAD_BYTES),
+    ]
 }
 
 async fn list(State(app): State<AppState>) -> Json<Value> {

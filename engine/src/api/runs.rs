@@ -1,19 +1,33 @@
 //! `/v1/flow-runs`: list and inspect runs, retry a failed run from its failed step.
 
+use super::guard::{self, Caller, Route};
 use super::{ApiError, ApiResult, AppState, PageParams, Params, RequestActor};
-use crate::store::{RunFilter, RunStatus};
+use crate::access::{Need, Target};
+use crate::store::{Role, RunFilter, RunStatus};
+use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/flow-runs", get(list))
-        .route("/flow-runs/{id}", get(read))
-        .route("/flow-runs/{id}/retry", post(retry))
+pub fn routes() -> Vec<Route> {
+    vec![
+        guard::get(
+            "/flow-runs",
+            Need::Project(Role::Viewer, Target::Visible),
+            list,
+        ),
+        guard::get(
+            "/flow-runs/{id}",
+            Need::Project(Role::Viewer, Target::Run),
+            read,
+        ),
+        guard::post(
+            "/flow-runs/{id}/retry",
+            Need::Project(Role::Operator, Target::Run),
+            retry,
+        ),
+    ]
 }
 
 #[derive(Debug, Deserialize)]
@@ -21,6 +35,7 @@ pub fn routes() -> Router<AppState> {
 struct ListParams {
     flow_id: Option<String>,
     status: Option<String>,
+    project_id: Option<String>,
     // Not `#[serde(flatten)]`: flattened query structs cannot parse numbers.
     limit: Option<u32>,
     cursor: Option<String>,
@@ -28,6 +43,7 @@ struct ListParams {
 
 async fn list(
     State(app): State<AppState>,
+    caller: Caller,
     Params(params): Params<ListParams>,
 ) -> ApiResult<Json<Value>> {
     let (limit, cursor) = PageParams {
@@ -44,6 +60,7 @@ async fn list(
     };
     let filter = RunFilter {
         flow_id: params.flow_id,
+        projects: super::narrow(caller.visible, params.project_id),
         status,
         limit,
         cursor,

@@ -1,18 +1,28 @@
 //! `/v1/secrets`: write-only secrets. Values go in and are never returned, logged or traced.
 
-use super::{ApiError, ApiResult, AppState, RequestActor};
+use super::guard::{self, Caller, Route};
+use super::{ApiError, ApiResult, AppState};
+use crate::access::{Need, Target};
 use crate::flow::validate::check_secret_name;
+use crate::store::Role;
+use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::{get, put};
-use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/secrets", get(list))
-        .route("/secrets/{name}", put(set).delete(remove))
+/// Names are visible to editors (who grant them to steps); values are set by project admins.
+pub fn routes() -> Vec<Route> {
+    let project = Target::QueryProject;
+    vec![
+        guard::get("/secrets", Need::Project(Role::Editor, project), list),
+        guard::put("/secrets/{name}", Need::Project(Role::Admin, project), set),
+        guard::delete(
+            "/secrets/{name}",
+            Need::Project(Role::Admin, project),
+            remove,
+        ),
+    ]
 }
 
 #[derive(Deserialize)]
@@ -26,7 +36,7 @@ const MAX_SECRET_BYTES: usize = 64 << 10;
 
 async fn set(
     State(app): State<AppState>,
-    RequestActor(actor): RequestActor,
+    caller: Caller,
     Path(name): Path<String>,
     body: axum::body::Bytes,
 ) -> ApiResult<StatusCode> {
@@ -39,8 +49,10 @@ async fn set(
             "value: must be 1 to {MAX_SECRET_BYTES} bytes"
         )));
     }
-    let scope = app.store.default_scope().await?;
-    let created = app.secrets.put(&actor, &scope, &name, &body.value).await?;
+    let created = app
+        .secrets
+        .put(&caller.actor(), caller.project()?, &name, &body.value)
+        .await?;
     Ok(if created {
         StatusCode::CREATED
     } else {
@@ -48,9 +60,8 @@ async fn set(
     })
 }
 
-async fn list(State(app): State<AppState>) -> ApiResult<Json<Value>> {
-    let scope = app.store.default_scope().await?;
-    let data = app.secrets.list(&scope).await?;
+async fn list(State(app): State<AppState>, caller: Caller) -> ApiResult<Json<Value>> {
+    let data = app.secrets.list(caller.project()?).await?;
     Ok(Json(
         json!({ "data": data, "next": null, "previous": null }),
     ))
@@ -58,11 +69,14 @@ async fn list(State(app): State<AppState>) -> ApiResult<Json<Value>> {
 
 async fn remove(
     State(app): State<AppState>,
-    RequestActor(actor): RequestActor,
+    caller: Caller,
     Path(name): Path<String>,
 ) -> ApiResult<StatusCode> {
-    let scope = app.store.default_scope().await?;
-    if app.secrets.delete(&actor, &scope, &name).await? {
+    if app
+        .secrets
+        .delete(&caller.actor(), caller.project()?, &name)
+        .await?
+    {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::not_found(format!("secret {name} not found")))

@@ -10,21 +10,24 @@ use crate::queue::Waited;
 use crate::store::{Accepted, ClaimedRun, Environment, Lease, NewEvent, new_id};
 use crate::trigger::{self, verify};
 use crate::wasm::SyncResponse;
+use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
-use axum::{Json, Router};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde::Deserialize;
 use serde_json::json;
 use std::time::Duration;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/webhooks/{flow_id}", post(receive))
-        .route("/webhooks/{flow_id}/sync", post(receive_sync))
+/// Public: each flow's trigger authenticates its own callers.
+pub fn routes() -> Vec<super::guard::Route> {
+    use super::guard;
+    use crate::access::Need;
+    vec![
+        guard::post("/webhooks/{flow_id}", Need::Public, receive),
+        guard::post("/webhooks/{flow_id}/sync", Need::Public, receive_sync),
+    ]
 }
 
 /// Longest a `/sync` caller may ask to wait.

@@ -15,8 +15,8 @@
 use super::rows::{in_list, paginate, push_cursor};
 use super::sql::{Col, Conn, Param, Ty, params};
 use super::{
-    Actor, AuditAction, AuditFilter, AuditRow, NewEvent, Page, Scope, StoreError, StoreResult,
-    epoch_ms, new_id, now_text,
+    Actor, AuditAction, AuditFilter, AuditRow, DestinationScope, NewEvent, Page, Scope, StoreError,
+    StoreResult, epoch_ms, new_id, now_text,
 };
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
@@ -190,7 +190,7 @@ pub async fn append(c: &mut dyn Conn, drafts: &[AuditDraft]) -> StoreResult<()> 
         let body = envelope(&id, &created, draft).to_string();
         let hash = chain_hash(&prev, &body);
         seq += 1;
-        written.push((seq, draft.action, body.clone()));
+        written.push((seq, draft.action, draft.project_id.clone(), body.clone()));
         rows.push(vec![
             Param::from(seq),
             Param::from(id),
@@ -224,29 +224,38 @@ pub async fn append(c: &mut dyn Conn, drafts: &[AuditDraft]) -> StoreResult<()> 
 /// the same transaction as the events themselves.
 async fn enqueue_deliveries(
     c: &mut dyn Conn,
-    written: &[(i64, AuditAction, String)],
+    written: &[(i64, AuditAction, Option<String>, String)],
     created: &str,
 ) -> StoreResult<()> {
     let destinations = c
         .query(
-            "SELECT id, events FROM destinations WHERE enabled = TRUE",
+            "SELECT id, events, scope, project_id FROM destinations WHERE enabled = TRUE",
             params![],
         )
         .await?;
     if destinations.is_empty() {
         return Ok(());
     }
-    let mut filters: Vec<(String, Vec<String>)> = Vec::with_capacity(destinations.len());
+    // (id, actions, the project a PROJECT destination is limited to)
+    let mut filters: Vec<(String, Vec<String>, Option<String>)> =
+        Vec::with_capacity(destinations.len());
     for row in &destinations {
         // An unreadable filter delivers everything rather than failing every change.
         let events: Vec<String> = serde_json::from_str(&row.text("events")?).unwrap_or_default();
-        filters.push((row.text("id")?, events));
+        let project = match row.parse::<DestinationScope>("scope")? {
+            DestinationScope::Platform => None,
+            DestinationScope::Project => Some(row.text("project_id")?),
+        };
+        filters.push((row.text("id")?, events, project));
     }
     let now = epoch_ms();
     let mut entries = Vec::new();
-    for (seq, action, body) in written {
-        for (destination, events) in &filters {
-            if events.is_empty() || events.iter().any(|e| e == action.as_str()) {
+    for (seq, action, event_project, body) in written {
+        for (destination, events, only_project) in &filters {
+            let in_scope = only_project
+                .as_ref()
+                .is_none_or(|p| event_project.as_ref() == Some(p));
+            if in_scope && (events.is_empty() || events.iter().any(|e| e == action.as_str())) {
                 entries.push(vec![
                     Param::from(new_id()),
                     Param::from(destination),

@@ -322,6 +322,7 @@ fn destination(id: &str, events: &[&str]) -> DestinationRecord {
         id: id.to_string(),
         platform_id: "default".into(),
         project_id: "default".into(),
+        scope: DestinationScope::Platform,
         name: format!("dest {id}"),
         url: "https://example.com/hook".into(),
         events: events.iter().map(|e| e.to_string()).collect(),
@@ -382,7 +383,7 @@ async fn flows_crud_and_cursors(h: Harness) {
     newest_first.sort();
     newest_first.reverse();
 
-    let page1 = store.list_flows(2, None).await.expect("page 1");
+    let page1 = store.list_flows(2, None, None).await.expect("page 1");
     let names = |p: &Page<FlowRecord>| p.data.iter().map(|f| f.id.clone()).collect::<Vec<_>>();
     assert_eq!(names(&page1), newest_first[..2]);
     assert!(page1.previous.is_none());
@@ -390,6 +391,7 @@ async fn flows_crud_and_cursors(h: Harness) {
         .list_flows(
             2,
             Cursor::decode(page1.next.as_deref().expect("page 1 has next")),
+            None,
         )
         .await
         .expect("page 2");
@@ -399,6 +401,7 @@ async fn flows_crud_and_cursors(h: Harness) {
         .list_flows(
             2,
             Cursor::decode(page2.next.as_deref().expect("page 2 has next")),
+            None,
         )
         .await
         .expect("page 3");
@@ -408,6 +411,7 @@ async fn flows_crud_and_cursors(h: Harness) {
         .list_flows(
             2,
             Cursor::decode(page2.previous.as_deref().expect("previous")),
+            None,
         )
         .await
         .expect("back to page 1");
@@ -467,7 +471,7 @@ async fn flows_crud_and_cursors(h: Harness) {
         store.update_flow(&actor(), gone, "x", &json!({})).await,
         Err(StoreError::NotFound(_))
     ));
-    let all = store.list_flows(10, None).await.expect("list");
+    let all = store.list_flows(10, None, None).await.expect("list");
     assert_eq!(all.data.len(), 4);
     assert!(all.data.iter().all(|f| &f.id != gone));
 
@@ -1307,7 +1311,7 @@ async fn destinations_crud_and_outbox(h: Harness) {
         .await
         .expect("update");
     assert_eq!(
-        store.list_destinations().await.expect("list")[0].name,
+        store.list_destinations(None).await.expect("list")[0].name,
         "renamed"
     );
     assert!(matches!(
@@ -1500,7 +1504,13 @@ async fn destinations_crud_and_outbox(h: Harness) {
             .expect("get")
             .is_none()
     );
-    assert!(store.list_destinations().await.expect("list").is_empty());
+    assert!(
+        store
+            .list_destinations(None)
+            .await
+            .expect("list")
+            .is_empty()
+    );
     let audit: BTreeMap<String, usize> =
         audit_events(store, &[])
             .await

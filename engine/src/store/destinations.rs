@@ -60,12 +60,18 @@ fn settings(d: &DestinationRecord) -> Vec<Param> {
 }
 
 pub async fn create(c: &mut dyn Conn, actor: &Actor, d: &DestinationRecord) -> StoreResult<()> {
-    let mut args = params![&d.id, &d.platform_id, &d.project_id, &d.created];
+    let mut args = params![
+        &d.id,
+        &d.platform_id,
+        &d.project_id,
+        d.scope.as_str(),
+        &d.created
+    ];
     args.extend(settings(d));
     c.execute(
-        "INSERT INTO destinations (id, platform_id, project_id, created, name, url, events, enabled, content_type, \
+        "INSERT INTO destinations (id, platform_id, project_id, scope, created, name, url, events, enabled, content_type, \
          headers, token, secrets, disabled_reason, failing_since, paused_until, consecutive_failures, updated) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         args,
     )
     .await?;
@@ -117,12 +123,28 @@ pub async fn get(c: &mut dyn Conn, id: &str) -> StoreResult<Option<DestinationRe
         .transpose()
 }
 
-pub async fn list(c: &mut dyn Conn) -> StoreResult<Vec<DestinationRecord>> {
-    c.query("SELECT * FROM destinations ORDER BY id", params![])
-        .await?
-        .iter()
-        .map(destination)
-        .collect()
+/// Destinations by id; `only` limits the list to the PROJECT destinations of those projects
+/// (what a project admin manages), `None` is every destination.
+pub async fn list(
+    c: &mut dyn Conn,
+    only: Option<&[String]>,
+) -> StoreResult<Vec<DestinationRecord>> {
+    let (sql, args) = match only {
+        None => (
+            "SELECT * FROM destinations ORDER BY id".to_string(),
+            params![],
+        ),
+        Some(projects) => {
+            let (cond, args) = in_list("project_id", projects);
+            (
+                format!(
+                    "SELECT * FROM destinations WHERE scope = 'PROJECT' AND {cond} ORDER BY id"
+                ),
+                args,
+            )
+        }
+    };
+    c.query(&sql, args).await?.iter().map(destination).collect()
 }
 
 /// Claims up to `per_destination` consecutive due entries from the head of up to

@@ -1,7 +1,7 @@
 //! Flows and their versions. Every change writes its audit event in the same transaction.
 
 use super::audit::{self, AuditDraft};
-use super::rows::{flow_record, paginate, push_cursor};
+use super::rows::{flow_record, in_list, paginate, push_cursor};
 use super::sql::{Conn, Param, params};
 use super::{
     Actor, AuditAction, Cursor, FlowRecord, Page, Scope, StoreError, StoreResult, new_id, now_text,
@@ -128,13 +128,20 @@ pub async fn get_version(
     .transpose()
 }
 
+/// Flows, newest first; `only` limits them to those projects (`None`: every project).
 pub async fn list(
     c: &mut dyn Conn,
     limit: u32,
     cursor: Option<&Cursor>,
+    only: Option<&[String]>,
 ) -> StoreResult<Page<FlowRecord>> {
     let mut sql = String::from("SELECT * FROM flows WHERE deleted IS NULL");
     let mut args = Vec::new();
+    if let Some(projects) = only {
+        let (cond, values) = in_list("project_id", projects);
+        sql.push_str(&format!(" AND {cond}"));
+        args.extend(values);
+    }
     let key = cursor.map(|c| (c, Param::from(c.key())));
     let backwards = push_cursor(&mut sql, &mut args, "id", key, limit);
     let items = c

@@ -9,6 +9,19 @@
 //! threads; `postgres`: a connection pool). [`open`] picks the backend from the URL, so the
 //! server and the CLI never know which one they run on. Both pass the same suite (`conformance`).
 
+/// Runs a call of the logic layer as a job on the backend:
+/// `on!(self.write, [actor, id], |c| flows::delete(c, &actor, &id))`. The listed arguments are
+/// turned into owned values first (`to_owned`), since a job may run on another thread.
+macro_rules! on {
+    ($self:ident . $how:ident, [$($own:ident),*], |$c:ident| $call:expr) => {{
+        $(let $own = $own.to_owned();)*
+        $self
+            .$how($crate::store::sql::job(move |$c| Box::pin(async move { $call.await })))
+            .await
+    }};
+}
+
+pub mod access;
 pub mod audit;
 mod batch;
 #[cfg(test)]

@@ -63,6 +63,7 @@ pub fn destination(row: &Row) -> StoreResult<DestinationRecord> {
         id: row.text("id")?,
         platform_id: row.text("platform_id")?,
         project_id: row.text("project_id")?,
+        scope: row.parse("scope")?,
         name: row.text("name")?,
         url: row.text("url")?,
         events: serde_json::from_value(row.json("events")?).map_err(|e| corrupt("events", e))?,
@@ -172,6 +173,10 @@ pub async fn lock_in_order(c: &mut dyn Conn, table: &str, ids: &[String]) -> Sto
 /// `column IN (?, …)` over `values`, with the parameters: for lists bounded by the caller
 /// (chunk longer ones with [`super::sql::CHUNK`]).
 pub fn in_list(column: &str, values: &[String]) -> (String, Vec<Param>) {
+    if values.is_empty() {
+        // `IN ()` is not SQL; nothing is in an empty list.
+        return ("FALSE".to_string(), Vec::new());
+    }
     (
         format!("{column} IN ({})", placeholders(values.len())),
         values.iter().map(Param::from).collect(),

@@ -329,6 +329,11 @@ pub async fn list(c: &mut dyn Conn, filter: &RunFilter) -> StoreResult<Page<RunS
         sql.push_str(" AND status = ?");
         args.push(Param::from(status.as_str()));
     }
+    if let Some(projects) = &filter.projects {
+        let (cond, values) = in_list("project_id", projects);
+        sql.push_str(&format!(" AND {cond}"));
+        args.extend(values);
+    }
     let key = filter.cursor.as_ref().map(|c| (c, Param::from(c.key())));
     let backwards = push_cursor(&mut sql, &mut args, "id", key, filter.limit);
     let items = c

@@ -3,21 +3,11 @@
 //! through the group commit ([`super::batch`]).
 
 use super::audit::AuditDraft;
-use super::sql::{AnyBackend, Backend, Job, job, read, write};
+#[cfg(test)]
+use super::sql::job;
+use super::sql::{AnyBackend, Backend, Job, read, write};
 use super::*;
 use tokio::sync::{mpsc, oneshot};
-
-/// Runs a call of the logic layer as a job on the backend:
-/// `on!(self.write, [actor, id], |c| flows::delete(c, &actor, &id))`. The listed arguments are
-/// turned into owned values first (`to_owned`), since a job may run on another thread.
-macro_rules! on {
-    ($self:ident . $how:ident, [$($own:ident),*], |$c:ident| $call:expr) => {{
-        $(let $own = $own.to_owned();)*
-        $self
-            .$how(job(move |$c| Box::pin(async move { $call.await })))
-            .await
-    }};
-}
 
 /// The one storage interface: business logic written once, run by whichever backend
 /// [`open`](super::open) chose. Hot-path writes (`accept_event`, `finish_run`, `claim_runs`) are
@@ -35,11 +25,11 @@ impl Store {
         Store { backend, ops }
     }
 
-    async fn write<T: Send + 'static>(&self, job: Job<T>) -> StoreResult<T> {
+    pub(super) async fn write<T: Send + 'static>(&self, job: Job<T>) -> StoreResult<T> {
         write(&*self.backend, job).await
     }
 
-    async fn read<T: Send + 'static>(&self, job: Job<T>) -> StoreResult<T> {
+    pub(super) async fn read<T: Send + 'static>(&self, job: Job<T>) -> StoreResult<T> {
         read(&*self.backend, job).await
     }
 
@@ -121,12 +111,19 @@ impl Store {
     }
 
     /// Flows, newest first.
+    /// Flows, newest first; `only` limits them to those projects.
     pub async fn list_flows(
         &self,
         limit: u32,
         cursor: Option<Cursor>,
+        only: Option<Vec<String>>,
     ) -> StoreResult<Page<FlowRecord>> {
-        on!(self.read, [], |c| flows::list(c, limit, cursor.as_ref()))
+        on!(self.read, [], |c| flows::list(
+            c,
+            limit,
+            cursor.as_ref(),
+            only.as_deref()
+        ))
     }
 
     /// Durably records an event and queues its run, or finds the run of an earlier delivery.
@@ -306,8 +303,12 @@ impl Store {
         on!(self.read, [id], |c| destinations::get(c, &id))
     }
 
-    pub async fn list_destinations(&self) -> StoreResult<Vec<DestinationRecord>> {
-        on!(self.read, [], |c| destinations::list(c))
+    /// Destinations; `only` limits them to the PROJECT destinations of those projects.
+    pub async fn list_destinations(
+        &self,
+        only: Option<Vec<String>>,
+    ) -> StoreResult<Vec<DestinationRecord>> {
+        on!(self.read, [], |c| destinations::list(c, only.as_deref()))
     }
 
     /// Claims, for up to `destinations` destinations, up to `per_destination` consecutive due

@@ -131,6 +131,91 @@ string_enum!(
         DestinationDisabled => "destination.disabled",
         PluginInstalled => "plugin.installed",
         UserSignedIn => "user.signed.in",
+        UserSignedOut => "user.signed.out",
+        UserSignedUp => "user.signed.up",
+        UserUpdated => "user.updated",
+        ProjectCreated => "project.created",
+        ProjectMemberAdded => "project.member.added",
+        ProjectMemberUpdated => "project.member.updated",
+        ProjectMemberRemoved => "project.member.removed",
+        ProjectInvitationCreated => "project.invitation.created",
+        ProjectInvitationRevoked => "project.invitation.revoked",
+        ApiKeyCreated => "api.key.created",
+        ApiKeyRevoked => "api.key.revoked",
+    }
+);
+
+string_enum!(
+    /// What a person or an API key may do, in Activepieces' names. Platform roles reach every
+    /// project (`platform-admin`: everything; `auditor`: the audit log only); project roles
+    /// are granted per project and ordered `viewer` < `operator` < `editor` < `admin`.
+    Role {
+        PlatformAdmin => "platform-admin",
+        Auditor => "auditor",
+        Admin => "admin",
+        Editor => "editor",
+        Operator => "operator",
+        Viewer => "viewer",
+    }
+);
+
+impl Role {
+    /// True for the roles that are held platform-wide rather than per project.
+    pub fn is_platform(self) -> bool {
+        matches!(self, Role::PlatformAdmin | Role::Auditor)
+    }
+
+    /// Rank of a project role (higher includes lower); `None` for platform roles.
+    pub fn project_rank(self) -> Option<u8> {
+        match self {
+            Role::Viewer => Some(1),
+            Role::Operator => Some(2),
+            Role::Editor => Some(3),
+            Role::Admin => Some(4),
+            Role::PlatformAdmin | Role::Auditor => None,
+        }
+    }
+
+    /// The permissions a role grants, in Activepieces' spelling, recorded in membership audit
+    /// events so detections such as "a role granting `WRITE_PROJECT_MEMBER`" run on this log.
+    pub fn permissions(self) -> &'static [&'static str] {
+        const VIEWER: &[&str] = &["READ_FLOW", "READ_RUN", "READ_PROJECT_MEMBER"];
+        const OPERATOR: &[&str] = &["READ_FLOW", "READ_RUN", "READ_PROJECT_MEMBER", "WRITE_RUN"];
+        const EDITOR: &[&str] = &[
+            "READ_FLOW",
+            "READ_RUN",
+            "READ_PROJECT_MEMBER",
+            "WRITE_RUN",
+            "WRITE_FLOW",
+            "READ_APP_CONNECTION",
+        ];
+        const ADMIN: &[&str] = &[
+            "READ_FLOW",
+            "READ_RUN",
+            "READ_PROJECT_MEMBER",
+            "WRITE_RUN",
+            "WRITE_FLOW",
+            "READ_APP_CONNECTION",
+            "WRITE_APP_CONNECTION",
+            "WRITE_PROJECT_MEMBER",
+            "READ_AUDIT_LOG",
+        ];
+        match self {
+            Role::Viewer => VIEWER,
+            Role::Operator => OPERATOR,
+            Role::Editor => EDITOR,
+            Role::Admin | Role::PlatformAdmin => ADMIN,
+            Role::Auditor => &["READ_AUDIT_LOG"],
+        }
+    }
+}
+
+string_enum!(
+    /// Which audit events a destination receives: every event of the platform, or only the
+    /// events of its own project (as Activepieces scopes them).
+    DestinationScope {
+        Platform => "PLATFORM",
+        Project => "PROJECT",
     }
 );
 
@@ -251,6 +336,8 @@ pub struct RunDetail {
 #[derive(Debug, Clone, Default)]
 pub struct RunFilter {
     pub flow_id: Option<String>,
+    /// Only runs of these projects; `None` is every project.
+    pub projects: Option<Vec<String>>,
     pub status: Option<RunStatus>,
     pub limit: u32,
     pub cursor: Option<Cursor>,
@@ -407,6 +494,8 @@ pub struct DestinationRecord {
     pub id: String,
     pub platform_id: String,
     pub project_id: String,
+    /// PLATFORM receives every event; PROJECT only those of `project_id`.
+    pub scope: DestinationScope,
     pub name: String,
     pub url: String,
     /// Actions delivered; empty means all.
@@ -483,4 +572,129 @@ pub struct DeliveryRecord {
     pub error: Option<String>,
     pub response_body: Option<String>,
     pub created: String,
+}
+
+/// A person as the store and the API show them: never the password hash.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct UserRecord {
+    pub id: String,
+    pub platform_id: String,
+    pub email: String,
+    pub name: String,
+    pub platform_role: Option<Role>,
+    pub disabled: bool,
+    pub created: String,
+    pub updated: String,
+}
+
+/// A person about to be created; `email` is lower-cased by the store.
+#[derive(Debug, Clone)]
+pub struct NewUser {
+    pub email: String,
+    pub name: String,
+    pub password_hash: String,
+    pub platform_role: Option<Role>,
+}
+
+/// Changes to a person; `None` leaves a field alone (`platform_role: Some(None)` removes it).
+#[derive(Debug, Clone, Default)]
+pub struct UserChange {
+    pub name: Option<String>,
+    pub password_hash: Option<String>,
+    pub platform_role: Option<Option<Role>>,
+    pub disabled: Option<bool>,
+}
+
+/// A project.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ProjectRecord {
+    pub id: String,
+    pub platform_id: String,
+    pub name: String,
+    pub created: String,
+}
+
+/// A person's role in a project.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct MemberRecord {
+    pub project_id: String,
+    pub user_id: String,
+    pub email: String,
+    pub name: String,
+    pub role: Role,
+    pub created: String,
+}
+
+/// A signed-in session; `id` is the SHA-256 of the cookie, never the cookie itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionRecord {
+    pub id: String,
+    pub user_id: String,
+    pub csrf: String,
+    pub ip: Option<String>,
+    pub created_ms: i64,
+    pub last_seen_ms: i64,
+    /// Absolute expiry, epoch ms.
+    pub expires_ms: i64,
+}
+
+/// An API key as stored: its hash is never read back out of the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiKeyRecord {
+    pub id: String,
+    pub platform_id: String,
+    /// `None`: a platform-wide key.
+    pub project_id: Option<String>,
+    pub name: String,
+    pub role: Role,
+    /// The first characters of the key, for recognising it in a list.
+    pub prefix: String,
+    pub expires_ms: Option<i64>,
+    pub last_used_ms: Option<i64>,
+    pub revoked: Option<String>,
+    pub created: String,
+    pub created_by: Option<String>,
+}
+
+/// A key about to be stored: `hash` is the SHA-256 of the key shown once to its creator.
+#[derive(Debug, Clone)]
+pub struct NewApiKey {
+    pub project_id: Option<String>,
+    pub name: String,
+    pub role: Role,
+    pub prefix: String,
+    pub hash: String,
+    pub expires_ms: Option<i64>,
+}
+
+/// An invitation to a project; the one-time token is stored only as its SHA-256.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvitationRecord {
+    pub id: String,
+    pub project_id: String,
+    pub email: String,
+    pub role: Role,
+    pub expires_ms: i64,
+    pub accepted: Option<String>,
+    pub created: String,
+    pub created_by: Option<String>,
+}
+
+/// Who owns a flow, run or destination: the one project it belongs to, or (a PLATFORM
+/// destination) the platform.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Owner {
+    Platform,
+    Project(String),
+}
+
+/// The kinds of record whose owner the access check looks up by id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Owned {
+    Flow,
+    Run,
+    Destination,
 }

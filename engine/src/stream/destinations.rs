@@ -6,7 +6,8 @@ use super::delivery::{RetryPolicy, SendOutcome};
 use super::{new_signing_secret, signature_header};
 use crate::secrets::SecretBox;
 use crate::store::{
-    Actor, DestinationRecord, DynStore, SealedSecret, StoreError, new_id, now_text,
+    Actor, DestinationRecord, DestinationScope, DynStore, SealedSecret, StoreError, new_id,
+    now_text,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -39,6 +40,10 @@ pub struct DestinationInput {
     pub enabled: Option<bool>,
     pub headers: Option<Map<String, Value>>,
     pub content_type: Option<String>,
+    /// PLATFORM (every event; the default) or PROJECT (only `projectId`'s events). Set on
+    /// creation only; the API checks the caller may manage that scope.
+    pub scope: Option<DestinationScope>,
+    pub project_id: Option<String>,
 }
 
 /// A destination as the API shows it: custom header values masked, secrets absent except
@@ -47,6 +52,10 @@ pub struct DestinationInput {
 #[serde(rename_all = "camelCase")]
 pub struct DestinationView {
     pub id: String,
+    pub scope: DestinationScope,
+    /// The project of a PROJECT destination.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub project_id: Option<String>,
     pub name: String,
     pub url: String,
     pub events: Vec<String>,
@@ -225,6 +234,7 @@ impl Destinations {
             id: id.clone(),
             platform_id: scope.platform_id.clone(),
             project_id: scope.project_id.clone(),
+            scope: input.scope.unwrap_or(DestinationScope::Platform),
             name,
             url,
             events: Vec::new(),
@@ -259,6 +269,11 @@ impl Destinations {
             .get_destination(id)
             .await?
             .ok_or_else(|| StoreError::NotFound(format!("destination {id}")))?;
+        if input.scope.is_some() || input.project_id.is_some() {
+            return Err(DestinationError::Invalid(
+                "scope: a destination's scope cannot be changed; create a new destination".into(),
+            ));
+        }
         if input.enabled == Some(true) {
             record.disabled_reason = None;
             record.failing_since = None;
@@ -386,6 +401,9 @@ impl Destinations {
     pub fn view(&self, record: &DestinationRecord) -> DestinationView {
         DestinationView {
             id: record.id.clone(),
+            scope: record.scope,
+            project_id: (record.scope == DestinationScope::Project)
+                .then(|| record.project_id.clone()),
             name: record.name.clone(),
             url: record.url.clone(),
             events: record.events.clone(),
