@@ -85,7 +85,7 @@ async fn main() -> anyhow::Result<()> {
                     events: Some(Vec::new()),
                     enabled: Some(true),
                     headers: Some(headers),
-                    content_type: None,
+                    ..DestinationInput::default()
                 },
             )
             .await

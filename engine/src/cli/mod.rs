@@ -2,6 +2,7 @@
 //! with code 2 and one line saying what is wrong; a flow run that fails exits with 1.
 
 mod http;
+mod people;
 mod trace;
 
 use crate::config::ServeConfig;
@@ -44,6 +45,15 @@ enum Command {
     /// Inspect the engine's audit log (reads the database directly).
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// People: create the first platform admin, list, disable (via the server's API).
+    #[command(subcommand)]
+    User(people::UserCommand),
+    /// Projects, their members and invitations (via the server's API).
+    #[command(subcommand)]
+    Project(people::ProjectCommand),
+    /// API keys for a project or the whole platform (via the server's API).
+    #[command(subcommand)]
+    ApiKey(people::ApiKeyCommand),
     /// Generate a handler flow for selected audit event types (prints YAML).
     Generate {
         /// Comma-separated event types, e.g. flow.run.finished,user.signed.in
@@ -103,16 +113,27 @@ struct ServerArgs {
     /// Server URL.
     #[arg(long, env = "HOOKFLOW_URL", default_value = "http://127.0.0.1:8080")]
     server: String,
-    /// Admin token.
+    /// Admin token or API key. Default: the admin token the server generated in the data
+    /// directory (`HOOKFLOW_DATA_DIR`, `./hookflow-data`).
     #[arg(long, env = "HOOKFLOW_ADMIN_TOKEN", hide_env_values = true)]
     token: Option<String>,
 }
 
 impl ServerArgs {
-    fn token(&self) -> Result<&str, Failure> {
-        self.token
-            .as_deref()
-            .ok_or_else(|| usage("set HOOKFLOW_ADMIN_TOKEN or pass --token"))
+    fn token(&self) -> Result<String, Failure> {
+        if let Some(token) = &self.token {
+            return Ok(token.clone());
+        }
+        let dir = std::env::var_os("HOOKFLOW_DATA_DIR").unwrap_or_else(|| "hookflow-data".into());
+        let file = std::path::Path::new(&dir).join("admin-token");
+        std::fs::read_to_string(&file)
+            .map(|t| t.trim().to_string())
+            .map_err(|_| {
+                usage(format!(
+                    "set HOOKFLOW_ADMIN_TOKEN or pass --token (no {} here)",
+                    file.display()
+                ))
+            })
     }
 }
 
@@ -298,6 +319,9 @@ async fn dispatch(command: Command) -> Result<ExitCode, Failure> {
             };
             test_flow(&flow, input, live, &server, token.as_deref(), json).await
         }
+        Command::User(command) => people::user(command).await,
+        Command::Project(command) => people::project(command).await,
+        Command::ApiKey(command) => people::api_key(command).await,
         Command::Plugin(PluginCommand::New { name, dir, sdk }) => scaffold_plugin(&name, dir, &sdk),
         Command::Plugin(PluginCommand::Install { file, server }) => {
             let wasm = std::fs::read(&file)
@@ -306,7 +330,7 @@ async fn dispatch(command: Command) -> Result<ExitCode, Failure> {
                 &server.server,
                 "POST",
                 "/v1/plugins",
-                server.token()?,
+                &server.token()?,
                 "application/wasm",
                 &wasm,
             )
@@ -327,7 +351,7 @@ async fn dispatch(command: Command) -> Result<ExitCode, Failure> {
         }
         Command::Plugin(PluginCommand::List { server }) => {
             let (status, body) =
-                http::request(&server.server, "GET", "/v1/plugins", server.token()?, None).await?;
+                http::request(&server.server, "GET", "/v1/plugins", &server.token()?, None).await?;
             if status != 200 {
                 return Err(usage(format!(
                     "server answered {status}: {}",
