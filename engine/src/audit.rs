@@ -210,6 +210,66 @@ fn own_summary(action: &str, event: &Value) -> Option<String> {
                 event["ip"].as_str().unwrap_or("an unknown address")
             )
         }
+        "user.signed.in" => {
+            let who = event["userEmail"].as_str().unwrap_or("someone");
+            let from = event["ip"].as_str().unwrap_or("an unknown address");
+            if data["success"] == false {
+                format!(
+                    "Failed sign-in for {who} from {from} ({})",
+                    text(&data["reason"])
+                )
+            } else {
+                format!("{who} signed in from {from}")
+            }
+        }
+        "user.signed.out" => format!("{} signed out", text(&data["user"]["email"])),
+        "user.signed.up" => format!(
+            "User {} was created ({})",
+            text(&data["user"]["email"]),
+            data["method"].as_str().unwrap_or("admin")
+        ),
+        "user.updated" => {
+            let u = &data["user"];
+            let mut what = format!("User {} was updated", text(&u["email"]));
+            if u["disabled"] == true {
+                what.push_str(" (disabled)");
+            }
+            if data["passwordChanged"] == true {
+                what.push_str(" (password changed)");
+            }
+            what
+        }
+        "project.created" => format!(
+            "Project {} was created",
+            text(&data["project"]["displayName"])
+        ),
+        "project.member.added" | "project.member.updated" => format!(
+            "{} is now {} in project {}",
+            text(&data["member"]["email"]),
+            text(&data["projectRole"]["name"]),
+            text(&data["project"]["id"])
+        ),
+        "project.member.removed" => format!(
+            "{} was removed from project {}",
+            text(&data["member"]["email"]),
+            text(&data["project"]["id"])
+        ),
+        "project.invitation.created" => format!(
+            "{} was invited as {}",
+            text(&data["invitation"]["email"]),
+            text(&data["projectRole"]["name"])
+        ),
+        "project.invitation.revoked" => format!(
+            "The invitation of {} was revoked",
+            text(&data["invitation"]["email"])
+        ),
+        "api.key.created" | "api.key.revoked" => format!(
+            "API key {} ({}, {}…) was {}",
+            text(&data["apiKey"]["name"]),
+            text(&data["apiKey"]["role"]),
+            text(&data["apiKey"]["prefix"]),
+            action.trim_start_matches("api.key.")
+        ),
         "secret.upserted" => format!("Secret {} was set", text(&data["secret"]["name"])),
         "secret.deleted" => format!("Secret {} was deleted", text(&data["secret"]["name"])),
         "plugin.installed" => format!(
@@ -245,5 +305,20 @@ mod tests {
         assert_eq!(csv_field("a,b"), "\"a,b\"");
         assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
         assert_eq!(csv_field("=cmd()"), "'=cmd()");
+    }
+
+    #[test]
+    fn every_action_the_engine_writes_has_a_human_summary() {
+        for action in crate::store::AuditAction::ALL {
+            let event = json!({"action": action.as_str(), "data": {}});
+            let summary = with_summary(event)["summary"].as_str().unwrap().to_string();
+            assert_ne!(summary, action.as_str().replace('.', " "), "{action}");
+        }
+        let failed = json!({"action": "user.signed.in", "userEmail": "a@example.com", "ip": "10.0.0.9",
+            "data": {"success": false, "reason": "wrong-password"}});
+        assert_eq!(
+            with_summary(failed)["summary"],
+            "Failed sign-in for a@example.com from 10.0.0.9 (wrong-password)"
+        );
     }
 }

@@ -201,6 +201,8 @@ conformance!(
     audit_chain_goes_on_after_retention_empties_the_table,
     a_bad_request_fails_alone_in_its_batch,
     a_panicking_write_fails_alone,
+    people_memberships_and_sessions,
+    api_keys_invitations_and_owners,
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -2073,4 +2075,280 @@ async fn stored_plugins_round_trip_with_their_audit_event(h: Harness) {
             .is_none()
     );
     assert_eq!(audit_events(&store, &["plugin.installed"]).await.len(), 3);
+}
+
+// ---------------------------------------------------------------------------------------------
+// People and credentials
+// ---------------------------------------------------------------------------------------------
+
+fn new_user(email: &str) -> NewUser {
+    NewUser {
+        email: email.into(),
+        name: "Ada".into(),
+        password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into(),
+        platform_role: None,
+    }
+}
+
+async fn people_memberships_and_sessions(h: Harness) {
+    let store = h.store.clone();
+    let peer = h.peer().await;
+    let ada = store
+        .create_user(&actor(), &new_user("Ada@Example.com"), "admin")
+        .await
+        .expect("create");
+    assert_eq!(ada.email, "ada@example.com", "emails are lower-cased");
+    let taken = store
+        .create_user(&actor(), &new_user("ADA@example.com"), "admin")
+        .await;
+    assert!(matches!(taken, Err(StoreError::Conflict(_))), "{taken:?}");
+    let (found, hash) = peer
+        .user_for_sign_in(" ada@EXAMPLE.com ")
+        .await
+        .expect("lookup")
+        .expect("found");
+    assert_eq!(found.id, ada.id);
+    assert!(hash.starts_with("$argon2id$"));
+
+    let team = store
+        .create_project(&actor(), "Team")
+        .await
+        .expect("project");
+    assert!(
+        store
+            .put_member(&actor(), &team.id, &ada.id, Role::Viewer)
+            .await
+            .expect("add")
+    );
+    assert!(
+        !store
+            .put_member(&actor(), &team.id, &ada.id, Role::Admin)
+            .await
+            .expect("change")
+    );
+    let refused = store
+        .put_member(&actor(), &team.id, &ada.id, Role::Auditor)
+        .await;
+    assert!(matches!(refused, Err(StoreError::Conflict(_))));
+    assert_eq!(
+        peer.memberships(&ada.id).await.expect("memberships"),
+        vec![(team.id.clone(), Role::Admin)]
+    );
+    let members = peer.list_members(&team.id).await.expect("members");
+    assert_eq!(members[0].email, "ada@example.com");
+    let visible = peer
+        .list_projects(Some(vec![team.id.clone()]))
+        .await
+        .expect("projects");
+    assert_eq!(visible.len(), 1);
+    assert_eq!(peer.list_projects(None).await.expect("all").len(), 2);
+
+    let now = epoch_ms();
+    let session = SessionRecord {
+        id: "digest-of-cookie".into(),
+        user_id: ada.id.clone(),
+        csrf: "csrf".into(),
+        ip: Some("192.0.2.7".into()),
+        created_ms: now,
+        last_seen_ms: now,
+        expires_ms: now + 60_000,
+    };
+    store.create_session(&session).await.expect("session");
+    let (seen, user) = peer
+        .session("digest-of-cookie")
+        .await
+        .expect("read")
+        .expect("shared with other processes");
+    assert_eq!(
+        (seen.csrf.as_str(), user.id.as_str()),
+        ("csrf", ada.id.as_str())
+    );
+    // Disabling a person ends their sessions at once, for every process.
+    let change = UserChange {
+        disabled: Some(true),
+        ..UserChange::default()
+    };
+    let disabled = store
+        .update_user(&actor(), &ada.id, &change)
+        .await
+        .expect("disable");
+    assert!(disabled.disabled);
+    assert!(
+        peer.session("digest-of-cookie")
+            .await
+            .expect("read")
+            .is_none()
+    );
+    assert!(
+        store
+            .remove_member(&actor(), &team.id, &ada.id)
+            .await
+            .expect("remove")
+    );
+    assert!(
+        !store
+            .remove_member(&actor(), &team.id, &ada.id)
+            .await
+            .expect("again")
+    );
+    let events = audit_events(
+        &store,
+        &[
+            "user.signed.up",
+            "project.created",
+            "project.member.added",
+            "project.member.updated",
+            "project.member.removed",
+            "user.updated",
+        ],
+    )
+    .await;
+    assert_eq!(events.len(), 6, "{events:?}");
+    assert!(!serde_json::to_string(&events).unwrap().contains("argon2"));
+    let granted = events
+        .iter()
+        .find(|e| e["action"] == "project.member.updated")
+        .expect("role change");
+    assert!(
+        granted["data"]["projectRole"]["permissions"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("WRITE_PROJECT_MEMBER"))
+    );
+    assert_chain_verifies(&store).await;
+}
+
+async fn api_keys_invitations_and_owners(h: Harness) {
+    let store = h.store.clone();
+    let peer = h.peer().await;
+    let team = store
+        .create_project(&actor(), "Team")
+        .await
+        .expect("project");
+    let key = store
+        .create_api_key(
+            &actor(),
+            &NewApiKey {
+                project_id: Some(team.id.clone()),
+                name: "ci".into(),
+                role: Role::Editor,
+                prefix: "hfk_abcdefgh".into(),
+                hash: "digest-of-key".into(),
+                expires_ms: None,
+            },
+        )
+        .await
+        .expect("key");
+    let found = peer
+        .api_key_by_hash("digest-of-key")
+        .await
+        .expect("lookup")
+        .expect("found");
+    assert_eq!(
+        (found.id.as_str(), found.role),
+        (key.id.as_str(), Role::Editor)
+    );
+    peer.touch_api_key(&key.id, 42).await.expect("touch");
+    assert_eq!(
+        store.list_api_keys(Some(&team.id)).await.expect("list")[0].last_used_ms,
+        Some(42)
+    );
+    assert!(
+        store
+            .list_api_keys(None)
+            .await
+            .expect("platform keys")
+            .is_empty()
+    );
+    // Revoked only in its own project.
+    assert!(
+        !store
+            .revoke_api_key(&actor(), None, &key.id)
+            .await
+            .expect("wrong scope")
+    );
+    assert!(
+        store
+            .revoke_api_key(&actor(), Some(&team.id), &key.id)
+            .await
+            .expect("revoke")
+    );
+    let revoked = peer
+        .api_key_by_hash("digest-of-key")
+        .await
+        .expect("lookup")
+        .expect("kept");
+    assert!(revoked.revoked.is_some());
+
+    let invitation = InvitationRecord {
+        id: new_id(),
+        project_id: team.id.clone(),
+        email: "new@example.com".into(),
+        role: Role::Operator,
+        expires_ms: epoch_ms() + 60_000,
+        accepted: None,
+        created: now_text(),
+        created_by: None,
+    };
+    store
+        .create_invitation(&actor(), &invitation, "digest-of-invite")
+        .await
+        .expect("invite");
+    assert!(
+        peer.open_invitation("digest-of-invite")
+            .await
+            .expect("open")
+            .is_some()
+    );
+    let invitee = access::Invitee::New {
+        password_hash: "$argon2id$x".into(),
+        name: "New".into(),
+    };
+    let (person, _) = store
+        .accept_invitation("digest-of-invite", None, invitee.clone())
+        .await
+        .expect("accept");
+    assert_eq!(
+        store.memberships(&person.id).await.expect("memberships"),
+        vec![(team.id.clone(), Role::Operator)]
+    );
+    let again = peer
+        .accept_invitation("digest-of-invite", None, invitee)
+        .await;
+    assert!(matches!(again, Err(StoreError::NotFound(_))), "once only");
+
+    let f = flow(&store, "owned").await;
+    assert_eq!(
+        peer.owner(Owned::Flow, &f.id).await.expect("owner"),
+        Some(Owner::Project("default".into()))
+    );
+    assert_eq!(
+        peer.owner(Owned::Run, "missing").await.expect("owner"),
+        None
+    );
+    let mut d = destination("platform-wide", &[]);
+    store
+        .create_destination(&actor(), &d)
+        .await
+        .expect("platform destination");
+    d.id = "team-only".into();
+    d.scope = DestinationScope::Project;
+    d.project_id = team.id.clone();
+    store
+        .create_destination(&actor(), &d)
+        .await
+        .expect("project destination");
+    assert_eq!(
+        peer.owner(Owned::Destination, "platform-wide")
+            .await
+            .expect("owner"),
+        Some(Owner::Platform)
+    );
+    let only = peer
+        .list_destinations(Some(vec![team.id.clone()]))
+        .await
+        .expect("project's destinations");
+    assert_eq!(only.len(), 1);
+    assert_eq!(only[0].id, "team-only");
+    assert_chain_verifies(&store).await;
 }
