@@ -97,7 +97,7 @@ pub async fn run(
         None => None,
     };
     let executor = Executor::new(sandbox.clone(), Some(secrets.clone()))
-        .with_mailer(mailer)
+        .with_mailer(mailer.clone())
         .with_memory(Arc::new(StoreMemory(store.clone())));
     let executor = Arc::new(executor);
     let sandbox_for_sync = sandbox.clone();
@@ -117,6 +117,7 @@ pub async fn run(
         runs_work: config.role.runs_work(),
         sign_ins: Default::default(),
         sessions: config.sessions(),
+        mailer,
         sign_in_failures: Default::default(),
         public_https: config
             .public_url

@@ -504,3 +504,39 @@ async fn http_request_posts_succeed_every_time() {
     assert!(failures.is_empty(), "failed posts: {failures:?}");
     assert_eq!(receiver.to("/in").len(), 150);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invitations_are_emailed_when_smtp_is_configured() {
+    let smtp = SmtpSink::start();
+    let server = Server::start_with(Options {
+        env: vec![
+            (
+                "HOOKFLOW_SMTP_URL",
+                format!("smtp://127.0.0.1:{}", smtp.port),
+            ),
+            (
+                "HOOKFLOW_SMTP_FROM",
+                "hookflow <admin@hookflow.test>".into(),
+            ),
+        ],
+        ..Options::default()
+    })
+    .await;
+    let response = server
+        .admin(reqwest::Method::POST, "/v1/projects/default/invitations")
+        .json(&json!({"email": "new.person@example.com", "role": "viewer"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), reqwest::StatusCode::CREATED);
+    let invitation: Value = response.json().await.unwrap();
+    assert_eq!(invitation["emailed"], true, "{invitation}");
+    let message = smtp.next();
+    assert_eq!(message["rcptTos"], json!(["new.person@example.com"]));
+    let data = message["data"].as_str().unwrap();
+    assert!(
+        data.contains(invitation["token"].as_str().unwrap()),
+        "{data}"
+    );
+    smtp.nothing_more();
+}

@@ -57,6 +57,8 @@ pub struct App {
     pub sign_in_failures: SignInThrottle,
     /// True when the public URL is https: session cookies are then `Secure`.
     pub public_https: bool,
+    /// The server's SMTP client (`HOOKFLOW_SMTP_URL`): invitations are e-mailed when set.
+    pub mailer: Option<Arc<crate::mail::Mailer>>,
 }
 
 /// Idle and absolute lifetime of a console session.

@@ -435,12 +435,47 @@ async fn invite(
         .create_invitation(&caller.actor(), &record, &token::digest(&secret))
         .await?;
     let mut view = invitation_view(&record);
+    view["emailed"] = json!(false);
+    if let Some(mailer) = &app.mailer {
+        match mail_invitation(mailer, &project, &record, &secret).await {
+            Ok(()) => view["emailed"] = json!(true),
+            Err(error) => view["emailError"] = json!(error),
+        }
+    }
     view["token"] = json!(secret);
     view["acceptPath"] = json!("/v1/auth/accept-invitation");
     Ok(created(
         format!("/v1/projects/{}/invitations/{}", project.id, record.id),
         view,
     ))
+}
+
+/// Sends the invitation to its address through the server's SMTP server (only to it).
+async fn mail_invitation(
+    mailer: &crate::mail::Mailer,
+    project: &ProjectRecord,
+    invitation: &InvitationRecord,
+    secret: &str,
+) -> Result<(), String> {
+    let only = crate::flow::recipients::RecipientPattern::parse(&invitation.email)?;
+    let request = crate::mail::MailRequest {
+        to: vec![invitation.email.clone()],
+        subject: format!("You are invited to the hookflow project {}", project.name),
+        text: format!(
+            "You were invited to the hookflow project {} as {}.\n\n\
+             Accept with this one-time token (valid until {}):\n\n{secret}\n\n\
+             POST /v1/auth/accept-invitation {{\"token\": \"...\", \"password\": \"...\"}}\n",
+            project.name,
+            invitation.role,
+            rfc3339_ms(invitation.expires_ms).unwrap_or_default()
+        ),
+        ..Default::default()
+    };
+    mailer
+        .send(&request, &[only])
+        .await
+        .map(|_| ())
+        .map_err(|e| e.message)
 }
 
 async fn list_invitations(State(app): State<AppState>, caller: Caller) -> ApiResult<Json<Value>> {

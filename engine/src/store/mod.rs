@@ -1,13 +1,13 @@
-//! Durable state. Everything that reaches the database goes through the [`Store`] trait; only this
-//! module writes SQL. SQLite is the embedded default (one process); PostgreSQL lets several
-//! processes share the work.
+//! Durable state. Everything that reaches the database goes through [`Store`]; only this module
+//! writes SQL. SQLite is the embedded default (one process); PostgreSQL lets several processes
+//! share the work.
 //!
 //! The layer is written once: the logic modules (`flows`, `runs`, `batch`, `secrets`,
-//! `destinations`, `plugins`, `audit`, `rows`) are plain `async fn(&mut dyn Conn, ...)` over the
-//! small dialect interface in [`sql`]; [`SqlStore`] implements [`Store`] by running them as jobs on
-//! a [`sql::Backend`] (`sqlite`: a writer thread owning the one write connection plus reader
-//! threads; `postgres`: a connection pool). [`open`] picks the backend from the URL, so the
-//! server and the CLI never know which one they run on. Both pass the same suite (`conformance`).
+//! `destinations`, `plugins`, `audit`, `access`, `rows`) are plain `async fn(&mut dyn Conn, ...)`
+//! over the small dialect interface in [`sql`]; [`Store`] runs them as jobs on a
+//! [`sql::Backend`] (`sqlite`: a writer thread owning the one write connection plus reader
+//! threads; `postgres`: a connection pool). [`open`] picks the backend from the URL, so the server
+//! and the CLI never know which one they run on. Both pass the same suite (`conformance`).
 
 /// Runs a call of the logic layer as a job on the backend:
 /// `on!(self.write, [actor, id], |c| flows::delete(c, &actor, &id))`. The listed arguments are
