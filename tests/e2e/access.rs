@@ -769,3 +769,93 @@ async fn project_destinations_receive_only_their_projects_events() {
     assert_eq!(event["projectId"], team);
     assert_eq!(event["data"]["flow"]["displayName"], "theirs");
 }
+
+/// Runs the CLI against `server` with `stdin`; returns (exit code, stdout, stderr).
+fn cli(server: &Server, args: &[&str], stdin: &str) -> (i32, String, String) {
+    use std::io::Write;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_hookflow"))
+        .args(args)
+        .env("HOOKFLOW_URL", &server.base)
+        .env("HOOKFLOW_ADMIN_TOKEN", ADMIN_TOKEN)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run hookflow");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_creates_the_first_person_and_keys_without_passwords_on_argv() {
+    let server = Server::start_with(Options::default()).await;
+    let args = [
+        "user",
+        "create",
+        "--email",
+        "first@example.com",
+        "--role",
+        "platform-admin",
+    ];
+    let (code, out, err) = cli(&server, &args, &format!("{PASSWORD}\n"));
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("first@example.com"), "{out}");
+    let me: Value = sign_in(&server, "first@example.com", PASSWORD)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["user"]["platformRole"], "platform-admin");
+
+    let (code, _, err) = cli(&server, &args, &format!("{PASSWORD}\n"));
+    assert_eq!(code, 2, "a taken email is the user's to fix: {err}");
+    assert!(err.contains("already exists"), "{err}");
+    let (code, _, err) = cli(
+        &server,
+        &[
+            "user",
+            "create",
+            "--email",
+            "b@example.com",
+            "--role",
+            "editor",
+        ],
+        "x\n",
+    );
+    assert_eq!(code, 2);
+    assert_eq!(err.lines().count(), 1, "one line: {err}");
+    let (code, _, err) = cli(
+        &server,
+        &["user", "create", "--email", "c@example.com"],
+        "short\n",
+    );
+    assert_eq!(code, 2);
+    assert!(err.contains("password"), "{err}");
+
+    let (code, key, err) = cli(
+        &server,
+        &["api-key", "create", "--name", "siem", "--role", "auditor"],
+        "",
+    );
+    assert_eq!(code, 0, "{err}");
+    let key = key.trim();
+    assert!(key.starts_with("hfk_"), "{key}");
+    let audit = keyed(&server, Method::GET, "/v1/audit-events", key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(audit.status(), StatusCode::OK);
+    let (code, list, _) = cli(&server, &["api-key", "list"], "");
+    assert_eq!(code, 0);
+    assert!(list.contains(&key[..12]) && !list.contains(key), "{list}");
+}

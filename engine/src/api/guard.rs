@@ -230,17 +230,22 @@ async fn project_of(
         Target::Run => Owned::Run,
         Target::Destination => Owned::Destination,
         Target::PathProject => return path_id(app, parts).await.map(Some),
-        Target::QueryProject => {
-            return Ok(Some(
-                query_project(parts)?.unwrap_or_else(|| principal.own_project()),
-            ));
-        }
-        Target::QueryOrPlatform => {
-            return Ok(match query_project(parts)? {
-                Some(p) => Some(p),
-                None if principal.is_platform_admin() => None,
-                None => Some(principal.own_project()),
-            });
+        Target::QueryProject | Target::QueryOrPlatform => {
+            return match query_project(parts)? {
+                // Members learn of foreign projects as 404 from `may`; a platform admin, who
+                // passes everywhere, hears it here.
+                Some(p) if principal.is_platform_admin() => {
+                    if app.store.get_project(&p).await?.is_none() {
+                        return Err(ApiError::not_found(format!("project {p} not found")));
+                    }
+                    Ok(Some(p))
+                }
+                Some(p) => Ok(Some(p)),
+                None if target == Target::QueryOrPlatform && principal.is_platform_admin() => {
+                    Ok(None)
+                }
+                None => Ok(Some(principal.own_project())),
+            };
         }
         Target::Visible => unreachable!("lists are decided without a project"),
     };
