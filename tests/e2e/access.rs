@@ -84,6 +84,11 @@ fn with_session(
         .header("cookie", &session.cookie)
 }
 
+/// The status a request is answered with.
+async fn answer(request: reqwest::RequestBuilder) -> StatusCode {
+    request.send().await.unwrap().status()
+}
+
 fn keyed(server: &Server, method: Method, path: &str, key: &str) -> reqwest::RequestBuilder {
     server
         .client
@@ -185,29 +190,35 @@ async fn sign_in_sets_a_strict_cookie_csrf_guards_changes_and_sign_out_ends_it()
         .await
         .unwrap();
     assert_eq!(refused.status(), StatusCode::FORBIDDEN);
-    let refused = with_session(&server, Method::POST, "/v1/flows", &session)
-        .header("x-csrf-token", "forged")
-        .json(&flow)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
-    let created = with_session(&server, Method::POST, "/v1/flows", &session)
-        .header("x-csrf-token", &session.csrf)
-        .json(&flow)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(created.status(), StatusCode::CREATED);
+    assert_eq!(
+        answer(
+            with_session(&server, Method::POST, "/v1/flows", &session)
+                .header("x-csrf-token", "forged")
+                .json(&flow)
+        )
+        .await,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        answer(
+            with_session(&server, Method::POST, "/v1/flows", &session)
+                .header("x-csrf-token", &session.csrf)
+                .json(&flow)
+        )
+        .await,
+        StatusCode::CREATED
+    );
 
     // An editor is not a project admin: secrets' values and the audit log are not theirs.
-    let secret = with_session(&server, Method::PUT, "/v1/secrets/TOKEN", &session)
-        .header("x-csrf-token", &session.csrf)
-        .json(&json!({"value": "s3cret"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(secret.status(), StatusCode::FORBIDDEN);
+    assert_eq!(
+        answer(
+            with_session(&server, Method::PUT, "/v1/secrets/TOKEN", &session)
+                .header("x-csrf-token", &session.csrf)
+                .json(&json!({"value": "s3cret"}))
+        )
+        .await,
+        StatusCode::FORBIDDEN
+    );
 
     let out = with_session(&server, Method::POST, "/v1/auth/sign-out", &session)
         .header("x-csrf-token", &session.csrf)
@@ -215,11 +226,10 @@ async fn sign_in_sets_a_strict_cookie_csrf_guards_changes_and_sign_out_ends_it()
         .await
         .unwrap();
     assert_eq!(out.status(), StatusCode::NO_CONTENT);
-    let after = with_session(&server, Method::GET, "/v1/auth/me", &session)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(after.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        answer(with_session(&server, Method::GET, "/v1/auth/me", &session)).await,
+        StatusCode::UNAUTHORIZED
+    );
 
     // Every attempt is audited with its outcome, the email tried and the client address; the
     // flow records who made it.
@@ -303,11 +313,10 @@ async fn idle_sessions_expire() {
         .unwrap();
     assert_eq!(me.status(), StatusCode::OK);
     tokio::time::sleep(Duration::from_millis(2200)).await;
-    let me = with_session(&server, Method::GET, "/v1/auth/me", &session)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(me.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        answer(with_session(&server, Method::GET, "/v1/auth/me", &session)).await,
+        StatusCode::UNAUTHORIZED
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -342,21 +351,36 @@ async fn project_keys_are_shown_once_see_only_their_project_and_can_be_revoked()
         .map(|f| f["id"].as_str().unwrap())
         .collect();
     assert_eq!(ids, [mine.as_str()]);
-    let hidden = keyed(&server, Method::GET, &format!("/v1/flows/{foreign}"), &key)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(hidden.status(), StatusCode::NOT_FOUND);
-    let forbidden = keyed(&server, Method::DELETE, &format!("/v1/flows/{mine}"), &key)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(forbidden.status(), StatusCode::FORBIDDEN);
-    let seen = keyed(&server, Method::GET, &format!("/v1/flows/{mine}"), &key)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(seen.status(), StatusCode::OK);
+    assert_eq!(
+        answer(keyed(
+            &server,
+            Method::GET,
+            &format!("/v1/flows/{foreign}"),
+            &key
+        ))
+        .await,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        answer(keyed(
+            &server,
+            Method::DELETE,
+            &format!("/v1/flows/{mine}"),
+            &key
+        ))
+        .await,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        answer(keyed(
+            &server,
+            Method::GET,
+            &format!("/v1/flows/{mine}"),
+            &key
+        ))
+        .await,
+        StatusCode::OK
+    );
     let keys = server
         .get_json(&format!("/v1/projects/{team}/api-keys"))
         .await;
@@ -377,14 +401,16 @@ async fn project_keys_are_shown_once_see_only_their_project_and_can_be_revoked()
         .unwrap();
     assert_eq!(after.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(after.headers()["content-type"], "application/problem+json");
-    let malformed = server
-        .client
-        .get(server.url("/v1/flows"))
-        .header("authorization", "Basic Zm9vOmJhcg==")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(malformed.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        answer(
+            server
+                .client
+                .get(server.url("/v1/flows"))
+                .header("authorization", "Basic Zm9vOmJhcg==")
+        )
+        .await,
+        StatusCode::UNAUTHORIZED
+    );
     assert_eq!(audit(&server, "api.key.revoked").await.len(), 1);
 }
 
@@ -679,25 +705,22 @@ async fn revocation_and_sign_out_are_seen_by_another_process() {
     })
     .await;
     let (key_id, key) = create_key(&first, "/v1/projects/default/api-keys", "viewer").await;
-    let ok = keyed(&second, Method::GET, "/v1/flows", &key)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(ok.status(), StatusCode::OK);
-    let revoked = first
-        .admin(
+    assert_eq!(
+        answer(keyed(&second, Method::GET, "/v1/flows", &key)).await,
+        StatusCode::OK
+    );
+    assert_eq!(
+        answer(first.admin(
             Method::DELETE,
             &format!("/v1/projects/default/api-keys/{key_id}"),
-        )
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(revoked.status(), StatusCode::NO_CONTENT);
-    let refused = keyed(&second, Method::GET, "/v1/flows", &key)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+        ))
+        .await,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        answer(keyed(&second, Method::GET, "/v1/flows", &key)).await,
+        StatusCode::UNAUTHORIZED
+    );
 
     create_user(
         &first,
@@ -706,22 +729,23 @@ async fn revocation_and_sign_out_are_seen_by_another_process() {
     )
     .await;
     let session = session(&first, "ops@example.com").await;
-    let seen = with_session(&second, Method::GET, "/v1/auth/me", &session)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(seen.status(), StatusCode::OK, "the session is shared");
-    let out = with_session(&first, Method::POST, "/v1/auth/sign-out", &session)
-        .header("x-csrf-token", &session.csrf)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(out.status(), StatusCode::NO_CONTENT);
-    let gone = with_session(&second, Method::GET, "/v1/auth/me", &session)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(gone.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        answer(with_session(&second, Method::GET, "/v1/auth/me", &session)).await,
+        StatusCode::OK,
+        "the session is shared"
+    );
+    assert_eq!(
+        answer(
+            with_session(&first, Method::POST, "/v1/auth/sign-out", &session)
+                .header("x-csrf-token", &session.csrf)
+        )
+        .await,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        answer(with_session(&second, Method::GET, "/v1/auth/me", &session)).await,
+        StatusCode::UNAUTHORIZED
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -747,12 +771,8 @@ async fn project_destinations_receive_only_their_projects_events() {
     assert_eq!(created["scope"], "PROJECT");
     assert_eq!(created["projectId"], team);
     // ...and may not create a platform-wide one.
-    let platform = keyed(&server, Method::POST, "/v1/event-destinations", &admin_key)
-        .json(&json!({"name": "all", "url": format!("{}/all", receiver.base), "scope": "PLATFORM"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(platform.status(), StatusCode::FORBIDDEN);
+    assert_eq!(answer(keyed(&server, Method::POST, "/v1/event-destinations", &admin_key)
+        .json(&json!({"name": "all", "url": format!("{}/all", receiver.base), "scope": "PLATFORM"}))).await, StatusCode::FORBIDDEN);
 
     flow_in(&server, "default", "not theirs").await;
     flow_in(&server, &team, "theirs").await;
@@ -850,11 +870,10 @@ async fn the_cli_creates_the_first_person_and_keys_without_passwords_on_argv() {
     assert_eq!(code, 0, "{err}");
     let key = key.trim();
     assert!(key.starts_with("hfk_"), "{key}");
-    let audit = keyed(&server, Method::GET, "/v1/audit-events", key)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(audit.status(), StatusCode::OK);
+    assert_eq!(
+        answer(keyed(&server, Method::GET, "/v1/audit-events", key)).await,
+        StatusCode::OK
+    );
     let (code, list, _) = cli(&server, &["api-key", "list"], "");
     assert_eq!(code, 0);
     assert!(list.contains(&key[..12]) && !list.contains(key), "{list}");

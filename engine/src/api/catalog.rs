@@ -83,8 +83,7 @@ async fn handler_flow(
     caller: Caller,
     body: axum::body::Bytes,
 ) -> ApiResult<Response> {
-    let request: HandlerFlowRequest =
-        serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("body: {e}")))?;
+    let request: HandlerFlowRequest = super::json_body(&body)?;
     let generated = match &request.template {
         Some(template) if request.events.is_empty() => {
             generate::from_template(Catalog::builtin(), template)
@@ -139,8 +138,7 @@ async fn test_flow(
     Path(id): Path<String>,
     body: axum::body::Bytes,
 ) -> ApiResult<Json<Value>> {
-    let request: TestRequest =
-        serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("body: {e}")))?;
+    let request: TestRequest = super::json_body(&body)?;
     let input = match (request.event, request.payload) {
         (Some(event), None) => TestInput::Event(event),
         (None, Some(payload)) => TestInput::Payload(payload),

@@ -103,7 +103,7 @@ fn within(caller: &Caller, record: &DestinationRecord) -> bool {
 }
 
 fn input(body: &[u8]) -> ApiResult<DestinationInput> {
-    serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("body: {e}")))
+    super::json_body(body)
 }
 
 async fn create(
@@ -229,7 +229,7 @@ async fn redeliver(
     let request: RedeliverBody = if body.is_empty() {
         RedeliverBody::default()
     } else {
-        serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("body: {e}")))?
+        super::json_body(&body)?
     };
     if app.store.get_destination(&id).await?.is_none() {
         return Err(ApiError::not_found(format!("destination {id} not found")));
@@ -258,8 +258,7 @@ async fn test(
     caller: Caller,
     body: axum::body::Bytes,
 ) -> ApiResult<Json<Value>> {
-    let request: TestBody =
-        serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("body: {e}")))?;
+    let request: TestBody = super::json_body(&body)?;
     let (_, event) = Catalog::builtin().find_any(&request.event).ok_or_else(|| {
         ApiError::bad_request(format!("event: unknown event type {:?}", request.event))
     })?;

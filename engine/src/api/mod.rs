@@ -310,6 +310,12 @@ pub fn narrow(visible: Option<Vec<String>>, project: Option<String>) -> Option<V
     }
 }
 
+/// A JSON request body, or a 400 naming what serde found wrong (bodies that may hold secrets use
+/// their own message that never echoes a value).
+pub fn json_body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> ApiResult<T> {
+    serde_json::from_slice(bytes).map_err(|e| ApiError::bad_request(format!("body: {e}")))
+}
+
 /// `limit` and `cursor` query parameters shared by list endpoints.
 #[derive(Debug, serde::Deserialize)]
 pub struct PageParams {
