@@ -12,6 +12,7 @@ pub mod builtins;
 pub mod catalog;
 pub mod cli;
 pub mod config;
+pub mod console;
 pub mod exec;
 pub mod files;
 pub mod flow;

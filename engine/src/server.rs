@@ -188,7 +188,9 @@ pub async fn run(
         queue.wake();
     }
     let routes = if config.role.serves_api() {
-        api::router(app)
+        // The console at `/` calls the same API in-process, so it can do nothing the API
+        // would refuse the same person.
+        crate::console::router(api::router(app.clone()), app)
     } else {
         api::ops_router(app)
     };

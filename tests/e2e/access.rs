@@ -635,6 +635,7 @@ async fn every_route_answers_every_role_as_declared() {
                 .replace("{user_id}", "nope")
                 .replace("{key_id}", "nope")
                 .replace("{invitation_id}", "nope")
+                .replace("{version}", "1")
                 .replace("{id}", "nope");
             assert!(!concrete.contains('{'), "unfilled parameter in {concrete}");
             for who in &credentials {

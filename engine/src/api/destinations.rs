@@ -207,18 +207,9 @@ struct RedeliverBody {
     created_before: Option<String>,
 }
 
-/// Normalises an RFC 3339 bound to the stored form, naming the field when it is not one.
+/// Normalises an optional RFC 3339 bound, naming the field when it is not one.
 fn bound(name: &str, value: Option<String>) -> ApiResult<Option<String>> {
-    value
-        .map(|v| {
-            chrono::DateTime::parse_from_rfc3339(&v)
-                .map(|t| {
-                    t.with_timezone(&chrono::Utc)
-                        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-                })
-                .map_err(|_| ApiError::bad_request(format!("{name}: not an RFC 3339 time: {v:?}")))
-        })
-        .transpose()
+    value.map(|v| super::rfc3339(name, &v)).transpose()
 }
 
 async fn redeliver(

@@ -16,6 +16,7 @@ mod secrets;
 mod system;
 mod webhooks;
 
+pub use auth::rfc3339_ms;
 pub use error::{ApiError, ApiResult};
 pub use webhooks::InProcessIntake;
 
@@ -314,6 +315,17 @@ pub fn narrow(visible: Option<Vec<String>>, project: Option<String>) -> Option<V
 /// their own message that never echoes a value).
 pub fn json_body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> ApiResult<T> {
     serde_json::from_slice(bytes).map_err(|e| ApiError::bad_request(format!("body: {e}")))
+}
+
+/// Normalises an RFC 3339 time to the stored form (UTC, milliseconds) so text comparison
+/// orders correctly; a 400 naming `name` otherwise.
+pub fn rfc3339(name: &str, value: &str) -> ApiResult<String> {
+    chrono::DateTime::parse_from_rfc3339(value)
+        .map(|t| {
+            t.with_timezone(&chrono::Utc)
+                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+        })
+        .map_err(|_| ApiError::bad_request(format!("{name}: not an RFC 3339 time: {value:?}")))
 }
 
 /// `limit` and `cursor` query parameters shared by list endpoints.

@@ -36,6 +36,8 @@ struct ListParams {
     flow_id: Option<String>,
     status: Option<String>,
     project_id: Option<String>,
+    created_after: Option<String>,
+    created_before: Option<String>,
     // Not `#[serde(flatten)]`: flattened query structs cannot parse numbers.
     limit: Option<u32>,
     cursor: Option<String>,
@@ -61,6 +63,16 @@ async fn list(
     let filter = RunFilter {
         flow_id: params.flow_id,
         projects: super::narrow(caller.visible, params.project_id),
+        created_after: params
+            .created_after
+            .as_deref()
+            .map(|v| super::rfc3339("createdAfter", v))
+            .transpose()?,
+        created_before: params
+            .created_before
+            .as_deref()
+            .map(|v| super::rfc3339("createdBefore", v))
+            .transpose()?,
         status,
         limit,
         cursor,

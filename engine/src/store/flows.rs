@@ -155,6 +155,18 @@ pub async fn list(
     }))
 }
 
+/// `(version, created)` of every saved version of a flow, newest first.
+pub async fn versions(c: &mut dyn Conn, id: &str) -> StoreResult<Vec<(i64, String)>> {
+    c.query(
+        "SELECT version, created FROM flow_versions WHERE flow_id = ? ORDER BY version DESC",
+        params![id],
+    )
+    .await?
+    .iter()
+    .map(|r| Ok((r.int("version")?, r.text("created")?)))
+    .collect()
+}
+
 async fn insert_version(
     c: &mut dyn Conn,
     id: &str,

@@ -334,6 +334,14 @@ pub async fn list(c: &mut dyn Conn, filter: &RunFilter) -> StoreResult<Page<RunS
         sql.push_str(&format!(" AND {cond}"));
         args.extend(values);
     }
+    if let Some(after) = &filter.created_after {
+        sql.push_str(" AND created >= ?");
+        args.push(Param::from(after));
+    }
+    if let Some(before) = &filter.created_before {
+        sql.push_str(" AND created < ?");
+        args.push(Param::from(before));
+    }
     let key = filter.cursor.as_ref().map(|c| (c, Param::from(c.key())));
     let backwards = push_cursor(&mut sql, &mut args, "id", key, filter.limit);
     let items = c

@@ -111,6 +111,11 @@ impl Store {
     }
 
     /// Flows, newest first.
+    /// `(version, created)` of every version of a flow, newest first.
+    pub async fn flow_versions(&self, id: &str) -> StoreResult<Vec<(i64, String)>> {
+        on!(self.read, [id], |c| flows::versions(c, &id))
+    }
+
     /// Flows, newest first; `only` limits them to those projects.
     pub async fn list_flows(
         &self,

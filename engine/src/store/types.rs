@@ -338,6 +338,10 @@ pub struct RunFilter {
     pub flow_id: Option<String>,
     /// Only runs of these projects; `None` is every project.
     pub projects: Option<Vec<String>>,
+    /// RFC 3339 (stored form), inclusive.
+    pub created_after: Option<String>,
+    /// RFC 3339 (stored form), exclusive.
+    pub created_before: Option<String>,
     pub status: Option<RunStatus>,
     pub limit: u32,
     pub cursor: Option<Cursor>,
