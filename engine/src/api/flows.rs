@@ -36,7 +36,45 @@ pub fn routes() -> Vec<Route> {
             Need::Project(Role::Editor, Target::Flow),
             remove,
         ),
+        guard::get(
+            "/flows/{id}/versions",
+            Need::Project(Role::Viewer, Target::Flow),
+            versions,
+        ),
+        guard::get(
+            "/flows/{id}/versions/{version}",
+            Need::Project(Role::Viewer, Target::Flow),
+            version,
+        ),
     ]
+}
+
+/// Every saved version of a flow, newest first.
+async fn versions(State(app): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    let data: Vec<Value> = app
+        .store
+        .flow_versions(&id)
+        .await?
+        .into_iter()
+        .map(|(version, created)| json!({"version": version, "created": created}))
+        .collect();
+    Ok(Json(json!({"data": data, "next": null, "previous": null})))
+}
+
+/// One saved version of a flow, with its definition.
+async fn version(
+    State(app): State<AppState>,
+    Path((id, version)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
+    let number: i64 = version
+        .parse()
+        .map_err(|_| ApiError::bad_request(format!("version: not a number: {version:?}")))?;
+    let record = app
+        .store
+        .get_flow_version(&id, number)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("flow {id} has no version {number}")))?;
+    Ok(Json(json!(record)))
 }
 
 /// Parses a flow body by its content type.

@@ -134,7 +134,7 @@ fn steps(out: &mut String, steps: &Value) {
             };
             let _ = write!(
                 out,
-                "<div class=\"node router\">⑂ <b>{name}</b> <small>router: {mode}</small></div><ul class=\"branches\">"
+                "<div class=\"node router\">◆ <b>{name}</b> <small>router: {mode}</small></div><ul class=\"branches\">"
             );
             for branch in step["branches"].as_array().into_iter().flatten() {
                 let label = esc(branch["name"].as_str().unwrap_or("?"));

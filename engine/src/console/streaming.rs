@@ -314,7 +314,8 @@ async fn destination_page(
         .map(|e| e.iter().map(t).collect::<Vec<_>>().join(", "))
         .unwrap_or_else(|| "every event".into());
     let mut body = format!(
-        "<table><tbody><tr><th>URL</th><td><code>{}</code></td></tr><tr><th>Scope</th><td>{} {}</td></tr><tr><th>Events</th><td>{}</td></tr><tr><th>Content type</th><td>{}</td></tr><tr><th>State</th><td>{}</td></tr><tr><th>Verification header</th><td><code>{}</code></td></tr></tbody></table>",
+        "<table data-destination=\"{}\"><tbody><tr><th>URL</th><td><code>{}</code></td></tr><tr><th>Scope</th><td>{} {}</td></tr><tr><th>Events</th><td>{}</td></tr><tr><th>Content type</th><td>{}</td></tr><tr><th>State</th><td>{}</td></tr><tr><th>Verification header</th><td><code>{}</code></td></tr></tbody></table>",
+        esc(id),
         t(&d["url"]),
         t(&d["scope"]),
         t(&d["projectId"]),

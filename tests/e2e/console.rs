@@ -1,0 +1,298 @@
+//! The web console over plain HTTP: sign-in through the form, pages a role may see, controls it
+//! may not use hidden and refused by the API when posted anyway, form errors next to their
+//! field with nothing saved. The browser journey (real Chromium) is `console_journey_in_chromium`.
+
+use crate::common::*;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+const PASSWORD: &str = "correct horse battery staple";
+
+/// A client that keeps redirects visible.
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+async fn person(server: &Server, email: &str, extra: Value) {
+    let mut body = json!({"email": email, "password": PASSWORD});
+    body.as_object_mut()
+        .unwrap()
+        .extend(extra.as_object().cloned().unwrap_or_default());
+    let r = server
+        .admin(Method::POST, "/v1/users")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+}
+
+/// Signs in through the console's form; returns the cookie header value.
+async fn console_sign_in(server: &Server, email: &str) -> String {
+    let r = client()
+        .post(server.url("/sign-in"))
+        .form(&[("email", email), ("password", PASSWORD), ("next", "/flows")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(r.headers()["location"], "/flows");
+    let set = r.headers()["set-cookie"].to_str().unwrap();
+    set.split(';').next().unwrap().to_string()
+}
+
+async fn page(server: &Server, cookie: &str, path: &str) -> (StatusCode, String) {
+    let r = client()
+        .get(server.url(path))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .unwrap();
+    (r.status(), r.text().await.unwrap())
+}
+
+/// The CSRF token a page's forms carry.
+fn csrf_of(html: &str) -> String {
+    let at = html
+        .find("name=\"csrf\" value=\"")
+        .expect("a form with a CSRF token")
+        + 19;
+    html[at..].split('"').next().unwrap().to_string()
+}
+
+async fn post_form(
+    server: &Server,
+    cookie: &str,
+    path: &str,
+    fields: &[(&str, &str)],
+) -> (StatusCode, String) {
+    let r = client()
+        .post(server.url(path))
+        .header("cookie", cookie)
+        .form(fields)
+        .send()
+        .await
+        .unwrap();
+    (r.status(), r.text().await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_session_pages_lead_to_sign_in_and_wrong_passwords_stay_on_the_form() {
+    let server = Server::start_with(Options::default()).await;
+    let r = client()
+        .get(server.url("/runs?status=FAILED"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        r.headers()["location"],
+        "/sign-in?next=%2Fruns%3Fstatus%3DFAILED"
+    );
+    let r = client()
+        .post(server.url("/sign-in"))
+        .form(&[
+            ("email", "who@example.com"),
+            ("password", "wrong password!"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let html = r.text().await.unwrap();
+    assert!(html.contains("id=\"password-error\""), "{html}");
+    assert!(html.contains("email or password is wrong"));
+    assert!(
+        html.contains("value=\"who@example.com\""),
+        "the email is kept"
+    );
+    // `next` never leaves this server.
+    person(&server, "a@example.com", json!({"platformRole": "auditor"})).await;
+    let r = client()
+        .post(server.url("/sign-in"))
+        .form(&[
+            ("email", "a@example.com"),
+            ("password", PASSWORD),
+            ("next", "//evil.example/"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["location"], "/flows");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_viewer_sees_no_edit_controls_and_is_refused_when_posting_anyway() {
+    let server = Server::start_with(Options::default()).await;
+    let flow = server
+        .create_flow(webhook_flow("watched", json!([log_step("note", "hi")])))
+        .await;
+    person(
+        &server,
+        "viewer@example.com",
+        json!({"projectId": "default", "role": "viewer"}),
+    )
+    .await;
+    let cookie = console_sign_in(&server, "viewer@example.com").await;
+
+    let (status, list) = page(&server, &cookie, "/flows").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(list.contains("watched"));
+    assert!(list.contains("viewer@example.com"), "who am I");
+    assert!(
+        !list.contains("Generate handler flow"),
+        "no generator for a viewer"
+    );
+    let (_, show) = page(&server, &cookie, &format!("/flows/{flow}")).await;
+    assert!(show.contains("data-testid=\"flow-graph\""));
+    for control in ["Save new version", "Delete flow", "Run test"] {
+        assert!(!show.contains(control), "a viewer sees {control}");
+    }
+    let csrf = csrf_of(&show);
+    // Posting anyway: the API refuses, and the flow stays.
+    let (status, body) = post_form(
+        &server,
+        &cookie,
+        &format!("/flows/{flow}/delete"),
+        &[("csrf", &csrf)],
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert!(body.contains("editor"), "says which role it needs: {body}");
+    let (status, _) = page(&server, &cookie, &format!("/flows/{flow}")).await;
+    assert_eq!(status, StatusCode::OK);
+    // A form without the session's CSRF token is refused by the API too.
+    let (status, _) = post_form(
+        &server,
+        &cookie,
+        &format!("/flows/{flow}/delete"),
+        &[("csrf", "forged")],
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, streaming) = page(&server, &cookie, "/event-streaming").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(!streaming.contains("New destination"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn form_errors_appear_next_to_their_field_and_nothing_is_saved() {
+    let server = Server::start_with(Options::default()).await;
+    person(
+        &server,
+        "admin@example.com",
+        json!({"platformRole": "platform-admin"}),
+    )
+    .await;
+    let cookie = console_sign_in(&server, "admin@example.com").await;
+    let (_, list) = page(&server, &cookie, "/event-streaming").await;
+    let csrf = csrf_of(&list);
+    let (status, body) = post_form(
+        &server,
+        &cookie,
+        "/event-streaming/new",
+        &[
+            ("csrf", &csrf),
+            ("do", "create"),
+            ("name", "siem"),
+            ("url", "http://insecure.example.com/hook"),
+            ("scope", "PLATFORM"),
+            ("content_type", "application/json"),
+        ],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.contains("id=\"url-error\""), "{body}");
+    assert!(
+        body.contains("value=\"siem\""),
+        "the form keeps what was typed"
+    );
+    let destinations = server.get_json("/v1/event-destinations").await;
+    assert_eq!(destinations["data"], json!([]), "nothing half-saved");
+
+    // An invalid flow: the error names its line.
+    let (_, flows) = page(&server, &cookie, "/flows").await;
+    let yaml = "name: broken\ntrigger:\n  type: webhook\nsteps:\n- name: a\n  type: action\n  plugin: log@0.1.0\n  input:\n    nope: 1\n";
+    let (_, body) = post_form(
+        &server,
+        &cookie,
+        "/flows/new",
+        &[("csrf", &csrf_of(&flows)), ("yaml", yaml)],
+    )
+    .await;
+    assert!(body.contains("id=\"yaml-error\""), "{body}");
+    assert_eq!(server.get_json("/v1/flows").await["data"], json!([]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn console_journey_in_chromium() {
+    crate::browser::available().unwrap_or_else(|why| panic!("{why}"));
+    let receiver = crate::receiver::Receiver::start().await;
+    let server = Server::start_with(Options {
+        env: vec![("HOOKFLOW_DEV_ALLOW_LOCAL_DESTINATIONS", "1".into())],
+        ..Options::default()
+    })
+    .await;
+    person(
+        &server,
+        "admin@example.com",
+        json!({"platformRole": "platform-admin"}),
+    )
+    .await;
+    person(
+        &server,
+        "viewer@example.com",
+        json!({"projectId": "default", "role": "viewer"}),
+    )
+    .await;
+    let base = server.base.clone();
+    let env = vec![
+        ("EMAIL", "admin@example.com".to_string()),
+        ("PASSWORD", PASSWORD.to_string()),
+        ("VIEWER_EMAIL", "viewer@example.com".to_string()),
+        ("RECEIVER_URL", format!("{}/hook", receiver.base)),
+    ];
+    let out = tokio::task::spawn_blocking(move || {
+        let env: Vec<(&str, String)> = env.iter().map(|(k, v)| (*k, v.clone())).collect();
+        crate::browser::run_journey("journey.mjs", &base, &env)
+    })
+    .await
+    .unwrap()
+    .unwrap_or_else(|log| panic!("the journey failed:\n{log}"));
+    assert!(out.contains("ok: journey passed"), "{out}");
+
+    // The receiver verifies what it got: every request is signed with the secret the console
+    // showed, in Standard Webhooks' scheme.
+    let secret = out
+        .lines()
+        .find_map(|l| l.strip_prefix("signing-secret "))
+        .expect("the journey prints the signing secret")
+        .trim()
+        .to_string();
+    let seen = receiver.to("/hook");
+    assert!(seen.len() >= 2, "a test send and a delivery: {seen:?}");
+    for request in &seen {
+        let id = &request.headers["webhook-id"];
+        let ts: i64 = request.headers["webhook-timestamp"].parse().unwrap();
+        let expected = base64::Engine::encode(
+            &base64::engine::general_purpose::STANDARD,
+            hookflow::trigger::verify::sign(&secret, id, ts, request.body.as_bytes()).unwrap(),
+        );
+        let signatures = &request.headers["webhook-signature"];
+        assert!(
+            signatures.split(' ').any(|s| s == format!("v1,{expected}")),
+            "{signatures} does not carry v1,{expected}"
+        );
+    }
+    let flow_created: Vec<_> = seen
+        .iter()
+        .filter(|r| r.json()["action"] == "flow.created")
+        .collect();
+    assert!(
+        !flow_created.is_empty(),
+        "the flow.created delivery reached the receiver"
+    );
+}
