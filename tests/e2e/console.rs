@@ -249,7 +249,7 @@ async fn console_journey_in_chromium() {
     )
     .await;
     let base = server.base.clone();
-    let env = vec![
+    let env = [
         ("EMAIL", "admin@example.com".to_string()),
         ("PASSWORD", PASSWORD.to_string()),
         ("VIEWER_EMAIL", "viewer@example.com".to_string()),
