@@ -23,7 +23,11 @@ async fn main() -> anyhow::Result<()> {
     let bin = args
         .next()
         .unwrap_or_else(|| "target/release/hookflow".into());
-    let runs: usize = args.next().map(|a| a.parse()).transpose()?.unwrap_or(100_000);
+    let runs: usize = args
+        .next()
+        .map(|a| a.parse())
+        .transpose()?
+        .unwrap_or(100_000);
     let audit: usize = args
         .next()
         .map(|a| a.parse())
@@ -43,7 +47,12 @@ async fn main() -> anyhow::Result<()> {
         .spawn()?;
     let mut line = String::new();
     std::io::BufReader::new(server.stdout.take().expect("stdout")).read_line(&mut line)?;
-    let base = line.trim().rsplit(' ').next().unwrap_or_default().to_string();
+    let base = line
+        .trim()
+        .rsplit(' ')
+        .next()
+        .unwrap_or_default()
+        .to_string();
     let result = measure(&base, &flow_id).await;
     let _ = server.kill();
     let _ = server.wait();
@@ -174,7 +183,10 @@ async fn measure(base: &str, flow_id: &str) -> anyhow::Result<()> {
         .await?
         .json()
         .await?;
-    let run_id = runs["data"][0]["id"].as_str().unwrap_or_default().to_string();
+    let run_id = runs["data"][0]["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     let pages = [
         "/healthz".to_string(),
         "/flows".into(),

@@ -117,6 +117,7 @@ pub async fn run(
         runs_work: config.role.runs_work(),
         sign_ins: Default::default(),
         sessions: config.sessions(),
+        public_url: config.public_url.clone(),
         mailer,
         sign_in_failures: Default::default(),
         public_https: config

@@ -296,3 +296,53 @@ async fn console_journey_in_chromium() {
         "the flow.created delivery reached the receiver"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invitation_link_opens_a_page_that_makes_the_account() {
+    let server = Server::start_with(Options::default()).await;
+    let invitation: Value = server
+        .admin(Method::POST, "/v1/projects/default/invitations")
+        .json(&json!({"email": "newcomer@example.com", "role": "editor"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let link = invitation["acceptUrl"].as_str().unwrap();
+    assert!(link.starts_with("/accept-invitation?token=hfi_"), "{link}");
+    let r = client().get(server.url(link)).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let token = invitation["token"].as_str().unwrap();
+    let short = client()
+        .post(server.url("/accept-invitation"))
+        .form(&[("token", token), ("password", "short")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(short.status(), StatusCode::BAD_REQUEST);
+    assert!(
+        short
+            .text()
+            .await
+            .unwrap()
+            .contains("id=\"password-error\"")
+    );
+    let ok = client()
+        .post(server.url("/accept-invitation"))
+        .form(&[
+            ("token", token),
+            ("password", PASSWORD),
+            ("name", "New Comer"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), StatusCode::SEE_OTHER);
+    let cookie = console_sign_in(&server, "newcomer@example.com").await;
+    let (_, flows) = page(&server, &cookie, "/flows").await;
+    assert!(
+        flows.contains("Generate handler flow"),
+        "an editor may generate"
+    );
+}

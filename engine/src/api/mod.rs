@@ -58,6 +58,8 @@ pub struct App {
     pub sign_in_failures: SignInThrottle,
     /// True when the public URL is https: session cookies are then `Secure`.
     pub public_https: bool,
+    /// `HOOKFLOW_PUBLIC_URL`, for links the server hands out (invitations).
+    pub public_url: Option<String>,
     /// The server's SMTP client (`HOOKFLOW_SMTP_URL`): invitations are e-mailed when set.
     pub mailer: Option<Arc<crate::mail::Mailer>>,
 }

@@ -437,25 +437,34 @@ async fn invite(
     let mut view = invitation_view(&record);
     view["emailed"] = json!(false);
     if let Some(mailer) = &app.mailer {
-        match mail_invitation(mailer, &project, &record, &secret).await {
+        match mail_invitation(mailer, &project, &record, &accept_url(&app, &secret)).await {
             Ok(()) => view["emailed"] = json!(true),
             Err(error) => view["emailError"] = json!(error),
         }
     }
+    view["acceptUrl"] = json!(accept_url(&app, &secret));
     view["token"] = json!(secret);
-    view["acceptPath"] = json!("/v1/auth/accept-invitation");
     Ok(created(
         format!("/v1/projects/{}/invitations/{}", project.id, record.id),
         view,
     ))
 }
 
-/// Sends the invitation to its address through the server's SMTP server (only to it).
+/// The console page that accepts an invitation: absolute when the server knows its public URL.
+fn accept_url(app: &AppState, secret: &str) -> String {
+    let path = format!("/accept-invitation?token={secret}");
+    match &app.public_url {
+        Some(base) => format!("{}{path}", base.trim_end_matches('/')),
+        None => path,
+    }
+}
+
+/// Sends the invitation link to its address through the server's SMTP server (only to it).
 async fn mail_invitation(
     mailer: &crate::mail::Mailer,
     project: &ProjectRecord,
     invitation: &InvitationRecord,
-    secret: &str,
+    link: &str,
 ) -> Result<(), String> {
     let only = crate::flow::recipients::RecipientPattern::parse(&invitation.email)?;
     let request = crate::mail::MailRequest {
@@ -463,8 +472,7 @@ async fn mail_invitation(
         subject: format!("You are invited to the hookflow project {}", project.name),
         text: format!(
             "You were invited to the hookflow project {} as {}.\n\n\
-             Accept with this one-time token (valid until {}):\n\n{secret}\n\n\
-             POST /v1/auth/accept-invitation {{\"token\": \"...\", \"password\": \"...\"}}\n",
+             Open this link to choose your password and join (valid once, until {}):\n\n{link}\n",
             project.name,
             invitation.role,
             rfc3339_ms(invitation.expires_ms).unwrap_or_default()

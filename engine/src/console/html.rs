@@ -167,11 +167,13 @@ pub fn csrf_field(csrf: &str) -> String {
 
 /// A one-button form posting to `action`, asking first when `confirm` is set.
 pub fn button_form(action: &str, label: &str, csrf: &str, confirm: Option<&str>) -> String {
-    let confirm = confirm
-        .map(|c| format!(" data-confirm=\"{}\"", esc(c)))
-        .unwrap_or_default();
+    // A form that asks first is a destructive one: its button says so.
+    let (confirm, class) = match confirm {
+        Some(c) => (format!(" data-confirm=\"{}\"", esc(c)), " class=\"danger\""),
+        None => (String::new(), ""),
+    };
     format!(
-        "<form method=\"post\" action=\"{}\" class=\"inline\"{confirm}>{}<button>{}</button></form>",
+        "<form method=\"post\" action=\"{}\" class=\"inline\"{confirm}>{}<button{class}>{}</button></form>",
         esc(action),
         csrf_field(csrf),
         esc(label)

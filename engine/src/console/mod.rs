@@ -51,6 +51,10 @@ pub fn router(api: Router, app: AppState) -> Router {
         .route("/", get(|| async { Redirect::to("/flows") }))
         .route("/sign-in", get(sign_in_page).post(sign_in))
         .route("/sign-out", post(sign_out))
+        .route(
+            "/accept-invitation",
+            get(invitation_page).post(accept_invitation),
+        )
         .route("/switch-project", get(switch_project))
         .route("/assets/console.css", get(css))
         .route("/assets/console.js", get(js))
@@ -423,7 +427,15 @@ async fn sign_in_page(uri: axum::http::Uri) -> Html<String> {
         .find(|(k, _)| k == "next")
         .map(|(_, v)| v.as_str())
         .unwrap_or("/flows");
-    Html(html::bare("Sign in", &sign_in_form("", next, &[])))
+    let notice = query
+        .iter()
+        .find(|(k, _)| k == "notice")
+        .map(|(_, v)| format!("<p class=\"notice\" role=\"status\">{}</p>", esc(v)))
+        .unwrap_or_default();
+    Html(html::bare(
+        "Sign in",
+        &format!("{notice}{}", sign_in_form("", next, &[])),
+    ))
 }
 
 /// Only paths of this server: a `next` parameter cannot send anyone elsewhere.
@@ -519,6 +531,82 @@ async fn sign_out(ctx: Ctx, body: axum::body::Bytes) -> Response {
             .insert(header::SET_COOKIE, cookie.clone());
     }
     response
+}
+
+fn invitation_form(token: &str, errors: &[(String, String)]) -> String {
+    format!(
+        r#"<p>Choose your name and a password (at least 12 characters). If you already have an account with the invited e-mail, give its password.</p>{top}<form method="post" action="/accept-invitation" class="card">
+<input type="hidden" name="token" value="{token}">
+<label>Name <input name="name" autocomplete="name"></label>
+<label>Password <input name="password" type="password" autocomplete="new-password" required aria-describedby="password-error"></label>{password_error}
+<button type="submit">Join the project</button></form>"#,
+        top = html::form_errors(&["password"], errors),
+        token = esc(token),
+        password_error = html::field_error("password", errors),
+    )
+}
+
+async fn invitation_page(uri: axum::http::Uri) -> Html<String> {
+    let query = query_pairs(uri.query());
+    let token = query
+        .iter()
+        .find(|(k, _)| k == "token")
+        .map(|(_, v)| v.as_str())
+        .unwrap_or("");
+    Html(html::bare(
+        "Accept the invitation",
+        &invitation_form(token, &[]),
+    ))
+}
+
+/// Accepts an invitation through the API (public, like sign-in), then sends the person to sign in.
+async fn accept_invitation(
+    State(console): State<Console>,
+    parts: Parts,
+    body: axum::body::Bytes,
+) -> Response {
+    let form = Form::parse(&body);
+    let mut payload =
+        serde_json::json!({"token": form.get("token"), "password": form.get("password")});
+    if let Some(name) = form.opt("name") {
+        payload["name"] = serde_json::json!(name);
+    }
+    let mut request = Request::builder()
+        .method(Method::POST)
+        .uri("/v1/auth/accept-invitation")
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(payload.to_string()))
+        .expect("a valid in-process request");
+    if let Some(peer) = parts.extensions.get::<ConnectInfo<SocketAddr>>().cloned() {
+        request.extensions_mut().insert(peer);
+    }
+    let response = match console.api.clone().oneshot(request).await {
+        Ok(r) => r,
+        Err(never) => match never {},
+    };
+    let status = response.status();
+    let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+        .await
+        .unwrap_or_default();
+    if status.is_success() {
+        return done("/sign-in", "You joined the project: sign in");
+    }
+    let reply = Reply {
+        status,
+        body: serde_json::from_slice(&bytes).unwrap_or_default(),
+        headers: HeaderMap::new(),
+    };
+    let mut errors = reply.errors();
+    for (field, _) in errors.iter_mut() {
+        if field != "password" {
+            *field = String::new();
+        }
+    }
+    let page = html::bare(
+        "Accept the invitation",
+        &invitation_form(form.get("token"), &errors),
+    );
+    (status, Html(page)).into_response()
 }
 
 /// Remembers the chosen project (a plain preference: every page still asks the API).
