@@ -239,6 +239,10 @@ fn own_summary(action: &str, event: &Value) -> Option<String> {
             }
             what
         }
+        "user.password.reset" => format!(
+            "The password of {} was reset; their sessions ended",
+            text(&data["user"]["email"])
+        ),
         "project.created" => format!(
             "Project {} was created",
             text(&data["project"]["displayName"])

@@ -258,6 +258,11 @@ pub async fn update_user(
     let mut data = user_data(&current);
     data["passwordChanged"] = json!(change.password_hash.is_some());
     append(c, None, actor, AuditAction::UserUpdated, data).await?;
+    if change.password_hash.is_some() {
+        // Its own event, in Activepieces' name, so a detection can watch for it alone.
+        let data = user_data(&current);
+        append(c, None, actor, AuditAction::UserPasswordReset, data).await?;
+    }
     Ok(current)
 }
 

@@ -134,6 +134,7 @@ string_enum!(
         UserSignedOut => "user.signed.out",
         UserSignedUp => "user.signed.up",
         UserUpdated => "user.updated",
+        UserPasswordReset => "user.password.reset",
         ProjectCreated => "project.created",
         ProjectMemberAdded => "project.member.added",
         ProjectMemberUpdated => "project.member.updated",
