@@ -421,3 +421,42 @@ async fn sync_runs_outlive_their_caller_and_their_process() {
     assert_eq!(run["status"], "SUCCEEDED", "{run}");
     assert_eq!(run["attempt"], 2, "run again after the restart: {run}");
 }
+
+/// Regression (hardening I): a `/sync` caller that times out must not evict the other waiters of
+/// the same run; a duplicate delivery waiting longer gets the finished run, not a RUNNING one.
+#[tokio::test]
+async fn a_sync_timeout_leaves_other_waiters_of_the_same_run_waiting() {
+    let server = Server::start().await;
+    let slow = server
+        .create_flow(webhook_flow(
+            "slow",
+            json!([hostile_step("nap", json!({"mode": "sleep", "ms": 800}))]),
+        ))
+        .await;
+    let url = |ms: u64| server.url(&format!("/v1/webhooks/{slow}/sync?timeoutMs={ms}"));
+    let patient = {
+        let client = server.client.clone();
+        let url = url(10_000);
+        tokio::spawn(async move {
+            client
+                .post(url)
+                .json(&json!({"id": "same-event"}))
+                .send()
+                .await
+                .unwrap()
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+    let impatient = server
+        .client
+        .post(url(100))
+        .json(&json!({"id": "same-event"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(impatient.status(), StatusCode::REQUEST_TIMEOUT);
+    let patient = patient.await.unwrap();
+    assert_eq!(patient.status(), StatusCode::OK);
+    let body: Value = patient.json().await.unwrap();
+    assert_eq!(body["status"], "SUCCEEDED", "{body}");
+}

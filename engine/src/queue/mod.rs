@@ -163,11 +163,15 @@ impl Queue {
             }
         };
         if !matches!(waited, Waited::Finished(_)) {
-            self.waiters
-                .lock()
-                .expect("waiters poisoned")
-                .waiting
-                .remove(run_id);
+            // Only this waiter goes: a duplicate delivery may still be waiting on the same run.
+            drop(rx);
+            let mut state = self.waiters.lock().expect("waiters poisoned");
+            if let Some(senders) = state.waiting.get_mut(run_id) {
+                senders.retain(|tx| !tx.is_closed());
+                if senders.is_empty() {
+                    state.waiting.remove(run_id);
+                }
+            }
         }
         waited
     }

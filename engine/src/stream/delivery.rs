@@ -66,7 +66,9 @@ impl RetryPolicy {
         if let Some(after) = retry_after {
             seconds = seconds.max(after);
         }
-        Some(Duration::from_secs_f64(seconds))
+        // A receiver's `Retry-After` may be anything (`inf`, `1e20`): clamped, so the delay is
+        // always a valid Duration whose milliseconds fit the schedule's i64.
+        Some(Duration::from_secs_f64(seconds.clamp(0.0, MAX_DELAY_SECS)))
     }
 
     /// How long the breaker pauses a destination.
@@ -74,6 +76,9 @@ impl RetryPolicy {
         Duration::from_secs_f64(60.0 * self.scale())
     }
 }
+
+/// The longest a delivery waits before its next attempt, whatever a receiver asks for.
+const MAX_DELAY_SECS: f64 = 24.0 * 3600.0;
 
 /// Destinations served at once by one worker pass.
 const DESTINATIONS_PER_PASS: u32 = 32;
@@ -254,7 +259,7 @@ impl SendOutcome {
             body: Some(text),
             retry_after: retry_after
                 .and_then(|v| v.trim().parse::<f64>().ok())
-                .filter(|v| *v >= 0.0),
+                .filter(|v| v.is_finite() && *v >= 0.0),
             timed_out: false,
         }
     }
@@ -278,6 +283,19 @@ mod tests {
             "floors scale with the schedule"
         );
         assert!(RetryPolicy::parse("5,x").is_err());
+    }
+
+    #[test]
+    fn retry_after_infinite_or_huge_is_clamped_not_a_panic() {
+        let policy = RetryPolicy::parse("5,300").unwrap();
+        for after in [f64::INFINITY, 1e20, 1.8e16, f64::MAX] {
+            let d = policy.delay(1, false, Some(after)).unwrap();
+            assert_eq!(d.as_secs_f64(), MAX_DELAY_SECS, "{after}");
+        }
+        let outcome = SendOutcome::from_response_parts(429, Some("inf"), b"");
+        assert_eq!(outcome.retry_after, None);
+        let outcome = SendOutcome::from_response_parts(429, Some(" 30 "), b"");
+        assert_eq!(outcome.retry_after, Some(30.0));
         assert!(RetryPolicy::parse("").is_err());
     }
 }
