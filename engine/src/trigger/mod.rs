@@ -73,14 +73,14 @@ impl<'de> serde::de::Visitor<'de> for BodyIdVisitor {
                     _ => None,
                 };
             } else {
-                map.next_value::<serde::de::IgnoredAny>()?;
+                map.next_value::<Checked>()?;
             }
         }
         Ok(BodyId(id))
     }
 
     fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<BodyId, A::Error> {
-        while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+        while seq.next_element::<Checked>()?.is_some() {}
         Ok(BodyId(None))
     }
 
@@ -106,6 +106,63 @@ impl<'de> serde::de::Visitor<'de> for BodyIdVisitor {
 
     fn visit_unit<E>(self) -> Result<BodyId, E> {
         Ok(BodyId(None))
+    }
+}
+
+/// A JSON value checked as strictly as the run will parse it (`serde_json::Value`: nesting at
+/// most 128 deep, strings valid Unicode, no lone surrogates) without building it. `IgnoredAny`
+/// would skip both checks, and intake would accept events that can never run.
+struct Checked;
+
+impl<'de> serde::Deserialize<'de> for Checked {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(CheckedVisitor)
+    }
+}
+
+struct CheckedVisitor;
+
+impl<'de> serde::de::Visitor<'de> for CheckedVisitor {
+    type Value = Checked;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Checked, A::Error> {
+        while map.next_key::<Checked>()?.is_some() {
+            map.next_value::<Checked>()?;
+        }
+        Ok(Checked)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Checked, A::Error> {
+        while seq.next_element::<Checked>()?.is_some() {}
+        Ok(Checked)
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+
+    fn visit_unit<E>(self) -> Result<Checked, E> {
+        Ok(Checked)
     }
 }
 
@@ -160,6 +217,36 @@ pub fn kept_headers(headers: &HeaderMap, secret_header: Option<&str>) -> Value {
 mod tests {
     use super::*;
     use http::HeaderValue;
+
+    /// Regression (hardening I): whatever intake accepts, the run can parse.
+    #[test]
+    fn refuses_bodies_the_run_could_never_parse() {
+        let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+        for body in [
+            deep.as_str(),
+            r#"{"a":"\ud800"}"#,
+            r#"{"a":["x", {"b": "\udfff"}]}"#,
+            &format!(r#"{{"id": "x", "deep": {}}}"#, deep),
+        ] {
+            assert!(
+                serde_json::from_str::<Value>(body).is_err(),
+                "the run refuses it"
+            );
+            assert!(
+                matches!(
+                    parse_body(None, body.as_bytes()),
+                    Err(BodyError::InvalidJson(_))
+                ),
+                "{}",
+                &body[..body.len().min(40)]
+            );
+        }
+        let fine = r#"{"id": 7, "a": [[["\ud83d\ude00"]]], "b": {"c": null}}"#;
+        assert_eq!(
+            parse_body(None, fine.as_bytes()),
+            Ok(BodyId(Some("7".into())))
+        );
+    }
 
     #[test]
     fn accepts_json_under_form_label_and_refuses_others() {
