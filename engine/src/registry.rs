@@ -42,7 +42,13 @@ pub struct FlowRegistry {
     scheduled: RwLock<Option<(Vec<Arc<ActiveFlow>>, Instant)>>,
     /// `Some(ttl)` when other processes may change flows behind this cache's back.
     ttl: Option<Duration>,
+    /// Flows this process deleted: a read that raced the deletion must not cache them again.
+    deleted: RwLock<std::collections::HashSet<String>>,
 }
+
+/// Deleted ids remembered at most (ids are never reused; beyond this the oldest knowledge goes,
+/// which only reopens a race a TTL or the next save closes anyway).
+const MAX_DELETED: usize = 100_000;
 
 impl FlowRegistry {
     pub fn new(store: DynStore, sandbox: Arc<Sandbox>) -> FlowRegistry {
@@ -53,6 +59,7 @@ impl FlowRegistry {
             versions: RwLock::default(),
             scheduled: RwLock::default(),
             ttl: None,
+            deleted: RwLock::default(),
         }
     }
 
@@ -111,6 +118,13 @@ impl FlowRegistry {
     /// Deletes a flow; its webhook stops accepting events at once.
     pub async fn delete(&self, actor: &Actor, id: &str) -> Result<bool, StoreError> {
         let deleted = self.store.delete_flow(actor, id).await?;
+        {
+            let mut tombstones = self.deleted.write().expect("flow cache poisoned");
+            if tombstones.len() >= MAX_DELETED {
+                tombstones.clear();
+            }
+            tombstones.insert(id.to_string());
+        }
         self.current
             .write()
             .expect("flow cache poisoned")
@@ -128,6 +142,10 @@ impl FlowRegistry {
         let Some(record) = self.store.get_flow(id).await? else {
             return Ok(None);
         };
+        if self.is_deleted(id) {
+            // Read before the deletion committed, answered after it: the flow is gone.
+            return Ok(None);
+        }
         let flow = parse_stored(&record)?;
         Ok(Some(self.remember(record, flow)))
     }
@@ -201,11 +219,23 @@ impl FlowRegistry {
             .expect("flow cache poisoned")
             .insert(key, flow.clone());
         let active = Arc::new(ActiveFlow { record, flow });
-        self.current
-            .write()
-            .expect("flow cache poisoned")
-            .insert(active.record.id.clone(), (active.clone(), Instant::now()));
+        let mut current = self.current.write().expect("flow cache poisoned");
+        // Only a newer (or the same) version replaces what is cached, and nothing brings back
+        // a deleted flow: reads and saves finish in any order.
+        let newer = current
+            .get(&active.record.id)
+            .is_none_or(|(cached, _)| cached.record.version <= active.record.version);
+        if newer && !self.is_deleted(&active.record.id) {
+            current.insert(active.record.id.clone(), (active.clone(), Instant::now()));
+        }
         active
+    }
+
+    fn is_deleted(&self, id: &str) -> bool {
+        self.deleted
+            .read()
+            .expect("flow cache poisoned")
+            .contains(id)
     }
 }
 
@@ -322,4 +352,66 @@ fn parse_stored(record: &FlowRecord) -> Result<Flow, StoreError> {
             record.id, record.version
         ))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wasm::SandboxConfig;
+    use serde_json::json;
+
+    /// Regression (hardening I): a late read cannot put an older version back in the cache,
+    /// nor resurrect a deleted flow.
+    #[tokio::test]
+    async fn late_reads_never_replace_newer_versions_or_undo_deletions() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("h.db").display());
+        let store = crate::store::open(
+            &crate::store::DatabaseUrl::parse(&url).unwrap(),
+            &crate::store::OpenOptions::default(),
+        )
+        .await
+        .unwrap()
+        .store;
+        let sandbox = Arc::new(
+            Sandbox::new(SandboxConfig {
+                max_concurrency: 1,
+                ..SandboxConfig::default()
+            })
+            .unwrap(),
+        );
+        let registry = FlowRegistry::new(store.clone(), sandbox);
+        let actor = Actor::system();
+        let scope = Scope {
+            platform_id: "default".into(),
+            project_id: "default".into(),
+        };
+        let definition =
+            |name: &str| json!({"name": name, "trigger": {"type": "webhook"}, "steps": []});
+        let v1 = registry
+            .create(&actor, &scope, definition("one"))
+            .await
+            .unwrap();
+        let id = v1.record.id.clone();
+        registry
+            .update(&actor, &id, definition("two"))
+            .await
+            .unwrap();
+        // A read of version 1 that finishes after the save of version 2.
+        let stale = store.get_flow_version(&id, 1).await.unwrap().unwrap();
+        registry.remember(stale, v1.flow.as_ref().clone());
+        assert_eq!(
+            registry.current(&id).await.unwrap().unwrap().record.version,
+            2
+        );
+
+        let late = store.get_flow(&id).await.unwrap().unwrap();
+        assert!(registry.delete(&actor, &id).await.unwrap());
+        let flow = parse_stored(&late).unwrap();
+        registry.remember(late, flow);
+        assert!(
+            registry.current(&id).await.unwrap().is_none(),
+            "deleted stays deleted"
+        );
+    }
 }
