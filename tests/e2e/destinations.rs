@@ -33,7 +33,9 @@ async fn create_destination(server: &Server, body: Value) -> (StatusCode, Value)
 
 /// Waits (bounded) until `check` holds for the receiver's requests to `path`.
 async fn wait_for(rx: &Receiver, path: &str, check: impl Fn(&[Seen]) -> bool) -> Vec<Seen> {
-    let deadline = Instant::now() + Duration::from_secs(30);
+    // Beyond the 60 s delivery lease: on PostgreSQL a process killed mid-delivery leaves its
+    // claim to expire (on SQLite a restart frees it at once).
+    let deadline = Instant::now() + Duration::from_secs(75);
     loop {
         let seen = rx.to(path);
         if check(&seen) {

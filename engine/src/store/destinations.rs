@@ -116,6 +116,16 @@ pub async fn delete(c: &mut dyn Conn, actor: &Actor, id: &str) -> StoreResult<bo
     Ok(true)
 }
 
+/// Frees every delivery lease: for a store only this process can open (SQLite), whose earlier
+/// owner died, so its claimed entries go out at once instead of after their lease.
+pub async fn release_all_leases(c: &mut dyn Conn) -> StoreResult<u64> {
+    c.execute(
+        "UPDATE outbox SET lease_expires = NULL WHERE status = 'PENDING' AND lease_expires IS NOT NULL",
+        params![],
+    )
+    .await
+}
+
 pub async fn get(c: &mut dyn Conn, id: &str) -> StoreResult<Option<DestinationRecord>> {
     c.query_opt("SELECT * FROM destinations WHERE id = ?", params![id])
         .await?

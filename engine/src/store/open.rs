@@ -4,7 +4,7 @@
 use super::postgres::{DEFAULT_POOL_SIZE, PgBackend, WorkListener};
 use super::sql::{Backend, job};
 use super::sqlite::{SqliteBackend, SqliteOptions};
-use super::{DynStore, Store, StoreError, StoreResult, plugins, runs};
+use super::{DynStore, Store, StoreError, StoreResult, destinations, plugins, runs};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -128,8 +128,15 @@ pub async fn open(url: &DatabaseUrl, options: &OpenOptions) -> StoreResult<Opene
                 .map_err(|e| StoreError::Unavailable(format!("opening SQLite: {e}")))??;
             let backend = Arc::new(backend);
             init(&*backend).await?;
+            // The lock says no other process has this file: whatever the last owner had
+            // claimed (runs, deliveries) is free again now.
             let recovered = backend
-                .write(job(|c| Box::pin(runs::requeue_all_running(c))))
+                .write(job(|c| {
+                    Box::pin(async move {
+                        destinations::release_all_leases(c).await?;
+                        runs::requeue_all_running(c).await
+                    })
+                }))
                 .await?;
             Ok(OpenedStore {
                 store: Arc::new(Store::new(backend)),
