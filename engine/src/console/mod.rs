@@ -58,6 +58,8 @@ pub fn router(api: Router, app: AppState) -> Router {
         .route("/switch-project", get(switch_project))
         .route("/assets/console.css", get(css))
         .route("/assets/console.js", get(js))
+        // No icon: an empty answer, so browsers do not log a 404 on every page.
+        .route("/favicon.ico", get(|| async { StatusCode::NO_CONTENT }))
         .merge(flows::routes())
         .merge(runs::routes())
         .merge(streaming::routes())
