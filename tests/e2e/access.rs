@@ -3,32 +3,12 @@
 //! a walk over every declared `/v1` route with every role and a foreign project.
 
 use crate::common::*;
+use crate::common::{PASSWORD, create_user};
 use hookflow::access::{Need, Target};
 use hookflow::store::Role;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use std::time::Duration;
-
-const PASSWORD: &str = "correct horse battery staple";
-
-/// Creates a person through the API (as the admin token); returns their id.
-async fn create_user(server: &Server, email: &str, extra: Value) -> String {
-    let mut body = json!({"email": email, "password": PASSWORD});
-    body.as_object_mut()
-        .unwrap()
-        .extend(extra.as_object().cloned().unwrap_or_default());
-    let response = server
-        .admin(Method::POST, "/v1/users")
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let status = response.status();
-    let user: Value = response.json().await.unwrap();
-    assert_eq!(status, StatusCode::CREATED, "create user: {user}");
-    assert!(user.get("passwordHash").is_none() && !user.to_string().contains("argon2"));
-    user["id"].as_str().unwrap().to_string()
-}
 
 async fn create_project(server: &Server, name: &str) -> String {
     let response = server

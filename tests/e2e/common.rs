@@ -344,6 +344,30 @@ pub fn hostile_step(name: &str, input: Value) -> Value {
     json!({"name": name, "type": "action", "plugin": "hostile@0.1.0", "input": input})
 }
 
+/// The password of the people the access and console tests create.
+pub const PASSWORD: &str = "correct horse battery staple";
+
+/// Creates a person through the API (as the admin token) with [`PASSWORD`] and `extra` fields
+/// (`platformRole`, `projectId` + `role`, ...); returns their id. Checks that nothing about the
+/// password comes back.
+pub async fn create_user(server: &Server, email: &str, extra: Value) -> String {
+    let mut body = json!({"email": email, "password": PASSWORD});
+    body.as_object_mut()
+        .unwrap()
+        .extend(extra.as_object().cloned().unwrap_or_default());
+    let response = server
+        .admin(reqwest::Method::POST, "/v1/users")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    let user: Value = response.json().await.unwrap();
+    assert_eq!(status, StatusCode::CREATED, "create user: {user}");
+    assert!(user.get("passwordHash").is_none() && !user.to_string().contains("argon2"));
+    user["id"].as_str().unwrap().to_string()
+}
+
 /// A webhook flow with no authentication.
 pub fn webhook_flow(name: &str, steps: Value) -> Value {
     json!({"name": name, "trigger": {"type": "webhook"}, "steps": steps})

@@ -3,10 +3,9 @@
 //! field with nothing saved. The browser journey (real Chromium) is `console_journey_in_chromium`.
 
 use crate::common::*;
+use crate::common::{PASSWORD, create_user};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-
-const PASSWORD: &str = "correct horse battery staple";
 
 /// A client that keeps redirects visible.
 fn client() -> reqwest::Client {
@@ -14,20 +13,6 @@ fn client() -> reqwest::Client {
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap()
-}
-
-async fn person(server: &Server, email: &str, extra: Value) {
-    let mut body = json!({"email": email, "password": PASSWORD});
-    body.as_object_mut()
-        .unwrap()
-        .extend(extra.as_object().cloned().unwrap_or_default());
-    let r = server
-        .admin(Method::POST, "/v1/users")
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::CREATED);
 }
 
 /// Signs in through the console's form; returns the cookie header value.
@@ -110,7 +95,7 @@ async fn without_a_session_pages_lead_to_sign_in_and_wrong_passwords_stay_on_the
         "the email is kept"
     );
     // `next` never leaves this server.
-    person(&server, "a@example.com", json!({"platformRole": "auditor"})).await;
+    create_user(&server, "a@example.com", json!({"platformRole": "auditor"})).await;
     let r = client()
         .post(server.url("/sign-in"))
         .form(&[
@@ -130,7 +115,7 @@ async fn a_viewer_sees_no_edit_controls_and_is_refused_when_posting_anyway() {
     let flow = server
         .create_flow(webhook_flow("watched", json!([log_step("note", "hi")])))
         .await;
-    person(
+    create_user(
         &server,
         "viewer@example.com",
         json!({"projectId": "default", "role": "viewer"}),
@@ -181,7 +166,7 @@ async fn a_viewer_sees_no_edit_controls_and_is_refused_when_posting_anyway() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn form_errors_appear_next_to_their_field_and_nothing_is_saved() {
     let server = Server::start_with(Options::default()).await;
-    person(
+    create_user(
         &server,
         "admin@example.com",
         json!({"platformRole": "platform-admin"}),
@@ -236,13 +221,13 @@ async fn console_journey_in_chromium() {
         ..Options::default()
     })
     .await;
-    person(
+    create_user(
         &server,
         "admin@example.com",
         json!({"platformRole": "platform-admin"}),
     )
     .await;
-    person(
+    create_user(
         &server,
         "viewer@example.com",
         json!({"projectId": "default", "role": "viewer"}),

@@ -18,7 +18,7 @@ pub mod trace;
 
 use crate::access::token;
 use crate::api::AppState;
-use crate::api::guard::{CSRF_HEADER, SESSION_COOKIE, session_cookie};
+use crate::api::guard::{self, CSRF_HEADER, SESSION_COOKIE, session_cookie};
 use crate::store::Role;
 use axum::Router;
 use axum::body::Body;
@@ -177,7 +177,7 @@ impl FromRequestParts<Console> for Ctx {
             .flatten()
             .map(|p| (html::text(&p["id"]), html::text(&p["name"])))
             .collect();
-        let remembered = cookie_value(&parts.headers, PROJECT_COOKIE);
+        let remembered = guard::cookie(&parts.headers, PROJECT_COOKIE);
         ctx.project = remembered
             .filter(|p| ctx.projects.iter().any(|(id, _)| id == p))
             .or_else(|| {
@@ -354,17 +354,6 @@ fn query_pairs(query: Option<&str>) -> Vec<(String, String)> {
     form_urlencoded::parse(query.unwrap_or("").as_bytes())
         .map(|(k, v)| (k.into_owned(), v.into_owned()))
         .collect()
-}
-
-fn cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(n, _)| *n == name)
-        .map(|(_, v)| v.to_string())
 }
 
 /// Redirects after a change, with a notice for the next page.

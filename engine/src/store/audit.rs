@@ -12,7 +12,7 @@
 //! cursor. Callers append as the last write of their transaction so the lock is held only for
 //! the commit.
 
-use super::rows::{in_list, paginate, push_cursor};
+use super::rows::{in_list, paginate, push_created_range, push_cursor};
 use super::sql::{Col, Conn, Param, Ty, params};
 use super::{
     Actor, AuditAction, AuditFilter, AuditRow, DestinationScope, NewEvent, Page, Scope, StoreError,
@@ -296,14 +296,12 @@ pub async fn list(c: &mut dyn Conn, filter: &AuditFilter) -> StoreResult<Page<Va
         sql.push_str(" AND user_id = ?");
         args.push(Param::from(user));
     }
-    if let Some(after) = &filter.created_after {
-        sql.push_str(" AND created >= ?");
-        args.push(Param::from(after));
-    }
-    if let Some(before) = &filter.created_before {
-        sql.push_str(" AND created < ?");
-        args.push(Param::from(before));
-    }
+    push_created_range(
+        &mut sql,
+        &mut args,
+        filter.created_after.as_ref(),
+        filter.created_before.as_ref(),
+    );
     let key = match &filter.cursor {
         Some(cursor) => Some((
             cursor,

@@ -170,6 +170,23 @@ pub async fn lock_in_order(c: &mut dyn Conn, table: &str, ids: &[String]) -> Sto
     Ok(())
 }
 
+/// Adds `created` bounds (RFC 3339 in the stored form: `after` inclusive, `before` exclusive).
+pub fn push_created_range(
+    sql: &mut String,
+    args: &mut Vec<Param>,
+    after: Option<&String>,
+    before: Option<&String>,
+) {
+    if let Some(after) = after {
+        sql.push_str(" AND created >= ?");
+        args.push(Param::from(after));
+    }
+    if let Some(before) = before {
+        sql.push_str(" AND created < ?");
+        args.push(Param::from(before));
+    }
+}
+
 /// `column IN (?, …)` over `values`, with the parameters: for lists bounded by the caller
 /// (chunk longer ones with [`super::sql::CHUNK`]).
 pub fn in_list(column: &str, values: &[String]) -> (String, Vec<Param>) {

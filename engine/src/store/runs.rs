@@ -9,7 +9,7 @@
 //! makes all of this moot.
 
 use super::audit::{self, AuditDraft, RunStarted};
-use super::rows::{in_list, paginate, push_cursor, run_summary, step_record};
+use super::rows::{in_list, paginate, push_created_range, push_cursor, run_summary, step_record};
 use super::sql::{CHUNK, Col, Conn, Param, Ty, params};
 use super::{
     Actor, AuditAction, ClaimedRun, NewEvent, Page, RunDetail, RunFilter, RunOutcome, RunSummary,
@@ -334,14 +334,12 @@ pub async fn list(c: &mut dyn Conn, filter: &RunFilter) -> StoreResult<Page<RunS
         sql.push_str(&format!(" AND {cond}"));
         args.extend(values);
     }
-    if let Some(after) = &filter.created_after {
-        sql.push_str(" AND created >= ?");
-        args.push(Param::from(after));
-    }
-    if let Some(before) = &filter.created_before {
-        sql.push_str(" AND created < ?");
-        args.push(Param::from(before));
-    }
+    push_created_range(
+        &mut sql,
+        &mut args,
+        filter.created_after.as_ref(),
+        filter.created_before.as_ref(),
+    );
     let key = filter.cursor.as_ref().map(|c| (c, Param::from(c.key())));
     let backwards = push_cursor(&mut sql, &mut args, "id", key, filter.limit);
     let items = c
