@@ -292,7 +292,7 @@ async fn flow_page(ctx: &Ctx, id: &str, extras: Extras) -> Response {
         let _ = write!(
             body,
             r#"<h2>Test run</h2><form method="post" action="/flows/{id}/test" class="card" data-testid="test-run">{csrf}<div class="row"><label>Sample event <select name="event"><option value="">— paste a payload instead —</option>{options}</select></label>
-<label><input type="checkbox" name="live" value="1"> Run side effects too (live)</label></div><label>Payload (JSON) <textarea name="payload" rows="6" style="min-height:6rem" placeholder='{{"action": "flow.run.finished", ...}}'>{payload}</textarea></label>{perr}<button type="submit">Run test</button></form>"#,
+<label><input type="checkbox" name="live" value="1"> Run side effects too (live)</label></div><label>Payload (JSON) <textarea name="payload" rows="6" class="short" placeholder='{{"action": "flow.run.finished", ...}}'>{payload}</textarea></label>{perr}<button type="submit">Run test</button></form>"#,
             id = esc(id),
             csrf = csrf_field(&ctx.csrf),
             payload = esc(extras
