@@ -565,10 +565,12 @@ impl RetryPolicy {
     pub fn backoff(&self, attempt: u32) -> Duration {
         let exp = attempt.saturating_sub(1).min(63);
         let factor = 1u64.checked_shl(exp).unwrap_or(u64::MAX);
+        // Flows saved before the cap existed are held to it too.
         let ms = self
             .initial_backoff_ms
             .saturating_mul(factor)
-            .min(self.max_backoff_ms);
+            .min(self.max_backoff_ms)
+            .min(super::validate::MAX_BACKOFF_MS);
         Duration::from_millis(ms)
     }
 }

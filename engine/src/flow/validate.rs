@@ -26,6 +26,9 @@ pub const MAX_NAME_CHARS: usize = 200;
 pub const MAX_TIMEOUT_MS: u64 = 300_000;
 /// Maximum `retry.maxAttempts`.
 pub const MAX_ATTEMPTS: u64 = 10;
+/// Maximum `retry.initialBackoffMs` and `retry.maxBackoffMs` (5 minutes): a waiting retry
+/// holds its worker slot, so an unbounded backoff would hold it for good.
+pub const MAX_BACKOFF_MS: u64 = 300_000;
 
 /// One thing wrong with a flow definition, located by a JSON-ish path so an
 /// editor can highlight the field.
@@ -818,8 +821,8 @@ impl Checker {
                     &["maxAttempts", "initialBackoffMs", "maxBackoffMs"],
                 );
                 self.optional_int(&rpath, r, "maxAttempts", 1, MAX_ATTEMPTS);
-                let initial = self.optional_int(&rpath, r, "initialBackoffMs", 0, u64::MAX);
-                let max = self.optional_int(&rpath, r, "maxBackoffMs", 0, u64::MAX);
+                let initial = self.optional_int(&rpath, r, "initialBackoffMs", 0, MAX_BACKOFF_MS);
+                let max = self.optional_int(&rpath, r, "maxBackoffMs", 0, MAX_BACKOFF_MS);
                 if let (Some(initial), Some(max)) = (initial, max)
                     && max < initial
                 {
@@ -1013,6 +1016,29 @@ steps:
         let a = flow.steps[0].as_action().unwrap();
         assert!(a.input.is_empty());
         assert_eq!(a.timeout_ms, None);
+    }
+
+    /// Regression (hardening I): `initialBackoffMs: 1e12` was accepted, and two such retries
+    /// held every worker slot.
+    #[test]
+    fn retry_backoff_is_capped_at_save_time() {
+        let v = json!({"name": "f", "trigger": {"type": "webhook"}, "steps": [
+            {"name": "a", "type": "action", "plugin": "log@0.1.0",
+             "retry": {"initialBackoffMs": 1_000_000_000_000_u64, "maxBackoffMs": 400_000}}]});
+        let got: Vec<String> = validate_value(&v).iter().map(|p| p.to_string()).collect();
+        assert_eq!(
+            got,
+            [
+                "steps[0].retry.initialBackoffMs: must be between 0 and 300000, found 1000000000000",
+                "steps[0].retry.maxBackoffMs: must be between 0 and 300000, found 400000",
+            ]
+        );
+        let stored = crate::flow::RetryPolicy {
+            max_attempts: 3,
+            initial_backoff_ms: 1_000_000_000_000,
+            max_backoff_ms: u64::MAX,
+        };
+        assert_eq!(stored.backoff(1).as_millis(), u128::from(MAX_BACKOFF_MS));
     }
 
     #[test]
