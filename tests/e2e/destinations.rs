@@ -496,3 +496,58 @@ async fn own_flow_webhooks_are_delivered_in_process_without_looping() {
         "{texts}"
     );
 }
+
+/// Regression (hardening I): response bodies were read whole; a receiver answering with an
+/// endless (here: 64 KiB every 10 ms, never ending) body held the attempt until the timeout and
+/// the server's memory grew with it. Only what is kept is read now: the attempt succeeds at once.
+#[tokio::test]
+async fn an_endless_response_body_is_not_read_past_what_is_kept() {
+    use futures::StreamExt;
+    let server = dev_server().await;
+    let app = axum::Router::new().fallback(|| async {
+        let chunks = futures::stream::unfold((), |()| async {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            Some((
+                Ok::<_, std::io::Error>(bytes::Bytes::from(vec![b'x'; 64 << 10])),
+                (),
+            ))
+        })
+        .boxed();
+        axum::body::Body::from_stream(chunks)
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endless = format!("http://{}/endless", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let (status, dest) = create_destination(
+        &server,
+        json!({"name": "endless", "url": endless, "events": ["flow.created"]}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{dest}");
+    let started = Instant::now();
+    server.create_flow(webhook_flow("f", json!([]))).await;
+    let id = dest["id"].as_str().unwrap();
+    let attempt = loop {
+        let log = server
+            .get_json(&format!("/v1/event-destinations/{id}/deliveries"))
+            .await;
+        if let Some(first) = log["data"].get(0) {
+            break first.clone();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "no attempt recorded"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(attempt["statusCode"], 200, "{attempt}");
+    assert!(attempt["error"].is_null(), "{attempt}");
+    // Read whole, the body never ended: the read failed at the delivery timeout and nothing
+    // was kept. Read up to what is kept, the first 4 KiB are there, marked as cut.
+    let kept = attempt["responseBody"].as_str().unwrap();
+    assert!(
+        kept.starts_with("xxxx") && kept.ends_with('…') && kept.len() <= 4096 + 4,
+        "{} bytes kept",
+        kept.len()
+    );
+}

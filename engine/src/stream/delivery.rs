@@ -15,7 +15,7 @@ const BREAKER_THRESHOLD: i64 = 5;
 /// A destination failing this long is disabled.
 const DISABLE_AFTER: chrono::Duration = chrono::Duration::days(5);
 /// Largest response body kept with an attempt.
-const MAX_KEPT_BODY: usize = 4096;
+pub(super) const MAX_KEPT_BODY: usize = 4096;
 
 /// When to retry.
 #[derive(Debug, Clone)]

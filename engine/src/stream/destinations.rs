@@ -2,7 +2,7 @@
 //! masked views, and the signed HTTP send.
 
 use super::client::{self, check_url};
-use super::delivery::{RetryPolicy, SendOutcome};
+use super::delivery::{MAX_KEPT_BODY, RetryPolicy, SendOutcome};
 use super::{new_signing_secret, signature_header};
 use crate::secrets::SecretBox;
 use crate::store::{
@@ -492,15 +492,23 @@ impl Destinations {
             }
         }
         match request.body(body.to_vec()).send().await {
-            Ok(response) => {
+            Ok(mut response) => {
                 let status = response.status().as_u16();
                 let retry_after = response
                     .headers()
                     .get("retry-after")
                     .and_then(|v| v.to_str().ok())
                     .map(str::to_string);
-                let bytes = response.bytes().await.unwrap_or_default();
-                SendOutcome::from_response_parts(status, retry_after.as_deref(), &bytes)
+                // Only what is kept is read (one byte more tells it was cut): a receiver
+                // answering with gigabytes, or never ending its body, costs nothing more.
+                let mut kept = Vec::new();
+                while kept.len() <= MAX_KEPT_BODY {
+                    match response.chunk().await {
+                        Ok(Some(chunk)) => kept.extend_from_slice(&chunk),
+                        _ => break,
+                    }
+                }
+                SendOutcome::from_response_parts(status, retry_after.as_deref(), &kept)
             }
             Err(e) => SendOutcome {
                 timed_out: e.is_timeout(),
