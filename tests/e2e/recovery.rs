@@ -167,3 +167,73 @@ async fn a_second_server_on_the_same_sqlite_file_is_refused_however_the_url_spel
     let health = reqwest::get(server.url("/healthz")).await.unwrap();
     assert_eq!(health.status(), StatusCode::OK);
 }
+
+/// Regression (hardening I): a run whose process dies every time it runs it (a plugin or input
+/// that kills the server) was re-run at every start, forever. After three attempts it is FAILED
+/// as abandoned, with its `flow.run.finished` event, and never run again.
+#[tokio::test]
+async fn a_run_that_kills_its_process_every_time_is_abandoned_after_three_attempts() {
+    let mut server = Server::start().await;
+    let mut nap = hostile_step("nap", json!({"mode": "sleep", "ms": 120_000}));
+    nap["timeoutMs"] = json!(300_000);
+    let id = server
+        .create_flow(webhook_flow("deadly", json!([nap])))
+        .await;
+    let run_id = server.trigger(&id, &json!({"n": 1})).await;
+    for round in 1..=3 {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            // Running again, by the process started after the last death (on PostgreSQL the
+            // dead process's lease has to expire first).
+            let run = server.get_run(&run_id).await;
+            if run["status"] == "RUNNING" && run["attempt"] == round {
+                break;
+            }
+            assert!(
+                matches!(run["status"].as_str(), Some("QUEUED" | "RUNNING")),
+                "round {round}: {run}"
+            );
+            assert!(
+                std::time::Instant::now() < deadline,
+                "round {round}: never ran"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        server.restart(); // kill -9, then start again
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let run = loop {
+        let run = server.get_run(&run_id).await;
+        if run["status"] == "FAILED" {
+            break run;
+        }
+        assert!(std::time::Instant::now() < deadline, "not abandoned: {run}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert!(
+        run["error"]
+            .as_str()
+            .unwrap()
+            .contains("abandoned after 3 attempts"),
+        "{run}"
+    );
+    server.restart();
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert_eq!(
+        server.get_run(&run_id).await["status"],
+        "FAILED",
+        "never re-run"
+    );
+    let finished = server
+        .get_json("/v1/audit-events?action=flow.run.finished")
+        .await;
+    assert!(
+        finished["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["data"]["flowRun"]["id"] == run_id.as_str()
+                && e["data"]["flowRun"]["status"] == "FAILED"),
+        "{finished}"
+    );
+}

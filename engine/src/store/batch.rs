@@ -19,10 +19,9 @@ use super::rows::{lock_in_order, run_summary};
 use super::runs::{self, RUNS_CHANNEL, flow_names, upsert_steps};
 use super::sql::{AnyBackend, CHUNK, Col, Conn, Param, Ty, job, write};
 use super::{
-    Accepted, Actor, AuditAction, ClaimedRun, NewEvent, RunOutcome, StepRecord, StoreError,
-    StoreResult, epoch_ms, now_text,
+    Accepted, ClaimedRun, NewEvent, RunOutcome, StepRecord, StoreError, StoreResult, epoch_ms,
+    now_text,
 };
-use serde_json::json;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use tokio::sync::{Mutex, mpsc, oneshot};
@@ -496,27 +495,8 @@ async fn write_finishes(
     let mut finished: HashSet<String> = HashSet::with_capacity(finished_rows.len());
     for row in &finished_rows {
         let run = run_summary(row)?;
-        let flow_name = row.opt_text("flow_name")?;
         finished.insert(run.id.clone());
-        let data = json!({"flowRun": {
-            "id": run.id,
-            "startTime": run.started,
-            "finishTime": run.finished,
-            "duration": run.duration_ms.map(|d| d.round() as i64),
-            "environment": run.environment,
-            "flowId": run.flow_id,
-            "flowVersionId": run.flow_version.to_string(),
-            "flowDisplayName": flow_name,
-            "status": run.status,
-            "error": run.error,
-        }});
-        drafts.push(AuditDraft::new(
-            &run.platform_id,
-            Some(&run.project_id),
-            &Actor::system(),
-            AuditAction::FlowRunFinished,
-            data,
-        ));
+        drafts.push(runs::finished_draft(&run, row.opt_text("flow_name")?));
     }
     let steps: Vec<(&str, &StepRecord)> = candidates
         .iter()

@@ -150,15 +150,80 @@ async fn lock_held(c: &mut dyn Conn, owner: &str) -> StoreResult<()> {
 /// sweeper (or the finishing owner) has locked is skipped, and the expiry condition is checked
 /// again on the locked row, so each expired run is re-queued once.
 pub async fn requeue_expired(c: &mut dyn Conn) -> StoreResult<u64> {
-    let sql = format!(
-        "UPDATE runs SET status = 'QUEUED', lease_owner = NULL, lease_expires = NULL \
-         WHERE id IN (SELECT id FROM runs WHERE status = 'RUNNING' AND lease_expires < ?{}) \
+    let lost = format!(
+        "id IN (SELECT id FROM runs WHERE status = 'RUNNING' AND lease_expires < ?{}) \
          AND status = 'RUNNING' AND lease_expires < ?",
         c.dialect().skip_locked()
     );
     let now = epoch_ms();
-    let done = c.execute(&sql, params![now, now]).await?;
+    recover(c, &lost, params![now, now]).await
+}
+
+/// How often a run is taken back from a process that died running it; the next time it is
+/// FAILED as abandoned instead, so a run that kills its server is not re-run at every start.
+pub const MAX_RECOVERIES: i64 = 2;
+
+/// Re-queues the runs matching `lost` (RUNNING under a dead owner), or FAILS those already
+/// recovered [`MAX_RECOVERIES`] times, with their `flow.run.finished` event.
+async fn recover(c: &mut dyn Conn, lost: &str, args: Vec<Param>) -> StoreResult<u64> {
+    let error = format!(
+        "abandoned after {} attempts: the process running it stopped each time",
+        MAX_RECOVERIES + 1
+    );
+    let mut abandon_args = params![&error, now_text()];
+    abandon_args.extend(args.iter().cloned());
+    abandon_args.push(Param::from(MAX_RECOVERIES));
+    let abandoned = c
+        .query(
+            &format!(
+                "UPDATE runs SET status = 'FAILED', error = ?, finished = ?, lease_owner = NULL, \
+                 lease_expires = NULL WHERE {lost} AND recoveries >= ? \
+                 RETURNING *, (SELECT name FROM flows f WHERE f.id = runs.flow_id) AS flow_name"
+            ),
+            abandon_args,
+        )
+        .await?;
+    let mut drafts = Vec::with_capacity(abandoned.len());
+    for row in &abandoned {
+        drafts.push(finished_draft(
+            &run_summary(row)?,
+            row.opt_text("flow_name")?,
+        ));
+    }
+    audit::append(c, &drafts).await?;
+    let done = c
+        .execute(
+            &format!(
+                "UPDATE runs SET status = 'QUEUED', recoveries = recoveries + 1, lease_owner = NULL, \
+                 lease_expires = NULL WHERE {lost}"
+            ),
+            args,
+        )
+        .await?;
     requeued(c, done).await
+}
+
+/// The `flow.run.finished` audit event of a run that just ended, in Activepieces' shape.
+pub(super) fn finished_draft(run: &RunSummary, flow_name: Option<String>) -> AuditDraft {
+    let data = json!({"flowRun": {
+        "id": run.id,
+        "startTime": run.started,
+        "finishTime": run.finished,
+        "duration": run.duration_ms.map(|d| d.round() as i64),
+        "environment": run.environment,
+        "flowId": run.flow_id,
+        "flowVersionId": run.flow_version.to_string(),
+        "flowDisplayName": flow_name,
+        "status": run.status,
+        "error": run.error,
+    }});
+    AuditDraft::new(
+        &run.platform_id,
+        Some(&run.project_id),
+        &Actor::system(),
+        AuditAction::FlowRunFinished,
+        data,
+    )
 }
 
 /// Hands `owner`'s runs back to the queue (graceful shutdown).
@@ -178,14 +243,7 @@ pub async fn release(c: &mut dyn Conn, owner: &str) -> StoreResult<u64> {
 /// running these runs (SQLite, whose database lock the caller holds). On PostgreSQL several
 /// processes share the queue and leftover runs come back when their lease expires.
 pub async fn requeue_all_running(c: &mut dyn Conn) -> StoreResult<u64> {
-    let done = c
-        .execute(
-            "UPDATE runs SET status = 'QUEUED', lease_owner = NULL, lease_expires = NULL \
-             WHERE status = 'RUNNING'",
-            params![],
-        )
-        .await?;
-    requeued(c, done).await
+    recover(c, "status = 'RUNNING'", params![]).await
 }
 
 /// Wakes the claimers of every process when `count` runs went back to the queue.
