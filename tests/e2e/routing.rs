@@ -273,3 +273,43 @@ async fn case_sensitive_comparison_is_opt_in() {
         json!(["insensitive"])
     );
 }
+
+/// Regression (hardening I): every condition recorded its rendered `left` whole, so 50
+/// branches over a big field made a step record of 50 times the field. The decision still sees
+/// the whole value; the trace keeps 1 KiB of each operand and says it was cut.
+#[tokio::test]
+async fn router_traces_keep_operands_small_however_big_the_event() {
+    let server = Server::start().await;
+    let branches: Vec<Value> = (0..50)
+        .map(|i| {
+            json!({"name": format!("b{i}"), "when": [[
+                {"left": "{{trigger.body.big}}", "operator": "TEXT_CONTAINS", "right": format!("needle-{i}!")}
+            ]], "steps": []})
+        })
+        .collect();
+    let flow = json!({"name": "wide", "trigger": {"type": "webhook"}, "steps": [
+        {"name": "route", "type": "router", "mode": "allMatch", "branches": branches}]});
+    let id = server.create_flow(flow).await;
+    let big = format!("{}needle-49!", "x".repeat(600_000));
+    let run = server.run_flow(&id, &json!({"big": big})).await;
+    assert_eq!(run["status"], "SUCCEEDED", "{}", &run.to_string()[..300]);
+    let route = step(&run, "route");
+    assert_eq!(
+        route["output"]["selectedBranches"],
+        json!(["b49"]),
+        "decided on the whole value"
+    );
+    let size = run.to_string().len();
+    assert!(
+        size < 2 * 600_000 + 200_000,
+        "the run record is {size} bytes"
+    );
+    let left = route["detail"]["branches"][0]["conditions"][0][0]["left"]
+        .as_str()
+        .unwrap();
+    assert!(
+        left.contains("cut for the trace"),
+        "{}",
+        &left[left.len() - 60..]
+    );
+}

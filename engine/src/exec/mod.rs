@@ -84,6 +84,33 @@ struct RunState<'a> {
     secrets: HashMap<String, String>,
 }
 
+/// Longest rendered operand a router trace keeps, in bytes of its JSON text.
+const MAX_TRACE_OPERAND_BYTES: usize = 1024;
+
+/// Cuts an operand recorded in a trace to [`MAX_TRACE_OPERAND_BYTES`], saying so.
+fn cap_operand(value: &mut Value) {
+    let text = match value {
+        Value::String(s) if s.len() > MAX_TRACE_OPERAND_BYTES => std::mem::take(s),
+        Value::Array(_) | Value::Object(_) => {
+            let text = value.to_string();
+            if text.len() <= MAX_TRACE_OPERAND_BYTES {
+                return;
+            }
+            text
+        }
+        _ => return,
+    };
+    let mut end = MAX_TRACE_OPERAND_BYTES;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    *value = Value::String(format!(
+        "{}… (cut for the trace: {} bytes in all)",
+        &text[..end],
+        text.len()
+    ));
+}
+
 impl Executor {
     /// An executor; without `secrets`, granted secrets read as absent (local CLI runs).
     pub fn new(sandbox: Arc<Sandbox>, secrets: Option<Arc<Secrets>>) -> Executor {
@@ -169,7 +196,17 @@ impl Executor {
 
     async fn run_router(&self, state: &mut RunState<'_>, step: &RouterStep) {
         let started = Instant::now();
-        let decision = router::decide(step, &state.ctx);
+        let mut decision = router::decide(step, &state.ctx);
+        // The decision is made on the full values; the trace keeps each operand only up to a
+        // size, or fifty branches over a 1 MiB field would record 50 MiB per run.
+        for branch in &mut decision.branches {
+            for condition in branch.conditions.iter_mut().flatten() {
+                cap_operand(&mut condition.left);
+                if let Some(right) = &mut condition.right {
+                    cap_operand(right);
+                }
+            }
+        }
         let selected: Vec<&str> = decision
             .selected
             .iter()

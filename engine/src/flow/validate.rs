@@ -24,6 +24,10 @@ pub const MAX_STEPS: usize = 1000;
 pub const MAX_NAME_CHARS: usize = 200;
 /// Maximum `timeoutMs` of an action (5 minutes).
 pub const MAX_TIMEOUT_MS: u64 = 300_000;
+/// Maximum branches of one router: every branch is evaluated and traced on every run.
+pub const MAX_BRANCHES: usize = 256;
+/// Maximum conditions in one flow (all routers together), for the same reason.
+pub const MAX_CONDITIONS: usize = 4000;
 /// Maximum `retry.maxAttempts`.
 pub const MAX_ATTEMPTS: u64 = 10;
 /// Maximum `retry.initialBackoffMs` and `retry.maxBackoffMs` (5 minutes): a waiting retry
@@ -330,6 +334,7 @@ struct Checker {
     /// Step name -> path of the step that first used it.
     names: HashMap<String, String>,
     step_count: usize,
+    condition_count: usize,
 }
 
 impl Checker {
@@ -472,6 +477,13 @@ impl Checker {
         if self.step_count > MAX_STEPS {
             let n = self.step_count;
             self.push("steps", format!("too many steps: {n} (max {MAX_STEPS})"));
+        }
+        if self.condition_count > MAX_CONDITIONS {
+            let n = self.condition_count;
+            self.push(
+                "steps",
+                format!("too many conditions: {n} (max {MAX_CONDITIONS} in a flow)"),
+            );
         }
     }
 
@@ -654,6 +666,15 @@ impl Checker {
         if branches.is_empty() {
             self.push(&bpath, "must have at least one branch");
         }
+        if branches.len() > MAX_BRANCHES {
+            self.push(
+                &bpath,
+                format!(
+                    "too many branches: {} (max {MAX_BRANCHES} per router)",
+                    branches.len()
+                ),
+            );
+        }
         let mut first_fallback: Option<String> = None;
         for (j, b) in branches.iter().enumerate() {
             let path = idx_path(&bpath, j);
@@ -718,6 +739,7 @@ impl Checker {
                     self.push(&gpath, "must have at least one condition")
                 }
                 Value::Array(conds) => {
+                    self.condition_count += conds.len();
                     for (c, cond) in conds.iter().enumerate() {
                         self.condition(&idx_path(&gpath, c), cond);
                     }
@@ -1020,6 +1042,25 @@ steps:
 
     /// Regression (hardening I): `initialBackoffMs: 1e12` was accepted, and two such retries
     /// held every worker slot.
+    /// Regression (hardening I): 12,000 branches were accepted and every run traced them all.
+    #[test]
+    fn branches_and_conditions_are_capped_at_save_time() {
+        let cond = json!({"left": "{{trigger.body.a}}", "operator": "EXISTS"});
+        let branches: Vec<Value> = (0..300)
+            .map(|i| json!({"name": format!("b{i}"), "when": [[cond, cond, cond, cond, cond, cond, cond, cond, cond, cond, cond, cond, cond, cond]]}))
+            .collect();
+        let v = json!({"name": "f", "trigger": {"type": "webhook"}, "steps": [
+            {"name": "r", "type": "router", "branches": branches}]});
+        let got: Vec<String> = validate_value(&v).iter().map(|p| p.to_string()).collect();
+        assert_eq!(
+            got,
+            [
+                "steps[0].branches: too many branches: 300 (max 256 per router)",
+                "steps: too many conditions: 4200 (max 4000 in a flow)",
+            ]
+        );
+    }
+
     #[test]
     fn retry_backoff_is_capped_at_save_time() {
         let v = json!({"name": "f", "trigger": {"type": "webhook"}, "steps": [
