@@ -4,6 +4,24 @@
 use anyhow::Context;
 use std::path::Path;
 
+/// Creates `path` (and missing parents) as a directory only this user may enter, when it does
+/// not exist yet; an existing directory keeps the mode its owner gave it.
+pub fn create_private_dir(path: &Path) -> anyhow::Result<()> {
+    if path.is_dir() {
+        return Ok(());
+    }
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder
+        .create(path)
+        .with_context(|| format!("creating directory {}", path.display()))
+}
+
 /// Creates a file readable only by this user (tokens, keys); refuses to overwrite one.
 pub fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
     use std::io::Write;

@@ -30,7 +30,8 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     config.validate().map_err(anyhow::Error::msg)?;
-    std::fs::create_dir_all(&config.data_dir)
+    // Owner-only: it holds the database, the secret key and the admin token.
+    crate::files::create_private_dir(&config.data_dir)
         .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
     let url = config.database().map_err(anyhow::Error::msg)?;
     let options = crate::store::OpenOptions {

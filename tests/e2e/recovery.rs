@@ -237,3 +237,30 @@ async fn a_run_that_kills_its_process_every_time_is_abandoned_after_three_attemp
         "{finished}"
     );
 }
+
+/// The data directory and the SQLite database are created owner-only: they hold every event,
+/// trigger credentials, the secret key and the admin token (hardening II; was 0755 / 0644).
+#[tokio::test]
+async fn the_data_directory_and_database_are_created_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let parent = tempfile::tempdir().unwrap();
+    let data = parent.path().join("fresh").join("data");
+    let server = Server::start_with(Options {
+        env: vec![("HOOKFLOW_DATA_DIR", data.display().to_string())],
+        ..Options::default()
+    })
+    .await;
+    assert_eq!(server.get_json("/v1/flows").await["data"], json!([]));
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&data), 0o700, "data directory");
+    if !on_postgres() {
+        for file in ["hookflow.db", "hookflow.db-wal"] {
+            let path = data.join(file);
+            if path.exists() {
+                assert_eq!(mode(&path), 0o600, "{file}");
+            }
+        }
+        assert!(data.join("hookflow.db").exists());
+    }
+    assert_eq!(mode(&data.join("secret.key")), 0o600);
+}

@@ -28,6 +28,26 @@ pub(super) enum Role {
     Reader,
 }
 
+/// Creates a missing database file readable and writable by this user only: it holds trigger
+/// credentials and every event. SQLite gives its WAL and shared-memory files the same mode.
+fn create_owner_only(path: &Path) -> StoreResult<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    match options.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(StoreError::Unavailable(format!(
+            "creating {}: {e}",
+            path.display()
+        ))),
+    }
+}
+
 /// Opens `path` for `role`. The writer creates the file and switches it to WAL mode (a property
 /// of the file, which readers then share); readers never create or change anything.
 pub(super) fn open(path: &Path, role: Role) -> StoreResult<Connection> {
@@ -40,6 +60,9 @@ pub(super) fn open(path: &Path, role: Role) -> StoreResult<Connection> {
         }
         Role::Reader => OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     };
+    if matches!(role, Role::Writer { .. }) {
+        create_owner_only(path)?;
+    }
     let conn = Connection::open_with_flags(path, flags)?;
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     conn.busy_timeout(BUSY_TIMEOUT)?;
