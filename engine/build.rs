@@ -23,6 +23,7 @@ const PLUGINS: &[&str] = &[
     "hostile_plugin",
     "effect_plugin",
     "sneaky_plugin",
+    "sleepy_plugin",
 ];
 
 fn main() {

@@ -38,6 +38,10 @@ pub const EFFECT_PLUGIN_PATH: &str =
 pub const SNEAKY_PLUGIN_PATH: &str =
     concat!(env!("HOOKFLOW_PLUGIN_WASM_DIR"), "/sneaky_plugin.wasm");
 
+/// Path of the test-only `sleepy` plugin, whose `describe()` never answers.
+pub const SLEEPY_PLUGIN_PATH: &str =
+    concat!(env!("HOOKFLOW_PLUGIN_WASM_DIR"), "/sleepy_plugin.wasm");
+
 /// Paths of the test-only `greet` plugin at versions 1.0.0 and 2.0.0, which tests install side
 /// by side to show that flows keep the version they pin.
 pub const GREET_PLUGIN_PATHS: [&str; 2] = [

@@ -565,3 +565,30 @@ async fn scaffolded_plugin_builds_runs_locally_and_installs() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("wasi:sockets"));
 }
+
+/// Regression (hardening I): installing a component whose `describe()` sleeps hung
+/// `POST /v1/plugins` (and a start with it in the plugin directory). It fails at the deadline.
+#[tokio::test]
+async fn a_describe_that_never_answers_fails_the_install_at_its_deadline() {
+    let server = Server::start_with(Options::default()).await;
+    let sleepy = std::fs::read(hookflow::builtins::SLEEPY_PLUGIN_PATH).unwrap();
+    let r = server
+        .admin(Method::POST, "/v1/plugins")
+        .body(sleepy)
+        .timeout(std::time::Duration::from_secs(60))
+        .send()
+        .await
+        .expect("an answer, not a hang");
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let body: Value = r.json().await.unwrap();
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("describe() did not answer within 10 s"),
+        "{body}"
+    );
+    // The server is still fine.
+    let plugins = server.get_json("/v1/plugins").await;
+    assert!(!plugins["data"].as_array().unwrap().is_empty(), "{plugins}");
+}

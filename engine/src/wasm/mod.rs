@@ -196,6 +196,9 @@ const GRANTED_IMPORT_PREFIXES: &[&str] = &[
 /// How long past its deadline a step blocked in a host call may run before it is cancelled.
 const HOST_CALL_MARGIN: Duration = Duration::from_millis(100);
 
+/// How long a component's `describe()` may take, like a step's default timeout.
+const DESCRIBE_DEADLINE: Duration = Duration::from_secs(10);
+
 /// Epoch tick. Deadlines are checked at this granularity.
 const EPOCH_TICK: Duration = Duration::from_millis(5);
 
@@ -256,9 +259,10 @@ impl Sandbox {
             .instantiate_pre(&component)
             .map_err(|e| LoadError::WrongWorld(format!("{e:#}")))?;
         let pre = PluginPre::new(pre).map_err(|e| LoadError::WrongWorld(format!("{e:#}")))?;
-        let descriptor = {
-            let mut store =
-                self.new_store(Instant::now() + Duration::from_secs(10), &Grants::default());
+        // The epoch deadline stops a describe() that computes forever; one that waits in a host
+        // call (a sleep) is cut off here, so an install or a start never hangs on it.
+        let describing = async {
+            let mut store = self.new_store(Instant::now() + DESCRIBE_DEADLINE, &Grants::default());
             let plugin = pre
                 .instantiate_async(&mut store)
                 .await
@@ -266,8 +270,16 @@ impl Sandbox {
             plugin
                 .call_describe(&mut store)
                 .await
-                .map_err(|e| LoadError::Describe(format!("{e:#}")))?
+                .map_err(|e| LoadError::Describe(format!("{e:#}")))
         };
+        let descriptor = tokio::time::timeout(DESCRIBE_DEADLINE + HOST_CALL_MARGIN, describing)
+            .await
+            .map_err(|_| {
+                LoadError::Describe(format!(
+                    "describe() did not answer within {} s",
+                    DESCRIBE_DEADLINE.as_secs()
+                ))
+            })??;
         let input_schema: Value = serde_json::from_str(&descriptor.input_schema)
             .map_err(|e| LoadError::BadSchema(e.to_string()))?;
         if !input_schema.is_object() {
