@@ -66,7 +66,10 @@ async fn verify_password(password: String, phc: String) -> bool {
         .unwrap_or(false)
 }
 
-async fn hash_password(password: String) -> ApiResult<String> {
+/// Checks a new password's strength (a 400 naming `password`) and hashes it off the runtime.
+pub(super) async fn new_password_hash(password: String) -> ApiResult<String> {
+    password::check_strength(&password)
+        .map_err(|e| ApiError::bad_request(format!("password: {e}")))?;
     tokio::task::spawn_blocking(move || password::hash(&password))
         .await
         .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "hashing failed"))
@@ -266,13 +269,11 @@ async fn accept_invitation(
             Invitee::Existing
         }
         None => {
-            password::check_strength(&request.password)
-                .map_err(|e| ApiError::bad_request(format!("password: {e}")))?;
             let name = request
                 .name
                 .unwrap_or_else(|| invitation.email.split('@').next().unwrap_or("").into());
             Invitee::New {
-                password_hash: hash_password(request.password).await?,
+                password_hash: new_password_hash(request.password).await?,
                 name,
             }
         }

@@ -2,10 +2,10 @@
 //! invitations and API keys, and platform-wide keys under `/v1/platform/api-keys`. A key is shown
 //! once, in the answer that creates it; afterwards only its prefix.
 
-use super::auth::rfc3339_ms;
+use super::auth::{new_password_hash, rfc3339_ms};
 use super::guard::{self, Caller, Route};
 use super::{ApiError, ApiResult, AppState};
-use crate::access::{Need, Target, password, token};
+use crate::access::{Need, Target, token};
 use crate::store::{
     ApiKeyRecord, InvitationRecord, NewApiKey, NewUser, ProjectRecord, Role, UserChange, epoch_ms,
     new_id, now_text,
@@ -118,14 +118,6 @@ fn check_name(field: &str, name: &str) -> ApiResult<String> {
     Ok(name.to_string())
 }
 
-async fn hash(password_text: String) -> ApiResult<String> {
-    password::check_strength(&password_text)
-        .map_err(|e| ApiError::bad_request(format!("password: {e}")))?;
-    tokio::task::spawn_blocking(move || password::hash(&password_text))
-        .await
-        .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "hashing failed"))
-}
-
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct NewUserBody {
@@ -171,7 +163,7 @@ async fn create_user(
     let new = NewUser {
         email,
         name,
-        password_hash: hash(request.password).await?,
+        password_hash: new_password_hash(request.password).await?,
         platform_role,
     };
     let actor = caller.actor();
@@ -243,7 +235,7 @@ async fn update_user(
             .map(|n| check_name("name", n))
             .transpose()?,
         password_hash: match patch.password {
-            Some(p) => Some(hash(p).await?),
+            Some(p) => Some(new_password_hash(p).await?),
             None => None,
         },
         platform_role: patch

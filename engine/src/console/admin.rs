@@ -320,11 +320,7 @@ async fn create_key(ctx: Ctx, Path(id): Path<String>, body: axum::body::Bytes) -
     let form = Form::parse(&body);
     let mut request = json!({"name": form.get("name"), "role": form.get("role")});
     if let Some(expires) = form.opt("expires") {
-        request["expiresAt"] = json!(if expires.len() == 16 {
-            format!("{expires}:00Z")
-        } else {
-            expires.to_string()
-        });
+        request["expiresAt"] = json!(html::utc_of_local(expires));
     }
     let reply = ctx
         .send(

@@ -25,7 +25,7 @@ async fn list(ctx: Ctx) -> Response {
     ] {
         if let Some(value) = ctx.param(param) {
             let value = match api {
-                "createdAfter" | "createdBefore" if value.len() == 16 => format!("{value}:00Z"),
+                "createdAfter" | "createdBefore" => super::html::utc_of_local(value),
                 _ => value.to_string(),
             };
             let _ = write!(filters, "&{api}={}", enc(&value));

@@ -24,12 +24,19 @@ pub fn routes() -> Router<Console> {
         .route("/flows/{id}/diff", get(diff))
 }
 
+/// The catalog's event types (`GET /v1/event-types`), asked once per page.
+pub async fn event_types(ctx: &Ctx) -> Vec<Value> {
+    ctx.get("/v1/event-types").await.body["data"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
 /// The events picker: every catalog event as a checkbox `source|event`, grouped by source,
 /// with a search box.
-pub async fn events_picker(ctx: &Ctx, checked: &[String]) -> String {
-    let types = ctx.get("/v1/event-types").await;
+pub fn events_picker(types: &[Value], checked: &[String]) -> String {
     let mut by_source: Vec<(String, Vec<(String, String)>)> = Vec::new();
-    for e in types.body["data"].as_array().into_iter().flatten() {
+    for e in types {
         let source = html::text(&e["source"]);
         let entry = (html::text(&e["name"]), html::text(&e["description"]));
         match by_source.iter_mut().find(|(s, _)| *s == source) {
@@ -134,7 +141,7 @@ async fn render_list(
 <h2>New flow from YAML</h2><form method="post" action="/flows/new" class="card">{csrf}{yaml_errors}<label>Flow <textarea name="yaml" spellcheck="false" aria-describedby="yaml-error">{yaml}</textarea></label><button type="submit">Create flow</button></form>"#,
             csrf = csrf_field(&ctx.csrf),
             top = form_errors(&["events", "yaml", "name"], errors),
-            picker = events_picker(ctx, checked).await,
+            picker = events_picker(&event_types(ctx).await, checked),
             err = field_error("events", errors),
             yaml_errors = field_error("yaml", errors),
             yaml = esc(yaml),
@@ -277,11 +284,9 @@ async fn flow_page(ctx: &Ctx, id: &str, extras: Extras) -> Response {
             .map(|m| m.keys().cloned().collect())
             .unwrap_or_default();
         if samples.is_empty() {
-            let types = ctx.get("/v1/event-types").await;
-            samples = types.body["data"]
-                .as_array()
-                .into_iter()
-                .flatten()
+            samples = event_types(ctx)
+                .await
+                .iter()
                 .map(|e| html::text(&e["name"]))
                 .collect();
         }

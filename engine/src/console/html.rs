@@ -48,6 +48,18 @@ pub fn enc(text: &str) -> String {
     out
 }
 
+/// A `datetime-local` input's value (no zone, minutes or seconds) as RFC 3339, read as UTC;
+/// a value that already names its zone is kept.
+pub fn utc_of_local(local: &str) -> String {
+    if local.len() == 16 {
+        format!("{local}:00Z")
+    } else if local.ends_with('Z') || local.contains('+') {
+        local.to_string()
+    } else {
+        format!("{local}Z")
+    }
+}
+
 /// Pretty JSON in a `<pre>`.
 pub fn json_block(value: &Value) -> String {
     format!(

@@ -93,6 +93,66 @@ async fn protect(mut response: Response) -> Response {
     response
 }
 
+/// What of the visitor's request the API needs to treat a call as theirs: the peer address and
+/// the proxy headers (which the API believes only from trusted proxies).
+#[derive(Clone, Default)]
+struct Origin {
+    peer: Option<ConnectInfo<SocketAddr>>,
+    forwarded: Vec<(axum::http::HeaderName, HeaderValue)>,
+}
+
+impl Origin {
+    fn of(parts: &Parts) -> Origin {
+        Origin {
+            peer: parts.extensions.get::<ConnectInfo<SocketAddr>>().cloned(),
+            forwarded: ["x-forwarded-for", "x-forwarded-proto"]
+                .into_iter()
+                .filter_map(|name| {
+                    let value = parts.headers.get(name)?.clone();
+                    Some((axum::http::HeaderName::from_static(name), value))
+                })
+                .collect(),
+        }
+    }
+}
+
+impl Console {
+    /// Sends `request` to the `/v1` router in-process as coming from `origin`.
+    async fn call(&self, origin: &Origin, mut request: Request<Body>) -> Reply {
+        for (name, value) in &origin.forwarded {
+            request.headers_mut().insert(name.clone(), value.clone());
+        }
+        if let Some(peer) = origin.peer {
+            request.extensions_mut().insert(peer);
+        }
+        let response = match self.api.clone().oneshot(request).await {
+            Ok(response) => response,
+            Err(never) => match never {},
+        };
+        let (parts, body) = response.into_parts();
+        let bytes = axum::body::to_bytes(body, 64 << 20)
+            .await
+            .unwrap_or_default();
+        Reply {
+            status: parts.status,
+            body: serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned())),
+            headers: parts.headers,
+        }
+    }
+
+    /// A public API call (sign-in, accepting an invitation) with a JSON body.
+    async fn post_public(&self, origin: &Origin, path: &str, payload: &Value) -> Reply {
+        let request = Request::builder()
+            .method(Method::POST)
+            .uri(path)
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(payload.to_string()))
+            .expect("a valid in-process request");
+        self.call(origin, request).await
+    }
+}
+
 /// An answer of the API.
 pub struct Reply {
     pub status: StatusCode,
@@ -145,12 +205,13 @@ pub struct Ctx {
     cookie: String,
     /// The session's CSRF token, put into every form (the API checks what the form sends back).
     pub csrf: String,
-    peer: Option<ConnectInfo<SocketAddr>>,
+    origin: Origin,
     pub me: Value,
     /// `(id, name)` of the visible projects.
     pub projects: Vec<(String, String)>,
     pub project: String,
-    pub query: Vec<(String, String)>,
+    /// The page URL's query, parsed like a form.
+    pub query: Form,
 }
 
 impl FromRequestParts<Console> for Ctx {
@@ -182,11 +243,11 @@ impl FromRequestParts<Console> for Ctx {
             console: console.clone(),
             cookie,
             csrf: session.csrf,
-            peer: parts.extensions.get::<ConnectInfo<SocketAddr>>().cloned(),
+            origin: Origin::of(parts),
             me: Value::Null,
             projects: Vec::new(),
             project: String::new(),
-            query: query_pairs(parts.uri.query()),
+            query: Form::of_query(parts.uri.query()),
         };
         // The API decides whether the session still counts (idle and absolute expiry).
         let me = ctx.get("/v1/auth/me").await;
@@ -240,24 +301,8 @@ impl Ctx {
             }
             None => Body::empty(),
         };
-        let mut request = request.body(body).expect("a valid in-process request");
-        if let Some(peer) = self.peer {
-            request.extensions_mut().insert(peer);
-        }
-        let response = match self.console.api.clone().oneshot(request).await {
-            Ok(response) => response,
-            Err(never) => match never {},
-        };
-        let (parts, body) = response.into_parts();
-        let bytes = axum::body::to_bytes(body, 64 << 20)
-            .await
-            .unwrap_or_default();
-        Reply {
-            status: parts.status,
-            body: serde_json::from_slice(&bytes)
-                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned())),
-            headers: parts.headers,
-        }
+        let request = request.body(body).expect("a valid in-process request");
+        self.console.call(&self.origin, request).await
     }
 
     pub async fn get(&self, path: &str) -> Reply {
@@ -278,11 +323,7 @@ impl Ctx {
 
     /// A query parameter of the page's URL.
     pub fn param(&self, name: &str) -> Option<&str> {
-        self.query
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-            .filter(|v| !v.is_empty())
+        self.query.opt(name)
     }
 
     /// Whether the visitor holds at least `role` in the current project (platform roles
@@ -338,10 +379,14 @@ impl Ctx {
     }
 }
 
-/// A submitted form's fields, in order (repeated names allowed).
+/// A submitted form's fields (or a URL's query), in order (repeated names allowed).
 pub struct Form(pub Vec<(String, String)>);
 
 impl Form {
+    pub fn of_query(query: Option<&str>) -> Form {
+        Form::parse(query.unwrap_or("").as_bytes())
+    }
+
     pub fn parse(body: &[u8]) -> Form {
         Form(
             form_urlencoded::parse(body)
@@ -372,12 +417,6 @@ impl Form {
             .map(|(_, v)| v.clone())
             .collect()
     }
-}
-
-fn query_pairs(query: Option<&str>) -> Vec<(String, String)> {
-    form_urlencoded::parse(query.unwrap_or("").as_bytes())
-        .map(|(k, v)| (k.into_owned(), v.into_owned()))
-        .collect()
 }
 
 /// Redirects after a change, with a notice for the next page.
@@ -436,16 +475,11 @@ fn sign_in_form(email: &str, next: &str, errors: &[(String, String)]) -> String 
 }
 
 async fn sign_in_page(uri: axum::http::Uri) -> Html<String> {
-    let query = query_pairs(uri.query());
-    let next = query
-        .iter()
-        .find(|(k, _)| k == "next")
-        .map(|(_, v)| v.as_str())
-        .unwrap_or("/flows");
+    let query = Form::of_query(uri.query());
+    let next = query.opt("next").unwrap_or("/flows");
     let notice = query
-        .iter()
-        .find(|(k, _)| k == "notice")
-        .map(|(_, v)| format!("<p class=\"notice\" role=\"status\">{}</p>", esc(v)))
+        .opt("notice")
+        .map(|v| format!("<p class=\"notice\" role=\"status\">{}</p>", esc(v)))
         .unwrap_or_default();
     Html(html::bare(
         "Sign in",
@@ -467,36 +501,14 @@ async fn sign_in(
     parts: Parts,
     body: axum::body::Bytes,
 ) -> Response {
-    let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().cloned();
-    let headers = &parts.headers;
     let form = Form::parse(&body);
     let payload = serde_json::json!({"email": form.get("email"), "password": form.get("password")});
-    let mut request = Request::builder()
-        .method(Method::POST)
-        .uri("/v1/auth/sign-in")
-        .header(header::CONTENT_TYPE, "application/json");
-    for name in ["x-forwarded-for", "x-forwarded-proto"] {
-        if let Some(value) = headers.get(name) {
-            request = request.header(name, value);
-        }
-    }
-    let mut request = request
-        .body(Body::from(payload.to_string()))
-        .expect("a valid in-process request");
-    if let Some(peer) = peer {
-        request.extensions_mut().insert(peer);
-    }
-    let response = match console.api.clone().oneshot(request).await {
-        Ok(r) => r,
-        Err(never) => match never {},
-    };
-    let status = response.status();
-    let cookie = response.headers().get(header::SET_COOKIE).cloned();
-    let retry_after = response.headers().get(header::RETRY_AFTER).cloned();
-    let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
-        .await
-        .unwrap_or_default();
-    let body: Value = serde_json::from_slice(&bytes).unwrap_or_default();
+    let reply = console
+        .post_public(&Origin::of(&parts), "/v1/auth/sign-in", &payload)
+        .await;
+    let status = reply.status;
+    let cookie = reply.headers.get(header::SET_COOKIE).cloned();
+    let retry_after = reply.headers.get(header::RETRY_AFTER).cloned();
     match (status.is_success(), cookie) {
         (true, Some(cookie)) => {
             let mut response = Redirect::to(local_path(form.get("next"))).into_response();
@@ -504,11 +516,6 @@ async fn sign_in(
             response
         }
         _ => {
-            let reply = Reply {
-                status,
-                body,
-                headers: HeaderMap::new(),
-            };
             let mut errors = reply.errors();
             // The API names no field for a wrong password; the form shows it at the password.
             for (field, _) in errors.iter_mut() {
@@ -562,12 +569,8 @@ fn invitation_form(token: &str, errors: &[(String, String)]) -> String {
 }
 
 async fn invitation_page(uri: axum::http::Uri) -> Html<String> {
-    let query = query_pairs(uri.query());
-    let token = query
-        .iter()
-        .find(|(k, _)| k == "token")
-        .map(|(_, v)| v.as_str())
-        .unwrap_or("");
+    let query = Form::of_query(uri.query());
+    let token = query.get("token");
     Html(html::bare(
         "Accept the invitation",
         &invitation_form(token, &[]),
@@ -586,31 +589,13 @@ async fn accept_invitation(
     if let Some(name) = form.opt("name") {
         payload["name"] = serde_json::json!(name);
     }
-    let mut request = Request::builder()
-        .method(Method::POST)
-        .uri("/v1/auth/accept-invitation")
-        .header(header::CONTENT_TYPE, "application/json")
-        .body(Body::from(payload.to_string()))
-        .expect("a valid in-process request");
-    if let Some(peer) = parts.extensions.get::<ConnectInfo<SocketAddr>>().cloned() {
-        request.extensions_mut().insert(peer);
-    }
-    let response = match console.api.clone().oneshot(request).await {
-        Ok(r) => r,
-        Err(never) => match never {},
-    };
-    let status = response.status();
-    let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
-        .await
-        .unwrap_or_default();
-    if status.is_success() {
+    let reply = console
+        .post_public(&Origin::of(&parts), "/v1/auth/accept-invitation", &payload)
+        .await;
+    if reply.ok() {
         return done("/sign-in", "You joined the project: sign in");
     }
-    let reply = Reply {
-        status,
-        body: serde_json::from_slice(&bytes).unwrap_or_default(),
-        headers: HeaderMap::new(),
-    };
+    let status = reply.status;
     let mut errors = reply.errors();
     for (field, _) in errors.iter_mut() {
         if field != "password" {
@@ -626,12 +611,7 @@ async fn accept_invitation(
 
 /// Remembers the chosen project (a plain preference: every page still asks the API).
 async fn switch_project(uri: axum::http::Uri, headers: HeaderMap) -> Response {
-    let query = query_pairs(uri.query());
-    let project = query
-        .iter()
-        .find(|(k, _)| k == "project")
-        .map(|(_, v)| v.clone())
-        .unwrap_or_default();
+    let project = Form::of_query(uri.query()).get("project").to_string();
     let back = headers
         .get(header::REFERER)
         .and_then(|v| v.to_str().ok())

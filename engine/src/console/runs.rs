@@ -18,17 +18,6 @@ pub fn routes() -> Router<Console> {
         .route("/runs/{id}/retry", post(retry))
 }
 
-/// `datetime-local` input values (no zone) are read as UTC.
-fn as_rfc3339(local: &str) -> String {
-    if local.len() == 16 {
-        format!("{local}:00Z")
-    } else if local.ends_with('Z') || local.contains('+') {
-        local.to_string()
-    } else {
-        format!("{local}Z")
-    }
-}
-
 async fn list(ctx: Ctx) -> Response {
     let mut query = format!("{}&limit=50", ctx.in_project());
     let mut keep = String::new();
@@ -40,7 +29,7 @@ async fn list(ctx: Ctx) -> Response {
     ] {
         if let Some(value) = ctx.param(param) {
             let value = if api.starts_with("created") {
-                as_rfc3339(value)
+                html::utc_of_local(value)
             } else {
                 value.to_string()
             };

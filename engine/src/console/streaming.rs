@@ -4,7 +4,7 @@
 //! destination's page with its delivery log, redelivery, secret rotation and test sends. The
 //! verification token and signing secret are shown once, with copy buttons.
 
-use super::flows::{events_picker, picked};
+use super::flows::{event_types, events_picker, picked};
 use super::html::{self, badge, copyable, csrf_field, enc, esc, field_error, form_errors, t};
 use super::{Console, Ctx, Form, Reply, api_error, done};
 use crate::store::Role;
@@ -177,9 +177,9 @@ async fn new_form(ctx: &Ctx, form: &Form, errors: &[(String, String)]) -> String
     } else {
         "<option selected>application/json</option><option>application/cloudevents+json</option>"
     };
-    let types = ctx.get("/v1/event-types").await;
+    let types = event_types(ctx).await;
     let mut test_events = String::new();
-    for e in types.body["data"].as_array().into_iter().flatten() {
+    for e in &types {
         let value = format!("{}|{}", html::text(&e["source"]), html::text(&e["name"]));
         let _ = write!(
             test_events,
@@ -205,7 +205,7 @@ async fn new_form(ctx: &Ctx, form: &Form, errors: &[(String, String)]) -> String
         url = esc(form.get("url")),
         name_error = field_error("name", errors),
         url_error = field_error("url", errors),
-        picker = events_picker(ctx, &form.all("event")).await,
+        picker = events_picker(&types, &form.all("event")),
         events_error = field_error("events", errors),
         headers_error = field_error("headers", errors),
     )
@@ -337,11 +337,9 @@ async fn destination_page(
     if let Some(result) = test_result {
         body.push_str(&test_outcome(result));
     }
-    let types = ctx.get("/v1/event-types").await;
-    let options: String = types.body["data"]
-        .as_array()
-        .into_iter()
-        .flatten()
+    let options: String = event_types(ctx)
+        .await
+        .iter()
         .map(|e| format!("<option>{}</option>", t(&e["name"])))
         .collect();
     let _ = write!(
