@@ -51,6 +51,21 @@ impl SmtpSink {
         }
     }
 
+    /// A test server sending its e-mail through this sink, from `from`.
+    async fn server(&self, from: &str) -> Server {
+        Server::start_with(Options {
+            env: vec![
+                (
+                    "HOOKFLOW_SMTP_URL",
+                    format!("smtp://127.0.0.1:{}", self.port),
+                ),
+                ("HOOKFLOW_SMTP_FROM", from.to_string()),
+            ],
+            ..Options::default()
+        })
+        .await
+    }
+
     /// The next message received, waiting up to 10 s.
     fn next(&self) -> Value {
         self.messages
@@ -96,20 +111,7 @@ fn email_step(input: Value, recipients: &[&str]) -> Value {
 #[tokio::test]
 async fn email_goes_through_the_configured_smtp_server_to_granted_recipients_only() {
     let smtp = SmtpSink::start();
-    let server = Server::start_with(Options {
-        env: vec![
-            (
-                "HOOKFLOW_SMTP_URL",
-                format!("smtp://127.0.0.1:{}", smtp.port),
-            ),
-            (
-                "HOOKFLOW_SMTP_FROM",
-                "hookflow <alerts@hookflow.test>".into(),
-            ),
-        ],
-        ..Options::default()
-    })
-    .await;
+    let server = smtp.server("hookflow <alerts@hookflow.test>").await;
     let flow = webhook_flow(
         "mail on sign-in",
         json!([email_step(
@@ -401,17 +403,7 @@ async fn two_versions_of_a_plugin_run_side_by_side_and_flows_keep_their_pin() {
 #[tokio::test]
 async fn new_ip_sign_in_template_mails_once_per_new_address() {
     let smtp = SmtpSink::start();
-    let server = Server::start_with(Options {
-        env: vec![
-            (
-                "HOOKFLOW_SMTP_URL",
-                format!("smtp://127.0.0.1:{}", smtp.port),
-            ),
-            ("HOOKFLOW_SMTP_FROM", "alerts@hookflow.test".into()),
-        ],
-        ..Options::default()
-    })
-    .await;
+    let server = smtp.server("alerts@hookflow.test").await;
     let r = server
         .admin(Method::POST, "/v1/handler-flows")
         .json(&json!({"template": "new-ip-sign-in-to-email"}))
@@ -508,20 +500,7 @@ async fn http_request_posts_succeed_every_time() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invitations_are_emailed_when_smtp_is_configured() {
     let smtp = SmtpSink::start();
-    let server = Server::start_with(Options {
-        env: vec![
-            (
-                "HOOKFLOW_SMTP_URL",
-                format!("smtp://127.0.0.1:{}", smtp.port),
-            ),
-            (
-                "HOOKFLOW_SMTP_FROM",
-                "hookflow <admin@hookflow.test>".into(),
-            ),
-        ],
-        ..Options::default()
-    })
-    .await;
+    let server = smtp.server("hookflow <admin@hookflow.test>").await;
     let response = server
         .admin(reqwest::Method::POST, "/v1/projects/default/invitations")
         .json(&json!({"email": "new.person@example.com", "role": "viewer"}))
