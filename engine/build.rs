@@ -18,6 +18,7 @@ const PLUGINS: &[&str] = &[
     "email_plugin",
     "respond_plugin",
     "first_seen_plugin",
+    "javascript_plugin",
     "greet_v1_plugin",
     "greet_v2_plugin",
     "hostile_plugin",

@@ -23,6 +23,7 @@ pub const BUILTIN_PLUGINS: &[(&str, &[u8])] = &[
     builtin!("email", "email_plugin.wasm"),
     builtin!("respond", "respond_plugin.wasm"),
     builtin!("first-seen", "first_seen_plugin.wasm"),
+    builtin!("javascript", "javascript_plugin.wasm"),
 ];
 
 /// Path of the test-only `hostile` plugin (infinite loop, unbounded allocation, traps), which

@@ -40,6 +40,17 @@ pub async fn sandbox_with_plugins(
     Ok(sandbox)
 }
 
+/// Where local CLI commands (`flow validate`, `flow run`, `generate`) cache compiled components,
+/// so only the first call pays for compiling the built-ins: `HOOKFLOW_CACHE_DIR`, else
+/// `$XDG_CACHE_HOME/hookflow`, else `~/.cache/hookflow`. `None` (compile every time) when none
+/// of them is set.
+pub fn user_cache_dir() -> Option<PathBuf> {
+    let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from);
+    var("HOOKFLOW_CACHE_DIR")
+        .or_else(|| var("XDG_CACHE_HOME").map(|d| d.join("hookflow")))
+        .or_else(|| var("HOME").map(|d| d.join(".cache").join("hookflow")))
+}
+
 /// `*.wasm` files in a directory (none when it does not exist).
 pub fn wasm_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     if !dir.exists() {

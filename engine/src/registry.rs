@@ -252,6 +252,15 @@ pub fn plugin_problems(flow: &Flow, sandbox: &Sandbox) -> Vec<Problem> {
                 &plugin,
                 &mut problems,
             );
+            if step.plugin.name == flow::script::JAVASCRIPT_PLUGIN
+                && let Some(code) = step.input.get("code").and_then(Value::as_str)
+                && let Err(problem) = flow::script::check(code)
+            {
+                problems.push(Problem {
+                    path: format!("{path}.input.code"),
+                    message: problem.0,
+                });
+            }
         } else {
             let installed: Vec<String> = sandbox
                 .plugins()

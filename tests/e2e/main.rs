@@ -12,6 +12,7 @@ mod catalog;
 mod console;
 mod destinations;
 mod intake;
+mod javascript;
 mod multiprocess;
 mod plugins;
 mod python;

@@ -2,6 +2,10 @@
 //! Auth0), with its description, a human summary template and a realistic sample payload. The
 //! data lives in `templates/events/*.json` and is compiled into the binary.
 
+mod cloud_event;
+
+pub use cloud_event::cloud_event;
+
 use crate::flow::template;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;

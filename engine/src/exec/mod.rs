@@ -82,6 +82,22 @@ struct RunState<'a> {
     ended: Option<String>,
     /// Values of every secret some step of the flow is granted.
     secrets: HashMap<String, String>,
+    /// The trigger event as CloudEvent JSON, built the first time a step asks for it.
+    cloud_event: Option<Arc<str>>,
+}
+
+impl RunState<'_> {
+    /// The trigger event as CloudEvent JSON (see [`crate::catalog::cloud_event`]).
+    fn cloud_event(&mut self) -> Arc<str> {
+        let (trigger, run_id) = (&self.req.trigger, self.req.run_id);
+        self.cloud_event
+            .get_or_insert_with(|| {
+                let event =
+                    crate::catalog::cloud_event(crate::catalog::Catalog::builtin(), trigger, run_id);
+                Arc::from(event.to_string())
+            })
+            .clone()
+    }
 }
 
 /// Longest rendered operand a router trace keeps, in bytes of its JSON text.
@@ -162,6 +178,7 @@ impl Executor {
             failure: None,
             ended: None,
             secrets,
+            cloud_event: None,
         };
         self.run_steps(&mut state, &req.flow.steps).await;
         let (status, error) = match state.failure {
@@ -284,11 +301,12 @@ impl Executor {
             .collect();
         let secret_values: Vec<String> = granted.values().cloned().collect();
         let secret_refs: Vec<&str> = secret_values.iter().map(String::as_str).collect();
-        let (input, recorded_input) =
-            render_with_secrets(&step.input, &mut state.ctx, &step.secrets, &granted);
         let plugin = &step.plugin;
-        let test_run = state.req.environment == Environment::Testing;
         let info = self.sandbox.plugin(&plugin.name, &plugin.version);
+        let raw = info.as_ref().map(|i| raw_inputs(&i.input_schema)).unwrap_or_default();
+        let (input, recorded_input) =
+            render_with_secrets(&step.input, &mut state.ctx, &step.secrets, &granted, &raw);
+        let test_run = state.req.environment == Environment::Testing;
         if let Some(info) = &info
             && test_run
             && info.side_effects
@@ -328,11 +346,14 @@ impl Executor {
                     .filter_map(|r| RecipientPattern::parse(r).ok())
                     .collect(),
             },
-            memory: self.memory.clone().map(|memory| MemoryGrant {
-                memory,
-                flow_id: state.req.flow_id.to_string(),
-                record: !test_run,
-            }),
+            memory: self
+                .memory
+                .clone()
+                .map(|memory| MemoryGrant::new(memory, state.req.flow_id, !test_run)),
+            event: self
+                .sandbox
+                .wants_event(&plugin.name, &plugin.version)
+                .then(|| state.cloud_event()),
         };
         let input_text = input.to_string();
         let timeout = step
@@ -358,7 +379,8 @@ impl Executor {
                 flow_id: state.req.flow_id.to_string(),
                 step_name: step.name.clone(),
                 attempt,
-                test_run,
+                // A live test run is a real run to the plugin: it performs its side effects.
+                test_run: test_run && !state.req.live,
             };
             let call_started = Instant::now();
             let report = self
@@ -466,14 +488,29 @@ impl Executor {
 /// Renders a step's input twice: with the granted secrets' values under `secrets` (what the
 /// plugin gets) and with every granted name mapped to `**REDACTED**` (what the trace keeps).
 /// Secrets appear in the context only for the duration of the rendering.
+/// Input fields a plugin takes as written, never rendered as templates: its schema marks them
+/// `"x-hookflow-raw": true` (the `javascript` plugin's `code`, where event data rendered into
+/// the source would be code injection).
+fn raw_inputs(schema: &Value) -> Vec<String> {
+    schema
+        .get("properties")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+        .filter(|(_, spec)| spec.get("x-hookflow-raw") == Some(&Value::Bool(true)))
+        .map(|(name, _)| name.clone())
+        .collect()
+}
+
 fn render_with_secrets(
     input: &Map<String, Value>,
     ctx: &mut Value,
     names: &[String],
     granted: &HashMap<String, String>,
+    raw: &[String],
 ) -> (Value, Value) {
     if names.is_empty() {
-        let rendered = Value::Object(render_input(input, ctx));
+        let rendered = Value::Object(render_input(input, ctx, raw));
         return (rendered.clone(), rendered);
     }
     let real: Map<String, Value> = granted.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
@@ -482,21 +519,28 @@ fn render_with_secrets(
         unreachable!("the run context is an object")
     };
     map.insert("secrets".into(), Value::Object(real));
-    let actual = Value::Object(render_input(input, ctx));
+    let actual = Value::Object(render_input(input, ctx, raw));
     if let Value::Object(map) = ctx {
         map.insert("secrets".into(), Value::Object(masked));
     }
-    let recorded = Value::Object(render_input(input, ctx));
+    let recorded = Value::Object(render_input(input, ctx, raw));
     if let Value::Object(map) = ctx {
         map.remove("secrets");
     }
     (actual, recorded)
 }
 
-fn render_input(input: &Map<String, Value>, ctx: &Value) -> Map<String, Value> {
+fn render_input(input: &Map<String, Value>, ctx: &Value, raw: &[String]) -> Map<String, Value> {
     input
         .iter()
-        .map(|(k, v)| (k.clone(), template::render(v, ctx)))
+        .map(|(k, v)| {
+            let value = if raw.contains(k) {
+                v.clone()
+            } else {
+                template::render(v, ctx)
+            };
+            (k.clone(), value)
+        })
         .collect()
 }
 

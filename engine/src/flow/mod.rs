@@ -7,6 +7,7 @@ pub mod hosts;
 pub mod model;
 pub mod recipients;
 pub mod router;
+pub mod script;
 pub mod template;
 pub mod validate;
 

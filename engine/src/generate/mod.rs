@@ -26,6 +26,11 @@ pub const TEMPLATES: &[(&str, &str, &[&str])] = &[
         &["user.signed.in"],
     ),
     (
+        "auth0-action-forwarder",
+        include_str!("../../../templates/handlers/auth0-action-forwarder.yaml"),
+        &["user.created", "user.updated", "user.deleted"],
+    ),
+    (
         "everything-to-splunk",
         include_str!("../../../templates/handlers/everything-to-splunk.yaml"),
         &[
@@ -52,13 +57,10 @@ pub fn from_template(catalog: &Catalog, name: &str) -> Result<Value, GenerateErr
             )
         })?;
     let mut flow: Value = serde_yaml::from_str(yaml).expect("templates/handlers/*.yaml parse");
-    let source = catalog
-        .source("activepieces")
-        .expect("the activepieces catalog exists");
     let samples: Map<String, Value> = events
         .iter()
-        .filter_map(|e| source.find(e))
-        .map(|e| (e.name.clone(), e.sample.clone()))
+        .filter_map(|e| catalog.find_any(e))
+        .map(|(_, e)| (e.name.clone(), e.sample.clone()))
         .collect();
     flow["sampleData"] = Value::Object(samples);
     Ok(flow)

@@ -197,6 +197,7 @@ conformance!(
     concurrent_delivery_claims_share_nothing,
     delivery_batches_keep_order,
     flow_memory_first_sighting,
+    flow_cache_lifetimes_limits_and_peers,
     stored_plugins_round_trip_with_their_audit_event,
     audit_chain_goes_on_after_retention_empties_the_table,
     a_bad_request_fails_alone_in_its_batch,
@@ -1751,6 +1752,76 @@ async fn flow_memory_first_sighting(h: Harness) {
         first += usize::from(task.await.expect("task").expect("remember"));
     }
     assert_eq!(first, 1, "exactly one caller sees the key first");
+}
+
+/// The flow cache: values live until their expiry, are seen by another process on the same
+/// database, the flow's live entries are capped (expired ones never count), and deleting a flow
+/// drops its cache.
+async fn flow_cache_lifetimes_limits_and_peers(h: Harness) {
+    let store = h.store.clone();
+    let peer = h.peer().await;
+    let now = epoch_ms();
+    let entry = |value: &str, expires_at: i64| CacheEntry {
+        value: value.into(),
+        expires_at,
+    };
+    assert_eq!(store.cache_get("f1", "token").await.expect("get"), None);
+    store
+        .cache_set("f1", "token", &entry("abc", now + 60_000), 3)
+        .await
+        .expect("set")
+        .expect("stored");
+    assert_eq!(
+        peer.cache_get("f1", "token").await.expect("peer get"),
+        Some(entry("abc", now + 60_000)),
+        "another process sees the value"
+    );
+    assert_eq!(store.cache_get("f2", "token").await.expect("get"), None, "per flow");
+    // Overwriting the same key is not a new entry; an expired entry is invisible and frees
+    // its place.
+    store
+        .cache_set("f1", "token", &entry("def", now + 60_000), 3)
+        .await
+        .expect("set")
+        .expect("overwritten");
+    store
+        .cache_set("f1", "old", &entry("x", now - 1), 3)
+        .await
+        .expect("set")
+        .expect("stored expired");
+    assert_eq!(store.cache_get("f1", "old").await.expect("get"), None);
+    for key in ["a", "b"] {
+        store
+            .cache_set("f1", key, &entry(key, now + 60_000), 3)
+            .await
+            .expect("set")
+            .expect("room left");
+    }
+    assert_eq!(
+        store
+            .cache_set("f1", "c", &entry("c", now + 60_000), 3)
+            .await
+            .expect("set"),
+        Err(CacheRefusal::Full(3)),
+        "three live entries fill a cache of three"
+    );
+    assert!(peer.cache_delete("f1", "a").await.expect("delete"));
+    assert!(!store.cache_delete("f1", "a").await.expect("delete again"));
+    assert!(!store.cache_delete("f1", "old").await.expect("expired"));
+    store
+        .cache_set("f1", "c", &entry("c", now + 60_000), 3)
+        .await
+        .expect("set")
+        .expect("room again after a delete");
+
+    let f = flow(&store, "cached").await;
+    store
+        .cache_set(&f.id, "k", &entry("v", now + 60_000), 3)
+        .await
+        .expect("set")
+        .expect("stored");
+    store.delete_flow(&actor(), &f.id).await.expect("delete flow");
+    assert_eq!(store.cache_get(&f.id, "k").await.expect("get"), None);
 }
 
 /// Retention may delete every event: the next one still links to the last deleted hash and

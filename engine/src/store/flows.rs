@@ -79,7 +79,7 @@ pub async fn update(
     Ok(record)
 }
 
-/// Soft-deletes a flow; its runs and versions stay.
+/// Soft-deletes a flow; its runs and versions stay, its cache goes.
 pub async fn delete(c: &mut dyn Conn, actor: &Actor, id: &str) -> StoreResult<bool> {
     let Some(row) = c
         .query_opt(
@@ -91,6 +91,9 @@ pub async fn delete(c: &mut dyn Conn, actor: &Actor, id: &str) -> StoreResult<bo
     else {
         return Ok(false);
     };
+    // The flow's cached values are short-lived by design; nothing reads them after deletion.
+    c.execute("DELETE FROM flow_cache WHERE flow_id = ?", params![id])
+        .await?;
     let data = json!({"flow": {"id": id, "displayName": row.text("name")?, "version": row.int("version")?}});
     let draft = AuditDraft::new(
         &row.text("platform_id")?,

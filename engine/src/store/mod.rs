@@ -24,6 +24,7 @@ macro_rules! on {
 pub mod access;
 pub mod audit;
 mod batch;
+mod cache;
 #[cfg(test)]
 mod conformance;
 mod destinations;
@@ -40,6 +41,7 @@ mod sqlite;
 mod types;
 
 pub use audit::AuditDraft;
+pub use cache::{CacheEntry, CacheRefusal};
 pub use open::{DatabaseUrl, OpenOptions, OpenedStore, open, open_read_only};
 pub use postgres::{Hints, WorkListener};
 pub use sql_store::Store;

@@ -407,6 +407,41 @@ impl Store {
         }
     }
 
+    /// The live cache entry for `key` in a flow's cache.
+    pub async fn cache_get(&self, flow_id: &str, key: &str) -> StoreResult<Option<CacheEntry>> {
+        let now = epoch_ms();
+        on!(self.read, [flow_id, key], |c| cache::get(
+            c, &flow_id, &key, now
+        ))
+    }
+
+    /// Stores a cache entry unless the flow holds `max_entries` other live ones.
+    pub async fn cache_set(
+        &self,
+        flow_id: &str,
+        key: &str,
+        entry: &CacheEntry,
+        max_entries: u64,
+    ) -> StoreResult<Result<(), CacheRefusal>> {
+        let now = epoch_ms();
+        on!(self.write, [flow_id, key, entry], |c| cache::set(
+            c,
+            &flow_id,
+            &key,
+            &entry,
+            now,
+            max_entries
+        ))
+    }
+
+    /// Deletes a cache entry; true when a live one was removed.
+    pub async fn cache_delete(&self, flow_id: &str, key: &str) -> StoreResult<bool> {
+        let now = epoch_ms();
+        on!(self.write, [flow_id, key], |c| cache::delete(
+            c, &flow_id, &key, now
+        ))
+    }
+
     /// Test hook: runs a write job that panics.
     #[cfg(test)]
     pub async fn panic_in_write_for_test(&self) -> StoreResult<()> {

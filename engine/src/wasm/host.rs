@@ -7,6 +7,7 @@ use crate::mail::{MailGrant, MailRequest};
 use crate::memory::MemoryGrant;
 use serde::Serialize;
 use std::collections::HashMap;
+use std::sync::Arc;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
@@ -41,6 +42,8 @@ pub struct LogLine {
 pub struct MemoryLimits {
     max_bytes: usize,
     hit: bool,
+    /// The largest linear memory the step grew to (what its instance actually used).
+    peak: usize,
 }
 
 impl MemoryLimits {
@@ -48,6 +51,7 @@ impl MemoryLimits {
         MemoryLimits {
             max_bytes,
             hit: false,
+            peak: 0,
         }
     }
 }
@@ -61,6 +65,9 @@ impl wasmtime::ResourceLimiter for MemoryLimits {
     ) -> wasmtime::Result<bool> {
         let allowed = desired <= self.max_bytes;
         self.hit |= !allowed;
+        if allowed {
+            self.peak = self.peak.max(desired);
+        }
         Ok(allowed)
     }
 
@@ -89,6 +96,8 @@ pub struct HostState {
     end_run: Option<String>,
     mail: MailGrant,
     memory: Option<MemoryGrant>,
+    /// The run's trigger event as CloudEvent JSON, for plugins that import `event`.
+    event: Option<Arc<str>>,
     response: Option<SyncResponse>,
 }
 
@@ -157,6 +166,7 @@ impl HostState {
         secrets: HashMap<String, String>,
         mail: MailGrant,
         memory: Option<MemoryGrant>,
+        event: Option<Arc<str>>,
     ) -> Self {
         let stdio = MemoryOutputPipe::new(STDIO_CAPACITY);
         // No preopens, no environment, no arguments, no sockets: the builder grants nothing
@@ -179,6 +189,7 @@ impl HostState {
             end_run: None,
             mail,
             memory,
+            event,
             response: None,
         }
     }
@@ -189,6 +200,11 @@ impl HostState {
 
     pub fn memory_limit_hit(&self) -> bool {
         self.limits.hit
+    }
+
+    /// The largest linear memory the step grew to, in bytes.
+    pub fn memory_peak(&self) -> usize {
+        self.limits.peak
     }
 
     fn push_log(&mut self, level: LogLevel, mut message: String) {
@@ -274,6 +290,12 @@ impl super::hookflow::plugin::secrets::Host for HostState {
     async fn get(&mut self, name: String) -> wasmtime::Result<Option<String>> {
         Ok(self.secrets.get(&name).cloned())
     }
+
+    async fn names(&mut self) -> wasmtime::Result<Vec<String>> {
+        let mut names: Vec<String> = self.secrets.keys().cloned().collect();
+        names.sort();
+        Ok(names)
+    }
 }
 
 impl super::hookflow::plugin::control::Host for HostState {
@@ -305,6 +327,73 @@ impl super::hookflow::plugin::memory::Host for HostState {
             Some(memory) => memory.remember(&key).await,
             None => Err("no flow memory is available here".into()),
         })
+    }
+
+    async fn cache_get(
+        &mut self,
+        key: String,
+    ) -> wasmtime::Result<Result<Option<WitCacheEntry>, WitCacheError>> {
+        Ok(match &self.memory {
+            Some(memory) => memory
+                .cache_get(&key)
+                .await
+                .map(|entry| entry.map(wit_entry))
+                .map_err(wit_cache_error),
+            None => Err(no_cache()),
+        })
+    }
+
+    async fn cache_set(
+        &mut self,
+        key: String,
+        value: String,
+        ttl_ms: Option<u64>,
+        expires_at: Option<i64>,
+    ) -> wasmtime::Result<Result<WitCacheEntry, WitCacheError>> {
+        Ok(match &self.memory {
+            Some(memory) => memory
+                .cache_set(&key, &value, ttl_ms, expires_at)
+                .await
+                .map(wit_entry)
+                .map_err(wit_cache_error),
+            None => Err(no_cache()),
+        })
+    }
+
+    async fn cache_delete(&mut self, key: String) -> wasmtime::Result<Result<bool, WitCacheError>> {
+        Ok(match &self.memory {
+            Some(memory) => memory.cache_delete(&key).await.map_err(wit_cache_error),
+            None => Err(no_cache()),
+        })
+    }
+}
+
+use super::hookflow::plugin::memory::{CacheEntry as WitCacheEntry, CacheError as WitCacheError};
+
+fn wit_entry(entry: crate::store::CacheEntry) -> WitCacheEntry {
+    WitCacheEntry {
+        value: entry.value,
+        expires_at: entry.expires_at,
+    }
+}
+
+fn wit_cache_error(error: crate::memory::CacheError) -> WitCacheError {
+    WitCacheError {
+        code: error.code.to_string(),
+        message: error.message,
+    }
+}
+
+fn no_cache() -> WitCacheError {
+    WitCacheError {
+        code: "UNAVAILABLE".into(),
+        message: "no flow cache is available here".into(),
+    }
+}
+
+impl super::hookflow::plugin::event::Host for HostState {
+    async fn cloud_event(&mut self) -> wasmtime::Result<String> {
+        Ok(self.event.as_deref().unwrap_or("null").to_string())
     }
 }
 

@@ -118,6 +118,8 @@ pub struct StepReport {
     pub refused_requests: Vec<String>,
     /// Set when the plugin set the `/sync` HTTP response (respond).
     pub response: Option<SyncResponse>,
+    /// The largest linear memory the step's instance grew to, in bytes.
+    pub peak_memory_bytes: usize,
 }
 
 /// What the flow grants one step: hosts it may call, the secrets it may read and whom it may
@@ -133,6 +135,9 @@ pub struct Grants {
     pub mail: MailGrant,
     /// The flow's memory; `None` where no memory is available.
     pub memory: Option<MemoryGrant>,
+    /// The run's trigger event as CloudEvent JSON; set for plugins that import `event`
+    /// ([`Sandbox::wants_event`]), `None` elsewhere (it reads as `null`).
+    pub event: Option<Arc<str>>,
 }
 
 /// Errors loading a plugin.
@@ -165,6 +170,8 @@ impl Prepared {
 struct LoadedPlugin {
     info: PluginInfo,
     pre: PluginPre<HostState>,
+    /// The component imports `hookflow:plugin/event`: its steps get the trigger event.
+    wants_event: bool,
 }
 
 /// The process-wide plugin runtime.
@@ -184,6 +191,7 @@ const GRANTED_IMPORT_PREFIXES: &[&str] = &[
     "hookflow:plugin/control@0.1.",
     "hookflow:plugin/mail@0.1.",
     "hookflow:plugin/memory@0.1.",
+    "hookflow:plugin/event@0.1.",
     "wasi:http/outgoing-handler@0.2.",
     "wasi:http/types@0.2.",
     "wasi:cli/",
@@ -249,10 +257,12 @@ impl Sandbox {
             &digest,
         )
         .map_err(|e| LoadError::Invalid(format!("{e:#}")))?;
+        let mut wants_event = false;
         for (name, _) in component.component_type().imports(&self.engine) {
             if !GRANTED_IMPORT_PREFIXES.iter().any(|p| name.starts_with(p)) {
                 return Err(LoadError::ForbiddenImport(name.to_string()));
             }
+            wants_event |= name.starts_with("hookflow:plugin/event@");
         }
         let pre = self
             .linker
@@ -294,7 +304,11 @@ impl Sandbox {
             digest,
             builtin,
         };
-        Ok(Prepared(Arc::new(LoadedPlugin { info, pre })))
+        Ok(Prepared(Arc::new(LoadedPlugin {
+            info,
+            pre,
+            wants_event,
+        })))
     }
 
     /// Registers a prepared plugin under the name and version it describes, replacing an
@@ -317,6 +331,12 @@ impl Sandbox {
     /// The plugin registered as `name@version`.
     pub fn plugin(&self, name: &str, version: &str) -> Option<PluginInfo> {
         self.lookup(name, version).map(|p| p.info.clone())
+    }
+
+    /// Whether `name@version` reads the trigger event (imports `hookflow:plugin/event`), so the
+    /// executor builds the CloudEvent only for steps that use it.
+    pub fn wants_event(&self, name: &str, version: &str) -> bool {
+        self.lookup(name, version).is_some_and(|p| p.wants_event)
     }
 
     /// Every registered plugin, sorted by name then version.
@@ -361,6 +381,7 @@ impl Sandbox {
                 end_run: None,
                 refused_requests: Vec::new(),
                 response: None,
+                peak_memory_bytes: 0,
             };
         };
         let _slot = self
@@ -407,6 +428,7 @@ impl Sandbox {
             end_run,
             refused_requests,
             response,
+            peak_memory_bytes: state.memory_peak(),
         }
     }
 
@@ -465,6 +487,7 @@ impl Sandbox {
             grants.secrets.clone(),
             grants.mail.clone(),
             grants.memory.clone(),
+            grants.event.clone(),
         );
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| s.limits());
