@@ -50,6 +50,7 @@ pub mod mail;
 
 use bindings::hookflow::plugin::control as wit_control;
 use bindings::hookflow::plugin::log as wit_log;
+use bindings::hookflow::plugin::memory as wit_memory;
 use bindings::hookflow::plugin::secrets as wit_secrets;
 use bindings::hookflow::plugin::types as wit;
 
@@ -254,6 +255,95 @@ pub fn respond(status: u16, headers: &[(String, String)], body: &str) -> Result<
 /// answers whether the key is unknown without changing that.
 pub fn remember(key: &str) -> Result<bool, StepError> {
     bindings::hookflow::plugin::memory::remember(key).map_err(StepError::retryable)
+}
+
+/// The names of the secrets granted to this step that are set, for plugins that hand every
+/// granted secret to user code (the `javascript` plugin's `event.secrets`). Never a name the
+/// step is not granted; read each value with [`secret`].
+pub fn secret_names() -> Vec<String> {
+    wit_secrets::names()
+}
+
+/// A value in the flow's cache ([`cache_get`], [`cache_set`]) and the end of its lifetime.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CacheEntry {
+    /// The cached string.
+    pub value: String,
+    /// When the entry expires, in milliseconds since the Unix epoch.
+    pub expires_at: i64,
+}
+
+/// Why a cache call failed, as the host reports it, so plugins can pass the code on to user
+/// code unchanged (Auth0's `api.cache` reports `{type: "error", code}`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CacheError {
+    /// `INVALID_ARGUMENT` (key or value too long, lifetime in the past), `QUOTA_EXCEEDED` (too
+    /// many live entries in the flow) or `UNAVAILABLE` (the store could not be reached; worth
+    /// retrying).
+    pub code: String,
+    /// Readable explanation.
+    pub message: String,
+}
+
+impl core::fmt::Display for CacheError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "{}: {}", self.code, self.message)
+    }
+}
+
+impl std::error::Error for CacheError {}
+
+impl From<wit_memory::CacheEntry> for CacheEntry {
+    fn from(e: wit_memory::CacheEntry) -> Self {
+        CacheEntry {
+            value: e.value,
+            expires_at: e.expires_at,
+        }
+    }
+}
+
+impl From<wit_memory::CacheError> for CacheError {
+    fn from(e: wit_memory::CacheError) -> Self {
+        CacheError {
+            code: e.code,
+            message: e.message,
+        }
+    }
+}
+
+/// Reads `key` from the flow's cache of short-lived strings, shared by all its runs (Auth0
+/// Actions' `api.cache`). `None` when the key is absent or expired.
+pub fn cache_get(key: &str) -> Result<Option<CacheEntry>, CacheError> {
+    wit_memory::cache_get(key)
+        .map(|entry| entry.map(CacheEntry::from))
+        .map_err(CacheError::from)
+}
+
+/// Stores `value` under `key` in the flow's cache until `expires_at` (ms since the epoch) or
+/// for `ttl_ms`; with neither, for 24 hours (the host caps lifetimes at 24 hours and enforces
+/// the sizes). Returns what was stored. In test runs the value lives only for the rest of the
+/// step.
+pub fn cache_set(
+    key: &str,
+    value: &str,
+    ttl_ms: Option<u64>,
+    expires_at: Option<i64>,
+) -> Result<CacheEntry, CacheError> {
+    wit_memory::cache_set(key, value, ttl_ms, expires_at)
+        .map(CacheEntry::from)
+        .map_err(CacheError::from)
+}
+
+/// Removes `key` from the flow's cache; true when a live entry was removed.
+pub fn cache_delete(key: &str) -> Result<bool, CacheError> {
+    wit_memory::cache_delete(key).map_err(CacheError::from)
+}
+
+/// The event that started the run, as CloudEvents 1.0 JSON text, for plugins that hand the
+/// whole event to user code. A trigger body that already is a CloudEvent is passed as it is;
+/// any other JSON body is wrapped by the host.
+pub fn cloud_event() -> String {
+    bindings::hookflow::plugin::event::cloud_event()
 }
 
 /// Glue between [`Plugin`] and the generated bindings, used by [`export_plugin!`].
