@@ -350,3 +350,53 @@ async fn the_cache_is_shared_by_every_process_on_postgres() {
     };
     assert_eq!(step(&second, "js")["output"]["previous"], "ev-a", "{second}");
 }
+
+/// `hookflow flow validate` and `flow run` work with JavaScript steps, locally.
+#[test]
+fn the_cli_validates_and_runs_javascript_steps_locally() {
+    let dir = tempfile::tempdir().unwrap();
+    let flow = dir.path().join("flow.yaml");
+    let payload = dir.path().join("event.json");
+    std::fs::write(
+        &flow,
+        "name: local js\ntrigger: {type: webhook}\nsteps:\n  - name: js\n    type: action\n    plugin: javascript@1.0.0\n    input:\n      code: |\n        exports.handler = async (event, api) => {\n          console.log('seen', event.message.type);\n          api.cache.set('k', 'v');\n          return {type: event.message.type, cached: api.cache.get('k').value};\n        };\n",
+    )
+    .unwrap();
+    std::fs::write(&payload, include_str!("../fixtures/auth0-cloudevent.json")).unwrap();
+    let cli = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_hookflow"))
+            .args(args)
+            .env("NO_COLOR", "1")
+            // The compiled-plugin cache the test servers share: compiling is the slow part.
+            .env(
+                "HOOKFLOW_CACHE_DIR",
+                concat!(env!("CARGO_TARGET_TMPDIR"), "/plugin-cache"),
+            )
+            .output()
+            .unwrap()
+    };
+    let o = cli(&["flow", "validate", flow.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = cli(&[
+        "flow",
+        "run",
+        flow.to_str().unwrap(),
+        "--payload",
+        payload.to_str().unwrap(),
+        "--json",
+    ]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(0), "{out}{}", String::from_utf8_lossy(&o.stderr));
+    assert!(out.contains("\"cached\": \"v\"") || out.contains("\"cached\":\"v\""), "{out}");
+    assert!(out.contains("user.created"), "{out}");
+
+    std::fs::write(
+        &flow,
+        "name: bad js\ntrigger: {type: webhook}\nsteps:\n  - name: js\n    type: action\n    plugin: javascript@1.0.0\n    input:\n      code: \"exports.handler = async () => {\"\n",
+    )
+    .unwrap();
+    let o = cli(&["flow", "validate", flow.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("steps[0].input.code") && err.contains("SyntaxError at line 1"), "{err}");
+}
