@@ -30,6 +30,9 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     config.validate().map_err(anyhow::Error::msg)?;
+    // Built once, on a blocking thread while the rest starts: the first sign-in with an unknown
+    // email then costs one argon2 verification, like a wrong password.
+    let decoy_hash = tokio::task::spawn_blocking(crate::access::password::decoy_hash);
     // Owner-only: it holds the database, the secret key and the admin token.
     crate::files::create_private_dir(&config.data_dir)
         .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
@@ -121,6 +124,9 @@ pub async fn run(
         public_url: config.public_url.clone(),
         mailer,
         sign_in_failures: Default::default(),
+        decoy_hash: decoy_hash
+            .await
+            .context("building the sign-in decoy hash")?,
         public_https: config
             .public_url
             .as_deref()

@@ -273,6 +273,207 @@ async fn repeated_failed_sign_ins_are_throttled_with_retry_after() {
     );
 }
 
+/// The regression for guesses racing past the throttle: the limit is checked and the attempt
+/// counted in one step before the password is verified, so of many concurrent wrong guesses
+/// only the limit get an answer from the password check; the rest wait.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_wrong_sign_ins_get_no_more_than_the_limit_past_the_throttle() {
+    let server = Server::start_with(Options::default()).await;
+    create_user(&server, "raced@example.com", json!({})).await;
+    let guesses: Vec<_> = (0..12)
+        .map(|i| {
+            let request = server.client.post(server.url("/v1/auth/sign-in")).json(
+                &json!({"email": "raced@example.com", "password": format!("guess number {i}")}),
+            );
+            tokio::spawn(async move { request.send().await.unwrap() })
+        })
+        .collect();
+    let (mut checked, mut throttled) = (0, 0);
+    for guess in guesses {
+        let response = guess.await.unwrap();
+        match response.status() {
+            StatusCode::UNAUTHORIZED => checked += 1,
+            StatusCode::TOO_MANY_REQUESTS => {
+                let wait: u64 = response.headers()["retry-after"]
+                    .to_str()
+                    .unwrap()
+                    .parse()
+                    .unwrap();
+                assert!((1..=15 * 60).contains(&wait), "Retry-After {wait}");
+                throttled += 1;
+            }
+            other => panic!("unexpected answer {other}"),
+        }
+    }
+    assert_eq!(
+        (checked, throttled),
+        (5, 7),
+        "5 guesses per email are checked, however many race"
+    );
+    // The right password waits too, and a later success is not blocked by the failed race
+    // elsewhere: another email from the same address still gets checked.
+    let r = sign_in(&server, "raced@example.com", PASSWORD).await;
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    create_user(&server, "other@example.com", json!({})).await;
+    assert_eq!(
+        sign_in(&server, "other@example.com", PASSWORD)
+            .await
+            .status(),
+        StatusCode::OK
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_emails_from_one_address_hit_the_per_address_limit() {
+    // The proxy on 127.0.0.1 is trusted, so each test "address" is its X-Forwarded-For.
+    let server = Server::start_with(Options {
+        env: vec![("HOOKFLOW_TRUSTED_PROXIES", "127.0.0.1".into())],
+        ..Options::default()
+    })
+    .await;
+    let from = |ip: &str, email: &str| {
+        server
+            .client
+            .post(server.url("/v1/auth/sign-in"))
+            .header("x-forwarded-for", ip)
+            .json(&json!({"email": email, "password": "a guess of a password"}))
+            .send()
+    };
+    // 20 failures per address, each email well below its own limit of 5.
+    for i in 0..20 {
+        let r = from("203.0.113.7", &format!("sprayed-{i}@example.com"))
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "attempt {i}");
+    }
+    let r = from("203.0.113.7", "fresh@example.com").await.unwrap();
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    let wait: u64 = r.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=15 * 60).contains(&wait), "Retry-After {wait}");
+    // Another address is not held back by that one's failures.
+    let r = from("203.0.113.8", "fresh@example.com").await.unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let attempts = audit(&server, "user.signed.in").await;
+    assert!(
+        attempts.iter().any(|e| e["ip"] == "203.0.113.7"
+            && e["userEmail"] == "fresh@example.com"
+            && e["data"]["reason"] == "throttled"),
+        "the throttled attempt is audited with the forwarded address"
+    );
+}
+
+/// The `Set-Cookie` of a sign-in with `forwarded_proto` as `X-Forwarded-Proto`.
+async fn cookie_via_proxy(server: &Server, email: &str, forwarded_proto: Option<&str>) -> String {
+    let mut request = server
+        .client
+        .post(server.url("/v1/auth/sign-in"))
+        .header("x-forwarded-for", "198.51.100.20")
+        .json(&json!({"email": email, "password": PASSWORD}));
+    if let Some(proto) = forwarded_proto {
+        request = request.header("x-forwarded-proto", proto);
+    }
+    let response = request.send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    response.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cookie_is_secure_when_a_trusted_proxy_says_https_and_only_then() {
+    let behind_proxy = Server::start_with(Options {
+        env: vec![("HOOKFLOW_TRUSTED_PROXIES", "127.0.0.1".into())],
+        ..Options::default()
+    })
+    .await;
+    create_user(&behind_proxy, "proxied@example.com", json!({})).await;
+    let secure = cookie_via_proxy(&behind_proxy, "proxied@example.com", Some("https")).await;
+    assert!(secure.contains("; Secure"), "{secure}");
+    assert!(secure.contains("HttpOnly") && secure.contains("SameSite=Strict"));
+    let plain = cookie_via_proxy(&behind_proxy, "proxied@example.com", Some("http")).await;
+    assert!(!plain.contains("Secure"), "the proxy said http: {plain}");
+    let plain = cookie_via_proxy(&behind_proxy, "proxied@example.com", None).await;
+    assert!(!plain.contains("Secure"), "{plain}");
+    let ips: Vec<Value> = audit(&behind_proxy, "user.signed.in")
+        .await
+        .iter()
+        .filter(|e| e["data"]["user"]["method"] == "password")
+        .map(|e| e["ip"].clone())
+        .collect();
+    assert_eq!(ips, vec![json!("198.51.100.20"); 3], "the forwarded client");
+
+    // Without trusted proxies, anyone could send the headers: they are ignored.
+    let direct = Server::start_with(Options::default()).await;
+    create_user(&direct, "direct@example.com", json!({})).await;
+    let cookie = cookie_via_proxy(&direct, "direct@example.com", Some("https")).await;
+    assert!(!cookie.contains("Secure"), "untrusted header: {cookie}");
+    let attempts = audit(&direct, "user.signed.in").await;
+    assert!(
+        attempts
+            .iter()
+            .filter(|e| e["data"]["user"]["method"] == "password")
+            .all(|e| e["ip"] == "127.0.0.1"),
+        "{attempts:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_end_at_their_absolute_expiry_however_active() {
+    let server = Server::start_with(Options {
+        env: vec![("HOOKFLOW_SESSION_MAX_SECS", "2".into())],
+        ..Options::default()
+    })
+    .await;
+    create_user(
+        &server,
+        "busy@example.com",
+        json!({"projectId": "default", "role": "viewer"}),
+    )
+    .await;
+    let started = std::time::Instant::now();
+    let response = sign_in(&server, "busy@example.com", PASSWORD).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let set = response.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(set.contains("Max-Age=2"), "{set}");
+    let body: Value = response.json().await.unwrap();
+    assert!(body["expiresAt"].is_string(), "{body}");
+    let session = Session {
+        cookie: set.split(';').next().unwrap().to_string(),
+        csrf: body["csrfToken"].as_str().unwrap().to_string(),
+    };
+    // Used all along (the idle limit is 12 hours)...
+    while started.elapsed() < Duration::from_millis(1200) {
+        assert_eq!(
+            answer(with_session(&server, Method::GET, "/v1/auth/me", &session)).await,
+            StatusCode::OK
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // ...and still over after its 2 seconds.
+    tokio::time::sleep(Duration::from_millis(2600).saturating_sub(started.elapsed())).await;
+    assert_eq!(
+        answer(with_session(&server, Method::GET, "/v1/auth/me", &session)).await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        answer(
+            with_session(&server, Method::POST, "/v1/flows", &session)
+                .header("x-csrf-token", &session.csrf)
+                .json(&webhook_flow("late", json!([])))
+        )
+        .await,
+        StatusCode::UNAUTHORIZED
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_sessions_expire() {
     let server = Server::start_with(Options {
@@ -443,10 +644,11 @@ async fn invitations_work_once_and_make_a_member() {
     );
 }
 
-/// A credential of the walk: its bearer key, or none.
+/// A credential of the walk: the guard's three kinds (the admin token, an API key, a console
+/// session with its CSRF token), or none.
 struct Credential {
     name: String,
-    key: Option<String>,
+    auth: Auth,
     /// The role it holds in project A (project keys) or platform-wide.
     role: Option<Role>,
     platform: bool,
@@ -455,7 +657,7 @@ struct Credential {
 /// What the declared need says a credential should get for a request whose target lies in
 /// `project` (`Some("A")`, `Some("B")`, or `None` for a platform-wide destination).
 fn expected(need: Need, who: &Credential, project: Option<&str>) -> Expect {
-    if who.key.is_none() {
+    if matches!(who.auth, Auth::None) {
         return Expect::Status(401);
     }
     let admin = who.platform && who.role == Some(Role::PlatformAdmin);
@@ -481,6 +683,27 @@ fn expected(need: Need, who: &Credential, project: Option<&str>) -> Expect {
             }
             _ => Expect::Status(404),
         },
+    }
+}
+
+enum Auth {
+    None,
+    /// The admin token or an `hfk_` key.
+    Bearer(String),
+    /// A person's console session: cookie and CSRF token on every request.
+    Session(Session),
+}
+
+impl Credential {
+    /// `request` carrying this credential.
+    fn apply(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match &self.auth {
+            Auth::None => request,
+            Auth::Bearer(token) => request.bearer_auth(token),
+            Auth::Session(session) => request
+                .header("cookie", &session.cookie)
+                .header("x-csrf-token", &session.csrf),
+        }
     }
 }
 
@@ -545,18 +768,26 @@ async fn every_route_answers_every_role_as_declared() {
     )
     .await;
 
-    let mut credentials = vec![Credential {
-        name: "anonymous".into(),
-        key: None,
-        role: None,
-        platform: false,
-    }];
+    let mut credentials = vec![
+        Credential {
+            name: "anonymous".into(),
+            auth: Auth::None,
+            role: None,
+            platform: false,
+        },
+        Credential {
+            name: "the admin token".into(),
+            auth: Auth::Bearer(ADMIN_TOKEN.into()),
+            role: Some(Role::PlatformAdmin),
+            platform: true,
+        },
+    ];
     for role in [Role::Viewer, Role::Operator, Role::Editor, Role::Admin] {
         let path = format!("/v1/projects/{}/api-keys", a.project);
         let (_, key) = create_key(&server, &path, role.as_str()).await;
         credentials.push(Credential {
             name: format!("{role} of A"),
-            key: Some(key),
+            auth: Auth::Bearer(key),
             role: Some(role),
             platform: false,
         });
@@ -565,9 +796,32 @@ async fn every_route_answers_every_role_as_declared() {
         let (_, key) = create_key(&server, "/v1/platform/api-keys", role.as_str()).await;
         credentials.push(Credential {
             name: format!("platform {role}"),
-            key: Some(key),
+            auth: Auth::Bearer(key),
             role: Some(role),
             platform: true,
+        });
+    }
+    // People signed in to the console: a project member and a platform auditor.
+    for (email, extra, role, platform) in [
+        (
+            "editor-of-a@example.com",
+            json!({"projectId": a.project, "role": "editor"}),
+            Role::Editor,
+            false,
+        ),
+        (
+            "auditor@example.com",
+            json!({"platformRole": "auditor"}),
+            Role::Auditor,
+            true,
+        ),
+    ] {
+        create_user(&server, email, extra).await;
+        credentials.push(Credential {
+            name: format!("{email}'s session"),
+            auth: Auth::Session(session(&server, email).await),
+            role: Some(role),
+            platform,
         });
     }
 
@@ -640,11 +894,23 @@ async fn every_route_answers_every_role_as_declared() {
                 } else {
                     concrete.clone()
                 };
-                let mut request = server.client.request(method.clone(), server.url(&concrete));
-                if let Some(key) = &who.key {
-                    request = request.bearer_auth(key);
-                }
-                let response = request.send().await.unwrap();
+                // Signing out would end the walk's session: that one is tried on a fresh one.
+                let fresh;
+                let who_now = match &who.auth {
+                    Auth::Session(_) if path == "/v1/auth/sign-out" => {
+                        let email = who.name.trim_end_matches("'s session");
+                        fresh = Credential {
+                            name: who.name.clone(),
+                            auth: Auth::Session(session(&server, email).await),
+                            role: who.role,
+                            platform: who.platform,
+                        };
+                        &fresh
+                    }
+                    _ => who,
+                };
+                let request = server.client.request(method.clone(), server.url(&concrete));
+                let response = who_now.apply(request).send().await.unwrap();
                 let status = response.status().as_u16();
                 let body = response.text().await.unwrap_or_default();
                 let context = format!(

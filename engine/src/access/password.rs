@@ -4,7 +4,6 @@
 
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use std::sync::OnceLock;
 
 /// Shortest password accepted, in characters (NIST SP 800-63B asks for at least 8; 12 resists
 /// offline guessing far better at no cost to a password manager).
@@ -46,9 +45,10 @@ pub fn verify(password: &str, phc: &str) -> bool {
 
 /// A hash of a random password, verified against when the email is unknown, so a sign-in
 /// takes as long for an unknown email as for a wrong password (no user enumeration by timing).
-pub fn decoy_hash() -> &'static str {
-    static DECOY: OnceLock<String> = OnceLock::new();
-    DECOY.get_or_init(|| hash(&format!("{:x}", rand::random::<u128>())))
+/// Hashing is the slow part: the server builds it once at start-up, on a blocking thread, and
+/// keeps it.
+pub fn decoy_hash() -> String {
+    hash(&format!("{:x}", rand::random::<u128>()))
 }
 
 #[cfg(test)]
@@ -63,6 +63,27 @@ mod tests {
         assert!(!verify("correct horse battery stapl", &phc));
         assert!(!verify("anything", "not a phc string"));
         assert_ne!(phc, hash("correct horse battery staple"), "salted");
+    }
+
+    /// An unknown email is verified against the decoy: it must cost what a real account's
+    /// hash costs (same algorithm and parameters) and match nothing guessable.
+    #[test]
+    fn the_decoy_costs_what_a_real_hash_costs() {
+        let decoy = decoy_hash();
+        let real = hash("correct horse battery staple");
+        let (decoy, real) = (
+            PasswordHash::new(&decoy).unwrap(),
+            PasswordHash::new(&real).unwrap(),
+        );
+        assert_eq!(decoy.algorithm, real.algorithm);
+        assert_eq!(decoy.version, real.version);
+        assert_eq!(decoy.params, real.params);
+        assert!(!verify("", &decoy.to_string()));
+        assert_ne!(
+            decoy_hash(),
+            decoy_hash(),
+            "a fresh random password each time"
+        );
     }
 
     #[test]

@@ -117,19 +117,20 @@ async fn try_sign_in(app: &AppState, parts: &Parts, body: &[u8]) -> ApiResult<Re
         user_email: Some(email.clone()),
         ip: ip.clone(),
     };
-    let throttle = &app.sign_in_failures;
-    if let Err(wait) = throttle
-        .by_email
-        .check(&email)
-        .and_then(|_| throttle.by_ip.check(&ip_key))
-    {
-        audit_attempt(app, actor, false, Some(Failure::Throttled)).await;
-        return Err(too_many(wait));
-    }
+    // The attempt is counted before the password is checked, in one step with the limit
+    // check: concurrent guesses cannot all get past a limit none of them is counted in yet.
+    let attempt = match app.sign_in_failures.attempt(&email, &ip_key) {
+        Ok(attempt) => attempt,
+        Err(wait) => {
+            audit_attempt(app, actor, false, Some(Failure::Throttled)).await;
+            return Err(too_many(wait));
+        }
+    };
     let found = app.store.user_for_sign_in(&email).await?;
-    let phc = found
-        .as_ref()
-        .map_or_else(|| password::decoy_hash().to_string(), |(_, h)| h.clone());
+    let phc = match &found {
+        Some((_, phc)) => phc.clone(),
+        None => app.decoy_hash.clone(),
+    };
     let matches = verify_password(request.password, phc).await;
     let user = match found {
         None => Err(Failure::UnknownEmail),
@@ -140,13 +141,12 @@ async fn try_sign_in(app: &AppState, parts: &Parts, body: &[u8]) -> ApiResult<Re
     let user = match user {
         Ok(user) => user,
         Err(failure) => {
-            throttle.by_email.fail(&email);
-            throttle.by_ip.fail(&ip_key);
+            attempt.failed();
             audit_attempt(app, actor, false, Some(failure)).await;
             return Err(wrong());
         }
     };
-    throttle.by_email.clear(&email);
+    attempt.succeeded();
     actor.user_id = Some(user.id.clone());
     let cookie = token::random();
     let now = epoch_ms();

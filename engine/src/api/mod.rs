@@ -20,7 +20,7 @@ pub use auth::rfc3339_ms;
 pub use error::{ApiError, ApiResult};
 pub use webhooks::InProcessIntake;
 
-use crate::access::throttle::Throttle;
+use crate::access::throttle::SignInThrottle;
 use crate::exec::Executor;
 use crate::metrics::Metrics;
 use crate::queue::Queue;
@@ -56,6 +56,9 @@ pub struct App {
     pub sessions: SessionSettings,
     /// Failed sign-ins per email and per client address.
     pub sign_in_failures: SignInThrottle,
+    /// The argon2 hash an unknown email's password is verified against (same work as a wrong
+    /// password); built once at start-up, off the async runtime.
+    pub decoy_hash: String,
     /// True when the public URL is https: session cookies are then `Secure`.
     pub public_https: bool,
     /// `HOOKFLOW_PUBLIC_URL`, for links the server hands out (invitations).
@@ -76,22 +79,6 @@ impl Default for SessionSettings {
         SessionSettings {
             idle_ms: 12 * 3600 * 1000,
             max_ms: 7 * 24 * 3600 * 1000,
-        }
-    }
-}
-
-/// Sign-in throttling: 5 failures per email and 20 per client address within 15 minutes.
-pub struct SignInThrottle {
-    pub by_email: Throttle,
-    pub by_ip: Throttle,
-}
-
-impl Default for SignInThrottle {
-    fn default() -> Self {
-        let window = std::time::Duration::from_secs(15 * 60);
-        SignInThrottle {
-            by_email: Throttle::new(5, window),
-            by_ip: Throttle::new(20, window),
         }
     }
 }
