@@ -63,14 +63,21 @@ async fn list(ctx: Ctx) -> Response {
         "<p>Export this selection: <a href=\"/v1/audit-events/export?format=csv{f}\" download>CSV</a> · <a href=\"/v1/audit-events/export?format=jsonl{f}\" download>JSONL</a></p>",
         f = esc(&filters)
     );
-    if ctx.can(Role::PlatformAdmin) {
+    // Whoever reads the log may verify it (auditors, platform and project admins).
+    if ctx.can(Role::Auditor) {
         if ctx.param("verify").is_some() {
             let verdict = ctx.get("/v1/audit-events/verify").await;
-            let text = if verdict.body["intact"] == true {
-                format!(
-                    "The hash chain is intact: {} events verified.",
-                    t(&verdict.body["events"])
-                )
+            let text = if !verdict.ok() {
+                format!("The chain could not be verified: {}", verdict.detail())
+            } else if verdict.body["intact"] == true {
+                match verdict.body["events"].as_u64() {
+                    Some(events) => {
+                        format!("The hash chain is intact: {events} events verified.")
+                    }
+                    None => "The hash chain is intact.".to_string(),
+                }
+            } else if verdict.body["brokenAt"].is_null() {
+                "The hash chain is broken; a platform admin or an auditor sees where.".to_string()
             } else {
                 format!(
                     "The chain is broken at event {} (seq {}): {}",
