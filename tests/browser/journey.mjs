@@ -69,6 +69,9 @@ async function main() {
     await form.locator('input[name=url]').fill(env('RECEIVER_URL'));
     await form.locator('input[data-filter]').fill('flow.');
     await form.locator('input[type=checkbox][value="activepieces|flow.created"]').check();
+    // Test webhook offers the events picked, not the whole catalog.
+    const testOptions = await form.locator('select[data-follows-picker] option').evaluateAll((options) => options.map((o) => o.value));
+    if (testOptions.join(' ') !== 'activepieces|flow.created') throw new Error(`Test webhook lists ${testOptions.length} events, not the one picked`);
     await form.locator('button[value=create]').click();
     await page.locator('[data-testid=secrets]').waitFor();
     const secret = await page.locator('[data-testid=signing-secret]').inputValue();

@@ -209,7 +209,168 @@ async fn form_errors_appear_next_to_their_field_and_nothing_is_saved() {
     )
     .await;
     assert!(body.contains("id=\"yaml-error\""), "{body}");
+    // The same display as the flow page's editor: the line the error names, marked in a
+    // listing of what was typed, and the YAML kept in the form.
+    assert!(body.contains("data-testid=\"yaml-errors\""), "{body}");
+    let errors = body
+        .split("data-testid=\"yaml-errors\"")
+        .nth(1)
+        .unwrap()
+        .split("</ul>")
+        .next()
+        .unwrap();
+    assert!(errors.contains("line 9: "), "{errors}");
+    assert!(
+        body.contains("<span class=\"err\">   9      nope: 1</span>"),
+        "{body}"
+    );
+    assert!(
+        body.contains("    nope: 1\n</textarea>"),
+        "the YAML is kept: {body}"
+    );
     assert_eq!(server.get_json("/v1/flows").await["data"], json!([]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_webhook_offers_the_events_of_the_destination() {
+    let server = Server::start_with(Options {
+        env: vec![("HOOKFLOW_DEV_ALLOW_LOCAL_DESTINATIONS", "1".into())],
+        ..Options::default()
+    })
+    .await;
+    create_user(
+        &server,
+        "admin@example.com",
+        json!({"platformRole": "platform-admin"}),
+    )
+    .await;
+    let cookie = console_sign_in(&server, "admin@example.com").await;
+    let create = |events: Value| {
+        server
+            .admin(Method::POST, "/v1/event-destinations")
+            .json(&json!({"name": "siem", "url": "http://127.0.0.1:9/sink", "events": events}))
+            .send()
+    };
+    let some: Value = create(json!(["flow.created", "user.signed.in"]))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let every: Value = create(json!([])).await.unwrap().json().await.unwrap();
+    let types = server.get_json("/v1/event-types").await["data"]
+        .as_array()
+        .cloned()
+        .unwrap();
+    let catalog = types.len();
+    let mut names: Vec<&str> = types.iter().map(|e| e["name"].as_str().unwrap()).collect();
+    names.sort();
+    names.dedup();
+    assert!(catalog > 10);
+    let options = |html: &str| -> Vec<String> {
+        let select = html
+            .split("data-testid=\"test-event\"")
+            .nth(1)
+            .expect("a Test webhook dropdown")
+            .split("</select>")
+            .next()
+            .unwrap()
+            .to_string();
+        select
+            .split("<option")
+            .skip(1)
+            .map(|o| {
+                o.split('>')
+                    .nth(1)
+                    .unwrap()
+                    .split('<')
+                    .next()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect()
+    };
+    let (_, page_some) = page(
+        &server,
+        &cookie,
+        &format!("/event-streaming/{}", some["id"].as_str().unwrap()),
+    )
+    .await;
+    assert_eq!(options(&page_some), ["flow.created", "user.signed.in"]);
+    let (_, page_every) = page(
+        &server,
+        &cookie,
+        &format!("/event-streaming/{}", every["id"].as_str().unwrap()),
+    )
+    .await;
+    assert_eq!(options(&page_every).len(), names.len(), "every event");
+
+    // New destination: the whole catalog while nothing is picked; after a round trip with
+    // events picked (an invalid URL keeps the form), only those.
+    let (_, list) = page(&server, &cookie, "/event-streaming").await;
+    assert_eq!(options(&list).len(), catalog);
+    let (status, again) = post_form(
+        &server,
+        &cookie,
+        "/event-streaming/new",
+        &[
+            ("csrf", &csrf_of(&list)),
+            ("do", "create"),
+            ("name", "picky"),
+            ("url", "http://insecure.example.com/hook"),
+            ("scope", "PLATFORM"),
+            ("content_type", "application/json"),
+            ("event", "activepieces|flow.created"),
+            ("event", "activepieces|flow.deleted"),
+        ],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(again.contains("id=\"url-error\""), "{again}");
+    assert_eq!(
+        options(&again),
+        ["activepieces · flow.created", "activepieces · flow.deleted"]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auditors_and_project_admins_verify_the_chain_from_the_audit_page() {
+    let server = Server::start_with(Options::default()).await;
+    server.create_flow(webhook_flow("audited", json!([]))).await;
+    create_user(
+        &server,
+        "auditor@example.com",
+        json!({"platformRole": "auditor"}),
+    )
+    .await;
+    create_user(
+        &server,
+        "padmin@example.com",
+        json!({"projectId": "default", "role": "admin"}),
+    )
+    .await;
+    let cookie = console_sign_in(&server, "auditor@example.com").await;
+    let (_, audit) = page(&server, &cookie, "/audit").await;
+    assert!(audit.contains("Verify the hash chain"), "{audit}");
+    let (status, verified) = page(&server, &cookie, "/audit?verify=1").await;
+    assert_eq!(status, StatusCode::OK);
+    let chain = verified
+        .split("data-testid=\"chain\">")
+        .nth(1)
+        .expect("the verdict")
+        .split("</p>")
+        .next()
+        .unwrap();
+    assert!(chain.starts_with("The hash chain is intact: "), "{chain}");
+    assert!(chain.ends_with(" events verified."), "{chain}");
+
+    // A project admin reads the same platform-wide chain's verdict, not its size.
+    let cookie = console_sign_in(&server, "padmin@example.com").await;
+    let (_, verified) = page(&server, &cookie, "/audit?verify=1").await;
+    assert!(
+        verified.contains("data-testid=\"chain\">The hash chain is intact.</p>"),
+        "{verified}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -92,12 +92,15 @@ pub fn picked(form: &Form) -> Result<(String, Vec<String>), String> {
 }
 
 async fn list(ctx: Ctx) -> Response {
-    render_list(&ctx, &[], "", &[]).await
+    render_list(&ctx, &[], &[], "", &[]).await
 }
 
+/// The flows list with the generator (`errors`: of its form) and the new-flow form (`yaml` as
+/// typed and `yaml_problems`: the API's validation errors by path, shown with their lines).
 async fn render_list(
     ctx: &Ctx,
     errors: &[(String, String)],
+    yaml_problems: &[(String, String)],
     yaml: &str,
     checked: &[String],
 ) -> Response {
@@ -138,12 +141,12 @@ async fn render_list(
         let _ = write!(
             body,
             r#"<h2>Generate a handler flow</h2><form method="post" action="/flows/generate" class="card" data-testid="generate">{csrf}{top}{picker}{err}<label>Name <input name="name" placeholder="optional"></label><button type="submit">Generate handler flow</button></form>
-<h2>New flow from YAML</h2><form method="post" action="/flows/new" class="card">{csrf}{yaml_errors}<label>Flow <textarea name="yaml" spellcheck="false" aria-describedby="yaml-error">{yaml}</textarea></label><button type="submit">Create flow</button></form>"#,
+<h2>New flow from YAML</h2><form method="post" action="/flows/new" class="card" data-testid="new-flow">{csrf}{yaml_errors}<label>Flow <textarea name="yaml" spellcheck="false" aria-describedby="yaml-error">{yaml}</textarea></label><button type="submit">Create flow</button></form>"#,
             csrf = csrf_field(&ctx.csrf),
-            top = form_errors(&["events", "yaml", "name"], errors),
+            top = form_errors(&["events", "name"], errors),
             picker = events_picker(&event_types(ctx).await, checked),
             err = field_error("events", errors),
-            yaml_errors = field_error("yaml", errors),
+            yaml_errors = yaml_errors(yaml, yaml_problems),
             yaml = esc(yaml),
         );
     }
@@ -155,7 +158,7 @@ async fn generate(ctx: Ctx, body: axum::body::Bytes) -> Response {
     let checked = form.all("event");
     let (source, events) = match picked(&form) {
         Ok(p) => p,
-        Err(e) => return render_list(&ctx, &[("events".into(), e)], "", &checked).await,
+        Err(e) => return render_list(&ctx, &[("events".into(), e)], &[], "", &checked).await,
     };
     let mut request = json!({"source": source, "events": events});
     if let Some(name) = form.opt("name") {
@@ -164,7 +167,7 @@ async fn generate(ctx: Ctx, body: axum::body::Bytes) -> Response {
     let path = format!("/v1/handler-flows?{}", ctx.in_project());
     let reply = ctx.send(Method::POST, &path, &form, &request).await;
     if !reply.ok() {
-        return render_list(&ctx, &reply.errors(), "", &checked).await;
+        return render_list(&ctx, &reply.errors(), &[], "", &checked).await;
     }
     done(
         &format!("/flows/{}", t(&reply.body["id"])),
@@ -185,17 +188,8 @@ async fn create(ctx: Ctx, body: axum::body::Bytes) -> Response {
         )
         .await;
     if !reply.ok() {
-        let errors: Vec<(String, String)> = reply
-            .errors()
-            .into_iter()
-            .map(|(p, m)| {
-                (
-                    "yaml".to_string(),
-                    if p.is_empty() { m } else { format!("{p}: {m}") },
-                )
-            })
-            .collect();
-        return render_list(&ctx, &errors, &yaml, &[]).await;
+        // The same display as the flow page's editor: each error with the line it names.
+        return render_list(&ctx, &[], &reply.errors(), &yaml, &[]).await;
     }
     done(&format!("/flows/{}", t(&reply.body["id"])), "Flow created")
 }
@@ -318,7 +312,7 @@ async fn flow_page(ctx: &Ctx, id: &str, extras: Extras) -> Response {
         let marked = yaml_errors(&yaml, &extras.errors);
         let _ = write!(
             body,
-            r#"<h2>Edit</h2><form method="post" action="/flows/{id}/save" class="card" data-testid="editor">{csrf}{marked}<label>YAML <textarea name="yaml" spellcheck="false">{yaml}</textarea></label><button type="submit">Save new version</button></form>"#,
+            r#"<h2>Edit</h2><form method="post" action="/flows/{id}/save" class="card" data-testid="editor">{csrf}{marked}<label>YAML <textarea name="yaml" spellcheck="false" aria-describedby="yaml-error">{yaml}</textarea></label><button type="submit">Save new version</button></form>"#,
             id = esc(id),
             csrf = csrf_field(&ctx.csrf),
             yaml = esc(&yaml),
@@ -377,8 +371,9 @@ fn yaml_errors(yaml: &str, errors: &[(String, String)]) -> String {
         return String::new();
     }
     let mut lines = Vec::new();
-    let mut out =
-        String::from("<div class=\"form-error\" role=\"alert\" data-testid=\"yaml-errors\"><ul>");
+    let mut out = String::from(
+        "<div class=\"form-error\" id=\"yaml-error\" role=\"alert\" data-testid=\"yaml-errors\"><ul>",
+    );
     for (path, message) in &errors {
         let line = line_of(yaml, path);
         if let Some(l) = line {

@@ -178,17 +178,8 @@ async fn new_form(ctx: &Ctx, form: &Form, errors: &[(String, String)]) -> String
         "<option selected>application/json</option><option>application/cloudevents+json</option>"
     };
     let types = event_types(ctx).await;
-    let mut test_events = String::new();
-    for e in &types {
-        let value = format!("{}|{}", html::text(&e["source"]), html::text(&e["name"]));
-        let _ = write!(
-            test_events,
-            "<option value=\"{}\">{} · {}</option>",
-            esc(&value),
-            t(&e["source"]),
-            t(&e["name"])
-        );
-    }
+    let checked = form.all("event");
+    let test_events = new_test_options(&types, &checked, form.get("test_event"));
     format!(
         r#"<h2>New destination</h2><form method="post" action="/event-streaming/new" class="card" data-testid="new-destination">{csrf}{top}
 <div class="row"><label>Name <input name="name" value="{name}" aria-describedby="name-error"></label><label>URL (https) <input name="url" type="url" value="{url}" placeholder="https://siem.example.com/hookflow" aria-describedby="url-error"></label></div>{name_error}{url_error}
@@ -197,7 +188,7 @@ async fn new_form(ctx: &Ctx, form: &Form, errors: &[(String, String)]) -> String
 <details><summary>Custom headers (up to {HEADER_ROWS})</summary><table><thead><tr><th>Name</th><th>Value</th></tr></thead><tbody>{headers}</tbody></table></details>{headers_error}
 <div class="row"><button type="submit" name="do" value="create">Create destination</button>
 <button type="submit" name="do" value="generate" class="secondary">Generate handler flow</button></div>
-<div class="row"><label>Test webhook <select name="test_event" data-testid="test-event">{test_events}</select></label><button type="submit" name="do" value="test" class="secondary">Test webhook</button></div>
+<div class="row"><label>Test webhook <select name="test_event" data-testid="test-event" data-follows-picker>{test_events}</select></label><button type="submit" name="do" value="test" class="secondary">Test webhook</button></div>
 </form>"#,
         csrf = csrf_field(&ctx.csrf),
         top = form_errors(&["name", "url", "events", "headers"], errors),
@@ -209,6 +200,48 @@ async fn new_form(ctx: &Ctx, form: &Form, errors: &[(String, String)]) -> String
         events_error = field_error("events", errors),
         headers_error = field_error("headers", errors),
     )
+}
+
+/// The New destination form's Test webhook options (`source|event`): the events picked, or
+/// every catalog event while none is (the destination would get them all). `console.js`
+/// keeps the list following the checkboxes as they change.
+fn new_test_options(types: &[Value], checked: &[String], selected: &str) -> String {
+    let mut out = String::new();
+    for e in types {
+        let value = format!("{}|{}", html::text(&e["source"]), html::text(&e["name"]));
+        if !checked.is_empty() && !checked.contains(&value) {
+            continue;
+        }
+        let on = if value == selected { " selected" } else { "" };
+        let _ = write!(
+            out,
+            "<option value=\"{}\"{on}>{} · {}</option>",
+            esc(&value),
+            t(&e["source"]),
+            t(&e["name"])
+        );
+    }
+    out
+}
+
+/// A destination's Test webhook options: the events it subscribes to that have a sample in
+/// the catalog, or every catalog event when it subscribes to everything.
+fn destination_test_options(types: &[Value], subscribed: &[Value]) -> String {
+    let mut names: Vec<String> = Vec::new();
+    for e in types {
+        let name = html::text(&e["name"]);
+        let wanted = subscribed.is_empty()
+            || subscribed
+                .iter()
+                .any(|s| s.as_str().is_some_and(|s| s.eq_ignore_ascii_case(&name)));
+        if wanted && !names.contains(&name) {
+            names.push(name);
+        }
+    }
+    names
+        .iter()
+        .map(|n| format!("<option>{}</option>", esc(n)))
+        .collect()
 }
 
 /// The destination body of the API from the form.
@@ -337,17 +370,18 @@ async fn destination_page(
     if let Some(result) = test_result {
         body.push_str(&test_outcome(result));
     }
-    let options: String = event_types(ctx)
-        .await
-        .iter()
-        .map(|e| format!("<option>{}</option>", t(&e["name"])))
-        .collect();
-    let _ = write!(
-        body,
-        r#"<form method="post" action="/event-streaming/{id}/test" class="card row">{csrf}<label>Test webhook <select name="event" data-testid="test-event">{options}</select></label><button type="submit">Send test event</button></form>"#,
-        id = esc(id),
-        csrf = csrf_field(&ctx.csrf),
-    );
+    let subscribed = d["events"].as_array().cloned().unwrap_or_default();
+    let options = destination_test_options(&event_types(ctx).await, &subscribed);
+    if options.is_empty() {
+        body.push_str("<p class=\"card\" data-testid=\"test-event\">Test webhook: none of this destination's events has a sample to send.</p>");
+    } else {
+        let _ = write!(
+            body,
+            r#"<form method="post" action="/event-streaming/{id}/test" class="card row">{csrf}<label>Test webhook <select name="event" data-testid="test-event">{options}</select></label><button type="submit">Send test event</button></form>"#,
+            id = esc(id),
+            csrf = csrf_field(&ctx.csrf),
+        );
+    }
     body.push_str("<p>");
     body.push_str(&html::button_form(
         &format!("/event-streaming/{id}/rotate"),

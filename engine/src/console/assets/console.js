@@ -26,6 +26,20 @@ document.addEventListener('input', (event) => {
     label.hidden = needle !== '' && !label.textContent.toLowerCase().includes(needle);
   });
 });
+// New destination: the Test webhook dropdown follows the events picked (every event while none is).
+document.addEventListener('change', (event) => {
+  const box = event.target;
+  if (!box.matches('input[type=checkbox][name=event]') || !box.form) return;
+  const select = box.form.querySelector('select[data-follows-picker]');
+  if (!select) return;
+  const boxes = [...box.form.querySelectorAll('input[type=checkbox][name=event]')];
+  const picked = boxes.filter((b) => b.checked);
+  const keep = select.value;
+  select.replaceChildren(...(picked.length ? picked : boxes).map((b) => {
+    const [source, name] = b.value.split('|');
+    return new Option(source + ' · ' + name, b.value, false, b.value === keep);
+  }));
+});
 // Plugin upload: the component goes to the API as raw bytes with the session's CSRF token.
 document.addEventListener('submit', async (event) => {
   const form = event.target.closest('form[data-upload-to]');
