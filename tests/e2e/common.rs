@@ -22,6 +22,7 @@ pub struct Server {
     pub client: Client,
     dir: tempfile::TempDir,
     env: Vec<(String, String)>,
+    capture_logs: bool,
     /// The PostgreSQL database of this server, when the suite runs on PostgreSQL (dropped with
     /// the server).
     _database: Option<TestDatabase>,
@@ -109,6 +110,16 @@ impl Server {
     }
 
     pub async fn start_with(options: Options) -> Server {
+        Server::start_inner(options, false).await
+    }
+
+    /// Like [`Server::start_with`], with the server's log (stderr) written to a file that
+    /// [`Server::logs`] reads instead of the test's own stderr.
+    pub async fn start_with_logs(options: Options) -> Server {
+        Server::start_inner(options, true).await
+    }
+
+    async fn start_inner(options: Options, capture_logs: bool) -> Server {
         let dir = tempfile::tempdir().expect("temp dir");
         let plugins = dir.path().join("plugins");
         std::fs::create_dir_all(&plugins).unwrap();
@@ -139,6 +150,7 @@ impl Server {
             client: Client::new(),
             dir,
             env,
+            capture_logs,
             _database: database,
         };
         server.spawn();
@@ -161,7 +173,16 @@ impl Server {
             .env("HOOKFLOW_SHUTDOWN_GRACE_SECS", "5")
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
+            .stderr(if self.capture_logs {
+                let log = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(self.dir.path().join("server.log"))
+                    .expect("open server log");
+                Stdio::from(log)
+            } else {
+                Stdio::inherit()
+            });
         let mut child = command.spawn().expect("start hookflow");
         let stdout = child.stdout.take().unwrap();
         let mut line = String::new();
@@ -180,6 +201,11 @@ impl Server {
         );
         self.base = base;
         self.child = Some(child);
+    }
+
+    /// What the server logged so far (started with [`Server::start_with_logs`]).
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
     }
 
     /// `kill -9`: no chance to flush or drain anything.

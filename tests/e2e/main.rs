@@ -13,6 +13,7 @@ mod console;
 mod destinations;
 mod intake;
 mod javascript;
+mod logs;
 mod multiprocess;
 mod plugins;
 mod python;

@@ -149,6 +149,32 @@ async fn accept(
     body: Body,
     execute_now: bool,
 ) -> ApiResult<(Accepted, Option<Started>)> {
+    let result = accept_checked(app, flow_id, headers, body, execute_now).await;
+    if let Err(error) = &result {
+        log_refusal(flow_id, error);
+    }
+    result
+}
+
+/// One line per refused webhook call, for the on-call engineer: the flow, the status and why.
+/// The reason never holds a credential (authentication errors name the header, not its value).
+/// Client errors are warnings; a server-side failure is an error.
+fn log_refusal(flow_id: &str, error: &ApiError) {
+    let status = error.status.as_u16();
+    if error.status.is_server_error() {
+        tracing::error!(flow_id, status, reason = %error.detail, "webhook call failed");
+    } else {
+        tracing::warn!(flow_id, status, reason = %error.detail, "webhook call refused");
+    }
+}
+
+async fn accept_checked(
+    app: &AppState,
+    flow_id: &str,
+    headers: &HeaderMap,
+    body: Body,
+    execute_now: bool,
+) -> ApiResult<(Accepted, Option<Started>)> {
     let active = app
         .flows
         .current(flow_id)

@@ -474,8 +474,9 @@ async fn dispatch(command: Command) -> Result<ExitCode, Failure> {
 }
 
 async fn serve(config: ServeConfig) -> Result<ExitCode, Failure> {
-    init_tracing();
+    init_tracing()?;
     config.validate().map_err(usage)?;
+    log_settings(&config);
     let listener = tokio::net::TcpListener::bind(&config.listen)
         .await
         .map_err(|e| usage(format!("cannot listen on {}: {e}", config.listen)))?;
@@ -489,13 +490,66 @@ async fn serve(config: ServeConfig) -> Result<ExitCode, Failure> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn init_tracing() {
+/// Logs to stderr: `HOOKFLOW_LOG` picks the level (`info`; any `EnvFilter` directive),
+/// `HOOKFLOW_LOG_FORMAT` the shape (`text`, or `json` with one object per line for a log
+/// shipper). Colour only when stderr is a terminal and `NO_COLOR` is unset, so files and
+/// journald get plain text.
+fn init_tracing() -> Result<(), Failure> {
+    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_env("HOOKFLOW_LOG")
         .unwrap_or_else(|_| "info".into());
-    let _ = tracing_subscriber::fmt()
+    let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .try_init();
+        .with_ansi(ansi);
+    let format = std::env::var("HOOKFLOW_LOG_FORMAT").unwrap_or_default();
+    let _ = match format.to_ascii_lowercase().as_str() {
+        "" | "text" => builder.try_init(),
+        "json" => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .try_init(),
+        _ => {
+            return Err(usage(format!(
+                "HOOKFLOW_LOG_FORMAT must be text or json, got {format:?}"
+            )));
+        }
+    };
+    Ok(())
+}
+
+/// One line per setting an operator needs to know at start (never a secret: the database URL
+/// is redacted, credentials are only said to be set), and a loud warning for the development
+/// switch that opens private addresses to plugins and destinations.
+fn log_settings(config: &ServeConfig) {
+    let database = config
+        .database()
+        .map(|url| url.redacted())
+        .unwrap_or_else(|e| e);
+    tracing::info!(listen = %config.listen, role = ?config.role, "hookflow starting");
+    tracing::info!(%database, data_dir = %config.data_dir.display(), "storage");
+    tracing::info!(
+        workers = config.workers,
+        step_memory_mb = config.step_memory_mb,
+        max_body_bytes = config.max_body_bytes,
+        "limits"
+    );
+    tracing::info!(
+        public_url = config.public_url.as_deref().unwrap_or("(not set)"),
+        trusted_proxies = config.trusted_proxies.len(),
+        smtp = config.smtp_url.is_some(),
+        audit_retention_days = config.audit_retention_days,
+        "settings"
+    );
+    if crate::netguard::dev_allow_local() {
+        tracing::warn!(
+            "{} is set: plugins and destinations may reach loopback and private addresses over \
+             plain HTTP. Never use this in production.",
+            crate::netguard::DEV_ALLOW_LOCAL_ENV
+        );
+    }
 }
 
 /// Completes on SIGTERM or Ctrl-C.

@@ -330,9 +330,20 @@ impl Queue {
         run: ClaimedRun,
     ) {
         let run_id = run.id.clone();
+        let flow_id = run.flow_id.clone();
         let outcome = execute_claimed(&executor, &flows, run, &self.owner).await;
         let status = outcome.status;
         let response = crate::exec::sync_response(&outcome.steps);
+        if status != RunStatus::Succeeded {
+            // One line per run that did not succeed: which flow, which run, why.
+            tracing::warn!(
+                %run_id,
+                %flow_id,
+                status = %status,
+                error = outcome.error.as_deref().unwrap_or(""),
+                "run did not succeed"
+            );
+        }
         match self.store.finish_run(outcome).await {
             Ok(true) => metrics.run_finished(status),
             Ok(false) => {
