@@ -51,8 +51,12 @@ pub trait FlowMemory: Send + Sync {
     async fn cache_get(&self, flow_id: &str, key: &str) -> Result<Option<CacheEntry>, CacheError>;
 
     /// Stores `entry` under `key`, refused when the flow's cache is full.
-    async fn cache_set(&self, flow_id: &str, key: &str, entry: &CacheEntry)
-    -> Result<(), CacheError>;
+    async fn cache_set(
+        &self,
+        flow_id: &str,
+        key: &str,
+        entry: &CacheEntry,
+    ) -> Result<(), CacheError>;
 
     /// Removes `key`; true when a live entry was removed.
     async fn cache_delete(&self, flow_id: &str, key: &str) -> Result<bool, CacheError>;
@@ -310,18 +314,32 @@ mod tests {
         assert!(lifetime > CACHE_TTL_MS - 5_000 && lifetime <= CACHE_TTL_MS);
         assert_eq!(live.cache_get("token").await.unwrap(), Some(stored));
         // Longer than a day is cut to a day; a lifetime in the past is refused.
-        let capped = live.cache_set("long", "v", Some(u64::MAX), None).await.unwrap();
+        let capped = live
+            .cache_set("long", "v", Some(u64::MAX), None)
+            .await
+            .unwrap();
         assert!(capped.expires_at <= epoch_ms() + CACHE_TTL_MS);
         let past = live.cache_set("old", "v", None, Some(1)).await.unwrap_err();
         assert_eq!(past.code, "INVALID_ARGUMENT");
         let big = "x".repeat(MAX_CACHE_VALUE_BYTES + 1);
-        assert_eq!(live.cache_set("big", &big, None, None).await.unwrap_err().code, "INVALID_ARGUMENT");
+        assert_eq!(
+            live.cache_set("big", &big, None, None)
+                .await
+                .unwrap_err()
+                .code,
+            "INVALID_ARGUMENT"
+        );
 
         // A test run reads the real cache, writes only to its scratch.
         let test = MemoryGrant::new(memory.clone(), "f", false);
         assert_eq!(test.cache_get("token").await.unwrap().unwrap().value, "abc");
-        test.cache_set("token", "changed", Some(60_000), None).await.unwrap();
-        assert_eq!(test.cache_get("token").await.unwrap().unwrap().value, "changed");
+        test.cache_set("token", "changed", Some(60_000), None)
+            .await
+            .unwrap();
+        assert_eq!(
+            test.cache_get("token").await.unwrap().unwrap().value,
+            "changed"
+        );
         assert!(test.cache_delete("token").await.unwrap());
         assert_eq!(test.cache_get("token").await.unwrap(), None);
         assert_eq!(live.cache_get("token").await.unwrap().unwrap().value, "abc");

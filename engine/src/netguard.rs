@@ -166,23 +166,23 @@ mod tests {
     #[test]
     fn ipv6_forms_of_private_ipv4_and_special_purpose_ranges_are_private() {
         for ip in [
-            "64:ff9b::a00:1",         // NAT64 of 10.0.0.1
-            "64:ff9b::7f00:1",        // NAT64 of 127.0.0.1
-            "64:ff9b:1::1",           // local-use NAT64
-            "2002:a00:1::1",          // 6to4 of 10.0.0.1
-            "2002:a9fe:a9fe::1",      // 6to4 of 169.254.169.254
-            "::a00:1",                // IPv4-compatible 10.0.0.1
-            "::7f00:1",               // IPv4-compatible 127.0.0.1
-            "::ffff:0:a00:1",         // IPv4-translated 10.0.0.1
-            "::ffff:10.0.0.1",        // IPv4-mapped
-            "fec0::1",                // site-local
-            "100::1",                 // discard-only
-            "2001::1",                // Teredo
-            "2001:db8::1",            // documentation
-            "3fff::1",                // documentation
-            "2001:2::1",              // benchmarking
-            "5f00::1",                // SRv6
-            "192.0.0.8",              // IETF protocol assignments
+            "64:ff9b::a00:1",    // NAT64 of 10.0.0.1
+            "64:ff9b::7f00:1",   // NAT64 of 127.0.0.1
+            "64:ff9b:1::1",      // local-use NAT64
+            "2002:a00:1::1",     // 6to4 of 10.0.0.1
+            "2002:a9fe:a9fe::1", // 6to4 of 169.254.169.254
+            "::a00:1",           // IPv4-compatible 10.0.0.1
+            "::7f00:1",          // IPv4-compatible 127.0.0.1
+            "::ffff:0:a00:1",    // IPv4-translated 10.0.0.1
+            "::ffff:10.0.0.1",   // IPv4-mapped
+            "fec0::1",           // site-local
+            "100::1",            // discard-only
+            "2001::1",           // Teredo
+            "2001:db8::1",       // documentation
+            "3fff::1",           // documentation
+            "2001:2::1",         // benchmarking
+            "5f00::1",           // SRv6
+            "192.0.0.8",         // IETF protocol assignments
             "192.0.0.170",
             "192.88.99.1",
             "192.31.196.1",
@@ -196,8 +196,8 @@ mod tests {
             assert!(is_private(ip.parse().unwrap()), "{ip}");
         }
         for ip in [
-            "64:ff9b::5db8:d822",     // NAT64 of 93.184.216.34
-            "2002:5db8:d822::1",      // 6to4 of 93.184.216.34
+            "64:ff9b::5db8:d822", // NAT64 of 93.184.216.34
+            "2002:5db8:d822::1",  // 6to4 of 93.184.216.34
             "2a00:1450:4001::1",
             "192.0.1.1",
         ] {
@@ -208,7 +208,12 @@ mod tests {
     /// Regression (hardening II): the development switch never opens cloud metadata.
     #[tokio::test]
     async fn metadata_addresses_are_refused_even_in_development() {
-        for host in ["169.254.169.254", "[fd00:ec2::254]", "[fe80::1]", "[::ffff:169.254.169.254]"] {
+        for host in [
+            "169.254.169.254",
+            "[fd00:ec2::254]",
+            "[fe80::1]",
+            "[::ffff:169.254.169.254]",
+        ] {
             let err = resolve_public(host, 80, true).await.unwrap_err();
             assert!(err.contains("always refused"), "{host}: {err}");
         }

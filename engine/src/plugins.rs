@@ -45,7 +45,11 @@ pub async fn sandbox_with_plugins(
 /// `$XDG_CACHE_HOME/hookflow`, else `~/.cache/hookflow`. `None` (compile every time) when none
 /// of them is set.
 pub fn user_cache_dir() -> Option<PathBuf> {
-    let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from);
+    let var = |name: &str| {
+        std::env::var_os(name)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
     var("HOOKFLOW_CACHE_DIR")
         .or_else(|| var("XDG_CACHE_HOME").map(|d| d.join("hookflow")))
         .or_else(|| var("HOME").map(|d| d.join(".cache").join("hookflow")))

@@ -96,9 +96,15 @@ async fn the_auth0_action_pasted_unchanged_forwards_the_event_with_its_secret_he
         "the CloudEvent reaches the service as Auth0 sent it"
     );
     let output = &step(&run, "peek")["output"];
-    assert_eq!(output["key"], "undefined", "a secret not granted is undefined");
+    assert_eq!(
+        output["key"], "undefined",
+        "a secret not granted is undefined"
+    );
     assert_eq!(output["url"], "string");
-    assert_eq!(output["region"], "eu", "other inputs are event.configuration");
+    assert_eq!(
+        output["region"], "eu",
+        "other inputs are event.configuration"
+    );
     assert_eq!(output["id"], 36);
     assert_eq!(output["b64"], "aGk=");
     assert_eq!(output["host"], "/ingest");
@@ -131,9 +137,7 @@ async fn the_auth0_action_pasted_unchanged_forwards_the_event_with_its_secret_he
         .unwrap();
     assert_eq!(response.status(), StatusCode::ACCEPTED);
     let accepted: Value = response.json().await.unwrap();
-    let run = server
-        .wait_run(accepted["runId"].as_str().unwrap())
-        .await;
+    let run = server.wait_run(accepted["runId"].as_str().unwrap()).await;
     assert_eq!(run["status"], "SUCCEEDED", "{run}");
     let output = &step(&run, "wrapped")["output"];
     assert_eq!(output["source"], "gitlab");
@@ -164,7 +168,10 @@ async fn refused_hosts_throws_and_retries_fail_the_step_as_auth0_would() {
     let run = server.run_flow(&a, &json!({"action": "x"})).await;
     assert_eq!(run["status"], "FAILED", "{run}");
     let error = step(&run, "refused")["error"].as_str().unwrap().to_string();
-    assert!(error.contains("evil.example.net"), "names the host: {error}");
+    assert!(
+        error.contains("evil.example.net"),
+        "names the host: {error}"
+    );
 
     let run = server.run_flow(&b, &json!({"action": "x"})).await;
     assert_eq!(run["status"], "FAILED", "{run}");
@@ -345,10 +352,18 @@ async fn the_cache_is_shared_by_every_process_on_postgres() {
         if r.status() == StatusCode::OK {
             break r.json::<Value>().await.unwrap();
         }
-        assert!(Instant::now() < deadline, "B never ran the event: {}", r.status());
+        assert!(
+            Instant::now() < deadline,
+            "B never ran the event: {}",
+            r.status()
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    assert_eq!(step(&second, "js")["output"]["previous"], "ev-a", "{second}");
+    assert_eq!(
+        step(&second, "js")["output"]["previous"],
+        "ev-a",
+        "{second}"
+    );
 }
 
 /// `hookflow flow validate` and `flow run` work with JavaScript steps, locally.
@@ -376,7 +391,12 @@ fn the_cli_validates_and_runs_javascript_steps_locally() {
             .unwrap()
     };
     let o = cli(&["flow", "validate", flow.to_str().unwrap()]);
-    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     let o = cli(&[
         "flow",
         "run",
@@ -386,8 +406,16 @@ fn the_cli_validates_and_runs_javascript_steps_locally() {
         "--json",
     ]);
     let out = String::from_utf8_lossy(&o.stdout);
-    assert_eq!(o.status.code(), Some(0), "{out}{}", String::from_utf8_lossy(&o.stderr));
-    assert!(out.contains("\"cached\": \"v\"") || out.contains("\"cached\":\"v\""), "{out}");
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{out}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(
+        out.contains("\"cached\": \"v\"") || out.contains("\"cached\":\"v\""),
+        "{out}"
+    );
     assert!(out.contains("user.created"), "{out}");
 
     std::fs::write(
@@ -398,5 +426,8 @@ fn the_cli_validates_and_runs_javascript_steps_locally() {
     let o = cli(&["flow", "validate", flow.to_str().unwrap()]);
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(2), "{err}");
-    assert!(err.contains("steps[0].input.code") && err.contains("SyntaxError at line 1"), "{err}");
+    assert!(
+        err.contains("steps[0].input.code") && err.contains("SyntaxError at line 1"),
+        "{err}"
+    );
 }

@@ -89,5 +89,8 @@ fn an_unknown_log_format_is_refused_with_one_line() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(2), "{stderr}");
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
-    assert!(stderr.contains("HOOKFLOW_LOG_FORMAT must be text or json"), "{stderr}");
+    assert!(
+        stderr.contains("HOOKFLOW_LOG_FORMAT must be text or json"),
+        "{stderr}"
+    );
 }

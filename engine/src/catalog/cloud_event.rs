@@ -34,13 +34,14 @@ pub fn cloud_event(catalog: &Catalog, trigger: &Value, fallback_id: &str) -> Val
         .iter()
         .find_map(|field| body.get(*field).and_then(Value::as_str))
         .map(str::to_string)
-        .unwrap_or_else(|| {
-            chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-        });
+        .unwrap_or_else(|| chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
     let mut event = Map::new();
     event.insert("specversion".into(), json!("1.0"));
     event.insert("id".into(), json!(id));
-    event.insert("type".into(), json!(kind.unwrap_or_else(|| "unknown".into())));
+    event.insert(
+        "type".into(),
+        json!(kind.unwrap_or_else(|| "unknown".into())),
+    );
     event.insert("source".into(), json!(source));
     event.insert("time".into(), json!(time));
     event.insert("datacontenttype".into(), json!("application/json"));
@@ -86,9 +87,10 @@ mod tests {
 
     #[test]
     fn an_auth0_cloud_event_passes_unchanged() {
-        let body: Value =
-            serde_json::from_str(include_str!("../../../tests/fixtures/auth0-cloudevent.json"))
-                .unwrap();
+        let body: Value = serde_json::from_str(include_str!(
+            "../../../tests/fixtures/auth0-cloudevent.json"
+        ))
+        .unwrap();
         assert_eq!(wrap(body.clone(), json!({})), body);
     }
 

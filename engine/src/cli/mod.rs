@@ -591,7 +591,9 @@ fn load_flow(path: &Path, sandbox: &crate::wasm::Sandbox) -> Result<flow::Flow, 
 }
 
 async fn validate(file: &Path) -> Result<ExitCode, Failure> {
-    let sandbox = crate::plugins::sandbox_with_plugins(crate::plugins::user_cache_dir(), 64 << 20, 4, &[]).await?;
+    let sandbox =
+        crate::plugins::sandbox_with_plugins(crate::plugins::user_cache_dir(), 64 << 20, 4, &[])
+            .await?;
     match load_flow(file, &sandbox) {
         Ok(flow) => {
             println!(
@@ -630,7 +632,15 @@ async fn run_local(
             return Err(usage(format!("--plugin {}: no such file", p.display())));
         }
     }
-    let sandbox = Arc::new(crate::plugins::sandbox_with_plugins(crate::plugins::user_cache_dir(), 64 << 20, 4, plugins).await?);
+    let sandbox = Arc::new(
+        crate::plugins::sandbox_with_plugins(
+            crate::plugins::user_cache_dir(),
+            64 << 20,
+            4,
+            plugins,
+        )
+        .await?,
+    );
     let flow = load_flow(file, &sandbox)
         .map_err(|problems| usage(format!("{}: {}", file.display(), problems.join("; "))))?;
     let executor =
@@ -705,7 +715,15 @@ async fn test_flow(
 ) -> Result<ExitCode, Failure> {
     let path = Path::new(target);
     let (flow, result, run_id) = if path.exists() {
-        let sandbox = Arc::new(crate::plugins::sandbox_with_plugins(crate::plugins::user_cache_dir(), 64 << 20, 4, &[]).await?);
+        let sandbox = Arc::new(
+            crate::plugins::sandbox_with_plugins(
+                crate::plugins::user_cache_dir(),
+                64 << 20,
+                4,
+                &[],
+            )
+            .await?,
+        );
         let flow = load_flow(path, &sandbox)
             .map_err(|problems| usage(format!("{target}: {}", problems.join("; "))))?;
         let body = testrun::resolve_payload(&flow, &input).map_err(usage)?;

@@ -92,8 +92,11 @@ impl RunState<'_> {
         let (trigger, run_id) = (&self.req.trigger, self.req.run_id);
         self.cloud_event
             .get_or_insert_with(|| {
-                let event =
-                    crate::catalog::cloud_event(crate::catalog::Catalog::builtin(), trigger, run_id);
+                let event = crate::catalog::cloud_event(
+                    crate::catalog::Catalog::builtin(),
+                    trigger,
+                    run_id,
+                );
                 Arc::from(event.to_string())
             })
             .clone()
@@ -277,11 +280,22 @@ impl Executor {
     }
 
     async fn run_action(&self, state: &mut RunState<'_>, step: &ActionStep) {
+        // What the trace, later steps and a `/sync` caller see of this step: never a value (or
+        // an encoding of one) of the secrets the step held. Built once for the step.
+        let redactor = secrets::Redactor::new(
+            step.secrets
+                .iter()
+                .filter_map(|name| state.secrets.get(name)),
+        );
         if let Some(prior) = state.prior.get(step.name.as_str())
             && matches!(prior.status, StepStatus::Succeeded | StepStatus::Skipped)
         {
             let mut reused = (*prior).clone();
             reused.seq = state.steps.len() as i64;
+            // Recorded by an earlier attempt, perhaps by a version that redacted less.
+            if let Some(output) = &mut reused.output {
+                redactor.redact_value(output);
+            }
             set_step_context(
                 &mut state.ctx,
                 &step.name,
@@ -299,11 +313,12 @@ impl Executor {
             .iter()
             .filter_map(|name| state.secrets.get(name).map(|v| (name.clone(), v.clone())))
             .collect();
-        let secret_values: Vec<String> = granted.values().cloned().collect();
-        let secret_refs: Vec<&str> = secret_values.iter().map(String::as_str).collect();
         let plugin = &step.plugin;
         let info = self.sandbox.plugin(&plugin.name, &plugin.version);
-        let raw = info.as_ref().map(|i| raw_inputs(&i.input_schema)).unwrap_or_default();
+        let raw = info
+            .as_ref()
+            .map(|i| raw_inputs(&i.input_schema))
+            .unwrap_or_default();
         let (input, recorded_input) =
             render_with_secrets(&step.input, &mut state.ctx, &step.secrets, &granted, &raw);
         let test_run = state.req.environment == Environment::Testing;
@@ -443,15 +458,21 @@ impl Executor {
         if let Some(response) = &response {
             detail.insert(SYNC_RESPONSE_KEY.into(), json!(response));
         }
-        // Nothing a plugin echoes back may leak a secret into the trace.
+        // Nothing a plugin echoes back may leak a secret into the trace, to later steps'
+        // templates (`steps.NAME.output`, set below from the redacted output) or to a `/sync`
+        // caller (the response a plugin set is in `detail`).
         let mut detail = Value::Object(detail);
-        secrets::redact_value(&mut detail, &secret_refs);
+        redactor.redact_value(&mut detail);
         if let Some(output) = &mut output {
-            secrets::redact_value(output, &secret_refs);
+            redactor.redact_value(output);
         }
         if let Some(error) = &mut error {
-            secrets::redact_text(error, &secret_refs);
+            redactor.redact_text(error);
         }
+        let ended = ended.map(|mut reason| {
+            redactor.redact_text(&mut reason);
+            reason
+        });
         set_step_context(
             &mut state.ctx,
             &step.name,

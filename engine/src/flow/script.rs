@@ -70,8 +70,9 @@ fn syntax_error(error: &ParseError, code: &str) -> String {
         _ => None,
     };
     let message = match error {
-        ParseError::AbruptEnd => "the code ends too early (a bracket or quote is not closed?)"
-            .to_string(),
+        ParseError::AbruptEnd => {
+            "the code ends too early (a bracket or quote is not closed?)".to_string()
+        }
         other => other.to_string(),
     };
     match position {
@@ -200,16 +201,20 @@ exports.onExecuteEventStream = async (event, api) => {
     #[test]
     fn a_missing_handler_and_require_are_refused() {
         let missing = check("const f = () => 1;").unwrap_err();
-        assert!(missing.0.contains("exports.onExecuteEventStream"), "{}", missing.0);
-        let required = check(
-            "const axios = require('axios');\nexports.handler = async () => axios.get('x');",
-        )
-        .unwrap_err();
-        assert!(required.0.contains("require('axios') is not supported"), "{}", required.0);
-        // A property called require is not the CommonJS loader.
-        assert_eq!(
-            check("exports.handler = (e) => e.require('x');"),
-            Ok(())
+        assert!(
+            missing.0.contains("exports.onExecuteEventStream"),
+            "{}",
+            missing.0
         );
+        let required =
+            check("const axios = require('axios');\nexports.handler = async () => axios.get('x');")
+                .unwrap_err();
+        assert!(
+            required.0.contains("require('axios') is not supported"),
+            "{}",
+            required.0
+        );
+        // A property called require is not the CommonJS loader.
+        assert_eq!(check("exports.handler = (e) => e.require('x');"), Ok(()));
     }
 }

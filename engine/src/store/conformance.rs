@@ -1776,7 +1776,11 @@ async fn flow_cache_lifetimes_limits_and_peers(h: Harness) {
         Some(entry("abc", now + 60_000)),
         "another process sees the value"
     );
-    assert_eq!(store.cache_get("f2", "token").await.expect("get"), None, "per flow");
+    assert_eq!(
+        store.cache_get("f2", "token").await.expect("get"),
+        None,
+        "per flow"
+    );
     // Overwriting the same key is not a new entry; an expired entry is invisible and frees
     // its place.
     store
@@ -1820,7 +1824,10 @@ async fn flow_cache_lifetimes_limits_and_peers(h: Harness) {
         .await
         .expect("set")
         .expect("stored");
-    store.delete_flow(&actor(), &f.id).await.expect("delete flow");
+    store
+        .delete_flow(&actor(), &f.id)
+        .await
+        .expect("delete flow");
     assert_eq!(store.cache_get(&f.id, "k").await.expect("get"), None);
 }
 
