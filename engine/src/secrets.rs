@@ -13,8 +13,9 @@ use std::path::Path;
 
 /// What replaces a secret value in anything recorded.
 pub const REDACTED: &str = "**REDACTED**";
-/// Values shorter than this are not scrubbed from free text (too likely to hit innocent text);
-/// they are still never rendered into recorded inputs.
+/// Values shorter than this are not scrubbed from inside longer text (too likely to hit innocent
+/// text); a string or key equal to one is still redacted, and they are never rendered into
+/// recorded inputs.
 const MIN_SCRUB_LEN: usize = 4;
 
 /// Encrypts and decrypts secret values with the server's key.
@@ -159,23 +160,168 @@ impl Secrets {
     }
 }
 
-/// Replaces every occurrence of a secret value inside strings of `value`.
-pub fn redact_value(value: &mut Value, secrets: &[&str]) {
-    match value {
-        Value::String(s) => redact_text(s, secrets),
-        Value::Array(items) => items.iter_mut().for_each(|v| redact_value(v, secrets)),
-        Value::Object(map) => map.values_mut().for_each(|v| redact_value(v, secrets)),
-        _ => {}
+/// Everything [`redact_value`] / [`redact_text`] search for, built once from the secret values
+/// a step holds, so a large output is searched without re-deriving the encodings per string.
+///
+/// For each secret value `v`:
+/// - a string or object key that *is* `v` is replaced whatever `v`'s length;
+/// - from [`MIN_SCRUB_LEN`] bytes on, `v` is also replaced inside longer text;
+/// - from [`MIN_ENCODED_LEN`] bytes on, so are its upper- and lower-case forms, its hex (lower
+///   and upper case) and its base64 in the standard and URL-safe alphabets, with and without
+///   padding. Base64 of `v` embedded in a longer encoded text (`user:v` in a Basic
+///   `Authorization` header) is found at each of the three byte alignments: the characters that
+///   encode only bytes of `v` are replaced, so at most a few bits at the edges remain.
+///
+/// Needles are searched longest first, so a whole encoding is replaced before any part of it.
+#[derive(Debug, Clone, Default)]
+pub struct Redactor {
+    /// Every secret value, for whole-string matches.
+    exact: Vec<String>,
+    /// Substrings to replace, longest first, without duplicates.
+    needles: Vec<String>,
+}
+
+/// Secrets shorter than this (in bytes) are not searched in their encoded or case-changed forms:
+/// the upper-case form or hex of a short value would match ordinary text far too often. Real
+/// tokens and passwords are longer; a shorter secret is still replaced where it appears as is
+/// (from [`MIN_SCRUB_LEN`]) and wherever a whole string or key equals it.
+pub const MIN_ENCODED_LEN: usize = 8;
+
+/// Shortest base64 fragment searched for a secret embedded at an unaligned offset (two groups).
+const MIN_BASE64_CORE: usize = 8;
+
+impl Redactor {
+    /// The redactor for `secrets` (the values a step was granted).
+    pub fn new<S: AsRef<str>>(secrets: impl IntoIterator<Item = S>) -> Redactor {
+        use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
+        let mut exact = Vec::new();
+        let mut needles = Vec::new();
+        for secret in secrets {
+            let secret = secret.as_ref();
+            if secret.is_empty() {
+                continue;
+            }
+            exact.push(secret.to_string());
+            if secret.len() < MIN_SCRUB_LEN {
+                continue;
+            }
+            needles.push(secret.to_string());
+            if secret.len() < MIN_ENCODED_LEN {
+                continue;
+            }
+            let bytes = secret.as_bytes();
+            needles.push(secret.to_uppercase());
+            needles.push(secret.to_lowercase());
+            let hex = hex_lower(bytes);
+            needles.push(hex.to_ascii_uppercase());
+            needles.push(hex);
+            for engine in [&STANDARD, &STANDARD_NO_PAD, &URL_SAFE, &URL_SAFE_NO_PAD] {
+                needles.push(engine.encode(bytes));
+            }
+            // Embedded in a longer encoding, `v` starts at byte offset 0, 1 or 2 of a 3-byte
+            // group; encode it behind that many filler bytes and keep the whole groups of `v`.
+            for shift in 0..3 {
+                let mut shifted = vec![0u8; shift];
+                shifted.extend_from_slice(bytes);
+                let first_group = shift.div_ceil(3);
+                let end_group = shifted.len() / 3;
+                if end_group <= first_group {
+                    continue;
+                }
+                for engine in [&STANDARD_NO_PAD, &URL_SAFE_NO_PAD] {
+                    let encoded = engine.encode(&shifted);
+                    let core = &encoded[first_group * 4..end_group * 4];
+                    if core.len() >= MIN_BASE64_CORE {
+                        needles.push(core.to_string());
+                    }
+                }
+            }
+        }
+        needles.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
+        needles.dedup();
+        exact.sort();
+        exact.dedup();
+        Redactor { exact, needles }
+    }
+
+    /// True when there is nothing to redact.
+    pub fn is_empty(&self) -> bool {
+        self.exact.is_empty()
+    }
+
+    /// Replaces every secret (and encoding of one) in the strings and object keys of `value`.
+    pub fn redact_value(&self, value: &mut Value) {
+        if self.is_empty() {
+            return;
+        }
+        match value {
+            Value::String(s) => self.redact_text(s),
+            Value::Array(items) => items.iter_mut().for_each(|v| self.redact_value(v)),
+            Value::Object(map) => {
+                map.values_mut().for_each(|v| self.redact_value(v));
+                if map.keys().any(|k| self.finds(k)) {
+                    let old = std::mem::take(map);
+                    for (mut key, v) in old {
+                        self.redact_text(&mut key);
+                        // Two keys may redact to the same text; keep both entries.
+                        if map.contains_key(&key) {
+                            let base = key.clone();
+                            let mut n = 2;
+                            while map.contains_key(&key) {
+                                key = format!("{base} ({n})");
+                                n += 1;
+                            }
+                        }
+                        map.insert(key, v);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Replaces every secret (and encoding of one) in `text`.
+    pub fn redact_text(&self, text: &mut String) {
+        if self.exact.iter().any(|s| s == text) {
+            *text = REDACTED.to_string();
+            return;
+        }
+        for needle in &self.needles {
+            if needle.len() <= text.len() && text.contains(needle.as_str()) {
+                *text = text.replace(needle.as_str(), REDACTED);
+            }
+        }
+    }
+
+    /// Whether `text` holds anything [`Redactor::redact_text`] would replace.
+    fn finds(&self, text: &str) -> bool {
+        self.exact.iter().any(|s| s == text)
+            || self
+                .needles
+                .iter()
+                .any(|n| n.len() <= text.len() && text.contains(n.as_str()))
     }
 }
 
-/// Replaces every occurrence of a secret value in `text`.
-pub fn redact_text(text: &mut String, secrets: &[&str]) {
-    for secret in secrets.iter().filter(|s| s.len() >= MIN_SCRUB_LEN) {
-        if text.contains(secret) {
-            *text = text.replace(secret, REDACTED);
-        }
+fn hex_lower(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for &b in bytes {
+        out.push(DIGITS[usize::from(b >> 4)] as char);
+        out.push(DIGITS[usize::from(b & 15)] as char);
     }
+    out
+}
+
+/// Replaces every occurrence of a secret value (and its encodings, see [`Redactor`]) inside the
+/// strings and object keys of `value`. Build a [`Redactor`] once to redact several values.
+pub fn redact_value(value: &mut Value, secrets: &[&str]) {
+    Redactor::new(secrets).redact_value(value);
+}
+
+/// Replaces every occurrence of a secret value (and its encodings, see [`Redactor`]) in `text`.
+pub fn redact_text(text: &mut String, secrets: &[&str]) {
+    Redactor::new(secrets).redact_text(text);
 }
 
 #[cfg(test)]
@@ -204,5 +350,122 @@ mod tests {
             v,
             serde_json::json!({"a": "token **REDACTED** here", "b": ["**REDACTED**"], "c": 1})
         );
+    }
+
+    /// Finding: `{(.): 1}` in a jq step wrote the secret as an object key in clear.
+    #[test]
+    fn redaction_covers_object_keys() {
+        let mut v = serde_json::json!({
+            "xoxb-secret": 1,
+            "nested": [{"Bearer xoxb-secret": {"xoxb-secret": "xoxb-secret"}}],
+            "kept": "plain",
+        });
+        redact_value(&mut v, &["xoxb-secret"]);
+        assert_eq!(
+            v,
+            serde_json::json!({
+                "**REDACTED**": 1,
+                "nested": [{"Bearer **REDACTED**": {"**REDACTED**": "**REDACTED**"}}],
+                "kept": "plain",
+            })
+        );
+        // Keys that redact to the same text keep both entries, in order.
+        let mut v =
+            serde_json::json!({"a-xoxb-secret": 1, "a-XOXB-SECRET": 2, "a-**REDACTED**": 3});
+        redact_value(&mut v, &["xoxb-secret"]);
+        let keys: Vec<&String> = v.as_object().unwrap().keys().collect();
+        assert_eq!(
+            keys,
+            ["a-**REDACTED**", "a-**REDACTED** (2)", "a-**REDACTED** (3)"]
+        );
+    }
+
+    /// Finding: a secret written base64-, hex- or case-encoded was recorded in clear.
+    #[test]
+    fn redaction_covers_common_encodings() {
+        use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
+        // Bytes whose base64 differs between the alphabets and needs padding.
+        let secret = "tok-s3cr3t~~>?value";
+        let encodings = [
+            STANDARD.encode(secret),
+            STANDARD_NO_PAD.encode(secret),
+            URL_SAFE.encode(secret),
+            URL_SAFE_NO_PAD.encode(secret),
+            hex_lower(secret.as_bytes()),
+            hex_lower(secret.as_bytes()).to_uppercase(),
+            secret.to_uppercase(),
+            secret.to_lowercase(),
+            secret.to_string(),
+        ];
+        assert_ne!(encodings[0], encodings[2], "the alphabets differ here");
+        assert!(encodings[0].ends_with('='), "padded");
+        let redactor = Redactor::new([secret]);
+        for encoded in &encodings {
+            let mut text = format!("before {encoded} after");
+            redactor.redact_text(&mut text);
+            assert_eq!(text, "before **REDACTED** after", "{encoded}");
+            let mut key = serde_json::json!({ encoded.as_str(): true });
+            redactor.redact_value(&mut key);
+            assert_eq!(key, serde_json::json!({"**REDACTED**": true}), "{encoded}");
+        }
+        // Embedded in a longer encoding at every byte alignment (a Basic auth header): what is
+        // left of the encoded text cannot give back more than the few bits at the edges.
+        for prefix in ["", "u:", "us:", "user:", "a much longer prefix "] {
+            for suffix in ["", "!", "!!", "!!!"] {
+                for engine in [&STANDARD, &URL_SAFE_NO_PAD] {
+                    let mut text = engine.encode(format!("{prefix}{secret}{suffix}"));
+                    redactor.redact_text(&mut text);
+                    assert!(text.contains(REDACTED), "{prefix}|{suffix}: {text}");
+                    let left = text.replace(REDACTED, "");
+                    let around = engine.encode(prefix).len() + engine.encode(suffix).len();
+                    assert!(left.len() <= around + 8, "{prefix}|{suffix}: {text}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn short_secrets_are_redacted_only_where_they_cannot_be_innocent() {
+        let redactor = Redactor::new(["ab", "abcdef", ""]);
+        let mut v = serde_json::json!({
+            "ab": "ab",
+            "x": "a cab in abcdef",
+            "upper": "ABCDEF",
+            "b64": STANDARD.encode("abcdef"),
+            "hex": hex_lower(b"abcdef"),
+        });
+        redactor.redact_value(&mut v);
+        assert_eq!(
+            v,
+            serde_json::json!({
+                "**REDACTED**": "**REDACTED**",
+                "x": "a cab in **REDACTED**",
+                // Shorter than MIN_ENCODED_LEN: encodings and case forms are left alone.
+                "upper": "ABCDEF",
+                "b64": STANDARD.encode("abcdef"),
+                "hex": hex_lower(b"abcdef"),
+            })
+        );
+        // The empty secret matches nothing.
+        let mut empty = String::new();
+        redactor.redact_text(&mut empty);
+        assert_eq!(empty, "");
+        assert!(Redactor::new(Vec::<String>::new()).is_empty());
+    }
+
+    #[test]
+    fn redacting_a_mebibyte_output_stays_fast() {
+        let secrets = ["tok-s3cr3t-value-1", "another-secret-2", "xoxb-123456789"];
+        let redactor = Redactor::new(secrets);
+        let line = format!("{} {} ", "x".repeat(100), STANDARD.encode(secrets[1]));
+        let mut v = serde_json::json!({
+            "big": line.repeat((1 << 20) / line.len()),
+            "many": (0..10_000).map(|i| format!("item {i}")).collect::<Vec<_>>(),
+        });
+        let started = std::time::Instant::now();
+        redactor.redact_value(&mut v);
+        let took = started.elapsed();
+        assert!(!v.to_string().contains(&STANDARD.encode(secrets[1])));
+        assert!(took < std::time::Duration::from_secs(2), "took {took:?}");
     }
 }

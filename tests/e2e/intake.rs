@@ -319,6 +319,64 @@ async fn every_auth_mode_accepts_good_and_refuses_bad_credentials() {
     assert_eq!(run_count(&server, &id).await, 1);
 }
 
+/// Finding: a `webhook-timestamp` near `i64::MIN`/`i64::MAX` overflowed the tolerance check.
+#[tokio::test]
+async fn standard_webhooks_timestamps_at_the_ends_of_i64_are_refused_not_overflowed() {
+    let server = Server::start().await;
+    let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    let id = server
+        .create_flow(json!({"name": "far", "trigger": {"type": "webhook",
+            "auth": {"type": "standardWebhooks", "secret": secret}}, "steps": []}))
+        .await;
+    let url = server.url(&format!("/v1/webhooks/{id}"));
+    let payload = r#"{"far": true}"#;
+    let now = chrono::Utc::now().timestamp();
+    for ts in [
+        i64::MIN,
+        i64::MIN + 1,
+        i64::MIN + 300,
+        now - i64::MAX,
+        now - i64::MAX - 1,
+        i64::MAX - 300,
+        i64::MAX - 1,
+        i64::MAX,
+    ] {
+        let msg_id = format!("msg_{ts}");
+        let sig = hookflow::trigger::verify::sign(secret, &msg_id, ts, payload.as_bytes()).unwrap();
+        let response = server
+            .client
+            .post(&url)
+            .header("content-type", "application/json")
+            .header("webhook-id", &msg_id)
+            .header("webhook-timestamp", ts.to_string())
+            .header(
+                "webhook-signature",
+                format!(
+                    "v1,{}",
+                    base64::engine::general_purpose::STANDARD.encode(sig)
+                ),
+            )
+            .body(payload)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("timestamp {ts}: no answer ({e})"));
+        assert_eq!(
+            response.status(),
+            StatusCode::UNAUTHORIZED,
+            "timestamp {ts}"
+        );
+        let detail = problem(response).await["detail"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert!(
+            detail.contains("webhook-timestamp") && detail.contains("from the server's time"),
+            "timestamp {ts}: {detail}"
+        );
+    }
+    assert_eq!(run_count(&server, &id).await, 0);
+}
+
 #[tokio::test]
 async fn sync_endpoint_returns_the_finished_run_or_408() {
     let server = Server::start().await;

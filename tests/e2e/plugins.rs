@@ -113,6 +113,172 @@ async fn http_request_with_a_secret_reaches_the_granted_host_and_never_leaks_it(
     );
 }
 
+/// A secret whose standard and URL-safe base64 differ and need padding.
+const ODD_SECRET: &str = "tok-s3cr3t~~>?value";
+
+/// Every form of [`ODD_SECRET`] the run must never show.
+fn odd_secret_forms() -> Vec<String> {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+    let basic = STANDARD.encode(format!("user:{ODD_SECRET}"));
+    vec![
+        ODD_SECRET.to_string(),
+        ODD_SECRET.to_uppercase(),
+        "s3cr3t".to_string(),
+        "S3CR3T".to_string(),
+        STANDARD.encode(ODD_SECRET),
+        URL_SAFE_NO_PAD.encode(ODD_SECRET),
+        // The middle of the Basic credentials, away from the edges a few bits may show at.
+        basic[12..basic.len() - 8].to_string(),
+    ]
+}
+
+fn assert_no_secret_form(what: &str, text: &str) {
+    for form in odd_secret_forms() {
+        assert!(!text.contains(&form), "{what} shows {form:?}: {text}");
+    }
+}
+
+/// Finding: `{(.): 1}` in a jq step wrote the secret as an object key in clear, and its base64
+/// or upper-case form was recorded as is.
+#[tokio::test]
+async fn secrets_written_as_object_keys_or_encoded_are_redacted() {
+    let server = dev_server().await;
+    put_secret(&server, "API_TOKEN", ODD_SECRET).await;
+    let data = json!({"token": "{{secrets.API_TOKEN}}"});
+    let flow = webhook_flow(
+        "encodings",
+        json!([
+            action(
+                "keyed",
+                "transform@0.1.0",
+                json!({"jq": "{(.token): 1, nested: {(.token): .token}}", "data": data}),
+                &[],
+                &["API_TOKEN"]
+            ),
+            action(
+                "encoded",
+                "transform@0.1.0",
+                json!({
+                    "jq": r#"{b64: (.token | @base64), upper: (.token | ascii_upcase),
+                              basic: ("Basic " + ("user:" + .token | @base64))}"#,
+                    "data": data
+                }),
+                &[],
+                &["API_TOKEN"]
+            ),
+            action(
+                "echoed",
+                "hostile@0.1.0",
+                json!({"mode": "log", "message": "token {{secrets.API_TOKEN}} in a log line"}),
+                &[],
+                &["API_TOKEN"]
+            )
+        ]),
+    );
+    let id = server.create_flow(flow).await;
+    let run = server.run_flow(&id, &json!({})).await;
+    assert_eq!(run["status"], "SUCCEEDED", "{run}");
+    assert_eq!(
+        step(&run, "keyed")["output"],
+        json!({"**REDACTED**": 1, "nested": {"**REDACTED**": "**REDACTED**"}})
+    );
+    let encoded = &step(&run, "encoded")["output"];
+    assert_eq!(encoded["b64"], "**REDACTED**", "{encoded}");
+    assert_eq!(encoded["upper"], "**REDACTED**", "{encoded}");
+    let basic = encoded["basic"].as_str().unwrap();
+    assert!(
+        basic.starts_with("Basic dXNlcj") && basic.contains("**REDACTED**"),
+        "{basic}"
+    );
+    assert!(
+        step(&run, "echoed")
+            .to_string()
+            .contains("token **REDACTED** in a log line"),
+        "{run}"
+    );
+    assert_no_secret_form("the run", &run.to_string());
+}
+
+/// Finding: a step not granted a secret could read it from an earlier step's output (as a key
+/// or encoded), in its templates, in the run record and in what a `/sync` caller gets.
+#[tokio::test]
+async fn a_step_not_granted_a_secret_cannot_read_it_from_an_earlier_output() {
+    let server = dev_server().await;
+    put_secret(&server, "API_TOKEN", ODD_SECRET).await;
+    let data = json!({"token": "{{secrets.API_TOKEN}}"});
+    let flow = webhook_flow(
+        "relay",
+        json!([
+            action(
+                "holder",
+                "hostile@0.1.0",
+                json!({"mode": "echo", "token": "{{secrets.API_TOKEN}}"}),
+                &[],
+                &["API_TOKEN"]
+            ),
+            action(
+                "keyed",
+                "transform@0.1.0",
+                json!({"jq": "{(.token): 1, b64: (.token | @base64)}", "data": data}),
+                &[],
+                &["API_TOKEN"]
+            ),
+            action(
+                "reader",
+                "transform@0.1.0",
+                json!({
+                    "plain": "{{steps.holder.output.input.token}}",
+                    "keyed": "{{steps.keyed.output}}",
+                    "b64": "[{{steps.keyed.output.b64}}]"
+                }),
+                &[],
+                &[]
+            ),
+            action(
+                "reply",
+                "respond@0.1.0",
+                json!({"body": {
+                    "plain": "{{steps.holder.output.input.token}}",
+                    "keyed": "{{steps.keyed.output}}",
+                    "b64": "{{steps.keyed.output.b64}}"
+                }}),
+                &[],
+                &[]
+            )
+        ]),
+    );
+    let id = server.create_flow(flow).await;
+    let response = server
+        .client
+        .post(server.url(&format!("/v1/webhooks/{id}/sync")))
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let answer = response.text().await.unwrap();
+    assert_no_secret_form("the /sync answer", &answer);
+    let answer: Value = serde_json::from_str(&answer).unwrap();
+    assert_eq!(
+        answer,
+        json!({"plain": "**REDACTED**", "keyed": {"**REDACTED**": 1, "b64": "**REDACTED**"},
+               "b64": "**REDACTED**"})
+    );
+
+    let runs = server.get_json(&format!("/v1/flow-runs?flowId={id}")).await;
+    let run_id = runs["data"][0]["id"].as_str().unwrap();
+    let run = server.wait_run(run_id).await;
+    assert_eq!(run["status"], "SUCCEEDED", "{run}");
+    // What the step not granted the secret rendered from the earlier outputs.
+    assert_eq!(
+        step(&run, "reader")["output"],
+        json!({"plain": "**REDACTED**", "keyed": {"**REDACTED**": 1, "b64": "**REDACTED**"},
+               "b64": "[**REDACTED**]"})
+    );
+    assert_no_secret_form("the run record", &run.to_string());
+}
+
 #[tokio::test]
 async fn hosts_not_granted_are_refused_and_the_trace_says_which() {
     let server = dev_server().await;

@@ -93,7 +93,7 @@ pub fn verify_standard_webhooks(
         .trim()
         .parse()
         .map_err(|_| AuthError::Invalid("webhook-timestamp".into()))?;
-    if (now_unix - ts).abs() > TOLERANCE_SECONDS {
+    if !within_tolerance(now_unix, ts) {
         return Err(AuthError::Expired);
     }
     let expected = sign(secret, id, ts, body)
@@ -111,6 +111,15 @@ pub fn verify_standard_webhooks(
     } else {
         Err(AuthError::Invalid("webhook-signature".into()))
     }
+}
+
+/// Whether `ts` is at most [`TOLERANCE_SECONDS`] from `now_unix`. Any `i64` may arrive in the
+/// header, so the distance is computed without overflow: one that does not fit is too far.
+fn within_tolerance(now_unix: i64, ts: i64) -> bool {
+    now_unix
+        .checked_sub(ts)
+        .and_then(i64::checked_abs)
+        .is_some_and(|distance| distance <= TOLERANCE_SECONDS)
 }
 
 /// The raw HMAC of a Standard Webhooks message; `None` when the secret is not valid base64.
@@ -208,6 +217,56 @@ mod tests {
             verify_standard_webhooks(secret, &h, b"{ }", 1000).is_err(),
             "body is signed byte for byte"
         );
+    }
+
+    /// Finding: a `webhook-timestamp` near `i64::MIN`/`i64::MAX` overflowed `now - ts` (a panic
+    /// in debug builds, a wrapped distance in release).
+    #[test]
+    fn timestamps_at_the_ends_of_i64_are_expired_not_overflowed() {
+        let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+        let far = [
+            i64::MIN,
+            i64::MIN + 1,
+            i64::MIN + TOLERANCE_SECONDS,
+            i64::MIN / 2,
+            -1,
+            i64::MAX / 2,
+            i64::MAX - TOLERANCE_SECONDS,
+            i64::MAX - 1,
+            i64::MAX,
+        ];
+        for now in [1_700_000_000, 0, -1, i64::MIN, i64::MAX] {
+            for ts in far {
+                let within = now.checked_sub(ts).is_some_and(|d| d.unsigned_abs() <= 300);
+                let sig = STANDARD.encode(sign(secret, "msg_1", ts, b"{}").unwrap());
+                let h = headers(&[
+                    ("webhook-id", "msg_1".into()),
+                    ("webhook-timestamp", ts.to_string()),
+                    ("webhook-signature", format!("v1,{sig}")),
+                ]);
+                let result = verify_standard_webhooks(secret, &h, b"{}", now);
+                if within {
+                    assert_eq!(result, Ok(()), "now {now}, timestamp {ts}");
+                } else {
+                    assert_eq!(result, Err(AuthError::Expired), "now {now}, timestamp {ts}");
+                    assert!(
+                        result
+                            .unwrap_err()
+                            .to_string()
+                            .contains("from the server's time")
+                    );
+                }
+            }
+        }
+        // The edges of the window still hold at the ends of the range.
+        assert!(within_tolerance(i64::MAX, i64::MAX - TOLERANCE_SECONDS));
+        assert!(!within_tolerance(
+            i64::MAX,
+            i64::MAX - TOLERANCE_SECONDS - 1
+        ));
+        assert!(within_tolerance(i64::MIN, i64::MIN + TOLERANCE_SECONDS));
+        assert!(!within_tolerance(i64::MIN, i64::MAX));
+        assert!(!within_tolerance(i64::MAX, i64::MIN));
     }
 
     #[test]
