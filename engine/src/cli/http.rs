@@ -1,11 +1,13 @@
-//! A deliberately small HTTP/1.1 client for the CLI's calls to a hookflow server (`flow test ID`):
-//! plain `http://` only, one request per connection. It keeps the binary free of a second HTTP
-//! stack; for HTTPS, put the CLI next to the server or use the API directly.
+//! The CLI's calls to a hookflow server (`flow test ID`, `plugin install`, people and keys):
+//! `http://` or `https://` (rustls with the platform's web PKI roots), over the same reqwest
+//! client the server uses for deliveries, so the binary carries one HTTP stack.
 
 use anyhow::{Context, bail};
 use serde_json::Value;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use std::time::Duration;
+
+/// How long one CLI call may take (installing a large component included).
+const TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Sends a JSON request and returns the status code and JSON body.
 pub async fn request(
@@ -36,69 +38,56 @@ pub async fn send(
     content_type: &str,
     payload: &[u8],
 ) -> anyhow::Result<(u16, Value)> {
-    let Some(authority) = base.strip_prefix("http://") else {
-        bail!("server URL must start with http:// (got {base:?})");
-    };
-    let authority = authority.trim_end_matches('/');
-    let mut stream = TcpStream::connect(authority)
+    let url = url(base, path)?;
+    let method = reqwest::Method::from_bytes(method.as_bytes())
+        .with_context(|| format!("{method:?} is not an HTTP method"))?;
+    let client = reqwest::Client::builder()
+        .timeout(TIMEOUT)
+        .build()
+        .context("building the HTTP client")?;
+    let response = client
+        .request(method, &url)
+        .bearer_auth(token)
+        .header(reqwest::header::CONTENT_TYPE, content_type)
+        .body(payload.to_vec())
+        .send()
         .await
-        .with_context(|| format!("connecting to {authority}"))?;
-    let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {authority}\r\nAuthorization: Bearer {token}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        payload.len()
-    );
-    stream.write_all(head.as_bytes()).await?;
-    stream.write_all(payload).await?;
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).await?;
-    let text = String::from_utf8_lossy(&raw);
-    let (head, body) = text
-        .split_once("\r\n\r\n")
-        .context("malformed HTTP response")?;
-    let status: u16 = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .context("malformed HTTP status line")?;
-    let chunked = head.lines().any(|l| {
-        l.to_ascii_lowercase().starts_with("transfer-encoding:")
-            && l.to_ascii_lowercase().contains("chunked")
-    });
-    let body = if chunked {
-        dechunk(body)
-    } else {
-        body.to_string()
-    };
+        .with_context(|| format!("calling {url}"))?;
+    let status = response.status().as_u16();
+    let body = response
+        .text()
+        .await
+        .with_context(|| format!("reading the answer of {url}"))?;
     let json = if body.trim().is_empty() {
         Value::Null
     } else {
-        serde_json::from_str(&body).context("response is not JSON")?
+        serde_json::from_str(&body).with_context(|| format!("the answer of {url} is not JSON"))?
     };
     Ok((status, json))
 }
 
-fn dechunk(mut body: &str) -> String {
-    let mut out = String::new();
-    while let Some((size, rest)) = body.split_once("\r\n") {
-        let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
-            break;
-        };
-        if n == 0 || rest.len() < n {
-            break;
-        }
-        out.push_str(&rest[..n]);
-        body = rest[n..].trim_start_matches("\r\n");
+/// `base` (an `http://` or `https://` server URL, with or without a trailing slash) joined with
+/// `path`.
+fn url(base: &str, path: &str) -> anyhow::Result<String> {
+    if !(base.starts_with("http://") || base.starts_with("https://")) {
+        bail!("server URL must start with http:// or https:// (got {base:?})");
     }
-    out
+    Ok(format!("{}{path}", base.trim_end_matches('/')))
 }
 
 #[cfg(test)]
 mod tests {
     #[test]
-    fn dechunks() {
+    fn server_urls_join_and_are_checked() {
         assert_eq!(
-            super::dechunk("4\r\nWiki\r\n5\r\npedia\r\n0\r\n\r\n"),
-            "Wikipedia"
+            super::url("https://hooks.example.com/", "/v1/flows").unwrap(),
+            "https://hooks.example.com/v1/flows"
         );
+        assert_eq!(
+            super::url("http://127.0.0.1:8080", "/v1/flows").unwrap(),
+            "http://127.0.0.1:8080/v1/flows"
+        );
+        let err = super::url("ftp://x", "/v1").unwrap_err().to_string();
+        assert!(err.contains("http:// or https://"), "{err}");
     }
 }
