@@ -396,6 +396,32 @@ async fn sync_endpoint_returns_the_finished_run_or_408() {
     assert_eq!(response.status(), StatusCode::OK);
     let run: Value = response.json().await.unwrap();
     assert_eq!(run["status"], "SUCCEEDED");
+    // Regression (hardening II): without a `respond` step the caller learns the run's id and
+    // status, not what its steps read and wrote.
+    assert!(run["id"].is_string(), "{run}");
+    assert!(
+        run.get("steps").is_none() && run.get("trigger").is_none(),
+        "{run}"
+    );
+    assert!(!run.to_string().contains("hi there"), "{run}");
+    let full = server.get_run(run["id"].as_str().unwrap()).await;
+    assert_eq!(step(&full, "l")["output"]["message"], "hi there");
+
+    // A flow may opt in to the whole record.
+    let mut open = webhook_flow(
+        "sync run",
+        json!([log_step("l", "hi {{trigger.body.who}}")]),
+    );
+    open["trigger"]["syncResponse"] = json!("run");
+    let open = server.create_flow(open).await;
+    let response = server
+        .client
+        .post(server.url(&format!("/v1/webhooks/{open}/sync")))
+        .json(&json!({"who": "there"}))
+        .send()
+        .await
+        .unwrap();
+    let run: Value = response.json().await.unwrap();
     assert_eq!(step(&run, "l")["output"]["message"], "hi there");
 
     let slow = server

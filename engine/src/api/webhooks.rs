@@ -1,10 +1,11 @@
 //! `POST /v1/webhooks/{flowId}`: the intake. Size limit, per-flow authentication, JSON parsing,
 //! event identity and deduplication, then one durable write of the event and its queued run
 //! before answering `202 {"runId"}`. `/sync` also waits for the run to finish and answers with
-//! the response a step set (the `respond` plugin), or else with the run itself.
+//! the response a step set (the `respond` plugin), or else with the run's summary (id, status,
+//! error, times; the whole record only when the flow's trigger says `syncResponse: run`).
 
 use super::{ApiError, ApiResult, AppState, Params};
-use crate::flow::Trigger;
+use crate::flow::{SyncAnswer, Trigger};
 use crate::metrics::Rejection;
 use crate::queue::Waited;
 use crate::store::{Accepted, ClaimedRun, Environment, Lease, NewEvent, new_id};
@@ -116,7 +117,22 @@ async fn receive_sync(
     if let Some(response) = crate::exec::sync_response(&run.steps) {
         return Ok(http_response(response));
     }
-    Ok(Json(json!(run)).into_response())
+    // The run record holds every step's input, output and logs: only for flows that say so.
+    let whole = match app.flows.current(&flow_id).await {
+        Ok(Some(active)) => matches!(
+            active.flow.trigger,
+            Trigger::Webhook {
+                sync_response: SyncAnswer::Run,
+                ..
+            }
+        ),
+        _ => false,
+    };
+    if whole {
+        return Ok(Json(json!(run)).into_response());
+    }
+    // Without its trigger event and steps: id, status, error, times.
+    Ok(Json(json!(run.summary)).into_response())
 }
 
 /// A response a `respond` step set, as HTTP.
@@ -180,7 +196,7 @@ async fn accept_checked(
         .current(flow_id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("flow {flow_id} not found")))?;
-    let Trigger::Webhook { auth } = &active.flow.trigger else {
+    let Trigger::Webhook { auth, .. } = &active.flow.trigger else {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             format!("flow {flow_id} is triggered by a schedule, not a webhook"),

@@ -14,7 +14,7 @@ pub mod validate;
 pub use condition::{ConditionResult, apply_operator, evaluate_condition, evaluate_groups};
 pub use model::{
     ActionStep, Branch, Condition, Flow, Operator, PluginRef, RetryPolicy, RouterMode, RouterStep,
-    Step, StepIter, Trigger, WebhookAuth,
+    Step, StepIter, SyncAnswer, Trigger, WebhookAuth,
 };
 pub use recipients::RecipientPattern;
 pub use router::{BranchEvaluation, RouterDecision, decide};

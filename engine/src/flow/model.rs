@@ -56,6 +56,15 @@ pub enum Trigger {
         /// How incoming requests must authenticate; `none` by default.
         #[serde(default, deserialize_with = "null_as_default")]
         auth: WebhookAuth,
+        /// What a `/sync` caller gets when no step set a response: the run's id and status
+        /// (`summary`, the default), or the whole run record (`run`: every step's input, output
+        /// and logs, for callers the flow trusts with them).
+        #[serde(
+            default,
+            rename = "syncResponse",
+            skip_serializing_if = "SyncAnswer::is_default"
+        )]
+        sync_response: SyncAnswer,
     },
     /// A cron schedule (5-field standard, or 6/7-field with seconds).
     Schedule {
@@ -63,6 +72,23 @@ pub enum Trigger {
         /// [`super::validate::parse_cron`] to get a schedule.
         cron: String,
     },
+}
+
+/// What a `/sync` webhook caller receives when no `respond` step set a response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum SyncAnswer {
+    /// `{id, flowId, status, error?, durationMs}`: nothing a step read or wrote.
+    #[default]
+    Summary,
+    /// The whole run record, as `GET /v1/flow-runs/{id}` shows it.
+    Run,
+}
+
+impl SyncAnswer {
+    fn is_default(&self) -> bool {
+        *self == SyncAnswer::Summary
+    }
 }
 
 /// Authentication required from webhook callers, so audit endpoints are not
@@ -688,7 +714,8 @@ mod tests {
         assert_eq!(
             f.trigger,
             Trigger::Webhook {
-                auth: WebhookAuth::None
+                auth: WebhookAuth::None,
+                sync_response: SyncAnswer::Summary,
             }
         );
         let Step::Action(n) = &f.steps[1] else {

@@ -491,7 +491,15 @@ impl Checker {
         let path = "trigger";
         match self.required_str(path, t, "type") {
             Some("webhook") => {
-                self.unknown_fields(path, t, &["type", "auth"]);
+                self.unknown_fields(path, t, &["type", "auth", "syncResponse"]);
+                match t.get("syncResponse") {
+                    None | Some(Value::Null) => {}
+                    Some(Value::String(s)) if s == "summary" || s == "run" => {}
+                    Some(other) => self.push(
+                        "trigger.syncResponse",
+                        format!("must be \"summary\" or \"run\", found {other}"),
+                    ),
+                }
                 match t.get("auth") {
                     None | Some(Value::Null) => {}
                     Some(Value::Object(a)) => self.auth(a),
@@ -949,7 +957,7 @@ enum Kind {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::flow::model::{RouterMode, Step, Trigger, WebhookAuth};
+    use crate::flow::model::{RouterMode, Step, SyncAnswer, Trigger, WebhookAuth};
     use serde_json::json;
 
     const YAML: &str = r#"
@@ -1003,7 +1011,8 @@ steps:
                 auth: WebhookAuth::Header {
                     header: "X-Gitlab-Event-Streaming-Token".into(),
                     value: "s3cret".into()
-                }
+                },
+                sync_response: SyncAnswer::Summary,
             }
         );
         let Step::Router(r) = &flow.steps[0] else {
