@@ -168,3 +168,53 @@ async fn output_and_stdout_are_capped() {
         .sum();
     assert!(kept <= 64 * 1024, "captured output is capped: {kept} bytes");
 }
+
+/// Regression (hardening I, "host memory outside the plugin's limit"): a plugin that creates
+/// `wasi:http` header maps in a loop used to take the server past a gigabyte in one step; the
+/// host now caps the objects a step may hold and the bytes of each header map.
+#[tokio::test]
+async fn host_objects_a_plugin_hoards_are_capped() {
+    let server = Server::start().await;
+    let id = server
+        .create_flow(webhook_flow(
+            "fields",
+            json!([with_timeout(
+                hostile_step("hoard", json!({"mode": "fields"})),
+                5000
+            )]),
+        ))
+        .await;
+    let big = server
+        .create_flow(webhook_flow(
+            "big fields",
+            json!([hostile_step(
+                "hoard",
+                json!({"mode": "fields", "bytes": 100_000})
+            )]),
+        ))
+        .await;
+    let healthy = server
+        .create_flow(webhook_flow("healthy", json!([log_step("l", "ok")])))
+        .await;
+    for _ in 0..3 {
+        let run = server.run_flow(&id, &json!({})).await;
+        assert_eq!(run["status"], "FAILED", "{run}");
+        let error = step(&run, "hoard")["error"].as_str().unwrap().to_string();
+        assert!(error.contains("resource table has no free keys"), "{error}");
+    }
+    let run = server.run_flow(&big, &json!({})).await;
+    assert_eq!(run["status"], "FAILED", "{run}");
+    let error = step(&run, "hoard")["error"].as_str().unwrap().to_string();
+    assert!(
+        error.contains("size of fields exceeds limit"),
+        "one oversized map is refused: {error}"
+    );
+    let rss = server.resident_bytes();
+    assert!(
+        rss < 600 << 20,
+        "the server holds {} MiB after the hoarding steps",
+        rss >> 20
+    );
+    let other = server.run_flow(&healthy, &json!({})).await;
+    assert_eq!(other["status"], "SUCCEEDED");
+}

@@ -19,6 +19,14 @@ const MAX_LOG_LINES: usize = 200;
 const MAX_LOG_LINE_BYTES: usize = 4096;
 /// Bytes of stdout+stderr kept per step. Writes past this fail inside the guest.
 const STDIO_CAPACITY: usize = 64 << 10;
+/// Host objects (header maps, requests, streams, pollables, ...) one step may hold at once. A
+/// plugin creating them in a loop is refused here instead of growing the server's memory
+/// outside its linear-memory limit; real plugins hold a few dozen.
+const MAX_HOST_RESOURCES: usize = 4096;
+/// Bytes one header map a plugin builds may hold (names and values). With
+/// [`MAX_HOST_RESOURCES`] this bounds what a step can make the host keep for it (64 MiB, like
+/// its linear memory); real request headers are a few KiB.
+const MAX_FIELDS_BYTES: usize = 16 << 10;
 
 /// Severity of a plugin log line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -176,14 +184,18 @@ impl HostState {
             .stdout(stdio.clone())
             .stderr(stdio.clone())
             .build();
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(MAX_HOST_RESOURCES);
+        let mut http = WasiHttpCtx::new();
+        http.set_field_size_limit(MAX_FIELDS_BYTES);
         HostState {
             wasi,
-            table: ResourceTable::new(),
+            table,
             limits,
             logs: Vec::new(),
             dropped_logs: 0,
             stdio,
-            http: WasiHttpCtx::new(),
+            http,
             http_policy,
             secrets,
             end_run: None,

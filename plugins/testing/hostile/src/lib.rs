@@ -73,6 +73,13 @@ impl Plugin for Hostile {
                 Ok(json!({ "data": "x".repeat(bytes) }))
             }
             "stdout-flood" => flood(),
+            "fields" => {
+                let bytes = match input.get("bytes") {
+                    None => 12 << 10,
+                    Some(_) => uint(&input, "bytes")?,
+                };
+                hoard_fields(bytes as usize)
+            }
             "log" => {
                 let count = match input.get("count") {
                     None => 1,
@@ -117,6 +124,24 @@ fn hoard() -> ! {
     loop {
         chunks.push(vec![0xA5u8; 1 << 20]);
         core::hint::black_box(&mut chunks);
+    }
+}
+
+/// Creates `wasi:http` header maps holding `bytes` each and keeps them all: memory the host
+/// holds for the guest, outside its linear-memory limit. Ends only when the host refuses.
+fn hoard_fields(bytes: usize) -> Result<Value, StepError> {
+    let value = vec![b'v'; bytes];
+    let mut kept = Vec::new();
+    loop {
+        let fields = wasi::http::types::Fields::new();
+        if let Err(error) = fields.append("x-hoard", &value) {
+            return Err(StepError::fatal(format!(
+                "the host refused a header after {} header maps: {error:?}",
+                kept.len()
+            )));
+        }
+        kept.push(fields);
+        core::hint::black_box(&kept);
     }
 }
 
