@@ -113,7 +113,11 @@ async fn main() -> anyhow::Result<()> {
 
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let started = Instant::now();
-    let worker = tokio::spawn(run_worker(destinations.clone(), stopped));
+    let worker = tokio::spawn(run_worker(
+        destinations.clone(),
+        stopped,
+        Duration::from_secs(30),
+    ));
     let deadline = Instant::now() + Duration::from_secs(600);
     while received.load(Ordering::Relaxed) < expected && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(5)).await;

@@ -29,6 +29,7 @@ pub mod secrets;
 pub mod server;
 pub mod store;
 pub mod stream;
+pub mod supervise;
 pub mod testrun;
 pub mod trigger;
 pub mod wasm;

@@ -2,7 +2,9 @@
 //! hot path or take a lock.
 
 use crate::store::RunStatus;
+use crate::supervise::Tasks;
 use std::fmt::Write as _;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Counters exported on `/metrics`.
@@ -14,6 +16,8 @@ pub struct Metrics {
     events_rejected_body: AtomicU64,
     events_rejected_size: AtomicU64,
     runs_finished: [AtomicU64; 6],
+    /// Supervised background tasks: restart counters, and the health `/healthz` reports.
+    pub tasks: Arc<Tasks>,
 }
 
 /// Why intake refused an event, for the rejection counters.
@@ -84,6 +88,7 @@ impl Metrics {
         let _ = writeln!(out, "hookflow_runs{{status=\"RUNNING\"}} {running}");
         out.push_str("# HELP hookflow_runs_in_flight Runs executing in this process.\n# TYPE hookflow_runs_in_flight gauge\n");
         let _ = writeln!(out, "hookflow_runs_in_flight {in_flight}");
+        self.tasks.render(&mut out);
         out
     }
 }

@@ -13,6 +13,7 @@ use crate::registry::FlowRegistry;
 use crate::secrets::{SecretBox, Secrets};
 use crate::store::DynStore;
 use crate::stream::{Destinations, RetryPolicy};
+use crate::supervise::{Policy, Supervisor};
 use crate::wasm::Sandbox;
 use anyhow::Context;
 use std::future::Future;
@@ -147,51 +148,76 @@ pub async fn run(
     );
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut background = Vec::new();
+    // Each background task runs supervised: a panic is logged, counted and restarted, and
+    // `/healthz` reports a task that is down or keeps failing.
+    let supervisor = Supervisor::new(metrics.tasks.clone(), Policy::default());
     let plugins_installed = Arc::new(tokio::sync::Notify::new());
     if config.is_shared_database() {
-        background.push(tokio::spawn(plugin_sync_loop(
-            sandbox_for_sync,
-            store.clone(),
-            plugins_installed.clone(),
-            stop_rx.clone(),
-        )));
+        let (store, installed, stop) = (store.clone(), plugins_installed.clone(), stop_rx.clone());
+        background.push(supervisor.spawn("plugin_sync", stop_rx.clone(), move || {
+            plugin_sync_loop(
+                sandbox_for_sync.clone(),
+                store.clone(),
+                installed.clone(),
+                stop.clone(),
+            )
+        }));
     }
     if let Some(listener) = work_listener {
-        background.push(tokio::spawn(relay_notifications(
-            listener,
-            config.role.runs_work().then(|| queue.clone()),
-            plugins_installed,
-            stop_rx.clone(),
-        )));
+        let listener = Arc::new(tokio::sync::Mutex::new(listener));
+        let queue = config.role.runs_work().then(|| queue.clone());
+        let stop = stop_rx.clone();
+        background.push(
+            supervisor.spawn("notification_relay", stop_rx.clone(), move || {
+                relay_notifications(
+                    listener.clone(),
+                    queue.clone(),
+                    plugins_installed.clone(),
+                    stop.clone(),
+                )
+            }),
+        );
     }
     if config.role.runs_work() {
-        background.push(tokio::spawn(crate::stream::run_worker(
-            destinations,
-            stop_rx.clone(),
-        )));
-        background.push(tokio::spawn(retention_job(
-            store.clone(),
-            config.audit_retention_days,
-            config.audit_archive_dir.clone(),
-            Duration::from_secs(config.audit_retention_interval_secs.max(1)),
-            stop_rx.clone(),
-        )));
-        background.push(tokio::spawn(crate::schedule::run(
-            store.clone(),
-            flows.clone(),
-            queue.clone(),
-            stop_rx.clone(),
-        )));
+        let grace = config.shutdown_grace();
+        background.push({
+            let stop = stop_rx.clone();
+            supervisor.spawn("delivery_worker", stop_rx.clone(), move || {
+                crate::stream::run_worker(destinations.clone(), stop.clone(), grace)
+            })
+        });
+        background.push({
+            let (store, days, archive, stop) = (
+                store.clone(),
+                config.audit_retention_days,
+                config.audit_archive_dir.clone(),
+                stop_rx.clone(),
+            );
+            let every = Duration::from_secs(config.audit_retention_interval_secs.max(1));
+            supervisor.spawn("audit_retention", stop_rx.clone(), move || {
+                retention_job(store.clone(), days, archive.clone(), every, stop.clone())
+            })
+        });
+        background.push({
+            let (store, flows, queue, stop) =
+                (store.clone(), flows.clone(), queue.clone(), stop_rx.clone());
+            supervisor.spawn("schedule", stop_rx.clone(), move || {
+                crate::schedule::run(store.clone(), flows.clone(), queue.clone(), stop.clone())
+            })
+        });
         // The run queue goes first in the list: draining it is what shutdown waits for most.
+        let (dispatcher, stop) = (queue.clone(), stop_rx.clone());
         background.insert(
             0,
-            tokio::spawn(queue.clone().run(
-                executor,
-                flows,
-                metrics,
-                stop_rx.clone(),
-                config.shutdown_grace(),
-            )),
+            supervisor.spawn("queue_dispatcher", stop_rx.clone(), move || {
+                dispatcher.clone().run(
+                    executor.clone(),
+                    flows.clone(),
+                    metrics.clone(),
+                    stop.clone(),
+                    grace,
+                )
+            }),
         );
         queue.wake();
     }
@@ -236,11 +262,12 @@ pub fn release_startup_memory() {
 /// Relays PostgreSQL's hints: queued runs wake the local queue (when this process runs work),
 /// plugin installs (by any process) start a plugin sync at once.
 async fn relay_notifications(
-    mut listener: crate::store::WorkListener,
+    listener: Arc<tokio::sync::Mutex<crate::store::WorkListener>>,
     queue: Option<Arc<Queue>>,
     plugins_installed: Arc<tokio::sync::Notify>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let mut listener = listener.lock().await;
     loop {
         tokio::select! {
             hints = listener.wait() => match hints {

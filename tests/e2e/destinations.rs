@@ -551,3 +551,154 @@ async fn an_endless_response_body_is_not_read_past_what_is_kept() {
         kept.len()
     );
 }
+
+/// Regression (hardening I, "one slow destination delays all the others"): a worker pass sent
+/// every destination's batch and waited for all of them (`join_all`) before the next pass, so a
+/// receiver taking 5 s per request held every other destination's events for 5 s.
+#[tokio::test]
+async fn one_slow_destination_does_not_delay_the_others() {
+    let server = dev_server().await;
+    let rx = Receiver::start().await;
+    rx.delay("/slow", Duration::from_secs(5));
+    for (name, path) in [("slow", "/slow"), ("fast", "/fast")] {
+        let (status, body) = create_destination(
+            &server,
+            json!({"name": name, "url": format!("{}{path}", rx.base), "events": ["flow.created"]}),
+        )
+        .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+    server.create_flow(webhook_flow("f0", json!([]))).await;
+    wait_for(&rx, "/slow", |s| !s.is_empty()).await;
+    // While the slow receiver holds its first delivery, the fast one gets every later event.
+    for i in 1..4 {
+        server
+            .create_flow(webhook_flow(&format!("f{i}"), json!([])))
+            .await;
+    }
+    wait_for(&rx, "/fast", |s| s.len() >= 4).await;
+    assert_eq!(
+        rx.answered("/slow"),
+        0,
+        "the fast destination's events waited for the slow destination's first answer"
+    );
+    assert_eq!(rx.to("/slow").len(), 1, "one in flight per destination");
+    // The slow destination still gets each event once, in order.
+    rx.delay("/slow", Duration::ZERO);
+    wait_for(&rx, "/slow", |s| s.len() >= 4).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let names = |path: &str| -> Vec<String> {
+        rx.to(path)
+            .iter()
+            .map(|s| {
+                s.json()["data"]["flow"]["displayName"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect()
+    };
+    assert_eq!(names("/slow"), ["f0", "f1", "f2", "f3"]);
+    assert_eq!(names("/fast"), ["f0", "f1", "f2", "f3"]);
+}
+
+/// With batches in flight on their own, shutdown still ends within its grace period (5 s in
+/// tests) whatever a receiver does: a send still running then is cut off, its entry released,
+/// and it goes out after the restart with the same webhook-id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_cuts_a_delivery_still_in_flight_after_the_grace_period() {
+    let mut server = dev_server().await;
+    let rx = Receiver::start().await;
+    rx.delay("/stuck", Duration::from_secs(600));
+    let (status, body) = create_destination(
+        &server,
+        json!({"name": "stuck", "url": format!("{}/stuck", rx.base), "events": ["flow.created"]}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    server.create_flow(webhook_flow("f", json!([]))).await;
+    wait_for(&rx, "/stuck", |s| !s.is_empty()).await;
+    let asked = Instant::now();
+    let status = server.terminate();
+    assert!(status.success(), "clean exit: {status:?}");
+    assert!(
+        asked.elapsed() < Duration::from_secs(10),
+        "shutdown took {:?}",
+        asked.elapsed()
+    );
+    rx.delay("/stuck", Duration::ZERO);
+    server.restart();
+    let seen = wait_for(&rx, "/stuck", |s| s.len() >= 2).await;
+    assert_eq!(seen[1].headers["webhook-id"], seen[0].headers["webhook-id"]);
+}
+
+/// Regression (hardening I, "a background task that panics is invisible"): the delivery worker
+/// (like every background task) was spawned with nothing watching it; a panic stopped
+/// streaming for good while `/healthz` stayed green. Here its first three starts panic (a hook
+/// of debug builds only): `/healthz` names it, `/metrics` counts the restarts, and after the
+/// backoff (1 s, 2 s, 4 s) it runs and delivers.
+#[tokio::test]
+async fn a_delivery_worker_that_panics_is_visible_and_restarted() {
+    let server = Server::start_with(Options {
+        hostile: false,
+        env: vec![
+            ("HOOKFLOW_DEV_ALLOW_LOCAL_DESTINATIONS", "1".into()),
+            ("HOOKFLOW_DELIVERY_RETRY_SCHEDULE", "0.2,0.2,0.2".into()),
+            ("HOOKFLOW_TEST_PANIC_TASK", "delivery_worker:3".into()),
+        ],
+    })
+    .await;
+    let health = || async {
+        let r = reqwest::get(server.url("/healthz")).await.unwrap();
+        (r.status(), r.json::<Value>().await.unwrap())
+    };
+    // It panics as it starts: down, and named, until it runs again.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let body = loop {
+        let (status, body) = health().await;
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            break body;
+        }
+        assert!(Instant::now() < deadline, "never unhealthy: {body}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(
+        body["reason"]
+            .as_str()
+            .unwrap()
+            .contains("background task \"delivery_worker\""),
+        "{body}"
+    );
+    let rx = Receiver::start().await;
+    let (status, dest) = create_destination(
+        &server,
+        json!({"name": "after", "url": format!("{}/after", rx.base), "events": ["flow.created"]}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{dest}");
+    server.create_flow(webhook_flow("f", json!([]))).await;
+    wait_for(&rx, "/after", |s| !s.is_empty()).await;
+    let metrics = reqwest::get(server.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("hookflow_background_task_restarts_total{task=\"delivery_worker\"} 3")
+            && metrics.contains("hookflow_background_task_up{task=\"delivery_worker\"} 1")
+            && metrics
+                .contains("hookflow_background_task_restarts_total{task=\"queue_dispatcher\"} 0"),
+        "{metrics}"
+    );
+    // Running again, but three panics within ten minutes are a crash loop: still reported.
+    let (status, body) = health().await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert!(
+        body["reason"]
+            .as_str()
+            .unwrap()
+            .contains("\"delivery_worker\" failed 3 times"),
+        "{body}"
+    );
+}

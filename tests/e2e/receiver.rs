@@ -33,6 +33,10 @@ type Answer = (u16, String, String, Vec<(String, String)>);
 struct Shared {
     seen: Mutex<Vec<Seen>>,
     answers: Mutex<HashMap<String, Answer>>,
+    /// How long requests to a path wait before they are answered.
+    delays: Mutex<HashMap<String, std::time::Duration>>,
+    /// Requests answered so far, per path (a request is seen when it arrives).
+    answered: Mutex<HashMap<String, usize>>,
 }
 
 /// A running receiver on 127.0.0.1:0.
@@ -75,6 +79,26 @@ impl Receiver {
         );
     }
 
+    /// Answer requests to `path` only after `delay` (they are recorded when they arrive).
+    pub fn delay(&self, path: &str, delay: std::time::Duration) {
+        self.shared
+            .delays
+            .lock()
+            .unwrap()
+            .insert(path.to_string(), delay);
+    }
+
+    /// How many requests to `path` have been answered.
+    pub fn answered(&self, path: &str) -> usize {
+        self.shared
+            .answered
+            .lock()
+            .unwrap()
+            .get(path)
+            .copied()
+            .unwrap_or(0)
+    }
+
     /// Requests to `path` so far.
     pub fn to(&self, path: &str) -> Vec<Seen> {
         self.seen().into_iter().filter(|s| s.path == path).collect()
@@ -111,6 +135,16 @@ async fn record(
         headers,
         body: String::from_utf8_lossy(&body).into_owned(),
     });
+    let delay = shared.delays.lock().unwrap().get(&path).copied();
+    if let Some(delay) = delay {
+        tokio::time::sleep(delay).await;
+    }
+    *shared
+        .answered
+        .lock()
+        .unwrap()
+        .entry(path.clone())
+        .or_default() += 1;
     let answer = shared.answers.lock().unwrap().get(&path).cloned();
     match answer {
         Some((status, content_type, body, headers)) => {

@@ -14,17 +14,20 @@ pub fn routes() -> Router<AppState> {
 }
 
 /// Healthy means able to serve, not just alive: the store answers a round trip and its writer
-/// is running. Otherwise `503` with the reason, so a load balancer takes this process out.
+/// is running, and no background task is down or crash-looping (`crate::supervise`).
+/// Otherwise `503` with the reason, so a load balancer takes this process out.
 async fn healthz(State(app): State<AppState>) -> axum::response::Response {
-    match app.store.health().await {
+    let health = match app.store.health().await {
+        Ok(()) => app.metrics.tasks.health(),
+        Err(error) => Err(error.to_string()),
+    };
+    match health {
         Ok(()) => axum::Json(serde_json::json!({ "status": "ok" })).into_response(),
         Err(error) => {
             tracing::error!(%error, "health check failed");
             (
                 axum::http::StatusCode::SERVICE_UNAVAILABLE,
-                axum::Json(
-                    serde_json::json!({ "status": "unavailable", "reason": error.to_string() }),
-                ),
+                axum::Json(serde_json::json!({ "status": "unavailable", "reason": error })),
             )
                 .into_response()
         }

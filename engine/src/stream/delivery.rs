@@ -1,12 +1,13 @@
 //! The delivery worker: claims the head of each destination's outbox, sends it, and decides
 //! what happens next (delivered, retried later, failed, destination paused or disabled).
 
-use super::Destinations;
+use super::{Destinations, client};
 use crate::store::{DeliveryNext, DeliveryResult, DueDelivery};
 use rand::Rng;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
+use tokio::task::JoinSet;
 
 /// Default schedule, like Svix's: seconds between attempts.
 pub const DEFAULT_SCHEDULE: &[f64] = &[5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0];
@@ -80,56 +81,143 @@ impl RetryPolicy {
 /// The longest a delivery waits before its next attempt, whatever a receiver asks for.
 const MAX_DELAY_SECS: f64 = 24.0 * 3600.0;
 
-/// Destinations served at once by one worker pass.
-const DESTINATIONS_PER_PASS: u32 = 32;
-/// Consecutive events sent to one destination per pass, one after the other on one connection.
+/// Destinations whose batches may be in flight at once.
+const MAX_DESTINATIONS_IN_FLIGHT: usize = 32;
+/// Consecutive events claimed for one destination at a time, sent one after the other on one
+/// connection.
 const EVENTS_PER_DESTINATION: u32 = 64;
+/// How long a claim holds its entries: no other claim (in this process or another) hands them
+/// out meanwhile, so a destination's events are in flight once, in order.
+const LEASE: Duration = Duration::from_secs(60);
+/// The longest one send may take: the client's own timeout covers the request and response,
+/// this also bounds the URL check and in-process deliveries.
+const SEND_LIMIT: Duration = Duration::from_secs(client::DELIVERY_TIMEOUT.as_secs() + 5);
+/// Time left for recording a batch's results before its lease ends.
+const RECORD_MARGIN: Duration = Duration::from_secs(10);
+/// How long the worker waits, once a batch has ended, for others to end too before recording
+/// them together.
+const LINGER: Duration = Duration::from_millis(20);
+/// How often the worker looks for due entries when nothing wakes it.
+const POLL: Duration = Duration::from_millis(200);
 
-/// Runs until shutdown: claim a batch from the head of each destination's queue, send each
-/// batch in order (destinations concurrently), record the whole pass in one transaction.
-pub async fn run(destinations: Arc<Destinations>, mut shutdown: watch::Receiver<bool>) {
+/// Whether a batch that started `elapsed` ago may send one more entry: only if that send, and
+/// recording it, end before the batch's lease does. The rest go back unattempted, so a slow
+/// receiver never makes a lease expire under an entry still in flight.
+fn within_lease(elapsed: Duration) -> bool {
+    elapsed + SEND_LIMIT + RECORD_MARGIN <= LEASE
+}
+
+/// What a finished batch hands back: attempt results, and entries released unattempted.
+type Finished = (Vec<DeliveryResult>, Vec<String>);
+
+/// Runs until shutdown. Each destination's batch (consecutive due entries from the head of its
+/// queue) is sent by its own task, in order; its results are recorded as soon as it finishes,
+/// and the worker keeps claiming for other destinations meanwhile (a destination whose head is
+/// leased is not claimed again), so a slow receiver delays only its own events. At shutdown,
+/// batches stop before their next entry; sends still running after `grace` are cut off and
+/// their entries released.
+pub async fn run(
+    destinations: Arc<Destinations>,
+    mut shutdown: watch::Receiver<bool>,
+    grace: Duration,
+) {
+    let (cut, cut_rx) = watch::channel(false);
+    let mut in_flight: JoinSet<Finished> = JoinSet::new();
     loop {
-        loop {
-            let due = match destinations
+        if *shutdown.borrow() {
+            break;
+        }
+        let room = MAX_DESTINATIONS_IN_FLIGHT.saturating_sub(in_flight.len());
+        if room > 0 {
+            match destinations
                 .store()
-                .claim_delivery_batches(DESTINATIONS_PER_PASS, EVENTS_PER_DESTINATION, 60_000)
+                .claim_delivery_batches(
+                    room as u32,
+                    EVENTS_PER_DESTINATION,
+                    LEASE.as_millis() as i64,
+                )
                 .await
             {
-                Ok(due) => due,
-                Err(error) => {
-                    tracing::error!(%error, "claiming deliveries failed");
-                    break;
+                Ok(due) => {
+                    for batch in by_destination(due) {
+                        in_flight.spawn(deliver_in_order(
+                            destinations.clone(),
+                            batch,
+                            shutdown.clone(),
+                            cut_rx.clone(),
+                        ));
+                    }
                 }
-            };
-            if due.is_empty() {
-                break;
-            }
-            let batches = by_destination(due);
-            let sends = batches
-                .into_iter()
-                .map(|batch| deliver_in_order(&destinations, batch));
-            let mut results = Vec::new();
-            let mut released = Vec::new();
-            for (done, skipped) in futures::future::join_all(sends).await {
-                results.extend(done);
-                released.extend(skipped);
-            }
-            if let Err(error) = destinations
-                .store()
-                .finish_deliveries(&results, &released)
-                .await
-            {
-                tracing::error!(%error, "recording deliveries failed; they will be retried when their leases expire");
-            }
-            if *shutdown.borrow() {
-                return;
+                Err(error) => tracing::error!(%error, "claiming deliveries failed"),
             }
         }
         tokio::select! {
+            Some(first) = in_flight.join_next(), if !in_flight.is_empty() => {
+                record(&destinations, first, &mut in_flight).await;
+            }
             _ = destinations.notified() => {}
-            _ = tokio::time::sleep(Duration::from_millis(200)) => {}
-            _ = shutdown.changed() => return,
+            _ = tokio::time::sleep(POLL) => {}
+            changed = shutdown.changed() => if changed.is_err() { break },
         }
+    }
+    // Shutdown: nothing new is claimed and batches stop before their next entry.
+    let deadline = tokio::time::Instant::now() + grace;
+    let mut cutting = false;
+    while !in_flight.is_empty() {
+        tokio::select! {
+            Some(first) = in_flight.join_next() => record(&destinations, first, &mut in_flight).await,
+            _ = tokio::time::sleep_until(deadline), if !cutting => {
+                tracing::warn!(
+                    batches = in_flight.len(),
+                    "grace period over; deliveries still in flight are released"
+                );
+                cutting = true;
+                let _ = cut.send(true);
+            }
+        }
+    }
+}
+
+/// Records `first` and every other batch that ends within [`LINGER`] of it in one transaction
+/// (batches to fast receivers end close together: one commit for all of them, not one each). A
+/// batch that panicked brings the worker down with the same panic (after recording the others),
+/// so its supervisor reports and restarts it; the panicked batch's entries go out again when
+/// their lease expires.
+async fn record(
+    destinations: &Destinations,
+    first: Result<Finished, tokio::task::JoinError>,
+    in_flight: &mut JoinSet<Finished>,
+) {
+    let mut finished = vec![first];
+    let until = tokio::time::Instant::now() + LINGER;
+    while !in_flight.is_empty() {
+        tokio::select! {
+            Some(more) = in_flight.join_next() => finished.push(more),
+            _ = tokio::time::sleep_until(until) => break,
+        }
+    }
+    let mut results = Vec::new();
+    let mut released = Vec::new();
+    let mut panicked = None;
+    for outcome in finished {
+        match outcome {
+            Ok((done, skipped)) => {
+                results.extend(done);
+                released.extend(skipped);
+            }
+            Err(error) if error.is_panic() => panicked = Some(error.into_panic()),
+            Err(_) => {}
+        }
+    }
+    if let Err(error) = destinations
+        .store()
+        .finish_deliveries(&results, &released)
+        .await
+    {
+        tracing::error!(%error, "recording deliveries failed; they will be retried when their leases expire");
+    }
+    if let Some(panic) = panicked {
+        std::panic::resume_unwind(panic);
     }
 }
 
@@ -149,37 +237,61 @@ fn by_destination(due: Vec<DueDelivery>) -> Vec<Vec<DueDelivery>> {
 }
 
 /// Sends one destination's batch in order and stops at the first failure, so a later event
-/// never overtakes an earlier one; the entries not attempted are returned for release.
+/// never overtakes an earlier one. It also stops before an entry when shutdown has begun or the
+/// entry could not be sent and recorded within the batch's lease, and drops a send in progress
+/// when `cut` is set; entries not attempted are returned for release.
 async fn deliver_in_order(
-    destinations: &Destinations,
+    destinations: Arc<Destinations>,
     batch: Vec<DueDelivery>,
-) -> (Vec<DeliveryResult>, Vec<String>) {
+    shutdown: watch::Receiver<bool>,
+    mut cut: watch::Receiver<bool>,
+) -> Finished {
+    let started = Instant::now();
     let mut results = Vec::with_capacity(batch.len());
+    let mut released = Vec::new();
     let mut entries = batch.into_iter();
     for mut due in entries.by_ref() {
+        if *shutdown.borrow() || !within_lease(started.elapsed()) {
+            released.push(due.outbox_id);
+            break;
+        }
         // Health as of the previous result in this batch (a success resets it).
         if let Some(last) = results.last() {
             let last: &DeliveryResult = last;
             due.destination.consecutive_failures = last.consecutive_failures;
             due.destination.failing_since = last.failing_since.clone();
         }
-        let result = deliver(destinations, due).await;
+        let outbox_id = due.outbox_id.clone();
+        let result = tokio::select! {
+            result = deliver(&destinations, due) => result,
+            _ = cut.wait_for(|cut| *cut) => {
+                released.push(outbox_id);
+                break;
+            }
+        };
         let delivered = result.next == DeliveryNext::Delivered;
         results.push(result);
         if !delivered {
             break;
         }
     }
-    let released = entries.map(|e| e.outbox_id).collect();
+    released.extend(entries.map(|e| e.outbox_id));
     (results, released)
 }
 
 async fn deliver(destinations: &Destinations, due: DueDelivery) -> DeliveryResult {
     let attempt = due.attempts + 1;
     let started = Instant::now();
-    let outcome = destinations
-        .send(&due.destination, &due.outbox_id, due.payload.as_bytes())
-        .await;
+    let outcome = tokio::time::timeout(
+        SEND_LIMIT,
+        destinations.send(&due.destination, &due.outbox_id, due.payload.as_bytes()),
+    )
+    .await
+    .unwrap_or_else(|_| SendOutcome {
+        error: Some(format!("no answer within {} s", SEND_LIMIT.as_secs())),
+        timed_out: true,
+        ..SendOutcome::default()
+    });
     let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
     let policy = destinations.policy();
     let dest = &due.destination;
@@ -283,6 +395,23 @@ mod tests {
             "floors scale with the schedule"
         );
         assert!(RetryPolicy::parse("5,x").is_err());
+    }
+
+    /// A batch's entries are in flight under one lease: it sends another entry only while that
+    /// send (at most `SEND_LIMIT`) and recording it still end before the lease does, so a slow
+    /// receiver never lets the lease expire under an entry in flight (which would hand the
+    /// destination's head out again, twice and out of order).
+    #[test]
+    fn a_batch_never_outlives_its_lease() {
+        assert!(within_lease(Duration::ZERO));
+        assert!(SEND_LIMIT >= client::DELIVERY_TIMEOUT);
+        let last_start = LEASE - SEND_LIMIT - RECORD_MARGIN;
+        assert!(within_lease(last_start));
+        assert!(!within_lease(last_start + Duration::from_millis(1)));
+        assert!(
+            last_start >= Duration::from_secs(20),
+            "a useful batch still fits"
+        );
     }
 
     #[test]
