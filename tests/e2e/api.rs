@@ -72,6 +72,7 @@ async fn admin_routes_need_the_token() {
             "first-seen@0.1.0",
             "hostile@0.1.0",
             "http-request@0.1.0",
+            "javascript@1.0.0",
             "log@0.1.0",
             "loki@0.1.0",
             "respond@0.1.0",
