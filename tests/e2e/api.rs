@@ -82,7 +82,12 @@ async fn admin_routes_need_the_token() {
             "transform@0.1.0"
         ]
     );
-    let log = &plugins["data"][7];
+    let log = plugins["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "log")
+        .unwrap();
     assert_eq!(log["inputSchema"]["required"], json!(["message"]));
     assert_eq!(log["sideEffects"], false);
 }
