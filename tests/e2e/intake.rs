@@ -544,3 +544,61 @@ async fn a_sync_timeout_leaves_other_waiters_of_the_same_run_waiting() {
     let body: Value = patient.json().await.unwrap();
     assert_eq!(body["status"], "SUCCEEDED", "{body}");
 }
+
+/// Regression (hardening I, "/sync runs escape the worker limit"): `/sync` calls take a worker
+/// slot when one is free and are queued otherwise, so a flood of them never runs more than
+/// `HOOKFLOW_WORKERS` runs at once; the queued ones still run after their callers gave up.
+#[tokio::test]
+async fn a_sync_flood_runs_within_the_worker_limit() {
+    let server = Server::start_with(Options {
+        hostile: true,
+        env: vec![("HOOKFLOW_WORKERS", "2".into())],
+    })
+    .await;
+    let slow = server
+        .create_flow(webhook_flow(
+            "slow",
+            json!([hostile_step("nap", json!({"mode": "sleep", "ms": 700}))]),
+        ))
+        .await;
+    let calls = (0..6).map(|i| {
+        let client = server.client.clone();
+        let url = server.url(&format!("/v1/webhooks/{slow}/sync?timeoutMs=100"));
+        async move {
+            client
+                .post(url)
+                .json(&json!({"id": format!("flood-{i}")}))
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    });
+    let statuses = futures::future::join_all(calls).await;
+    assert!(
+        statuses.iter().all(|s| *s == StatusCode::REQUEST_TIMEOUT),
+        "{statuses:?}"
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let mut most_running = 0;
+    loop {
+        let runs: Value = server
+            .get_json(&format!("/v1/flow-runs?flowId={slow}&limit=100"))
+            .await;
+        let runs = runs["data"].as_array().unwrap().clone();
+        let running = runs.iter().filter(|r| r["status"] == "RUNNING").count();
+        most_running = most_running.max(running);
+        if runs.len() == 6 && runs.iter().all(|r| r["status"] == "SUCCEEDED") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the flood did not finish: {runs:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(
+        most_running <= 2,
+        "{most_running} runs at once with 2 workers"
+    );
+}

@@ -7,7 +7,7 @@
 use super::{ApiError, ApiResult, AppState, Params};
 use crate::flow::{SyncAnswer, Trigger};
 use crate::metrics::Rejection;
-use crate::queue::Waited;
+use crate::queue::{Slot, Waited};
 use crate::store::{Accepted, ClaimedRun, Environment, Lease, NewEvent, new_id};
 use crate::trigger::{self, verify};
 use crate::wasm::SyncResponse;
@@ -47,7 +47,11 @@ async fn receive(
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<Response> {
-    let (accepted, _) = accept(&app, &flow_id, &headers, body, false).await?;
+    // With a worker slot free here, the run is stored already started under this process's
+    // lease and runs at once: no claim transaction, no wait for the dispatcher (the 202 does
+    // not wait for it). Otherwise it is queued for whichever process claims it first.
+    let slot = app.runs_work.then(|| app.queue.try_take_slot()).flatten();
+    let (accepted, _) = accept(&app, &flow_id, &headers, body, slot).await?;
     Ok(match accepted {
         Accepted::New { run_id } => {
             (StatusCode::ACCEPTED, Json(json!({ "runId": run_id }))).into_response()
@@ -77,10 +81,12 @@ async fn receive_sync(
             MAX_SYNC_WAIT.as_millis()
         )));
     }
-    // A process that executes runs takes this one at intake and starts it at once: no trip
-    // through the queue, and on a shared database no other process can take it.
-    let inline = app.runs_work;
-    let (accepted, started) = accept(&app, &flow_id, &headers, body, inline).await?;
+    // A process that executes runs and has a worker slot free takes this one at intake and
+    // starts it at once: no trip through the queue, and on a shared database no other process
+    // can take it. Without a free slot it is queued like any event, so a `/sync` flood runs
+    // within the worker limit instead of beside it (regression: hardening I).
+    let slot = app.runs_work.then(|| app.queue.try_take_slot()).flatten();
+    let (accepted, started) = accept(&app, &flow_id, &headers, body, slot).await?;
     let (run_id, duplicate) = match accepted {
         Accepted::New { run_id } => (run_id, false),
         Accepted::Duplicate { run_id } => (run_id, true),
@@ -155,17 +161,17 @@ fn http_response(set: SyncResponse) -> Response {
 /// What `/sync` waits on for a run this process started at intake: its response, if any.
 type Started = tokio::sync::oneshot::Receiver<Option<SyncResponse>>;
 
-/// Authenticates, parses and durably stores one webhook event. With `execute_now` the run is
+/// Authenticates, parses and durably stores one webhook event. With a worker `slot` the run is
 /// stored already started for this process and executed right after the commit; the second
-/// value then tells when it finished.
+/// value then tells when it finished. Without one it is queued.
 async fn accept(
     app: &AppState,
     flow_id: &str,
     headers: &HeaderMap,
     body: Body,
-    execute_now: bool,
+    slot: Option<Slot>,
 ) -> ApiResult<(Accepted, Option<Started>)> {
-    let result = accept_checked(app, flow_id, headers, body, execute_now).await;
+    let result = accept_checked(app, flow_id, headers, body, slot).await;
     if let Err(error) = &result {
         log_refusal(flow_id, error);
     }
@@ -189,7 +195,7 @@ async fn accept_checked(
     flow_id: &str,
     headers: &HeaderMap,
     body: Body,
-    execute_now: bool,
+    slot: Option<Slot>,
 ) -> ApiResult<(Accepted, Option<Started>)> {
     let active = app
         .flows
@@ -222,9 +228,9 @@ async fn accept_checked(
     let body = String::from_utf8(bytes.to_vec())
         .map_err(|_| ApiError::bad_request("body is not UTF-8"))?;
     let headers = trigger::kept_headers(headers, trigger::secret_header(auth));
-    if !execute_now {
+    let Some(slot) = slot else {
         return Ok((enqueue(app, &active, event_key, headers, body).await?, None));
-    }
+    };
     let event = new_event(&active, event_key, headers, body, Some(app.queue.lease()));
     let run = ClaimedRun {
         id: event.run_id.clone(),
@@ -238,8 +244,10 @@ async fn accept_checked(
         prior_steps: Vec::new(),
     };
     let accepted = store_event(app, event).await?;
+    // A duplicate starts nothing: its slot goes back when dropped here.
     let started = matches!(accepted, Accepted::New { .. }).then(|| {
         app.queue.execute_now(
+            slot,
             app.executor.clone(),
             app.flows.clone(),
             app.metrics.clone(),

@@ -92,6 +92,22 @@ impl Waiters {
     }
 }
 
+/// A worker slot taken at intake ([`Queue::try_take_slot`]): handed to the run started with it,
+/// or given back when dropped unused.
+pub struct Slot {
+    queue: Arc<Queue>,
+    held: bool,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        if self.held {
+            self.queue.in_flight.fetch_sub(1, Ordering::AcqRel);
+            self.queue.slot_freed.notify_one();
+        }
+    }
+}
+
 impl Queue {
     pub fn new(store: DynStore, config: QueueConfig) -> Arc<Queue> {
         Arc::new(Queue {
@@ -114,6 +130,23 @@ impl Queue {
     /// Runs executing in this process right now.
     pub fn in_flight(&self) -> usize {
         self.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// Takes a worker slot when one is free, so intake can store a new run already started
+    /// and run it at once ([`Queue::execute_now`]) instead of queueing it for the dispatcher:
+    /// that saves the claim transaction and the wait for the next claim. Atomic, so concurrent
+    /// intakes never take more slots than there are; the dispatcher claims only what is left.
+    /// The slot goes back when the [`Slot`] is dropped unused (a duplicate, a failed write).
+    pub fn try_take_slot(self: &Arc<Self>) -> Option<Slot> {
+        self.in_flight
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < self.config.concurrency).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| Slot {
+                queue: self.clone(),
+                held: true,
+            })
     }
 
     /// Waits until `run_id` reaches a terminal status or `timeout` passes.
@@ -290,19 +323,22 @@ impl Queue {
         }
     }
 
-    /// Executes a run this process took at intake (`/sync`) right away, on its own task so that
-    /// a caller who hangs up does not cut the run short. Waiters hear of it as of any other run.
-    /// It counts against nothing: `/sync` callers wait for their answer, which bounds them.
+    /// Executes a run this process took at intake right away, on its own task so that a caller
+    /// who hangs up does not cut the run short. Waiters hear of it as of any other run. It takes
+    /// a worker slot like a claimed run (the dispatcher claims fewer while it runs).
     ///
     /// Returns what the run's waiter hears when it finishes: the `/sync` response its steps set.
     /// The waiter is registered before the run starts, so the answer cannot be missed.
     pub fn execute_now(
         self: &Arc<Self>,
+        mut slot: Slot,
         executor: Arc<Executor>,
         flows: Arc<FlowRegistry>,
         metrics: Arc<Metrics>,
         run: ClaimedRun,
     ) -> oneshot::Receiver<Option<SyncResponse>> {
+        // The run now owns the slot; `execute` gives it back when the run ends.
+        slot.held = false;
         let (tx, rx) = oneshot::channel();
         self.waiters
             .lock()
@@ -311,7 +347,6 @@ impl Queue {
             .entry(run.id.clone())
             .or_default()
             .push(tx);
-        self.in_flight.fetch_add(1, Ordering::Relaxed);
         self.inline.fetch_add(1, Ordering::Relaxed);
         let queue = self.clone();
         tokio::spawn(async move {
