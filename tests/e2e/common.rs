@@ -90,6 +90,26 @@ fn admin_statement(admin_url: &str, statement: String) {
     .expect("admin statement thread");
 }
 
+/// The secret key every process sharing one database must be given.
+const SHARED_SECRET_KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+
+impl TestDatabase {
+    /// A server process on this database, one of several sharing it (same secret key), with
+    /// `extra` environment on top.
+    pub async fn start_server(&self, extra: &[(&'static str, &str)]) -> Server {
+        let mut env = vec![
+            ("HOOKFLOW_DATABASE_URL", self.url.clone()),
+            ("HOOKFLOW_SECRET_KEY", SHARED_SECRET_KEY.to_string()),
+        ];
+        env.extend(extra.iter().map(|(k, v)| (*k, v.to_string())));
+        Server::start_with(Options {
+            env,
+            ..Options::default()
+        })
+        .await
+    }
+}
+
 /// Options for [`Server::start_with`].
 #[derive(Default)]
 pub struct Options {

@@ -315,24 +315,9 @@ async fn the_cache_remembers_across_runs() {
 /// Two processes on one PostgreSQL database share the cache.
 #[tokio::test]
 async fn the_cache_is_shared_by_every_process_on_postgres() {
-    const KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
     let database = TestDatabase::create();
-    let env = || {
-        vec![
-            ("HOOKFLOW_DATABASE_URL", database.url.clone()),
-            ("HOOKFLOW_SECRET_KEY", KEY.to_string()),
-        ]
-    };
-    let a = Server::start_with(Options {
-        env: env(),
-        ..Options::default()
-    })
-    .await;
-    let b = Server::start_with(Options {
-        env: env(),
-        ..Options::default()
-    })
-    .await;
+    let a = database.start_server(&[]).await;
+    let b = database.start_server(&[]).await;
     let id = a
         .create_flow(webhook_flow("cache", json!([js_step("js", CACHE_CODE)])))
         .await;

@@ -16,26 +16,17 @@ use std::time::{Duration, Instant};
 
 const EVENTS: usize = 20_000;
 const IN_FLIGHT: usize = 48;
-const KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_processes_share_the_work_and_survive_a_sigkill() {
     let database = TestDatabase::create();
     let receiver = Receiver::start().await;
-    let env = || {
-        vec![
-            ("HOOKFLOW_DATABASE_URL", database.url.clone()),
-            ("HOOKFLOW_SECRET_KEY", KEY.to_string()),
-            ("HOOKFLOW_LEASE_SECS", "2".to_string()),
-            ("HOOKFLOW_WORKERS", "32".to_string()),
-            ("HOOKFLOW_DEV_ALLOW_LOCAL_DESTINATIONS", "1".to_string()),
-        ]
-    };
     let start = || {
-        Server::start_with(Options {
-            env: env(),
-            ..Options::default()
-        })
+        database.start_server(&[
+            ("HOOKFLOW_LEASE_SECS", "2"),
+            ("HOOKFLOW_WORKERS", "32"),
+            ("HOOKFLOW_DEV_ALLOW_LOCAL_DESTINATIONS", "1"),
+        ])
     };
     let a = start().await;
     let b = start().await;
@@ -203,22 +194,8 @@ async fn three_processes_share_the_work_and_survive_a_sigkill() {
 #[tokio::test]
 async fn a_plugin_installed_through_one_process_serves_in_the_others() {
     let database = TestDatabase::create();
-    let env = || {
-        vec![
-            ("HOOKFLOW_DATABASE_URL", database.url.clone()),
-            ("HOOKFLOW_SECRET_KEY", KEY.to_string()),
-        ]
-    };
-    let a = Server::start_with(Options {
-        env: env(),
-        ..Options::default()
-    })
-    .await;
-    let b = Server::start_with(Options {
-        env: env(),
-        ..Options::default()
-    })
-    .await;
+    let a = database.start_server(&[]).await;
+    let b = database.start_server(&[]).await;
     let wasm = std::fs::read(hookflow::builtins::GREET_PLUGIN_PATHS[0]).unwrap();
     let r = a
         .admin(Method::POST, "/v1/plugins")
@@ -254,11 +231,7 @@ async fn a_plugin_installed_through_one_process_serves_in_the_others() {
     assert_eq!(step(&run, "greet")["output"]["greeting"], "hello, Ana");
 
     // A third process started later loads it at start.
-    let c = Server::start_with(Options {
-        env: env(),
-        ..Options::default()
-    })
-    .await;
+    let c = database.start_server(&[]).await;
     let plugins: Value = c.get_json("/v1/plugins").await;
     assert!(plugins.to_string().contains("\"greet\""), "{plugins}");
     drop((a, b, c));
