@@ -602,3 +602,51 @@ async fn a_sync_flood_runs_within_the_worker_limit() {
         "{most_running} runs at once with 2 workers"
     );
 }
+
+/// Regression: a caller that hangs up right after its event was committed (stored already
+/// started for this process) must not leave the run RUNNING forever; the hand-over to the
+/// executor happens whatever the caller does.
+#[tokio::test]
+async fn callers_hanging_up_at_commit_leave_no_run_behind() {
+    let server = Server::start().await;
+    let id = server
+        .create_flow(webhook_flow("hang-ups", json!([log_step("l", "ok")])))
+        .await;
+    let url = server.url(&format!("/v1/webhooks/{id}"));
+    for round in 0..4u64 {
+        let calls = (0..600u64).map(|i| {
+            let client = server.client.clone();
+            let url = url.clone();
+            async move {
+                // Cut off at random points of the request's life, around the commit.
+                let _ = client
+                    .post(url)
+                    .json(&json!({"n": i, "round": round}))
+                    .timeout(std::time::Duration::from_micros(200 + (i % 80) * 250))
+                    .send()
+                    .await;
+            }
+        });
+        futures::future::join_all(calls).await;
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let runs: Value = server
+            .get_json(&format!("/v1/flow-runs?flowId={id}&limit=500"))
+            .await;
+        let live = runs["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| matches!(r["status"].as_str(), Some("QUEUED" | "RUNNING")))
+            .count();
+        if live == 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{live} runs still live 20 s after their callers hung up"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}

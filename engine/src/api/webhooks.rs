@@ -243,18 +243,32 @@ async fn accept_checked(
         event_body: event.body.clone(),
         prior_steps: Vec::new(),
     };
-    let accepted = store_event(app, event).await?;
-    // A duplicate starts nothing: its slot goes back when dropped here.
-    let started = matches!(accepted, Accepted::New { .. }).then(|| {
-        app.queue.execute_now(
-            slot,
-            app.executor.clone(),
-            app.flows.clone(),
-            app.metrics.clone(),
-            run,
-        )
+    // From the commit on, the run belongs to this process (stored RUNNING under its lease), so
+    // starting it must not depend on the caller: a client that hangs up drops this handler's
+    // future, and a run committed but never started would stay RUNNING while its lease is
+    // renewed. A task of its own finishes the hand-over whatever the caller does.
+    let app = app.clone();
+    let hand_over = tokio::spawn(async move {
+        let accepted = store_event(&app, event).await?;
+        // A duplicate starts nothing: its slot goes back when dropped here.
+        let started = matches!(accepted, Accepted::New { .. }).then(|| {
+            app.queue.execute_now(
+                slot,
+                app.executor.clone(),
+                app.flows.clone(),
+                app.metrics.clone(),
+                run,
+            )
+        });
+        Ok((accepted, started))
     });
-    Ok((accepted, started))
+    hand_over.await.map_err(|e| {
+        tracing::error!(error = %e, "storing an event failed");
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "storing the event failed",
+        )
+    })?
 }
 
 /// Writes the event and its queued run (group commit) and wakes the queue.
