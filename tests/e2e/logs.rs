@@ -94,3 +94,36 @@ fn an_unknown_log_format_is_refused_with_one_line() {
         "{stderr}"
     );
 }
+
+/// A failed delivery attempt is one line naming the destination and what the receiver said.
+#[tokio::test]
+async fn a_failed_delivery_attempt_logs_one_line_per_attempt() {
+    let receiver = crate::receiver::Receiver::start().await;
+    receiver.answer("/down", 503, "text/plain", "maintenance");
+    let server = Server::start_with_logs(Options {
+        env: vec![
+            ("HOOKFLOW_LOG_FORMAT", "json".into()),
+            ("HOOKFLOW_DEV_ALLOW_LOCAL_DESTINATIONS", "1".into()),
+            ("HOOKFLOW_DELIVERY_RETRY_SCHEDULE", "60".into()),
+        ],
+        ..Options::default()
+    })
+    .await;
+    let response = server
+        .admin(reqwest::Method::POST, "/v1/event-destinations")
+        .json(&json!({"name": "down", "url": format!("{}/down", receiver.base)}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let destination: Value = response.json().await.unwrap();
+    // Creating a flow is an audit event, so the destination gets something to deliver.
+    server
+        .create_flow(webhook_flow("noise", json!([log_step("l", "ok")])))
+        .await;
+    let failed = wait_for_line(&server, "delivery attempt failed").await;
+    assert!(!failed.is_empty(), "{}", server.logs());
+    assert_eq!(failed[0]["destination_id"], destination["id"]);
+    assert_eq!(failed[0]["status"], 503);
+    assert_eq!(failed[0]["attempt"], 1);
+}

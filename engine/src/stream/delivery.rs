@@ -270,6 +270,9 @@ async fn deliver_in_order(
             }
         };
         let delivered = result.next == DeliveryNext::Delivered;
+        if !delivered {
+            log_failure(&result);
+        }
         results.push(result);
         if !delivered {
             break;
@@ -277,6 +280,33 @@ async fn deliver_in_order(
     }
     released.extend(entries.map(|e| e.outbox_id));
     (results, released)
+}
+
+/// One line per failed delivery attempt for the on-call engineer (which destination, which
+/// event, what the receiver said, what happens next), and an error when it pauses or disables
+/// the destination. Never the payload or a header value.
+fn log_failure(result: &DeliveryResult) {
+    let status = result.status_code.map(i64::from).unwrap_or(0);
+    let error = result.error.as_deref().unwrap_or("");
+    tracing::warn!(
+        destination_id = %result.destination_id,
+        outbox_id = %result.outbox_id,
+        attempt = result.attempt,
+        status,
+        error,
+        next = ?result.next,
+        "delivery attempt failed"
+    );
+    if let Some(reason) = &result.disable {
+        tracing::error!(destination_id = %result.destination_id, reason = %reason, "destination disabled");
+    } else if let Some(until) = result.paused_until {
+        tracing::error!(
+            destination_id = %result.destination_id,
+            consecutive_failures = result.consecutive_failures,
+            paused_until_ms = until,
+            "destination paused"
+        );
+    }
 }
 
 async fn deliver(destinations: &Destinations, due: DueDelivery) -> DeliveryResult {
