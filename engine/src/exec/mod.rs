@@ -315,12 +315,9 @@ impl Executor {
             .collect();
         let plugin = &step.plugin;
         let info = self.sandbox.plugin(&plugin.name, &plugin.version);
-        let raw = info
-            .as_ref()
-            .map(|i| raw_inputs(&i.input_schema))
-            .unwrap_or_default();
+        let raw = info.as_ref().map_or(&[][..], |i| &i.raw_inputs[..]);
         let (input, recorded_input) =
-            render_with_secrets(&step.input, &mut state.ctx, &step.secrets, &granted, &raw);
+            render_with_secrets(&step.input, &mut state.ctx, &step.secrets, &granted, raw);
         let test_run = state.req.environment == Environment::Testing;
         if let Some(info) = &info
             && test_run
@@ -365,9 +362,9 @@ impl Executor {
                 .memory
                 .clone()
                 .map(|memory| MemoryGrant::new(memory, state.req.flow_id, !test_run)),
-            event: self
-                .sandbox
-                .wants_event(&plugin.name, &plugin.version)
+            event: info
+                .as_ref()
+                .is_some_and(|i| i.wants_event)
                 .then(|| state.cloud_event()),
         };
         let input_text = input.to_string();
@@ -508,21 +505,8 @@ impl Executor {
 
 /// Renders a step's input twice: with the granted secrets' values under `secrets` (what the
 /// plugin gets) and with every granted name mapped to `**REDACTED**` (what the trace keeps).
-/// Secrets appear in the context only for the duration of the rendering.
-/// Input fields a plugin takes as written, never rendered as templates: its schema marks them
-/// `"x-hookflow-raw": true` (the `javascript` plugin's `code`, where event data rendered into
-/// the source would be code injection).
-fn raw_inputs(schema: &Value) -> Vec<String> {
-    schema
-        .get("properties")
-        .and_then(Value::as_object)
-        .into_iter()
-        .flatten()
-        .filter(|(_, spec)| spec.get("x-hookflow-raw") == Some(&Value::Bool(true)))
-        .map(|(name, _)| name.clone())
-        .collect()
-}
-
+/// Secrets appear in the context only for the duration of the rendering. Fields in `raw`
+/// ([`crate::wasm::PluginInfo::raw_inputs`]) are taken as written.
 fn render_with_secrets(
     input: &Map<String, Value>,
     ctx: &mut Value,

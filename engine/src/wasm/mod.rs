@@ -84,6 +84,15 @@ pub struct PluginInfo {
     /// Hex SHA-256 of the component bytes.
     pub digest: String,
     pub builtin: bool,
+    /// Input fields taken as written, never rendered as templates: the schema marks them
+    /// `"x-hookflow-raw": true` (the `javascript` plugin's `code`, where event data rendered
+    /// into the source would be code injection). Read once here, not per step.
+    #[serde(skip)]
+    pub raw_inputs: Vec<String>,
+    /// The component imports `hookflow:plugin/event`: its steps get the trigger event, which
+    /// the executor builds only for them.
+    #[serde(skip)]
+    pub wants_event: bool,
 }
 
 /// Identity of the step being run, handed to the plugin.
@@ -136,7 +145,7 @@ pub struct Grants {
     /// The flow's memory; `None` where no memory is available.
     pub memory: Option<MemoryGrant>,
     /// The run's trigger event as CloudEvent JSON; set for plugins that import `event`
-    /// ([`Sandbox::wants_event`]), `None` elsewhere (it reads as `null`).
+    /// ([`PluginInfo::wants_event`]), `None` elsewhere (it reads as `null`).
     pub event: Option<Arc<str>>,
 }
 
@@ -170,8 +179,6 @@ impl Prepared {
 struct LoadedPlugin {
     info: PluginInfo,
     pre: PluginPre<HostState>,
-    /// The component imports `hookflow:plugin/event`: its steps get the trigger event.
-    wants_event: bool,
 }
 
 /// The process-wide plugin runtime.
@@ -295,6 +302,7 @@ impl Sandbox {
         if !input_schema.is_object() {
             return Err(LoadError::BadSchema("not a JSON object".into()));
         }
+        let raw_inputs = raw_inputs(&input_schema);
         let info = PluginInfo {
             name: descriptor.name,
             version: descriptor.version,
@@ -303,12 +311,10 @@ impl Sandbox {
             side_effects: descriptor.side_effects,
             digest,
             builtin,
-        };
-        Ok(Prepared(Arc::new(LoadedPlugin {
-            info,
-            pre,
+            raw_inputs,
             wants_event,
-        })))
+        };
+        Ok(Prepared(Arc::new(LoadedPlugin { info, pre })))
     }
 
     /// Registers a prepared plugin under the name and version it describes, replacing an
@@ -331,12 +337,6 @@ impl Sandbox {
     /// The plugin registered as `name@version`.
     pub fn plugin(&self, name: &str, version: &str) -> Option<PluginInfo> {
         self.lookup(name, version).map(|p| p.info.clone())
-    }
-
-    /// Whether `name@version` reads the trigger event (imports `hookflow:plugin/event`), so the
-    /// executor builds the CloudEvent only for steps that use it.
-    pub fn wants_event(&self, name: &str, version: &str) -> bool {
-        self.lookup(name, version).is_some_and(|p| p.wants_event)
     }
 
     /// Every registered plugin, sorted by name then version.
@@ -505,6 +505,18 @@ impl Sandbox {
         });
         store
     }
+}
+
+/// The properties of an input schema marked `"x-hookflow-raw": true`.
+fn raw_inputs(schema: &Value) -> Vec<String> {
+    schema
+        .get("properties")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+        .filter(|(_, spec)| spec.get("x-hookflow-raw") == Some(&Value::Bool(true)))
+        .map(|(name, _)| name.clone())
+        .collect()
 }
 
 fn engine_config(config: &SandboxConfig, pooling: bool) -> Config {
