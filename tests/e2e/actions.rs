@@ -404,25 +404,12 @@ async fn two_versions_of_a_plugin_run_side_by_side_and_flows_keep_their_pin() {
 async fn new_ip_sign_in_template_mails_once_per_new_address() {
     let smtp = SmtpSink::start();
     let server = smtp.server("alerts@hookflow.test").await;
-    let r = server
-        .admin(Method::POST, "/v1/handler-flows")
-        .json(&json!({"template": "new-ip-sign-in-to-email"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::CREATED);
-    let flow: Value = r.json().await.unwrap();
-    let id = flow["id"].as_str().unwrap();
+    let id = flow_from_template(&server, "new-ip-sign-in-to-email").await;
+    let id = id.as_str();
 
     // A test run with the catalog sample: the branch is taken, the e-mail skipped, and the IP
     // is not remembered (so the live event below still counts as new).
-    let r = server
-        .admin(Method::POST, &format!("/v1/flows/{id}/test"))
-        .json(&json!({"event": "user.signed.in"}))
-        .send()
-        .await
-        .unwrap();
-    let trace: Value = r.json().await.unwrap();
+    let (_, trace) = test_run(&server, id, json!({"event": "user.signed.in"})).await;
     assert_eq!(
         step(&trace, "check-ip")["output"]["firstSeen"],
         true,

@@ -11,16 +11,6 @@ async fn catalog(server: &Server, source: &str) -> Vec<Value> {
     body["data"].as_array().unwrap().clone()
 }
 
-async fn test_run(server: &Server, flow_id: &str, body: Value) -> (StatusCode, Value) {
-    let r = server
-        .admin(Method::POST, &format!("/v1/flows/{flow_id}/test"))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    (r.status(), r.json().await.unwrap())
-}
-
 /// Names of the branches each router in a run selected, in order.
 fn taken(run: &Value) -> Vec<String> {
     run["steps"]

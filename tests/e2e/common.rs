@@ -426,6 +426,31 @@ pub async fn create_user(server: &Server, email: &str, extra: Value) -> String {
     user["id"].as_str().unwrap().to_string()
 }
 
+/// Test-runs a stored flow (`POST /v1/flows/{id}/test` with `body`): the status and the trace.
+pub async fn test_run(server: &Server, flow_id: &str, body: Value) -> (StatusCode, Value) {
+    let r = server
+        .admin(reqwest::Method::POST, &format!("/v1/flows/{flow_id}/test"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    (r.status(), r.json().await.unwrap())
+}
+
+/// Generates and stores the flow of a handler template (`POST /v1/handler-flows`), asserting
+/// success; returns its id.
+pub async fn flow_from_template(server: &Server, template: &str) -> String {
+    let r = server
+        .admin(reqwest::Method::POST, "/v1/handler-flows")
+        .json(&json!({ "template": template }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED, "template {template}");
+    let flow: Value = r.json().await.unwrap();
+    flow["id"].as_str().unwrap().to_string()
+}
+
 /// A webhook flow with no authentication.
 pub fn webhook_flow(name: &str, steps: Value) -> Value {
     json!({"name": name, "trigger": {"type": "webhook"}, "steps": steps})

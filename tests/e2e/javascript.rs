@@ -254,23 +254,9 @@ async fn test_runs_stub_fetch_and_the_template_runs() {
     // The template's secrets, set as a user would before a test run; nothing is sent anyway.
     put_secret(&server, "URL", "https://siem.example.com/ingest").await;
     put_secret(&server, "API_KEY", "k").await;
-    let r = server
-        .admin(Method::POST, "/v1/handler-flows")
-        .json(&json!({"template": "auth0-action-forwarder"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::CREATED);
-    let flow: Value = r.json().await.unwrap();
-    let id = flow["id"].as_str().unwrap();
-    let r = server
-        .admin(Method::POST, &format!("/v1/flows/{id}/test"))
-        .json(&json!({"payload": auth0_event()}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
-    let trace: Value = r.json().await.unwrap();
+    let id = flow_from_template(&server, "auth0-action-forwarder").await;
+    let (status, trace) = test_run(&server, &id, json!({"payload": auth0_event()})).await;
+    assert_eq!(status, StatusCode::OK);
     let s = step(&trace, "on-execute-event-stream");
     assert_eq!(s["status"], "SUCCEEDED", "{trace}");
     let logs = s["detail"]["logs"].to_string();
