@@ -79,19 +79,17 @@ pub async fn set(
     Ok(Ok(()))
 }
 
-/// Deletes `key`; true when a live entry was removed.
+/// Deletes `key` (an expired row for it is garbage either way); true when a live entry was
+/// removed.
 pub async fn delete(c: &mut dyn Conn, flow_id: &str, key: &str, now_ms: i64) -> StoreResult<bool> {
-    let live = c
-        .execute(
-            "DELETE FROM flow_cache WHERE flow_id = ? AND key = ? AND expires_at > ?",
-            params![flow_id, key, now_ms],
+    let removed = c
+        .query_opt(
+            "DELETE FROM flow_cache WHERE flow_id = ? AND key = ? RETURNING expires_at",
+            params![flow_id, key],
         )
         .await?;
-    // An expired row for the key is garbage either way.
-    c.execute(
-        "DELETE FROM flow_cache WHERE flow_id = ? AND key = ?",
-        params![flow_id, key],
-    )
-    .await?;
-    Ok(live == 1)
+    Ok(match removed {
+        Some(row) => row.int("expires_at")? > now_ms,
+        None => false,
+    })
 }
