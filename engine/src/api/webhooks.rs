@@ -51,7 +51,7 @@ async fn receive(
     // lease and runs at once: no claim transaction, no wait for the dispatcher (the 202 does
     // not wait for it). Otherwise it is queued for whichever process claims it first.
     let slot = app.runs_work.then(|| app.queue.try_take_slot()).flatten();
-    let (accepted, _) = accept(&app, &flow_id, &headers, body, slot).await?;
+    let (accepted, _, _) = accept(&app, &flow_id, &headers, body, slot).await?;
     Ok(match accepted {
         Accepted::New { run_id } => {
             (StatusCode::ACCEPTED, Json(json!({ "runId": run_id }))).into_response()
@@ -86,7 +86,7 @@ async fn receive_sync(
     // can take it. Without a free slot it is queued like any event, so a `/sync` flood runs
     // within the worker limit instead of beside it (regression: hardening I).
     let slot = app.runs_work.then(|| app.queue.try_take_slot()).flatten();
-    let (accepted, started) = accept(&app, &flow_id, &headers, body, slot).await?;
+    let (accepted, started, answer) = accept(&app, &flow_id, &headers, body, slot).await?;
     let (run_id, duplicate) = match accepted {
         Accepted::New { run_id } => (run_id, false),
         Accepted::Duplicate { run_id } => (run_id, true),
@@ -124,17 +124,7 @@ async fn receive_sync(
         return Ok(http_response(response));
     }
     // The run record holds every step's input, output and logs: only for flows that say so.
-    let whole = match app.flows.current(&flow_id).await {
-        Ok(Some(active)) => matches!(
-            active.flow.trigger,
-            Trigger::Webhook {
-                sync_response: SyncAnswer::Run,
-                ..
-            }
-        ),
-        _ => false,
-    };
-    if whole {
+    if answer == SyncAnswer::Run {
         return Ok(Json(json!(run)).into_response());
     }
     // Without its trigger event and steps: id, status, error, times.
@@ -161,6 +151,10 @@ fn http_response(set: SyncResponse) -> Response {
 /// What `/sync` waits on for a run this process started at intake: its response, if any.
 type Started = tokio::sync::oneshot::Receiver<Option<SyncResponse>>;
 
+/// An accepted event: new or duplicate, when its run finishes if this process started it, and
+/// what the flow lets a `/sync` caller see of it.
+type Intake = (Accepted, Option<Started>, SyncAnswer);
+
 /// Authenticates, parses and durably stores one webhook event. With a worker `slot` the run is
 /// stored already started for this process and executed right after the commit; the second
 /// value then tells when it finished. Without one it is queued.
@@ -170,7 +164,7 @@ async fn accept(
     headers: &HeaderMap,
     body: Body,
     slot: Option<Slot>,
-) -> ApiResult<(Accepted, Option<Started>)> {
+) -> ApiResult<Intake> {
     let result = accept_checked(app, flow_id, headers, body, slot).await;
     if let Err(error) = &result {
         log_refusal(flow_id, error);
@@ -196,13 +190,17 @@ async fn accept_checked(
     headers: &HeaderMap,
     body: Body,
     slot: Option<Slot>,
-) -> ApiResult<(Accepted, Option<Started>)> {
+) -> ApiResult<Intake> {
     let active = app
         .flows
         .current(flow_id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("flow {flow_id} not found")))?;
-    let Trigger::Webhook { auth, .. } = &active.flow.trigger else {
+    let Trigger::Webhook {
+        auth,
+        sync_response: answer,
+    } = &active.flow.trigger
+    else {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             format!("flow {flow_id} is triggered by a schedule, not a webhook"),
@@ -229,7 +227,8 @@ async fn accept_checked(
         .map_err(|_| ApiError::bad_request("body is not UTF-8"))?;
     let headers = trigger::kept_headers(headers, trigger::secret_header(auth));
     let Some(slot) = slot else {
-        return Ok((enqueue(app, &active, event_key, headers, body).await?, None));
+        let accepted = enqueue(app, &active, event_key, headers, body).await?;
+        return Ok((accepted, None, *answer));
     };
     let event = new_event(&active, event_key, headers, body, Some(app.queue.lease()));
     let run = ClaimedRun {
@@ -260,15 +259,17 @@ async fn accept_checked(
                 run,
             )
         });
-        Ok((accepted, started))
+        Ok::<_, ApiError>((accepted, started))
     });
-    hand_over.await.map_err(|e| {
+    let answer = *answer;
+    let (accepted, started) = hand_over.await.map_err(|e| {
         tracing::error!(error = %e, "storing an event failed");
         ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "storing the event failed",
         )
-    })?
+    })??;
+    Ok((accepted, started, answer))
 }
 
 /// Writes the event and its queued run (group commit) and wakes the queue.
