@@ -1,6 +1,16 @@
 //! The event catalog: every audit event type hookflow knows, per source (Activepieces, GitLab,
-//! Auth0), with its description, a human summary template and a realistic sample payload. The
-//! data lives in `templates/events/*.json` and is compiled into the binary.
+//! Auth0 Event Streams, Auth0 Log Streams), with its description, a human summary template and a
+//! realistic sample payload. The data lives in `templates/events/*.json` and is compiled into the
+//! binary.
+//!
+//! A source is one delivery shape with one place that holds the event name
+//! (`eventNamePath`). Auth0 sends two shapes: Event Streams deliver CloudEvents (the name in
+//! `type`), Log Streams deliver tenant log entries (`{"log_id", "data": {"type": "f", ...}}`, the
+//! name in `data.type`). They are two sources, `auth0` and `auth0-logs`, rather than one source
+//! with two name paths: then every generated router tests exactly one path per branch, a body is
+//! identified by the first path that holds a known name, and nothing downstream (generator,
+//! test runs, `cloud_event`, the events picker) needs to know a source could have more than one.
+//! Their names never collide (dotted names versus short log codes).
 
 mod cloud_event;
 
@@ -15,6 +25,7 @@ const SOURCES: &[&str] = &[
     include_str!("../../../templates/events/activepieces.json"),
     include_str!("../../../templates/events/gitlab.json"),
     include_str!("../../../templates/events/auth0.json"),
+    include_str!("../../../templates/events/auth0-logs.json"),
 ];
 
 /// One system that sends audit events.
@@ -27,7 +38,23 @@ pub struct Source {
     /// Dotted path of the event name inside a body (`action`, `event_type`, `type`).
     pub event_name_path: String,
     pub description: String,
+    /// The upstream release the event list was taken from, where one defines it (Activepieces:
+    /// `@activepieces/shared`); `tools/catalog/` checks the list against that release.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release: Option<Release>,
     pub events: Vec<EventType>,
+}
+
+/// Where a source's event names come from: a package release and the names it defines, as
+/// recorded by `tools/catalog/activepieces.mjs`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Release {
+    /// Package name, e.g. `@activepieces/shared`.
+    pub package: String,
+    pub version: String,
+    /// Every event name that release defines, in its order.
+    pub event_names: Vec<String>,
 }
 
 /// One event type with its sample.
@@ -155,7 +182,10 @@ mod tests {
     #[test]
     fn every_sample_carries_its_own_name_and_summaries_render() {
         let catalog = Catalog::builtin();
-        assert_eq!(catalog.source_names(), ["activepieces", "gitlab", "auth0"]);
+        assert_eq!(
+            catalog.source_names(),
+            ["activepieces", "gitlab", "auth0", "auth0-logs"]
+        );
         for source in &catalog.sources {
             let mut names = HashSet::new();
             for event in &source.events {
@@ -175,7 +205,8 @@ mod tests {
             }
         }
         assert!(catalog.source("activepieces").unwrap().events.len() >= 28);
-        assert!(catalog.source("gitlab").unwrap().events.len() >= 25);
+        assert!(catalog.source("gitlab").unwrap().events.len() >= 80);
+        assert!(catalog.source("auth0-logs").unwrap().events.len() >= 40);
         assert!(
             catalog
                 .source("AUTH0")
@@ -183,6 +214,86 @@ mod tests {
                 .find("USER.CREATED")
                 .is_some()
         );
+    }
+
+    /// The Activepieces catalog holds exactly the events of the release it records, which
+    /// `tools/catalog/activepieces.mjs` read from that release's `ApplicationEventName`.
+    #[test]
+    fn activepieces_catalog_is_the_recorded_release() {
+        let ap = Catalog::builtin().source("activepieces").unwrap();
+        let release = ap
+            .release
+            .as_ref()
+            .expect("activepieces.json records its release");
+        assert_eq!(release.package, "@activepieces/shared");
+        assert!(!release.version.is_empty());
+        let catalog: HashSet<&str> = ap.events.iter().map(|e| e.name.as_str()).collect();
+        let released: HashSet<&str> = release.event_names.iter().map(String::as_str).collect();
+        let mut missing: Vec<_> = released.difference(&catalog).collect();
+        let mut extra: Vec<_> = catalog.difference(&released).collect();
+        missing.sort();
+        extra.sort();
+        assert!(
+            missing.is_empty() && extra.is_empty(),
+            "activepieces.json vs {} {}: missing {missing:?}, not in the release {extra:?}",
+            release.package,
+            release.version
+        );
+        assert_eq!(released.len(), release.event_names.len(), "duplicate names");
+        for name in [
+            "project.replaced",
+            "flow.run.retried",
+            "signing.key.created",
+            "project.release.created",
+        ] {
+            assert!(ap.find(name).is_some(), "{name}");
+        }
+    }
+
+    #[test]
+    fn log_stream_entries_are_named_by_data_type() {
+        let catalog = Catalog::builtin();
+        let logs = catalog.source("auth0-logs").unwrap();
+        assert_eq!(logs.event_name_path, "data.type");
+        let failed = logs.find("f").expect("failed login");
+        let body = &failed.sample;
+        assert_eq!(logs.event_name(body), Some("f"));
+        assert!(body["log_id"].is_string(), "Log Streams webhook shape");
+        assert_eq!(
+            failed.summarize(body),
+            format!(
+                "Failed login for {} from {}",
+                body["data"]["user_name"].as_str().unwrap(),
+                body["data"]["ip"].as_str().unwrap()
+            )
+        );
+        // As the CloudEvent a javascript step sees, the entry keeps its source and code.
+        let wrapped = cloud_event(catalog, &serde_json::json!({ "body": body }), "run-1");
+        assert_eq!(wrapped["source"], "auth0-logs");
+        assert_eq!(wrapped["type"], "f");
+        // Neither the CloudEvent source nor the others claim a log entry, and the log source
+        // does not claim a CloudEvent.
+        let event_streams = catalog.source("auth0").unwrap();
+        assert_eq!(event_streams.event_name(body), None);
+        let cloud_event = &event_streams.find("user.created").unwrap().sample;
+        assert_eq!(logs.event_name(cloud_event), None);
+        for code in [
+            "s", "fp", "fu", "fs", "ss", "sapi", "fapi", "limit_wc", "pwd_leak", "scp",
+        ] {
+            assert!(logs.find(code).is_some(), "{code}");
+        }
+        // No other source has a log code, so `find_any` (test runs by event name) finds the
+        // log entry's sample.
+        for source in catalog.sources.iter().filter(|s| s.source != "auth0-logs") {
+            for event in &logs.events {
+                assert!(
+                    source.find(&event.name).is_none(),
+                    "{} in {}",
+                    event.name,
+                    source.source
+                );
+            }
+        }
     }
 
     #[test]
