@@ -31,7 +31,7 @@ fn taken(run: &Value) -> Vec<String> {
 #[tokio::test]
 async fn generated_flow_for_every_event_routes_each_sample_to_its_own_branch() {
     let server = Server::start().await;
-    for source in ["activepieces", "gitlab", "auth0"] {
+    for source in ["activepieces", "gitlab", "auth0", "auth0-logs"] {
         let events = catalog(&server, source).await;
         assert!(!events.is_empty());
         let names: Vec<&str> = events.iter().map(|e| e["name"].as_str().unwrap()).collect();
@@ -75,7 +75,7 @@ async fn generated_flow_for_every_event_routes_each_sample_to_its_own_branch() {
         let (_, run) = test_run(
             &server,
             flow_id,
-            json!({"payload": {"action": "x", "event_type": "x", "type": "x"}}),
+            json!({"payload": {"action": "x", "event_type": "x", "type": "x", "data": {"type": "x"}}}),
         )
         .await;
         assert_eq!(taken(&run), ["Otherwise"]);
@@ -111,28 +111,95 @@ async fn finished_runs_that_succeeded_take_the_otherwise_branch() {
     assert_eq!(run["environment"], "PRODUCTION");
 }
 
+/// Generates a handler flow, asserting it was created; returns the answer.
+async fn generate(server: &Server, request: Value) -> Value {
+    let r = server
+        .admin(Method::POST, "/v1/handler-flows")
+        .json(&request)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED, "{request}");
+    r.json().await.unwrap()
+}
+
 #[tokio::test]
-async fn unknown_events_are_refused_with_close_matches() {
+async fn unknown_events_get_a_branch_without_a_sample() {
     let server = Server::start().await;
-    let r = server
-        .admin(Method::POST, "/v1/handler-flows")
-        .json(&json!({"events": ["flow.run.finishd"]}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
-    let body: Value = r.json().await.unwrap();
+    let flow = generate(
+        &server,
+        json!({"events": ["flow.run.finishd", "user.signed.in", "agent.run.started"]}),
+    )
+    .await;
     assert_eq!(
-        body["unknownEvents"][0]["closeMatches"][0],
-        "flow.run.finished"
+        flow["unknownEvents"],
+        json!([
+            {"name": "flow.run.finishd", "closeMatches": ["flow.run.finished"]},
+            {"name": "agent.run.started", "closeMatches": ["flow.run.started"]},
+        ])
     );
-    let r = server
-        .admin(Method::POST, "/v1/handler-flows")
-        .json(&json!({"events": ["x"], "source": "jira"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let definition = &flow["definition"];
+    assert_eq!(
+        definition["sampleData"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .collect::<Vec<_>>(),
+        ["user.signed.in"],
+        "only catalog events have samples"
+    );
+    assert!(
+        definition["description"]
+            .as_str()
+            .unwrap()
+            .contains("not in the catalog: no sample: flow.run.finishd, agent.run.started"),
+        "{definition}"
+    );
+    let id = flow["id"].as_str().unwrap();
+    // An event with an unknown name takes its own branch, live and in a test run.
+    let event = json!({"id": "ev-agent-1", "action": "agent.run.started", "data": {}});
+    let (status, run) = test_run(&server, id, json!({"payload": event})).await;
+    assert_eq!(status, StatusCode::OK, "{run}");
+    assert_eq!(taken(&run), ["agent.run.started"]);
+    assert_eq!(
+        step(&run, "log-agent-run-started")["output"]["message"],
+        "Activepieces event agent.run.started (not in the catalog: no sample)"
+    );
+    let live = server.run_flow(id, &event).await;
+    assert_eq!(taken(&live), ["agent.run.started"]);
+    // There is no sample to test it with by name; the answer says what is close.
+    let (status, body) = test_run(&server, id, json!({"event": "flow.run.finishd"})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("flow.run.finished"),
+        "{body}"
+    );
+    // The known event still has its sample and branch.
+    let (_, run) = test_run(&server, id, json!({"event": "user.signed.in"})).await;
+    assert_eq!(taken(&run), ["user.signed.in"]);
+
+    for (request, field) in [
+        (json!({"events": ["x"], "source": "jira"}), "source:"),
+        (json!({"events": [" "]}), "events:"),
+        (json!({"events": ["{{trigger.body.secret}}"]}), "events:"),
+        (json!({"events": ["x".repeat(129)]}), "events:"),
+    ] {
+        let r = server
+            .admin(Method::POST, "/v1/handler-flows")
+            .json(&request)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{request}");
+        let body: Value = r.json().await.unwrap();
+        assert!(
+            body["detail"].as_str().unwrap().starts_with(field),
+            "{request}: {body}"
+        );
+    }
     let id = server.create_flow(webhook_flow("t", json!([]))).await;
     let (status, body) = test_run(&server, &id, json!({"event": "user.signd.in"})).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
@@ -142,6 +209,97 @@ async fn unknown_events_are_refused_with_close_matches() {
     );
     let (status, _) = test_run(&server, &id, json!({})).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
+}
+
+/// Events the catalog gained (the newest Activepieces release, GitLab types, Auth0 Log Streams)
+/// get flows whose samples take their own branch and log the catalog's summary.
+#[tokio::test]
+async fn new_catalog_events_route_to_their_branches() {
+    let server = Server::start().await;
+    let cases = [
+        (
+            "activepieces",
+            vec![
+                "project.replaced",
+                "flow.run.retried",
+                "signing.key.created",
+            ],
+            vec![
+                (
+                    "project.replaced",
+                    "log-project-replaced",
+                    "Project replace SUCCESS in 4812ms (0 failed; 2 flows created, 5 updated, 1 deleted)",
+                ),
+                (
+                    "signing.key.created",
+                    "log-signing-key-created",
+                    "Embed SDK key (prod) is created",
+                ),
+            ],
+        ),
+        (
+            "auth0-logs",
+            vec!["f", "fp", "limit_wc", "sapi"],
+            vec![
+                (
+                    "f",
+                    "log-f",
+                    "Failed login for jane.doe@example.com from 198.51.100.77",
+                ),
+                (
+                    "fp",
+                    "log-fp",
+                    "Failed login for jane.doe@example.com from 198.51.100.77: wrong password",
+                ),
+            ],
+        ),
+        (
+            "gitlab",
+            vec![
+                "login_failed_with_otp_authentication",
+                "ci_instance_variable_created",
+                "repository_git_operation",
+            ],
+            vec![(
+                "login_failed_with_otp_authentication",
+                "log-login-failed-with-otp-authentication",
+                "Failed two-factor sign-in for grace from 198.51.100.23 (wrong OTP)",
+            )],
+        ),
+    ];
+    for (source, events, messages) in cases {
+        let flow = generate(&server, json!({"source": source, "events": events})).await;
+        assert_eq!(flow["unknownEvents"], json!([]), "{source}");
+        let id = flow["id"].as_str().unwrap();
+        for event in &events {
+            let (status, run) = test_run(&server, id, json!({"event": event})).await;
+            assert_eq!(status, StatusCode::OK, "{run}");
+            assert_eq!(run["status"], "SUCCEEDED", "{source} {event}: {run}");
+            assert_eq!(taken(&run), [*event], "{source}");
+        }
+        for (event, log, message) in messages {
+            let (_, run) = test_run(&server, id, json!({"event": event})).await;
+            assert_eq!(
+                step(&run, log)["output"]["message"],
+                message,
+                "{source} {event}"
+            );
+        }
+    }
+    // A Log Streams entry posted to the webhook is routed by its data.type.
+    let logs = catalog(&server, "auth0-logs").await;
+    let failed_login = &logs.iter().find(|e| e["name"] == "f").unwrap()["sample"];
+    assert_eq!(failed_login["data"]["type"], "f");
+    let flow = generate(
+        &server,
+        json!({"source": "auth0-logs", "events": ["f", "s"]}),
+    )
+    .await;
+    let run = server
+        .run_flow(flow["id"].as_str().unwrap(), failed_login)
+        .await;
+    assert_eq!(taken(&run), ["f"]);
+    assert_eq!(run["environment"], "PRODUCTION");
 }
 
 #[tokio::test]
@@ -228,9 +386,15 @@ fn cli_generate_and_test() {
     let text = String::from_utf8_lossy(&o.stdout);
     assert_eq!(o.status.code(), Some(0), "{text}");
     assert!(text.contains("▶ taken \"Failed run\""), "{text}");
+    // A name the catalog does not know gets a branch; the note says which and what is close.
     let o = run(&["generate", "--events", "flow.run.finishd"]);
+    assert_eq!(o.status.code(), Some(0));
+    let note = String::from_utf8_lossy(&o.stderr);
+    assert!(note.contains("not in the catalog"), "{note}");
+    assert!(note.contains("did you mean flow.run.finished"), "{note}");
+    assert!(String::from_utf8_lossy(&o.stdout).contains("name: flow.run.finishd"));
+    let o = run(&["generate", "--source", "jira", "--events", "x"]);
     assert_eq!(o.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("did you mean flow.run.finished"));
 }
 
 #[tokio::test]

@@ -86,7 +86,10 @@ async fn handler_flow(
     let request: HandlerFlowRequest = super::json_body(&body)?;
     let generated = match &request.template {
         Some(template) if request.events.is_empty() => {
-            generate::from_template(Catalog::builtin(), template)
+            generate::from_template(Catalog::builtin(), template).map(|flow| generate::Generated {
+                flow,
+                unknown: Vec::new(),
+            })
         }
         Some(_) => {
             return Err(ApiError::bad_request(
@@ -102,13 +105,14 @@ async fn handler_flow(
             generate::generate(Catalog::builtin(), &request)
         }
     };
-    let definition = generated.map_err(|e| match &e {
-        GenerateError::UnknownEvents(unknown) => ApiError::bad_request(format!("events: {e}"))
-            .with_extra(json!({ "unknownEvents": unknown })),
+    let generated = generated.map_err(|e| match &e {
         GenerateError::UnknownSource(..) => ApiError::bad_request(format!("source: {e}")),
-        GenerateError::NoEvents => ApiError::bad_request(format!("events: {e}")),
+        GenerateError::NoEvents | GenerateError::BadEventName(_) => {
+            ApiError::bad_request(format!("events: {e}"))
+        }
         GenerateError::UnknownTemplate(..) => ApiError::bad_request(format!("template: {e}")),
     })?;
+    let definition = generated.flow;
     let active = app
         .flows
         .create(&caller.actor(), caller.project()?, definition)
@@ -116,6 +120,9 @@ async fn handler_flow(
     let location = format!("/v1/flows/{}", active.record.id);
     let mut body = json!(active.record);
     body["webhookUrl"] = json!(format!("/v1/webhooks/{}", active.record.id));
+    // Names the catalog did not know still got a branch (without a sample); say which, with
+    // close matches, so a typo does not go unnoticed.
+    body["unknownEvents"] = json!(generated.unknown);
     Ok((
         StatusCode::CREATED,
         [(header::LOCATION, location)],

@@ -68,7 +68,7 @@ enum Command {
         /// everything-to-splunk.
         #[arg(long)]
         template: Option<String>,
-        /// Event source: activepieces, gitlab or auth0.
+        /// Event source: activepieces, gitlab, auth0 (Event Streams) or auth0-logs (Log Streams).
         #[arg(long, default_value = "activepieces")]
         source: String,
         /// Flow name.
@@ -676,7 +676,12 @@ fn generate_flow(
 ) -> Result<ExitCode, Failure> {
     let catalog = crate::catalog::Catalog::builtin();
     let generated = match template {
-        Some(template) => crate::generate::from_template(catalog, &template),
+        Some(template) => crate::generate::from_template(catalog, &template).map(|flow| {
+            crate::generate::Generated {
+                flow,
+                unknown: Vec::new(),
+            }
+        }),
         None => crate::generate::generate(
             catalog,
             &crate::generate::Request {
@@ -686,7 +691,11 @@ fn generate_flow(
             },
         ),
     };
-    let definition = generated.map_err(|e| usage(e.to_string()))?;
+    let generated = generated.map_err(|e| usage(e.to_string()))?;
+    if let Some(note) = generated.unknown_note() {
+        eprintln!("note: {note}");
+    }
+    let definition = generated.flow;
     let flow = flow::flow_from_value(definition)
         .map_err(|p| Failure::Internal(anyhow::anyhow!("generated flow is invalid: {p}")))?;
     let yaml = serde_yaml::to_string(&flow.to_value()).map_err(|e| Failure::Internal(e.into()))?;

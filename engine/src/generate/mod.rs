@@ -3,6 +3,13 @@
 //! name), a nested "Failed run" router under Activepieces' `flow.run.finished`, an "Otherwise"
 //! fallback, a `log` step in every branch as a starting point, and the sample of every selected
 //! event in `sampleData` so a test run works at once.
+//!
+//! A name the catalog does not know still gets its branch, matched at the source's name path
+//! like any other: products add event types faster than a catalog follows, and a handler for
+//! tomorrow's type is better than a refusal. Such a branch has no sample (there is nothing to
+//! copy), its log step and the flow's description say "not in the catalog: no sample", and the
+//! answer ([`Generated::unknown`]) names every such event with the closest known names, so a
+//! typo is still easy to spot.
 
 use crate::catalog::{Catalog, EventType, Source};
 use serde_json::{Map, Value, json};
@@ -93,9 +100,15 @@ pub enum GenerateError {
     NoEvents,
     #[error("unknown template {0:?} (known: {1})")]
     UnknownTemplate(String, String),
-    #[error("{}", describe_unknown(.0))]
-    UnknownEvents(Vec<UnknownEvent>),
+    #[error(
+        "event name {0:?} is not usable: give at most {MAX_EVENT_NAME_CHARS} characters, without control characters or template braces"
+    )]
+    BadEventName(String),
 }
+
+/// The longest event name the generator takes; real ones are far shorter (GitLab's longest
+/// documented type has 61 characters), and the name becomes a branch name.
+pub const MAX_EVENT_NAME_CHARS: usize = 128;
 
 /// An event name the catalog does not have, with the closest known names.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -105,30 +118,64 @@ pub struct UnknownEvent {
     pub close_matches: Vec<String>,
 }
 
-fn describe_unknown(unknown: &[UnknownEvent]) -> String {
-    let parts: Vec<String> = unknown
-        .iter()
-        .map(|u| {
-            if u.close_matches.is_empty() {
-                format!("unknown event {:?}", u.name)
-            } else {
-                format!(
-                    "unknown event {:?} (did you mean {}?)",
-                    u.name,
-                    u.close_matches.join(", ")
-                )
-            }
-        })
-        .collect();
-    parts.join("; ")
+/// A generated flow definition and the selected names it has no catalog entry (and so no
+/// sample) for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Generated {
+    pub flow: Value,
+    pub unknown: Vec<UnknownEvent>,
+}
+
+impl Generated {
+    /// One line naming the events the catalog did not know, with close matches; `None` when
+    /// every event was known.
+    pub fn unknown_note(&self) -> Option<String> {
+        if self.unknown.is_empty() {
+            return None;
+        }
+        let parts: Vec<String> = self
+            .unknown
+            .iter()
+            .map(|u| {
+                if u.close_matches.is_empty() {
+                    format!("{:?}", u.name)
+                } else {
+                    format!(
+                        "{:?} (did you mean {}?)",
+                        u.name,
+                        u.close_matches.join(", ")
+                    )
+                }
+            })
+            .collect();
+        Some(format!(
+            "not in the catalog, so their branches have no sample: {}",
+            parts.join("; ")
+        ))
+    }
+}
+
+/// What the flow has a branch for: a catalog event, or a name the catalog does not know.
+enum Selected<'a> {
+    Known(&'a EventType),
+    Unknown(String),
+}
+
+impl Selected<'_> {
+    fn name(&self) -> &str {
+        match self {
+            Selected::Known(event) => &event.name,
+            Selected::Unknown(name) => name,
+        }
+    }
 }
 
 /// Builds the flow definition (JSON) for `request`.
-pub fn generate(catalog: &Catalog, request: &Request) -> Result<Value, GenerateError> {
+pub fn generate(catalog: &Catalog, request: &Request) -> Result<Generated, GenerateError> {
     let source = catalog.source(&request.source).ok_or_else(|| {
         GenerateError::UnknownSource(request.source.clone(), catalog.source_names().join(", "))
     })?;
-    let mut selected: Vec<&EventType> = Vec::new();
+    let mut selected: Vec<Selected> = Vec::new();
     let mut unknown = Vec::new();
     for name in request
         .events
@@ -136,45 +183,77 @@ pub fn generate(catalog: &Catalog, request: &Request) -> Result<Value, GenerateE
         .map(|n| n.trim())
         .filter(|n| !n.is_empty())
     {
-        match source.find(name) {
-            Some(event) if !selected.iter().any(|s| s.name == event.name) => selected.push(event),
-            Some(_) => {}
-            None => unknown.push(UnknownEvent {
-                name: name.to_string(),
-                close_matches: source.close_matches(name),
-            }),
+        // The name becomes a condition operand, where `{{` would start a template.
+        if name.chars().count() > MAX_EVENT_NAME_CHARS
+            || name.chars().any(char::is_control)
+            || name.contains("{{")
+            || name.contains("}}")
+        {
+            return Err(GenerateError::BadEventName(name.to_string()));
         }
-    }
-    if !unknown.is_empty() {
-        return Err(GenerateError::UnknownEvents(unknown));
+        // Names match case-insensitively at intake, so two spellings are one branch.
+        if selected.iter().any(|s| s.name().eq_ignore_ascii_case(name)) {
+            continue;
+        }
+        match source.find(name) {
+            Some(event) => selected.push(Selected::Known(event)),
+            None => {
+                unknown.push(UnknownEvent {
+                    name: name.to_string(),
+                    close_matches: source.close_matches(name),
+                });
+                selected.push(Selected::Unknown(name.to_string()));
+            }
+        }
     }
     if selected.is_empty() {
         return Err(GenerateError::NoEvents);
     }
     let event_name = format!("{{{{trigger.body.{}}}}}", source.event_name_path);
+    let mut step_names = StepNames::default();
     let mut branches: Vec<Value> = selected
         .iter()
-        .map(|event| event_branch(source, event, &event_name))
+        .map(|event| event_branch(source, event, &event_name, &mut step_names))
         .collect();
     branches.push(json!({
         "name": "Otherwise",
         "fallback": true,
-        "steps": [log_step("log-other-event", &format!("Unhandled {} event {event_name}", source.display_name))],
+        "steps": [log_step(&step_names.take("log-other-event"), &format!("Unhandled {} event {event_name}", source.display_name))],
     }));
     let sample_data: Map<String, Value> = selected
         .iter()
-        .map(|e| (e.name.clone(), e.sample.clone()))
+        .filter_map(|s| match s {
+            Selected::Known(e) => Some((e.name.clone(), e.sample.clone())),
+            Selected::Unknown(_) => None,
+        })
         .collect();
     let name = request
         .name
         .clone()
         .unwrap_or_else(|| match selected.as_slice() {
-            [one] => format!("Handle {} {}", source.display_name, one.name),
+            [one] => format!("Handle {} {}", source.display_name, one.name()),
             many => format!("Handle {} {} events", many.len(), source.display_name),
         });
-    Ok(json!({
+    let names = |known: bool| -> Vec<&str> {
+        selected
+            .iter()
+            .filter(|s| matches!(s, Selected::Known(_)) == known)
+            .map(Selected::name)
+            .collect()
+    };
+    let mut description = format!("Generated for {} events", source.display_name);
+    if !names(true).is_empty() {
+        description.push_str(&format!(": {}", names(true).join(", ")));
+    }
+    if !unknown.is_empty() {
+        description.push_str(&format!(
+            "; not in the catalog: no sample: {}",
+            names(false).join(", ")
+        ));
+    }
+    let flow = json!({
         "name": name,
-        "description": format!("Generated for {} events: {}", source.display_name, selected.iter().map(|e| e.name.as_str()).collect::<Vec<_>>().join(", ")),
+        "description": description,
         "trigger": {"type": "webhook"},
         "sampleData": sample_data,
         "steps": [{
@@ -183,27 +262,57 @@ pub fn generate(catalog: &Catalog, request: &Request) -> Result<Value, GenerateE
             "mode": "firstMatch",
             "branches": branches,
         }],
-    }))
+    });
+    Ok(Generated { flow, unknown })
 }
 
-fn event_branch(source: &Source, event: &EventType, event_name: &str) -> Value {
-    let slug = slug(&event.name);
-    let steps = if source.source == "activepieces" && event.name == "flow.run.finished" {
-        failed_run_router()
-    } else {
-        vec![log_step(
-            &format!("log-{slug}"),
-            &body_template(&event.summary),
-        )]
+fn event_branch(
+    source: &Source,
+    event: &Selected,
+    event_name: &str,
+    step_names: &mut StepNames,
+) -> Value {
+    let name = event.name();
+    let step = step_names.take(&format!("log-{}", slug(name)));
+    let steps = match event {
+        Selected::Known(e) if source.source == "activepieces" && e.name == "flow.run.finished" => {
+            failed_run_router(step_names)
+        }
+        Selected::Known(e) => vec![log_step(&step, &body_template(&e.summary))],
+        Selected::Unknown(_) => vec![log_step(
+            &step,
+            &format!(
+                "{} event {event_name} (not in the catalog: no sample)",
+                source.display_name
+            ),
+        )],
     };
     json!({
-        "name": event.name,
-        "when": [[{"left": event_name, "operator": "TEXT_EXACTLY_MATCHES", "right": event.name}]],
+        "name": name,
+        "when": [[{"left": event_name, "operator": "TEXT_EXACTLY_MATCHES", "right": name}]],
         "steps": steps,
     })
 }
 
-fn failed_run_router() -> Vec<Value> {
+/// Step names handed out so far: a flow's step names must be unique, and two event names can
+/// share a slug (`user.created` and `user_created`).
+#[derive(Default)]
+struct StepNames(std::collections::HashSet<String>);
+
+impl StepNames {
+    /// `wanted`, or `wanted-2`, `wanted-3`, … if taken.
+    fn take(&mut self, wanted: &str) -> String {
+        let mut name = wanted.to_string();
+        let mut n = 1;
+        while !self.0.insert(name.clone()) {
+            n += 1;
+            name = format!("{wanted}-{n}");
+        }
+        name
+    }
+}
+
+fn failed_run_router(step_names: &mut StepNames) -> Vec<Value> {
     let status = "{{trigger.body.data.flowRun.status}}";
     let groups: Vec<Value> = FAILED_RUN_STATUSES
         .iter()
@@ -211,13 +320,18 @@ fn failed_run_router() -> Vec<Value> {
         .collect();
     let run = "{{trigger.body.data.flowRun.id}}";
     let flow = "{{trigger.body.data.flowRun.flowDisplayName}}";
+    let (router, failed, finished) = (
+        step_names.take("route-run-status"),
+        step_names.take("log-failed-run"),
+        step_names.take("log-finished-run"),
+    );
     vec![json!({
-        "name": "route-run-status",
+        "name": router,
         "type": "router",
         "mode": "firstMatch",
         "branches": [
-            {"name": "Failed run", "when": groups, "steps": [log_step("log-failed-run", &format!("Flow run {run} of {flow} failed with status {status}"))]},
-            {"name": "Otherwise", "fallback": true, "steps": [log_step("log-finished-run", &format!("Flow run {run} of {flow} finished with status {status}"))]},
+            {"name": "Failed run", "when": groups, "steps": [log_step(&failed, &format!("Flow run {run} of {flow} failed with status {status}"))]},
+            {"name": "Otherwise", "fallback": true, "steps": [log_step(&finished, &format!("Flow run {run} of {flow} finished with status {status}"))]},
         ],
     })]
 }
@@ -238,7 +352,8 @@ fn slug(name: &str) -> String {
             }
         })
         .collect();
-    s.chars().take(56).collect()
+    // "log-" + 52 + a "-NNNN" suffix from `StepNames` stays within the 64 a step name may have.
+    s.chars().take(52).collect()
 }
 
 /// Rewrites a catalog summary (paths relative to the event body) into a flow template
@@ -281,33 +396,128 @@ mod tests {
         }
     }
 
+    /// The branch the generated flow's top router takes for `body`.
+    fn branch_for(flow: &flow::Flow, body: &Value) -> String {
+        let Some(flow::Step::Router(router)) = flow.steps.first() else {
+            panic!("the first step is the router");
+        };
+        let decision = flow::decide(router, &json!({ "trigger": { "body": body } }));
+        router.branches[decision.selected[0]].name.clone()
+    }
+
     #[test]
-    fn generated_flows_validate_and_round_trip_through_yaml() {
-        for source in ["activepieces", "gitlab", "auth0"] {
-            let definition = generate(Catalog::builtin(), &all_events(source)).unwrap();
-            let parsed = flow::flow_from_value(definition.clone())
-                .unwrap_or_else(|p| panic!("{source}: {p}"));
+    fn generated_flows_validate_round_trip_and_route_every_sample_to_its_branch() {
+        let catalog = Catalog::builtin();
+        for source in &catalog.sources {
+            let generated = generate(catalog, &all_events(&source.source)).unwrap();
+            assert!(generated.unknown.is_empty());
+            let parsed = flow::flow_from_value(generated.flow.clone())
+                .unwrap_or_else(|p| panic!("{}: {p}", source.source));
             let yaml = serde_yaml::to_string(&parsed.to_value()).unwrap();
             let again = flow::parse_flow(&yaml, Format::Yaml).unwrap();
-            assert_eq!(again, parsed, "{source} round-trips");
+            assert_eq!(again, parsed, "{} round-trips", source.source);
             assert_eq!(serde_yaml::to_string(&again.to_value()).unwrap(), yaml);
+            for event in &source.events {
+                assert_eq!(branch_for(&parsed, &event.sample), event.name);
+            }
         }
     }
 
     #[test]
-    fn unknown_events_are_refused_with_close_matches() {
+    fn unknown_events_get_their_own_branch_without_a_sample() {
         let request = Request {
-            source: "activepieces".into(),
-            events: vec!["flow.run.finishd".into(), "nope".into()],
+            source: "gitlab".into(),
+            events: vec![
+                "user_created".into(),
+                "user_creatd".into(),
+                "duo_workflow_started".into(),
+                "USER_CREATD".into(),
+                "user.created".into(),
+            ],
             name: None,
         };
-        let error = generate(Catalog::builtin(), &request).unwrap_err();
-        let text = error.to_string();
-        assert!(
-            text.contains("unknown event \"flow.run.finishd\" (did you mean flow.run.finished"),
-            "{text}"
+        let generated = generate(Catalog::builtin(), &request).unwrap();
+        let unknown: Vec<&str> = generated.unknown.iter().map(|u| u.name.as_str()).collect();
+        assert_eq!(
+            unknown,
+            ["user_creatd", "duo_workflow_started", "user.created"]
         );
-        assert!(text.contains("unknown event \"nope\""), "{text}");
+        assert_eq!(generated.unknown[0].close_matches[0], "user_created");
+        let note = generated.unknown_note().unwrap();
+        assert!(
+            note.contains("\"user_creatd\" (did you mean user_created"),
+            "{note}"
+        );
+        assert!(note.contains("\"duo_workflow_started\""), "{note}");
+        let flow = flow::flow_from_value(generated.flow.clone()).unwrap();
+        // Only the known event has a sample.
+        let samples = flow.sample_data.as_ref().unwrap();
+        assert_eq!(samples.keys().collect::<Vec<_>>(), ["user_created"]);
+        let description = flow.description.as_deref().unwrap();
+        assert!(
+            description.contains(
+                "not in the catalog: no sample: user_creatd, duo_workflow_started, user.created"
+            ),
+            "{description}"
+        );
+        // Each unknown name is routed like a known one; `user.created` and `user_created`
+        // share a slug, so their log steps get distinct names.
+        for name in ["duo_workflow_started", "USER_CREATD", "user.created"] {
+            let body = json!({"event_type": name});
+            assert_eq!(branch_for(&flow, &body).to_lowercase(), name.to_lowercase());
+        }
+        assert_eq!(
+            branch_for(&flow, &json!({"event_type": "other"})),
+            "Otherwise"
+        );
+        let names: Vec<&str> = flow.all_steps().map(|s| s.name()).collect();
+        assert!(names.contains(&"log-user-created"), "{names:?}");
+        assert!(names.contains(&"log-user-created-2"), "{names:?}");
+        let yaml = serde_yaml::to_string(&flow.to_value()).unwrap();
+        assert!(yaml.contains("(not in the catalog: no sample)"), "{yaml}");
+
+        // Every name unknown is still a flow; no names at all is not.
+        let only_unknown = Request {
+            source: "auth0-logs".into(),
+            events: vec!["brand_new_code".into()],
+            name: None,
+        };
+        let generated = generate(Catalog::builtin(), &only_unknown).unwrap();
+        let flow = flow::flow_from_value(generated.flow).unwrap();
+        assert_eq!(
+            branch_for(
+                &flow,
+                &json!({"log_id": "1", "data": {"type": "brand_new_code"}})
+            ),
+            "brand_new_code"
+        );
+        let nothing = Request {
+            source: "gitlab".into(),
+            events: vec![" ".into()],
+            name: None,
+        };
+        assert_eq!(
+            generate(Catalog::builtin(), &nothing),
+            Err(GenerateError::NoEvents)
+        );
+    }
+
+    #[test]
+    fn unusable_names_and_sources_are_refused() {
+        for bad in [
+            "x".repeat(MAX_EVENT_NAME_CHARS + 1),
+            "a\nb".into(),
+            "{{trigger.body}}".into(),
+        ] {
+            let request = Request {
+                source: "gitlab".into(),
+                events: vec![bad.clone()],
+                name: None,
+            };
+            assert!(
+                matches!(generate(Catalog::builtin(), &request), Err(GenerateError::BadEventName(n)) if n == bad)
+            );
+        }
         let request = Request {
             source: "jira".into(),
             events: vec!["x".into()],
@@ -317,7 +527,7 @@ mod tests {
             generate(Catalog::builtin(), &request)
                 .unwrap_err()
                 .to_string()
-                .contains("known: activepieces, gitlab, auth0")
+                .contains("known: activepieces, gitlab, auth0, auth0-logs")
         );
     }
 
