@@ -36,6 +36,11 @@ impl Role {
     }
 }
 
+/// Longest HTTP timeout or shutdown deadline accepted (an hour): longer ones are a typo.
+const MAX_TIMEOUT_SECS: u64 = 3600;
+/// Most client connections `--max-connections` allows (the cap is a semaphore of this size).
+const MAX_CONNECTIONS: usize = 1 << 20;
+
 /// Everything `hookflow serve` can be told.
 #[derive(Debug, Clone, Args)]
 pub struct ServeConfig {
@@ -127,6 +132,29 @@ pub struct ServeConfig {
     /// Seconds a claimed run stays leased without renewal.
     #[arg(long, env = "HOOKFLOW_LEASE_SECS", default_value_t = 30)]
     pub lease_secs: u64,
+    /// Seconds a client may take to send a request's headers, counted from their first byte;
+    /// the connection is closed after that (slowloris).
+    #[arg(long, env = "HOOKFLOW_HEADER_TIMEOUT_SECS", default_value_t = 10)]
+    pub header_timeout_secs: u64,
+    /// Seconds a client may take to send a request's whole body, counted from the end of its
+    /// headers; a request still sending then is answered 408 and its connection closed.
+    #[arg(long, env = "HOOKFLOW_BODY_TIMEOUT_SECS", default_value_t = 30)]
+    pub body_timeout_secs: u64,
+    /// Seconds a connection may stay open with nothing to do (no request in progress, no bytes
+    /// read or written) before it is closed: new connections that send nothing and kept-alive
+    /// ones between requests.
+    #[arg(long, env = "HOOKFLOW_IDLE_TIMEOUT_SECS", default_value_t = 60)]
+    pub idle_timeout_secs: u64,
+    /// Client connections served at once. Past it the server stops accepting: new connections
+    /// wait in the kernel's listen backlog until one ends (each needs a file descriptor, so keep
+    /// it under `ulimit -n`).
+    #[arg(long, env = "HOOKFLOW_MAX_CONNECTIONS", default_value_t = 1024)]
+    pub max_connections: usize,
+    /// Seconds requests in flight get to finish after a shutdown signal; connections still open
+    /// then are dropped, whatever their clients do. Runs are drained after that
+    /// (`--shutdown-grace-secs`).
+    #[arg(long, env = "HOOKFLOW_HTTP_SHUTDOWN_SECS", default_value_t = 10)]
+    pub http_shutdown_secs: u64,
     /// Seconds a console session may stay unused before it ends (idle expiry).
     #[arg(long, env = "HOOKFLOW_SESSION_IDLE_SECS", default_value_t = 12 * 3600)]
     pub session_idle_secs: u64,
@@ -197,6 +225,38 @@ impl ServeConfig {
             return Err(
                 "HOOKFLOW_SESSION_IDLE_SECS and HOOKFLOW_SESSION_MAX_SECS must be positive".into(),
             );
+        }
+        for (flag, value) in [
+            (
+                "--header-timeout-secs (HOOKFLOW_HEADER_TIMEOUT_SECS)",
+                self.header_timeout_secs,
+            ),
+            (
+                "--body-timeout-secs (HOOKFLOW_BODY_TIMEOUT_SECS)",
+                self.body_timeout_secs,
+            ),
+            (
+                "--idle-timeout-secs (HOOKFLOW_IDLE_TIMEOUT_SECS)",
+                self.idle_timeout_secs,
+            ),
+        ] {
+            if value == 0 || value > MAX_TIMEOUT_SECS {
+                return Err(format!(
+                    "{flag} must be 1..={MAX_TIMEOUT_SECS}, got {value}"
+                ));
+            }
+        }
+        if self.http_shutdown_secs > MAX_TIMEOUT_SECS {
+            return Err(format!(
+                "--http-shutdown-secs (HOOKFLOW_HTTP_SHUTDOWN_SECS) must be 0..={MAX_TIMEOUT_SECS}, got {}",
+                self.http_shutdown_secs
+            ));
+        }
+        if self.max_connections == 0 || self.max_connections > MAX_CONNECTIONS {
+            return Err(format!(
+                "--max-connections (HOOKFLOW_MAX_CONNECTIONS) must be 1..={MAX_CONNECTIONS}, got {}",
+                self.max_connections
+            ));
         }
         let url = self.database()?;
         if self.role != Role::All && !url.is_shared() {

@@ -23,7 +23,25 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-/// Runs the server on `listener` until `shutdown` completes, then drains: intake stops first,
+mod connections;
+
+pub use connections::HttpLimits;
+
+impl HttpLimits {
+    /// The limits `hookflow serve` was given.
+    pub fn from_config(config: &ServeConfig) -> HttpLimits {
+        HttpLimits {
+            header_timeout: Duration::from_secs(config.header_timeout_secs),
+            body_timeout: Duration::from_secs(config.body_timeout_secs),
+            idle_timeout: Duration::from_secs(config.idle_timeout_secs),
+            max_connections: config.max_connections,
+            shutdown: Duration::from_secs(config.http_shutdown_secs),
+        }
+    }
+}
+
+/// Runs the server on `listener` until `shutdown` completes, then drains: intake stops first
+/// (requests in flight get `--http-shutdown-secs`, then their connections are dropped),
 /// in-flight runs get the grace period, the rest go back to the queue.
 pub async fn run(
     listener: TcpListener,
@@ -228,13 +246,17 @@ pub async fn run(
     } else {
         api::ops_router(app)
     };
+    let limits = HttpLimits::from_config(&config);
     tracing::info!(address = %listener.local_addr()?, database = %url.redacted(), role = ?config.role, "hookflow listening");
-    axum::serve(
-        listener,
-        routes.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await?;
+    tracing::info!(
+        header_timeout_secs = config.header_timeout_secs,
+        body_timeout_secs = config.body_timeout_secs,
+        idle_timeout_secs = config.idle_timeout_secs,
+        max_connections = config.max_connections,
+        http_shutdown_secs = config.http_shutdown_secs,
+        "connection limits"
+    );
+    connections::serve(listener, routes, limits, shutdown).await;
     tracing::info!("intake stopped; draining runs");
     let _ = stop_tx.send(true);
     for task in background {

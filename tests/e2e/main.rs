@@ -11,6 +11,7 @@ mod browser;
 mod catalog;
 mod console;
 mod destinations;
+mod hardening;
 mod intake;
 mod javascript;
 mod logs;
