@@ -33,3 +33,4 @@ pub mod supervise;
 pub mod testrun;
 pub mod trigger;
 pub mod wasm;
+pub mod yaml;

@@ -84,7 +84,7 @@ fn definition(headers: &HeaderMap, body: &Bytes) -> ApiResult<Value> {
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
     if content_type.contains("yaml") {
-        serde_yaml::from_slice(body)
+        crate::yaml::from_slice(body)
             .map_err(|e| ApiError::bad_request(format!("body is not valid YAML: {e}")))
     } else {
         serde_json::from_slice(body)

@@ -698,7 +698,7 @@ fn generate_flow(
     let definition = generated.flow;
     let flow = flow::flow_from_value(definition)
         .map_err(|p| Failure::Internal(anyhow::anyhow!("generated flow is invalid: {p}")))?;
-    let yaml = serde_yaml::to_string(&flow.to_value()).map_err(|e| Failure::Internal(e.into()))?;
+    let yaml = crate::yaml::to_string(&flow.to_value()).map_err(|e| Failure::Internal(e.into()))?;
     match output {
         None => print!("{yaml}"),
         Some(path) => {

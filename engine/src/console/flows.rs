@@ -257,7 +257,7 @@ async fn flow_page(ctx: &Ctx, id: &str, extras: Extras) -> Response {
     }
     let flow = reply.body;
     let definition = &flow["definition"];
-    let stored_yaml = serde_yaml::to_string(definition).unwrap_or_default();
+    let stored_yaml = crate::yaml::to_string(definition).unwrap_or_default();
     let yaml = extras.yaml.clone().unwrap_or(stored_yaml);
     let mut body = format!(
         "<p>Version {} · updated {} · webhook <code>POST {}</code></p>",
@@ -543,7 +543,7 @@ async fn diff(ctx: Ctx, Path(id): Path<String>) -> Response {
         if !reply.ok() {
             return api_error(&ctx, "flows", &reply);
         }
-        texts.push(serde_yaml::to_string(&reply.body["definition"]).unwrap_or_default());
+        texts.push(crate::yaml::to_string(&reply.body["definition"]).unwrap_or_default());
     }
     let mut body = format!(
         "<p><a href=\"/flows/{}\">← back to the flow</a></p><pre class=\"diff\" data-testid=\"diff\">",

@@ -136,7 +136,7 @@ impl std::error::Error for Problems {}
 pub enum Format {
     /// JSON.
     Json,
-    /// YAML (1.2, as parsed by `serde_yaml`).
+    /// YAML (1.2, as parsed by [`crate::yaml`]).
     Yaml,
     /// JSON when the first non-whitespace character is `{`, else YAML.
     #[default]
@@ -155,72 +155,8 @@ pub fn parse_document(text: &str, format: Format) -> Result<Value, Problems> {
     match format {
         Format::Json => serde_json::from_str::<Value>(text)
             .map_err(|e| Problems(vec![Problem::new("", format!("invalid JSON: {e}"))])),
-        _ => {
-            let mut yaml: serde_yaml::Value = serde_yaml::from_str(text)
-                .map_err(|e| Problems(vec![Problem::new("", format!("invalid YAML: {e}"))]))?;
-            yaml.apply_merge()
-                .map_err(|e| Problems(vec![Problem::new("", format!("invalid YAML: {e}"))]))?;
-            let mut problems = Vec::new();
-            let value = yaml_to_json(yaml, "", &mut problems);
-            if problems.is_empty() {
-                Ok(value)
-            } else {
-                Err(Problems(problems))
-            }
-        }
-    }
-}
-
-/// Converts YAML to JSON: scalar keys become strings, tags are dropped,
-/// values JSON cannot hold (NaN, infinity, complex keys) are problems.
-fn yaml_to_json(v: serde_yaml::Value, path: &str, problems: &mut Vec<Problem>) -> Value {
-    use serde_yaml::Value as Y;
-    match v {
-        Y::Null => Value::Null,
-        Y::Bool(b) => Value::Bool(b),
-        Y::Number(n) => {
-            if let Some(i) = n.as_i64() {
-                Value::from(i)
-            } else if let Some(u) = n.as_u64() {
-                Value::from(u)
-            } else {
-                let f = n.as_f64().unwrap_or(f64::NAN);
-                match serde_json::Number::from_f64(f) {
-                    Some(num) => Value::Number(num),
-                    None => {
-                        problems.push(Problem::new(path, "NaN and infinity are not allowed"));
-                        Value::Null
-                    }
-                }
-            }
-        }
-        Y::String(s) => Value::String(s),
-        Y::Sequence(items) => Value::Array(
-            items
-                .into_iter()
-                .enumerate()
-                .map(|(i, item)| yaml_to_json(item, &idx_path(path, i), problems))
-                .collect(),
-        ),
-        Y::Mapping(map) => {
-            let mut out = Map::new();
-            for (k, v) in map {
-                let key = match k {
-                    Y::String(s) => s,
-                    Y::Number(n) => n.to_string(),
-                    Y::Bool(b) => b.to_string(),
-                    Y::Null => "null".to_owned(),
-                    _ => {
-                        problems.push(Problem::new(path, "mapping keys must be scalars"));
-                        continue;
-                    }
-                };
-                let child = key_path(path, &key);
-                out.insert(key, yaml_to_json(v, &child, problems));
-            }
-            Value::Object(out)
-        }
-        Y::Tagged(t) => yaml_to_json(t.value, path, problems),
+        _ => crate::yaml::from_str::<Value>(text)
+            .map_err(|e| Problems(vec![Problem::new("", format!("invalid YAML: {e}"))])),
     }
 }
 
@@ -1033,7 +969,7 @@ steps:
         assert_eq!(parse_flow(&text, Format::Json).unwrap(), flow);
         assert_eq!(parse_flow(&text, Format::Auto).unwrap(), flow);
         assert_eq!(flow_from_value(flow.to_value()).unwrap(), flow);
-        let yaml = serde_yaml::to_string(&flow).unwrap();
+        let yaml = crate::yaml::to_string(&flow).unwrap();
         assert_eq!(parse_flow(&yaml, Format::Yaml).unwrap(), flow);
     }
 
@@ -1297,7 +1233,11 @@ steps:
             json!({"200": {"a": 1.5, "b": [true, null]}, "true": "x"})
         );
         let e = parse_flow("name: n\nx: .nan\n", Format::Yaml).unwrap_err();
-        assert_eq!(e.to_string(), "x: NaN and infinity are not allowed");
+        assert!(
+            e.to_string().starts_with("invalid YAML: non-finite float"),
+            "{e}"
+        );
+        assert!(e.to_string().ends_with("at line 2, column 4"), "{e}");
     }
 
     #[test]
@@ -1360,5 +1300,31 @@ steps:
         assert_eq!(key_path("input", "x-y"), "input.x-y");
         assert_eq!(key_path("input", "a b"), "input[\"a b\"]");
         assert_eq!(key_path("", "a.b"), "[\"a.b\"]");
+    }
+
+    /// Flow YAML is untrusted: an alias bomb ("billion laughs", 10^9 strings from 100 lines)
+    /// and nesting deeper than any flow needs are refused by the parser's limits, as one
+    /// `invalid YAML` problem, instead of expanding until memory runs out or recursing off the
+    /// stack.
+    #[test]
+    fn yaml_alias_bombs_and_deep_nesting_are_refused() {
+        let mut bomb = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+        for level in 1..10 {
+            let prev = format!("*a{}", level - 1);
+            let refs = vec![prev.as_str(); 10].join(", ");
+            bomb.push_str(&format!("a{level}: &a{level} [{refs}]\n"));
+        }
+        for text in [
+            bomb,
+            "[".repeat(100_000),
+            "{a: ".repeat(100_000),
+            (0..1_000)
+                .map(|d| format!("{}k:\n", " ".repeat(d)))
+                .collect(),
+        ] {
+            let e = parse_document(&text, Format::Yaml).unwrap_err();
+            assert_eq!(e.len(), 1, "{e}");
+            assert!(e.0[0].message.starts_with("invalid YAML:"), "{e}");
+        }
     }
 }

@@ -63,7 +63,7 @@ pub fn from_template(catalog: &Catalog, name: &str) -> Result<Value, GenerateErr
                     .join(", "),
             )
         })?;
-    let mut flow: Value = serde_yaml::from_str(yaml).expect("templates/handlers/*.yaml parse");
+    let mut flow: Value = crate::yaml::from_str(yaml).expect("templates/handlers/*.yaml parse");
     let samples: Map<String, Value> = events
         .iter()
         .filter_map(|e| catalog.find_any(e))
@@ -413,10 +413,10 @@ mod tests {
             assert!(generated.unknown.is_empty());
             let parsed = flow::flow_from_value(generated.flow.clone())
                 .unwrap_or_else(|p| panic!("{}: {p}", source.source));
-            let yaml = serde_yaml::to_string(&parsed.to_value()).unwrap();
+            let yaml = crate::yaml::to_string(&parsed.to_value()).unwrap();
             let again = flow::parse_flow(&yaml, Format::Yaml).unwrap();
             assert_eq!(again, parsed, "{} round-trips", source.source);
-            assert_eq!(serde_yaml::to_string(&again.to_value()).unwrap(), yaml);
+            assert_eq!(crate::yaml::to_string(&again.to_value()).unwrap(), yaml);
             for event in &source.events {
                 assert_eq!(branch_for(&parsed, &event.sample), event.name);
             }
@@ -473,7 +473,7 @@ mod tests {
         let names: Vec<&str> = flow.all_steps().map(|s| s.name()).collect();
         assert!(names.contains(&"log-user-created"), "{names:?}");
         assert!(names.contains(&"log-user-created-2"), "{names:?}");
-        let yaml = serde_yaml::to_string(&flow.to_value()).unwrap();
+        let yaml = crate::yaml::to_string(&flow.to_value()).unwrap();
         assert!(yaml.contains("(not in the catalog: no sample)"), "{yaml}");
 
         // Every name unknown is still a flow; no names at all is not.
