@@ -41,6 +41,15 @@ const MAX_TIMEOUT_SECS: u64 = 3600;
 /// Most client connections `--max-connections` allows (the cap is a semaphore of this size).
 const MAX_CONNECTIONS: usize = 1 << 20;
 
+/// Highest `--max-batch-events`: a batch is written in one transaction, which should stay
+/// far from anything a database or the group commit's 2,000-request batches ever see.
+pub const MAX_BATCH_EVENTS: usize = 10_000;
+
+/// Longest HTTP timeout or shutdown deadline accepted (an hour): longer ones are a typo.
+const MAX_TIMEOUT_SECS: u64 = 3600;
+/// Most client connections `--max-connections` allows (the cap is a semaphore of this size).
+const MAX_CONNECTIONS: usize = 1 << 20;
+
 /// Everything `hookflow serve` can be told.
 #[derive(Debug, Clone, Args)]
 pub struct ServeConfig {
@@ -105,6 +114,10 @@ pub struct ServeConfig {
     /// Largest webhook body accepted, in bytes.
     #[arg(long, env = "HOOKFLOW_MAX_BODY_BYTES", default_value_t = 1 << 20)]
     pub max_body_bytes: usize,
+    /// Most events one webhook request may carry as a batch (a JSON array or NDJSON body); the
+    /// body size limit applies to the whole batch as well.
+    #[arg(long, env = "HOOKFLOW_MAX_BATCH_EVENTS", default_value_t = 1000)]
+    pub max_batch_events: usize,
     /// Runs executed at once by this process.
     #[arg(long, env = "HOOKFLOW_WORKERS", default_value_t = 64)]
     pub workers: usize,
@@ -209,6 +222,12 @@ impl ServeConfig {
         }
         if self.max_body_bytes == 0 {
             return Err("--max-body-bytes (HOOKFLOW_MAX_BODY_BYTES) must be positive".into());
+        }
+        if self.max_batch_events == 0 || self.max_batch_events > MAX_BATCH_EVENTS {
+            return Err(format!(
+                "--max-batch-events (HOOKFLOW_MAX_BATCH_EVENTS) must be 1..={MAX_BATCH_EVENTS}, got {}",
+                self.max_batch_events
+            ));
         }
         if self.step_memory_mb == 0 || self.step_memory_mb > 4096 {
             return Err(format!(

@@ -135,6 +135,7 @@ pub async fn run(
         metrics: metrics.clone(),
         admin_token,
         max_body_bytes: config.max_body_bytes,
+        max_batch_events: config.max_batch_events,
         trusted_proxies: config.trusted_proxies.clone(),
         shared_database: config.is_shared_database(),
         runs_work: config.role.runs_work(),

@@ -7,6 +7,7 @@ mod access;
 mod actions;
 mod api;
 mod audit;
+mod batch_intake;
 mod browser;
 mod catalog;
 mod console;

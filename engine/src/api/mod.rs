@@ -44,6 +44,8 @@ pub struct App {
     pub metrics: Arc<Metrics>,
     pub admin_token: String,
     pub max_body_bytes: usize,
+    /// Most events one webhook batch may carry (`HOOKFLOW_MAX_BATCH_EVENTS`).
+    pub max_batch_events: usize,
     /// When each client address last signed in with the admin token (audit throttling).
     pub sign_ins: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
     /// Proxies whose `X-Forwarded-For` is believed.

@@ -3,13 +3,21 @@
 //! before answering `202 {"runId"}`. `/sync` also waits for the run to finish and answers with
 //! the response a step set (the `respond` plugin), or else with the run's summary (id, status,
 //! error, times; the whole record only when the flow's trigger says `syncResponse: run`).
+//!
+//! A batch (a top-level JSON array, or an `application/x-ndjson` / `application/jsonl` body: see
+//! [`trigger::parse_webhook`]) is one event per element, each with its own identity and dedup and
+//! its own queued run, all written in one transaction or none: a bad element is a 400 naming its
+//! index before anything is stored, more than `HOOKFLOW_MAX_BATCH_EVENTS` elements a 413. The
+//! answer lists every element's run: `{"events": [{"index", "runId", "duplicate"}]}`. `/sync`
+//! refuses batches (400): it answers for one run.
 
 use super::{ApiError, ApiResult, AppState, Params};
 use crate::flow::{SyncAnswer, Trigger};
 use crate::metrics::Rejection;
-use crate::queue::{Slot, Waited};
+use crate::queue::Waited;
+use crate::registry::ActiveFlow;
 use crate::store::{Accepted, ClaimedRun, Environment, Lease, NewEvent, new_id};
-use crate::trigger::{self, verify};
+use crate::trigger::{self, BodyError, Parsed, verify};
 use crate::wasm::SyncResponse;
 use axum::Json;
 use axum::body::Body;
@@ -19,6 +27,7 @@ use axum::response::{IntoResponse, Response};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde::Deserialize;
 use serde_json::json;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Public: each flow's trigger authenticates its own callers.
@@ -47,21 +56,50 @@ async fn receive(
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<Response> {
-    // With a worker slot free here, the run is stored already started under this process's
-    // lease and runs at once: no claim transaction, no wait for the dispatcher (the 202 does
-    // not wait for it). Otherwise it is queued for whichever process claims it first.
-    let slot = app.runs_work.then(|| app.queue.try_take_slot()).flatten();
-    let (accepted, _, _) = accept(&app, &flow_id, &headers, body, slot).await?;
-    Ok(match accepted {
-        Accepted::New { run_id } => {
-            (StatusCode::ACCEPTED, Json(json!({ "runId": run_id }))).into_response()
+    let request = logged(&flow_id, check(&app, &flow_id, &headers, body).await)?;
+    match request.events {
+        Events::One(event) => {
+            let (accepted, _) = logged(&flow_id, store_one(&app, &request.active, event).await)?;
+            Ok(match accepted {
+                Accepted::New { run_id } => {
+                    (StatusCode::ACCEPTED, Json(json!({ "runId": run_id }))).into_response()
+                }
+                Accepted::Duplicate { run_id } => (
+                    StatusCode::OK,
+                    Json(json!({ "runId": run_id, "duplicate": true })),
+                )
+                    .into_response(),
+            })
         }
-        Accepted::Duplicate { run_id } => (
-            StatusCode::OK,
-            Json(json!({ "runId": run_id, "duplicate": true })),
-        )
-            .into_response(),
-    })
+        Events::Batch(events) => {
+            let answers = logged(&flow_id, store_batch(&app, &request.active, events).await)?;
+            Ok(batch_response(&answers))
+        }
+    }
+}
+
+/// `202 {"events": [{"index", "runId", "duplicate"}, …]}` in the order of the batch; `200`
+/// when every element was a duplicate (a redelivered batch started nothing).
+fn batch_response(answers: &[Accepted]) -> Response {
+    let mut all_duplicates = true;
+    let events: Vec<serde_json::Value> = answers
+        .iter()
+        .enumerate()
+        .map(|(index, accepted)| {
+            let (run_id, duplicate) = match accepted {
+                Accepted::New { run_id } => (run_id, false),
+                Accepted::Duplicate { run_id } => (run_id, true),
+            };
+            all_duplicates &= duplicate;
+            json!({ "index": index, "runId": run_id, "duplicate": duplicate })
+        })
+        .collect();
+    let status = if all_duplicates {
+        StatusCode::OK
+    } else {
+        StatusCode::ACCEPTED
+    };
+    (status, Json(json!({ "events": events }))).into_response()
 }
 
 async fn receive_sync(
@@ -81,12 +119,21 @@ async fn receive_sync(
             MAX_SYNC_WAIT.as_millis()
         )));
     }
-    // A process that executes runs and has a worker slot free takes this one at intake and
-    // starts it at once: no trip through the queue, and on a shared database no other process
-    // can take it. Without a free slot it is queued like any event, so a `/sync` flood runs
-    // within the worker limit instead of beside it (regression: hardening I).
-    let slot = app.runs_work.then(|| app.queue.try_take_slot()).flatten();
-    let (accepted, started, answer) = accept(&app, &flow_id, &headers, body, slot).await?;
+    let request = logged(&flow_id, check(&app, &flow_id, &headers, body).await)?;
+    // One caller waits for one run's answer; a batch has many runs and no one answer to wait
+    // for, so it is refused before anything is stored.
+    let Events::One(event) = request.events else {
+        app.metrics.event_rejected(Rejection::Body);
+        return logged(
+            &flow_id,
+            Err(ApiError::bad_request(
+                "a batch (JSON array or JSON lines) cannot be sent to /sync, which answers \
+                 for one run: send it to POST /v1/webhooks/{flowId}, or one event per /sync call",
+            )),
+        );
+    };
+    let answer = request.answer;
+    let (accepted, started) = logged(&flow_id, store_one(&app, &request.active, event).await)?;
     let (run_id, duplicate) = match accepted {
         Accepted::New { run_id } => (run_id, false),
         Accepted::Duplicate { run_id } => (run_id, true),
@@ -151,21 +198,29 @@ fn http_response(set: SyncResponse) -> Response {
 /// What `/sync` waits on for a run this process started at intake: its response, if any.
 type Started = tokio::sync::oneshot::Receiver<Option<SyncResponse>>;
 
-/// An accepted event: new or duplicate, when its run finishes if this process started it, and
-/// what the flow lets a `/sync` caller see of it.
-type Intake = (Accepted, Option<Started>, SyncAnswer);
+/// A webhook call authenticated and parsed, nothing stored yet.
+struct Request {
+    active: Arc<ActiveFlow>,
+    /// What the flow lets a `/sync` caller see of its run.
+    answer: SyncAnswer,
+    events: Events,
+}
 
-/// Authenticates, parses and durably stores one webhook event. With a worker `slot` the run is
-/// stored already started for this process and executed right after the commit; the second
-/// value then tells when it finished. Without one it is queued.
-async fn accept(
-    app: &AppState,
-    flow_id: &str,
-    headers: &HeaderMap,
-    body: Body,
-    slot: Option<Slot>,
-) -> ApiResult<Intake> {
-    let result = accept_checked(app, flow_id, headers, body, slot).await;
+/// The events a call carries: one (any JSON value but an array, as always), or a batch.
+enum Events {
+    One(Incoming),
+    Batch(Vec<Incoming>),
+}
+
+/// One event to store: its dedup key, the headers kept with it and its JSON text.
+struct Incoming {
+    key: String,
+    headers: serde_json::Value,
+    body: String,
+}
+
+/// Passes `result` through, logging a refusal first.
+fn logged<T>(flow_id: &str, result: ApiResult<T>) -> ApiResult<T> {
     if let Err(error) = &result {
         log_refusal(flow_id, error);
     }
@@ -174,7 +229,8 @@ async fn accept(
 
 /// One line per refused webhook call, for the on-call engineer: the flow, the status and why.
 /// The reason never holds a credential (authentication errors name the header, not its value).
-/// Client errors are warnings; a server-side failure is an error.
+/// Client errors are warnings; a server-side failure is an error. A refused batch is one call,
+/// so one line (naming the bad element's index when one is to blame).
 fn log_refusal(flow_id: &str, error: &ApiError) {
     let status = error.status.as_u16();
     if error.status.is_server_error() {
@@ -184,13 +240,15 @@ fn log_refusal(flow_id: &str, error: &ApiError) {
     }
 }
 
-async fn accept_checked(
+/// Everything before the write: the flow, the body within the size limit, authentication,
+/// parsing (one event or a batch, every element checked as the run will parse it) and each
+/// event's identity. A refused call stores nothing.
+async fn check(
     app: &AppState,
     flow_id: &str,
     headers: &HeaderMap,
     body: Body,
-    slot: Option<Slot>,
-) -> ApiResult<Intake> {
+) -> ApiResult<Request> {
     let active = app
         .flows
         .current(flow_id)
@@ -217,20 +275,77 @@ async fn accept_checked(
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
-    let body_id = trigger::parse_body(content_type, &bytes).map_err(|e| {
-        app.metrics.event_rejected(Rejection::Body);
-        ApiError::bad_request(e.to_string())
-    })?;
-    let event_key = trigger::event_key(body_id, headers);
-    // The body parsed as JSON, so it is valid UTF-8.
-    let body = String::from_utf8(bytes.to_vec())
-        .map_err(|_| ApiError::bad_request("body is not UTF-8"))?;
-    let headers = trigger::kept_headers(headers, trigger::secret_header(auth));
-    let Some(slot) = slot else {
-        let accepted = enqueue(app, &active, event_key, headers, body).await?;
-        return Ok((accepted, None, *answer));
+    let parsed = trigger::parse_webhook(content_type, &bytes, app.max_batch_events)
+        .map_err(|error| refused_body(app, error))?;
+    let kept = trigger::kept_headers(headers, trigger::secret_header(auth));
+    let events = match parsed {
+        Parsed::Single(body_id) => Events::One(Incoming {
+            key: trigger::event_key(body_id, headers),
+            headers: kept,
+            // The body parsed as JSON, so it is valid UTF-8.
+            body: String::from_utf8(bytes.to_vec())
+                .map_err(|_| ApiError::bad_request("body is not UTF-8"))?,
+        }),
+        Parsed::Batch(elements) => Events::Batch(
+            elements
+                .into_iter()
+                .enumerate()
+                .map(|(index, element)| Incoming {
+                    key: trigger::element_key(element.id, headers, index),
+                    headers: kept.clone(),
+                    body: element.text.to_string(),
+                })
+                .collect(),
+        ),
     };
-    let event = new_event(&active, event_key, headers, body, Some(app.queue.lease()));
+    let answer = *answer;
+    Ok(Request {
+        active,
+        answer,
+        events,
+    })
+}
+
+/// A body the intake refuses, counted: too many events is a size refusal (413, naming the
+/// limit), anything else a 400 with the reason; a bad batch element also as `index` (and its
+/// NDJSON `line`) in the problem.
+fn refused_body(app: &AppState, error: BodyError) -> ApiError {
+    if let BodyError::TooManyEvents { limit } = error {
+        app.metrics.event_rejected(Rejection::Size);
+        return ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, error.to_string())
+            .with_extra(json!({ "limit": limit }));
+    }
+    app.metrics.event_rejected(Rejection::Body);
+    let problem = ApiError::bad_request(error.to_string());
+    match error.element() {
+        Some((index, Some(line))) => problem.with_extra(json!({ "index": index, "line": line })),
+        Some((index, None)) => problem.with_extra(json!({ "index": index })),
+        None => problem,
+    }
+}
+
+/// Stores one event. With a worker slot free here (a process that executes runs), the run is
+/// stored already started under this process's lease and runs at once: no claim transaction,
+/// no wait for the dispatcher (a `202` does not wait for it; `/sync` waits on the second
+/// value). Without a free slot it is queued, so a `/sync` flood runs within the worker limit
+/// instead of beside it (regression: hardening I).
+async fn store_one(
+    app: &AppState,
+    active: &ActiveFlow,
+    event: Incoming,
+) -> ApiResult<(Accepted, Option<Started>)> {
+    let slot = app.runs_work.then(|| app.queue.try_take_slot()).flatten();
+    let Some(slot) = slot else {
+        let accepted = enqueue(app, active, event.key, event.headers, event.body).await?;
+        return Ok((accepted, None));
+    };
+    let event = new_event(
+        active,
+        event.key,
+        event.headers,
+        event.body,
+        Some(app.queue.lease()),
+    );
     let run = ClaimedRun {
         id: event.run_id.clone(),
         scope: event.scope.clone(),
@@ -261,21 +376,43 @@ async fn accept_checked(
         });
         Ok::<_, ApiError>((accepted, started))
     });
-    let answer = *answer;
-    let (accepted, started) = hand_over.await.map_err(|e| {
+    hand_over.await.map_err(|e| {
         tracing::error!(error = %e, "storing an event failed");
         ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "storing the event failed",
         )
-    })??;
-    Ok((accepted, started, answer))
+    })?
+}
+
+/// Stores a batch: every event with its queued run in one transaction (all or nothing), each
+/// deduplicated on its own key, then wakes the queue once. No worker slot is taken per element
+/// at intake: the dispatcher claims the runs as slots free up, so a large batch cannot crowd
+/// out single events or `/sync` callers (and the answer does not wait for any run).
+async fn store_batch(
+    app: &AppState,
+    active: &ActiveFlow,
+    events: Vec<Incoming>,
+) -> ApiResult<Vec<Accepted>> {
+    let events = events
+        .into_iter()
+        .map(|e| new_event(active, e.key, e.headers, e.body, None))
+        .collect();
+    let answers = app.store.accept_events(events).await?;
+    for accepted in &answers {
+        app.metrics
+            .event_accepted(matches!(accepted, Accepted::Duplicate { .. }));
+    }
+    if answers.iter().any(|a| matches!(a, Accepted::New { .. })) {
+        app.queue.wake();
+    }
+    Ok(answers)
 }
 
 /// Writes the event and its queued run (group commit) and wakes the queue.
 async fn enqueue(
     app: &AppState,
-    active: &crate::registry::ActiveFlow,
+    active: &ActiveFlow,
     event_key: String,
     headers: serde_json::Value,
     body: String,
@@ -296,7 +433,7 @@ async fn store_event(app: &AppState, event: NewEvent) -> ApiResult<Accepted> {
 }
 
 fn new_event(
-    active: &crate::registry::ActiveFlow,
+    active: &ActiveFlow,
     event_key: String,
     headers: serde_json::Value,
     body: String,

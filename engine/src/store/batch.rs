@@ -7,6 +7,9 @@
 //! whole batch runs there as one job: no hand-off per statement); PostgreSQL runs a few, so while
 //! one batch commits the next is already being written on another connection.
 //!
+//! A webhook batch (many events in one request) is written by [`accept_together`] in a
+//! transaction of its own instead, so that it commits or fails as a whole.
+//!
 //! One error policy on both backends: when a batch fails because of one request's content (a data
 //! or integrity error, or a write that panicked), every request of the batch is written again on
 //! its own, so the bad one fails alone with its own error and the rest commit. A deadlock or
@@ -204,6 +207,24 @@ async fn isolate(
         let answer = write_with_retry(backend, Arc::new(alone)).await;
         let _ = reply.send(answer.map(|mut o| o.claimed.pop().unwrap_or_default()));
     }
+}
+
+/// Writes the events of one webhook batch in one transaction of their own, all or nothing:
+/// the same statements as a group commit's accepts (dedup on `(flow, key)`, a key repeated
+/// within the batch answered as a duplicate of its first element, a `flow.run.started` audit
+/// event for any run stored started), but never mixed with other requests. A group commit
+/// that fails on one request's content writes each request again on its own, which would
+/// split a batch; a batch fails or commits whole. A deadlock or serialization failure runs it
+/// again, like a group commit. Answers in the order of `events`.
+pub async fn accept_together(
+    backend: &dyn AnyBackend,
+    events: Vec<NewEvent>,
+) -> StoreResult<Vec<Accepted>> {
+    let input = Arc::new(Input {
+        events,
+        ..Input::default()
+    });
+    Ok(write_with_retry(backend, input).await?.accepted)
 }
 
 async fn write_with_retry(backend: &dyn AnyBackend, input: Arc<Input>) -> StoreResult<Output> {

@@ -184,6 +184,7 @@ conformance!(
     flows_crud_and_cursors,
     accept_event_dedups,
     concurrent_duplicates_make_one_run,
+    a_batch_commits_whole_or_not_at_all,
     concurrent_claims_never_share_a_run,
     leases_renew_release_and_expire,
     accept_with_a_lease_starts_the_run_for_its_receiver,
@@ -616,6 +617,139 @@ async fn concurrent_duplicates_make_one_run(h: Harness) {
         .await
         .expect("list");
     assert_eq!(runs.data.len(), 41);
+}
+
+/// A webhook batch (`accept_events`): each event deduplicated on its own key (against stored
+/// events and earlier elements of the same batch), all its runs in one transaction, and a batch
+/// that fails on one element stores none of them.
+async fn a_batch_commits_whole_or_not_at_all(h: Harness) {
+    let store = h.store.clone();
+    let flow_id = flow(&store, "batch").await.id;
+    let stored_run = accept_new(&store, &flow_id, Some("evt-1")).await;
+
+    let batch = vec![
+        event(&flow_id, Some("evt-2")),
+        event(&flow_id, Some("evt-1")),
+        event(&flow_id, None),
+        event(&flow_id, Some("evt-2")),
+    ];
+    let (first_run, keyless_run) = (batch[0].run_id.clone(), batch[2].run_id.clone());
+    let skipped = [batch[1].run_id.clone(), batch[3].run_id.clone()];
+    let answers = store.accept_events(batch).await.expect("accept batch");
+    assert_eq!(
+        answers,
+        [
+            Accepted::New {
+                run_id: first_run.clone()
+            },
+            Accepted::Duplicate {
+                run_id: stored_run.clone()
+            },
+            Accepted::New {
+                run_id: keyless_run.clone()
+            },
+            Accepted::Duplicate {
+                run_id: first_run.clone()
+            },
+        ]
+    );
+    for run_id in &skipped {
+        assert!(store.get_run(run_id).await.expect("get").is_none());
+    }
+    let run = store.get_run(&first_run).await.expect("get").expect("run");
+    assert_eq!(run.summary.status, RunStatus::Queued);
+    assert_eq!(run.trigger["body"]["id"], "evt-2");
+    assert_eq!(store.queue_depth().await.expect("depth"), (3, 0));
+
+    // Redelivered: every keyed element is a duplicate of its first run; nothing new is stored.
+    let again = store
+        .accept_events(vec![
+            event(&flow_id, Some("evt-2")),
+            event(&flow_id, Some("evt-1")),
+        ])
+        .await
+        .expect("redeliver");
+    assert_eq!(
+        again,
+        [
+            Accepted::Duplicate {
+                run_id: first_run.clone()
+            },
+            Accepted::Duplicate {
+                run_id: stored_run.clone()
+            },
+        ]
+    );
+    assert_eq!(store.queue_depth().await.expect("depth"), (3, 0));
+
+    // All or nothing: an element the database refuses (its event id is taken) fails the batch,
+    // and the good elements before and after it are not stored either.
+    let stored_event = store
+        .get_run(&stored_run)
+        .await
+        .expect("get")
+        .expect("run")
+        .summary
+        .event_id;
+    let mut bad = event(&flow_id, Some("evt-4"));
+    bad.event_id = stored_event;
+    let good = [
+        event(&flow_id, Some("evt-3")),
+        event(&flow_id, Some("evt-5")),
+    ];
+    let error = store
+        .accept_events(vec![good[0].clone(), bad, good[1].clone()])
+        .await
+        .expect_err("a bad element fails the batch");
+    assert!(error.is_data_error(), "{error:?}");
+    for e in &good {
+        assert!(store.get_run(&e.run_id).await.expect("get").is_none());
+    }
+    assert_eq!(store.queue_depth().await.expect("depth"), (3, 0));
+    // Their keys were not taken: the same events sent again are new.
+    let retried = store
+        .accept_events(good.to_vec())
+        .await
+        .expect("retry the good ones");
+    assert!(retried.iter().all(|a| matches!(a, Accepted::New { .. })));
+    assert_eq!(store.queue_depth().await.expect("depth"), (5, 0));
+
+    // Overlapping batches from two processes at once: one run per key, the rest duplicates of it.
+    let peer = h.peer().await;
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let target = if i % 2 == 0 {
+            store.clone()
+        } else {
+            peer.clone()
+        };
+        let mut keys: Vec<String> = (0..20).map(|k| format!("shared-{k}")).collect();
+        if i % 3 == 0 {
+            keys.reverse();
+        }
+        let events = keys.iter().map(|k| event(&flow_id, Some(k))).collect();
+        tasks.push(tokio::spawn(
+            async move { target.accept_events(events).await },
+        ));
+    }
+    let mut runs_by_key: HashMap<String, HashSet<String>> = HashMap::new();
+    let mut new_runs = 0;
+    for (i, task) in tasks.into_iter().enumerate() {
+        let answers = task.await.expect("task").expect("accept batch");
+        let mut keys: Vec<String> = (0..20).map(|k| format!("shared-{k}")).collect();
+        if i % 3 == 0 {
+            keys.reverse();
+        }
+        for (key, answer) in keys.into_iter().zip(answers) {
+            let (Accepted::New { run_id } | Accepted::Duplicate { run_id }) = &answer;
+            new_runs += usize::from(matches!(answer, Accepted::New { .. }));
+            runs_by_key.entry(key).or_default().insert(run_id.clone());
+        }
+    }
+    assert_eq!(new_runs, 20, "one new run per key");
+    assert!(runs_by_key.values().all(|runs| runs.len() == 1));
+    assert_eq!(store.queue_depth().await.expect("depth"), (25, 0));
+    assert_chain_verifies(&store).await;
 }
 
 // ---------------------------------------------------------------------------------------------

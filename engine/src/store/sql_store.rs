@@ -136,6 +136,18 @@ impl Store {
         self.submit(|reply| batch::Op::Accept(event, reply)).await
     }
 
+    /// Durably records the events of one webhook batch with their queued runs in ONE
+    /// transaction: all are stored, or none (an error then says why). Each event is
+    /// deduplicated on its own key as [`Store::accept_event`] does, so the answers, in the
+    /// order of `events`, mix new runs and duplicates. Not group-committed with other requests:
+    /// isolating a failed group commit would split the batch.
+    pub async fn accept_events(&self, events: Vec<NewEvent>) -> StoreResult<Vec<Accepted>> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        batch::accept_together(&*self.backend, events).await
+    }
+
     /// Stores a run that already executed outside the queue (a test run) with its event and
     /// steps, in one transaction. The event is never deduplicated.
     pub async fn record_finished_run(
