@@ -233,7 +233,7 @@ async fn new_catalog_events_route_to_their_branches() {
                 (
                     "signing.key.created",
                     "log-signing-key-created",
-                    "Embed SDK key (prod) is created",
+                    "Signing key Embed SDK key (prod) was created by jane.doe@example.com",
                 ),
             ],
         ),

@@ -16,8 +16,11 @@
 //   - whether the catalog's recorded release (`release`: package, version, eventNames) is this
 //     release;
 //   - per event, the release's summary as a catalog template (`${event.data.x}` -> `{{data.x}}`)
-//     where the catalog's summary differs from it (informational: events whose summary is
-//     computed, like flow.updated, cannot be written as one template).
+//     where the catalog's summary differs from it. Informational only: the catalog's summaries
+//     deliberately say more (who acted, the flow's name, a run's status), which generated log
+//     steps and hookflow's own audit log rely on; the release's sentence is shown so a changed
+//     wording is noticed. Summaries the release computes (flow.updated, project.replaced) are
+//     marked as such.
 // Exit status: 0 when the catalog has exactly the release's names and records this release;
 // 1 when it does not; 2 for bad usage or a tarball without the expected files.
 //
