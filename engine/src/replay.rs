@@ -38,6 +38,22 @@ fn is_zero(n: &u64) -> bool {
     *n == 0
 }
 
+/// A step with side effects (a notification, a delivery) that would have run: replays skip
+/// them, so this is what the flow would have sent.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Action {
+    /// The step's name and plugin.
+    pub step: String,
+    pub plugin: String,
+    /// The triggering event's own time (RFC 3339) and identity.
+    pub at: String,
+    pub event_id: String,
+}
+
+/// Most actions a report lists; `actionsTotal` counts them all.
+pub const MAX_ACTIONS: usize = 1000;
+
 /// What a replay found.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -46,6 +62,9 @@ pub struct ReplayReport {
     pub events: usize,
     /// Alerts in the order they would have fired.
     pub alerts: Vec<Alert>,
+    /// Side-effect steps that would have run, in order (the first [`MAX_ACTIONS`]).
+    pub actions: Vec<Action>,
+    pub actions_total: usize,
     /// Runs that did not succeed (a step failed), with the first few reasons.
     #[serde(skip_serializing_if = "is_zero_usize")]
     pub failed_runs: usize,
@@ -95,6 +114,11 @@ pub async fn replay(
         ..ReplayReport::default()
     };
     for (index, (at, body)) in events.into_iter().enumerate() {
+        // Routers and windows never wait: let other tasks on this runtime thread run now and
+        // then during a long replay.
+        if index % 256 == 255 {
+            tokio::task::yield_now().await;
+        }
         let run_id = format!("replay-{}", index + 1);
         let request = RunRequest {
             run_id: &run_id,
@@ -111,6 +135,21 @@ pub async fn replay(
         };
         let result = executor.execute(&request).await;
         for step in &result.steps {
+            if step.kind == StepKind::Action && step.status == StepStatus::Skipped {
+                report.actions_total += 1;
+                if report.actions.len() < MAX_ACTIONS {
+                    let detail = step.detail.as_ref();
+                    report.actions.push(Action {
+                        step: step.name.clone(),
+                        plugin: detail
+                            .and_then(|d| d["plugin"].as_str())
+                            .unwrap_or_default()
+                            .to_owned(),
+                        at: crate::exec::iso(at),
+                        event_id: detect::default_event_id(&request.trigger, &run_id),
+                    });
+                }
+            }
             if step.kind != StepKind::Threshold || step.status != StepStatus::Succeeded {
                 continue;
             }

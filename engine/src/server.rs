@@ -121,7 +121,8 @@ pub async fn run(
     };
     let executor = Executor::new(sandbox.clone(), Some(secrets.clone()))
         .with_mailer(mailer.clone())
-        .with_memory(Arc::new(StoreMemory(store.clone())));
+        .with_memory(Arc::new(StoreMemory(store.clone())))
+        .with_windows(Arc::new(crate::detect::StoreWindows::new(store.clone())));
     let executor = Arc::new(executor);
     let sandbox_for_sync = sandbox.clone();
     let app = Arc::new(App {

@@ -73,6 +73,8 @@ pub async fn execute(
         attempt: 1,
         prior_steps: Vec::new(),
         live,
+        clock_ms: None,
+        windows: None,
     };
     executor.execute(&request).await
 }

@@ -11,6 +11,7 @@ mod flows;
 pub mod guard;
 mod people;
 mod plugins;
+mod replay;
 mod runs;
 mod secrets;
 mod system;
@@ -97,6 +98,7 @@ pub fn routes() -> Vec<guard::Route> {
         runs::routes(),
         plugins::routes(),
         catalog::routes(),
+        replay::routes(),
         secrets::routes(),
         audit::routes(),
         destinations::routes(),

@@ -3,6 +3,7 @@
 
 mod http;
 mod people;
+mod replay;
 mod trace;
 
 use crate::config::ServeConfig;
@@ -244,6 +245,31 @@ enum FlowCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Run a flow over past events (JSON Lines, in event-time order) and report what its
+    /// threshold steps would have fired; side effects are skipped and nothing is kept.
+    Replay {
+        /// A flow file, or the id of a flow on the server (its definition is replayed here).
+        flow: String,
+        /// JSON Lines file of event bodies (`-` for standard input); a line holding an array
+        /// counts each element.
+        #[arg(long)]
+        events: PathBuf,
+        /// Extra plugin components to load besides the built-ins.
+        #[arg(long = "plugin")]
+        plugins: Vec<PathBuf>,
+        /// Server for flow ids.
+        #[arg(long, env = "HOOKFLOW_URL", default_value = "http://127.0.0.1:8080")]
+        server: String,
+        /// Admin token for flow ids.
+        #[arg(long, env = "HOOKFLOW_ADMIN_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+        /// Print `{"events": N, "alerts": [...]}` as JSON.
+        #[arg(long)]
+        json: bool,
+        /// No progress on standard error.
+        #[arg(long, short)]
+        quiet: bool,
+    },
 }
 
 /// A failure the user can fix: printed as one line, exit code 2.
@@ -318,6 +344,26 @@ async fn dispatch(command: Command) -> Result<ExitCode, Failure> {
                 _ => return Err(usage("give --event TYPE or --payload FILE")),
             };
             test_flow(&flow, input, live, &server, token.as_deref(), json).await
+        }
+        Command::Flow(FlowCommand::Replay {
+            flow,
+            events,
+            plugins,
+            server,
+            token,
+            json,
+            quiet,
+        }) => {
+            replay::replay_command(replay::ReplayArgs {
+                flow,
+                events,
+                plugins,
+                server,
+                token,
+                json,
+                quiet,
+            })
+            .await
         }
         Command::User(command) => people::user(command).await,
         Command::Project(command) => people::project(command).await,
@@ -657,6 +703,8 @@ async fn run_local(
         attempt: 1,
         prior_steps: Vec::new(),
         live: true,
+        clock_ms: None,
+        windows: None,
     };
     let result = executor.execute(&request).await;
     print_run(&flow, &result, &run_id, as_json);

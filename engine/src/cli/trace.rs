@@ -125,6 +125,36 @@ fn steps(
                     }
                 }
             }
+            Step::Threshold(threshold) => {
+                let output = record.output.as_ref();
+                let field = |name: &str| output.and_then(|o| o.get(name)).cloned();
+                let count = field("count").unwrap_or_default();
+                let crossed = field("crossed").and_then(|v| v.as_bool()) == Some(true);
+                let _ = writeln!(
+                    out,
+                    "{indent}▲ {} threshold {} ({:.3} ms): {count}/{} in {} for {}",
+                    threshold.name,
+                    p.status(record.status),
+                    record.duration_ms,
+                    threshold.threshold,
+                    threshold.window,
+                    field("key").unwrap_or_default()
+                );
+                if let Some(error) = &record.error {
+                    let _ = writeln!(out, "{indent}    error: {}", p.paint("31", error));
+                }
+                for flag in ["suppressed", "duplicate", "late"] {
+                    if field(flag).and_then(|v| v.as_bool()) == Some(true) {
+                        let _ = writeln!(out, "{indent}    {flag}");
+                    }
+                }
+                if crossed {
+                    let _ = writeln!(out, "{indent}  {} crossed", p.paint("32", "▶"));
+                    steps(out, p, &threshold.crossed, records, &format!("{indent}    "));
+                } else {
+                    let _ = writeln!(out, "{indent}  {}", p.paint("2", "  not crossed"));
+                }
+            }
             Step::Action(action) => {
                 let _ = writeln!(
                     out,

@@ -4,6 +4,11 @@
 //! queue hands to the store.
 
 use crate::flow::hosts::HostPattern;
+mod threshold;
+
+pub use threshold::iso;
+
+use crate::detect::WindowStates;
 use crate::flow::{ActionStep, Flow, RouterStep, Step, router, template};
 use crate::mail::{MailGrant, Mailer, RecipientPattern};
 use crate::memory::{FlowMemory, MemoryGrant};
@@ -47,6 +52,12 @@ pub struct RunRequest<'a> {
     pub prior_steps: Vec<StepRecord>,
     /// In test runs, run steps whose plugin has side effects instead of skipping them.
     pub live: bool,
+    /// The arrival time `threshold` steps judge lateness by (ms since the epoch); the wall
+    /// clock when `None`. A replay sets each event's own time.
+    pub clock_ms: Option<i64>,
+    /// Where `threshold` steps count, instead of the executor's own windows (a replay's
+    /// scratch space). Test runs without it count in a fresh scratch space of their own.
+    pub windows: Option<&'a dyn WindowStates>,
 }
 
 /// How a run ended.
@@ -68,6 +79,8 @@ pub struct Executor {
     mailer: Option<Arc<Mailer>>,
     /// Where the `memory` capability keeps keys.
     memory: Option<Arc<dyn FlowMemory>>,
+    /// Where `threshold` steps of live runs count; without it, in a scratch space per run.
+    windows: Option<Arc<dyn WindowStates>>,
 }
 
 /// State of one run while it executes.
@@ -84,6 +97,8 @@ struct RunState<'a> {
     secrets: HashMap<String, String>,
     /// The trigger event as CloudEvent JSON, built the first time a step asks for it.
     cloud_event: Option<Arc<str>>,
+    /// Windows of a test run without windows of its own, made by its first `threshold` step.
+    scratch_windows: Option<crate::detect::ScratchWindows>,
 }
 
 impl RunState<'_> {
@@ -139,7 +154,15 @@ impl Executor {
             allow_local: crate::netguard::dev_allow_local(),
             mailer: None,
             memory: None,
+            windows: None,
         }
+    }
+
+    /// Lets `threshold` steps of live runs count in `windows` (the store, shared by every
+    /// process).
+    pub fn with_windows(mut self, windows: Arc<dyn WindowStates>) -> Executor {
+        self.windows = Some(windows);
+        self
     }
 
     /// Lets steps remember keys across runs of their flow in `memory`.
@@ -182,6 +205,7 @@ impl Executor {
             ended: None,
             secrets,
             cloud_event: None,
+            scratch_windows: None,
         };
         self.run_steps(&mut state, &req.flow.steps).await;
         let (status, error) = match state.failure {
@@ -209,6 +233,7 @@ impl Executor {
                 match step {
                     Step::Router(router) => self.run_router(state, router).await,
                     Step::Action(action) => self.run_action(state, action).await,
+                    Step::Threshold(step) => self.run_threshold(state, step).await,
                 }
             }
         })
@@ -270,6 +295,9 @@ impl Executor {
             .collect();
         names.sort();
         names.dedup();
+        if names.is_empty() {
+            return HashMap::new();
+        }
         match secrets.resolve(req.scope, &names).await {
             Ok(values) => values,
             Err(error) => {

@@ -176,7 +176,7 @@ fn render_text(text: &str, ctx: &Value) -> String {
 }
 
 /// Milliseconds since the epoch as RFC 3339 (UTC, milliseconds).
-pub(crate) fn iso(ms: i64) -> String {
+pub fn iso(ms: i64) -> String {
     DateTime::from_timestamp_millis(ms)
         .map(|t| t.to_rfc3339_opts(SecondsFormat::Millis, true))
         .unwrap_or_default()

@@ -54,6 +54,7 @@ use regex::Regex;
 use serde::Serialize;
 use serde_json::Value;
 
+use super::calendar;
 use super::model::{Condition, Operator};
 use super::template;
 
@@ -84,12 +85,13 @@ pub fn evaluate_condition(c: &Condition, ctx: &Value) -> ConditionResult {
         c.right.as_ref().map(|r| template::render(r, ctx))
     };
     let empty = Value::String(String::new());
-    let result = apply_operator(
-        c.operator,
-        &left,
-        right.as_ref().unwrap_or(&empty),
-        c.case_sensitive,
-    );
+    let right_value = right.as_ref().unwrap_or(&empty);
+    let result = match c.time_zone.as_deref().map(calendar::parse_zone) {
+        // Validation refuses an unknown zone; one that slipped through matches nothing.
+        Some(Err(_)) => false,
+        Some(Ok(zone)) if c.operator.is_calendar() => calendar_operator(c.operator, &left, right_value, zone),
+        _ => apply_operator(c.operator, &left, right_value, c.case_sensitive),
+    };
     ConditionResult {
         left,
         operator: c.operator,
@@ -159,6 +161,28 @@ pub fn apply_operator(op: Operator, left: &Value, right: &Value, case_sensitive:
         Operator::DateIsEqual => date_cmp(left, right) == Some(Ordering::Equal),
         Operator::Exists => !is_missing(left),
         Operator::DoesNotExist => is_missing(left),
+        op @ (Operator::TimeOfDayIsBetween
+        | Operator::TimeOfDayIsNotBetween
+        | Operator::DayOfWeekIs
+        | Operator::DayOfWeekIsNot) => calendar_operator(op, left, right, chrono_tz::Tz::UTC),
+    }
+}
+
+/// A calendar operator in `zone`; false when the left operand is not a date or the right
+/// one is not a range or day list (for the operator and its negation alike).
+fn calendar_operator(op: Operator, left: &Value, right: &Value, zone: chrono_tz::Tz) -> bool {
+    let Some(at) = dayjs_ms(left) else {
+        return false;
+    };
+    let verdict = match op {
+        Operator::TimeOfDayIsBetween | Operator::TimeOfDayIsNotBetween => {
+            calendar::time_of_day_between(at, right, zone)
+        }
+        _ => calendar::day_of_week_is(at, right, zone),
+    };
+    match verdict {
+        Some(inside) => inside != matches!(op, Operator::TimeOfDayIsNotBetween | Operator::DayOfWeekIsNot),
+        None => false,
     }
 }
 
@@ -989,6 +1013,7 @@ mod tests {
             operator: TextExactlyMatches,
             right: Some(json!("flow.run.finished")),
             case_sensitive: false,
+            time_zone: None,
         };
         let r = evaluate_condition(&c, &ctx);
         assert!(r.result);
@@ -1009,6 +1034,7 @@ mod tests {
             operator: NumberIsGreaterThan,
             right: Some(json!("2")),
             case_sensitive: false,
+            time_zone: None,
         };
         assert!(evaluate_condition(&gt, &ctx).result);
         let missing = Condition {
@@ -1016,6 +1042,7 @@ mod tests {
             operator: Exists,
             right: None,
             case_sensitive: false,
+            time_zone: None,
         };
         let r = evaluate_condition(&missing, &ctx);
         assert!(!r.result);
@@ -1026,6 +1053,7 @@ mod tests {
             operator: ListContains,
             right: Some(json!("B")),
             case_sensitive: false,
+            time_zone: None,
         };
         assert!(evaluate_condition(&contains, &ctx).result);
         // Missing right on a binary operator compares with "".
@@ -1034,8 +1062,49 @@ mod tests {
             operator: TextContains,
             right: None,
             case_sensitive: false,
+            time_zone: None,
         };
         assert!(evaluate_condition(&no_right, &ctx).result);
+    }
+
+    #[test]
+    fn calendar_conditions_read_the_date_in_their_zone() {
+        let ctx = json!({"trigger": {"body": {"created": "2026-07-04T05:30:00Z"}}});
+        let off_hours = Condition {
+            left: json!("{{trigger.body.created}}"),
+            operator: TimeOfDayIsNotBetween,
+            right: Some(json!("08:00-18:00")),
+            case_sensitive: false,
+            time_zone: Some("America/New_York".into()),
+        };
+        // 05:30 UTC is 01:30 in New York (EDT): outside business hours; a Saturday there too.
+        assert!(evaluate_condition(&off_hours, &ctx).result);
+        let weekend = Condition {
+            operator: DayOfWeekIs,
+            right: Some(json!("Sat,Sun")),
+            ..off_hours.clone()
+        };
+        assert!(evaluate_condition(&weekend, &ctx).result);
+        let tokyo = Condition {
+            time_zone: Some("Asia/Tokyo".into()),
+            ..off_hours.clone()
+        };
+        // 14:30 in Tokyo: inside.
+        assert!(!evaluate_condition(&tokyo, &ctx).result);
+        // Without a zone the date is read in UTC (05:30: outside).
+        let utc = Condition {
+            time_zone: None,
+            ..off_hours.clone()
+        };
+        assert!(evaluate_condition(&utc, &ctx).result);
+        // Not a date: neither the operator nor its negation holds.
+        let no_date = json!({"trigger": {"body": {}}});
+        assert!(!evaluate_condition(&off_hours, &no_date).result);
+        let inside = Condition {
+            operator: TimeOfDayIsBetween,
+            ..off_hours
+        };
+        assert!(!evaluate_condition(&inside, &no_date).result);
     }
 
     #[test]
@@ -1046,12 +1115,14 @@ mod tests {
             operator: Exists,
             right: None,
             case_sensitive: false,
+            time_zone: None,
         };
         let f = Condition {
             left: json!("{{y}}"),
             operator: Exists,
             right: None,
             case_sensitive: false,
+            time_zone: None,
         };
         let (ok, trace) = evaluate_groups(&[vec![f.clone(), t.clone()], vec![t.clone()]], &ctx);
         assert!(ok);

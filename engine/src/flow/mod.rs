@@ -2,6 +2,7 @@
 //! router decisions. Everything the rest of the engine needs is re-exported
 //! here so callers do not depend on the internal file layout.
 
+pub mod calendar;
 pub mod condition;
 pub mod hosts;
 pub mod model;
@@ -14,7 +15,7 @@ pub mod validate;
 pub use condition::{ConditionResult, apply_operator, evaluate_condition, evaluate_groups};
 pub use model::{
     ActionStep, Branch, Condition, Flow, Operator, PluginRef, RetryPolicy, RouterMode, RouterStep,
-    Step, StepIter, SyncAnswer, Trigger, WebhookAuth,
+    Span, Step, StepIter, SyncAnswer, ThresholdStep, Trigger, WebhookAuth,
 };
 pub use recipients::RecipientPattern;
 pub use router::{BranchEvaluation, RouterDecision, decide};

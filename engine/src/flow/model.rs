@@ -127,7 +127,7 @@ pub enum WebhookAuth {
     },
 }
 
-/// One step of a flow: either a branching router or a plugin action.
+/// One step of a flow: a branching router, a plugin action, or a windowed count.
 // Built once per flow save and shared behind `Arc`; boxing actions would only add indirection.
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -137,6 +137,9 @@ pub enum Step {
     Router(RouterStep),
     /// Calls a plugin.
     Action(ActionStep),
+    /// Counts events per key over a sliding window; runs `crossed` when the count reaches
+    /// the threshold.
+    Threshold(ThresholdStep),
 }
 
 impl Step {
@@ -146,14 +149,26 @@ impl Step {
         match self {
             Step::Router(r) => &r.name,
             Step::Action(a) => &a.name,
+            Step::Threshold(t) => &t.name,
         }
+    }
+
+    /// The steps nested directly inside this one: every branch's steps for a router, the
+    /// `crossed` steps for a threshold, none for an action.
+    pub fn children(&self) -> impl Iterator<Item = &Step> {
+        let (branches, crossed): (&[Branch], &[Step]) = match self {
+            Step::Router(r) => (&r.branches, &[]),
+            Step::Threshold(t) => (&[], &t.crossed),
+            Step::Action(_) => (&[], &[]),
+        };
+        branches.iter().flat_map(|b| b.steps.iter()).chain(crossed)
     }
 
     /// The action, if this step is one (saves a `match` at call sites).
     pub fn as_action(&self) -> Option<&ActionStep> {
         match self {
             Step::Action(a) => Some(a),
-            Step::Router(_) => None,
+            _ => None,
         }
     }
 
@@ -161,8 +176,129 @@ impl Step {
     pub fn as_router(&self) -> Option<&RouterStep> {
         match self {
             Step::Router(r) => Some(r),
-            Step::Action(_) => None,
+            _ => None,
         }
+    }
+}
+
+/// A windowed count (Sigma's `event_count` / `value_count` correlation, Tines' and Panther's
+/// thresholds): events are grouped by a key and counted over a sliding window in event time;
+/// the event that brings a key's count to `threshold` runs the `crossed` steps, and the key
+/// then stays quiet for `suppressFor`. See [`crate::detect`] for the exact semantics.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ThresholdStep {
+    /// Unique step name.
+    pub name: String,
+    /// Template naming the group an event counts for, e.g.
+    /// `{{trigger.body.userEmail}}|{{trigger.body.ip}}`.
+    pub group_by: String,
+    /// Length of the sliding window.
+    pub window: Span,
+    /// Count at which the step fires (1..=1000).
+    pub threshold: u32,
+    /// Template whose distinct values are counted instead of events.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count_distinct: Option<String>,
+    /// Quiet period after an alert; the window when omitted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suppress_for: Option<Span>,
+    /// Template for the event's own time; when omitted the body's `created`, `time`,
+    /// `created_at`, `timestamp`, `date` or `data.date` is used, else the arrival time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_time: Option<String>,
+    /// Template for the event's identity, so a redelivery never counts twice; when omitted
+    /// the body's `id` or `log_id`, the `webhook-id` header, else the run id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_id: Option<String>,
+    /// Steps run by the event that crosses the threshold.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub crossed: Vec<Step>,
+}
+
+impl ThresholdStep {
+    /// The quiet period after an alert, in milliseconds.
+    pub fn suppress_ms(&self) -> i64 {
+        self.suppress_for.unwrap_or(self.window).millis() as i64
+    }
+}
+
+/// A duration written as text (`90s`, `10m`, `1h30m`, `7d`, `250ms`), kept in milliseconds
+/// and written back in its shortest form.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Span(u64);
+
+impl Span {
+    /// A span of `ms` milliseconds.
+    pub const fn from_millis(ms: u64) -> Span {
+        Span(ms)
+    }
+
+    /// The span in milliseconds.
+    pub const fn millis(self) -> u64 {
+        self.0
+    }
+
+    /// Parses `<number><unit>` parts (units `ms`, `s`, `m`, `h`, `d`), e.g. `1h30m`.
+    pub fn parse(text: &str) -> Result<Span, String> {
+        let bad = || format!("invalid duration {text:?} (write e.g. 30s, 10m, 1h30m or 7d)");
+        let mut rest = text.trim();
+        if rest.is_empty() {
+            return Err(bad());
+        }
+        let mut total: u64 = 0;
+        while !rest.is_empty() {
+            let digits = rest.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
+            if digits == 0 {
+                return Err(bad());
+            }
+            let number: u64 = rest[..digits].parse().map_err(|_| bad())?;
+            rest = &rest[digits..];
+            let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+            let unit = match &rest[..unit_len] {
+                "ms" => 1,
+                "s" => 1_000,
+                "m" => 60_000,
+                "h" => 3_600_000,
+                "d" => 86_400_000,
+                _ => return Err(bad()),
+            };
+            rest = &rest[unit_len..];
+            total = number
+                .checked_mul(unit)
+                .and_then(|ms| total.checked_add(ms))
+                .ok_or_else(bad)?;
+        }
+        Ok(Span(total))
+    }
+}
+
+impl fmt::Display for Span {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut rest = self.0;
+        if rest == 0 {
+            return f.write_str("0s");
+        }
+        for (unit, ms) in [("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1_000), ("ms", 1)] {
+            if rest >= ms {
+                write!(f, "{}{unit}", rest / ms)?;
+                rest %= ms;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Serialize for Span {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Span {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Span, D::Error> {
+        let text = String::deserialize(d)?;
+        Span::parse(&text).map_err(serde::de::Error::custom)
     }
 }
 
@@ -238,10 +374,15 @@ pub struct Condition {
         skip_serializing_if = "is_false"
     )]
     pub case_sensitive: bool,
+    /// IANA time zone (`Europe/Berlin`) the calendar operators read the date in; UTC when
+    /// absent. Only allowed with those operators.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_zone: Option<String>,
 }
 
 /// The 22 Activepieces branch operators, with the same wire names so
-/// conditions can be copied between the two systems.
+/// conditions can be copied between the two systems, and hookflow's four calendar operators
+/// (see [`super::calendar`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum Operator {
@@ -289,11 +430,19 @@ pub enum Operator {
     Exists,
     /// Left is null or the empty string.
     DoesNotExist,
+    /// Left date's wall-clock time in `timeZone` is in the right range (`08:00-18:00`).
+    TimeOfDayIsBetween,
+    /// Left date's wall-clock time in `timeZone` is outside the right range.
+    TimeOfDayIsNotBetween,
+    /// Left date falls, in `timeZone`, on one of the right days (`Sat,Sun`, `Mon-Fri`).
+    DayOfWeekIs,
+    /// Left date falls, in `timeZone`, on none of the right days.
+    DayOfWeekIsNot,
 }
 
 impl Operator {
     /// Every operator, so validation can list and look them up.
-    pub const ALL: [Operator; 22] = [
+    pub const ALL: [Operator; 26] = [
         Operator::TextContains,
         Operator::TextDoesNotContain,
         Operator::TextExactlyMatches,
@@ -316,6 +465,10 @@ impl Operator {
         Operator::DateIsEqual,
         Operator::Exists,
         Operator::DoesNotExist,
+        Operator::TimeOfDayIsBetween,
+        Operator::TimeOfDayIsNotBetween,
+        Operator::DayOfWeekIs,
+        Operator::DayOfWeekIsNot,
     ];
 
     /// The wire name (`TEXT_CONTAINS`...), used in messages and traces.
@@ -343,7 +496,22 @@ impl Operator {
             Operator::DateIsEqual => "DATE_IS_EQUAL",
             Operator::Exists => "EXISTS",
             Operator::DoesNotExist => "DOES_NOT_EXIST",
+            Operator::TimeOfDayIsBetween => "TIME_OF_DAY_IS_BETWEEN",
+            Operator::TimeOfDayIsNotBetween => "TIME_OF_DAY_IS_NOT_BETWEEN",
+            Operator::DayOfWeekIs => "DAY_OF_WEEK_IS",
+            Operator::DayOfWeekIsNot => "DAY_OF_WEEK_IS_NOT",
         }
+    }
+
+    /// The calendar operators, which read the date in the condition's `timeZone`.
+    pub fn is_calendar(self) -> bool {
+        matches!(
+            self,
+            Operator::TimeOfDayIsBetween
+                | Operator::TimeOfDayIsNotBetween
+                | Operator::DayOfWeekIs
+                | Operator::DayOfWeekIsNot
+        )
     }
 
     /// Unary operators only look at `left`; `right` must be absent.
@@ -619,10 +787,14 @@ impl<'a> Iterator for StepIter<'a> {
                     self.stack.pop();
                 }
                 Some(step) => {
-                    if let Step::Router(r) = step {
-                        for b in r.branches.iter().rev() {
-                            self.stack.push(b.steps.iter());
+                    match step {
+                        Step::Router(r) => {
+                            for b in r.branches.iter().rev() {
+                                self.stack.push(b.steps.iter());
+                            }
                         }
+                        Step::Threshold(t) => self.stack.push(t.crossed.iter()),
+                        Step::Action(_) => {}
                     }
                     return Some(step);
                 }
@@ -655,21 +827,22 @@ impl Flow {
     /// (`steps[0].branches[1].steps[0]`), so callers can report problems
     /// such as `steps[0].branches[1].steps[0].plugin: not installed`.
     pub fn action_steps_with_paths(&self) -> Vec<(String, &ActionStep)> {
-        fn walk<'a>(steps: &'a [Step], prefix: &str, out: &mut Vec<(String, &'a ActionStep)>) {
+        fn walk<'a>(steps: &'a [Step], list: &str, out: &mut Vec<(String, &'a ActionStep)>) {
             for (i, step) in steps.iter().enumerate() {
-                let path = format!("{prefix}steps[{i}]");
+                let path = format!("{list}[{i}]");
                 match step {
                     Step::Action(a) => out.push((path, a)),
                     Step::Router(r) => {
                         for (j, b) in r.branches.iter().enumerate() {
-                            walk(&b.steps, &format!("{path}.branches[{j}]."), out);
+                            walk(&b.steps, &format!("{path}.branches[{j}].steps"), out);
                         }
                     }
+                    Step::Threshold(t) => walk(&t.crossed, &format!("{path}.crossed"), out),
                 }
             }
         }
         let mut out = Vec::new();
-        walk(&self.steps, "", &mut out);
+        walk(&self.steps, "steps", &mut out);
         out
     }
 
@@ -773,6 +946,46 @@ mod tests {
     }
 
     #[test]
+    fn spans_parse_and_print_shortest() {
+        for (text, ms, shown) in [
+            ("1h", 3_600_000, "1h"),
+            ("90s", 90_000, "1m30s"),
+            ("1h30m", 5_400_000, "1h30m"),
+            ("7d", 604_800_000, "7d"),
+            ("250ms", 250, "250ms"),
+            ("0s", 0, "0s"),
+        ] {
+            let span = Span::parse(text).unwrap();
+            assert_eq!(span.millis(), ms, "{text}");
+            assert_eq!(span.to_string(), shown);
+            assert_eq!(Span::parse(shown).unwrap(), span);
+        }
+        for bad in ["", "h", "10", "10 m", "1w", "-1s", "1.5h", "99999999999999999999d"] {
+            assert!(Span::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn threshold_steps_nest_and_round_trip() {
+        let flow: Flow = serde_json::from_value(json!({
+            "name": "f", "trigger": {"type": "webhook"},
+            "steps": [{"name": "count", "type": "threshold", "groupBy": "{{trigger.body.ip}}",
+                       "window": "10m", "threshold": 11,
+                       "crossed": [{"name": "alert", "type": "action", "plugin": "log@0.1.0"}]}]
+        }))
+        .unwrap();
+        let names: Vec<&str> = flow.all_steps().map(Step::name).collect();
+        assert_eq!(names, ["count", "alert"]);
+        let paths: Vec<String> = flow.action_steps_with_paths().into_iter().map(|(p, _)| p).collect();
+        assert_eq!(paths, ["steps[0].crossed[0]"]);
+        let Step::Threshold(t) = &flow.steps[0] else { panic!() };
+        assert_eq!(t.suppress_ms(), 600_000);
+        let back: Flow = serde_json::from_value(flow.to_value()).unwrap();
+        assert_eq!(back, flow);
+        assert_eq!(flow.to_value()["steps"][0]["window"], json!("10m"));
+    }
+
+    #[test]
     fn plugin_ref() {
         let p = PluginRef::parse("log@0.1.0").unwrap();
         assert_eq!(p.name, "log");
@@ -812,7 +1025,8 @@ mod tests {
 
     #[test]
     fn operators() {
-        assert_eq!(Operator::ALL.len(), 22);
+        assert_eq!(Operator::ALL.len(), 26);
+        assert_eq!(Operator::ALL.iter().filter(|o| o.is_calendar()).count(), 4);
         for op in Operator::ALL {
             let v = serde_json::to_value(op).unwrap();
             assert_eq!(v, json!(op.as_str()));

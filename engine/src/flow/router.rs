@@ -94,6 +94,7 @@ mod tests {
                 operator: Operator::TextContains,
                 right: Some(json!(expected_action)),
                 case_sensitive: false,
+                time_zone: None,
             }]],
             steps: Vec::new(),
         }

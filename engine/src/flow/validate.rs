@@ -13,7 +13,7 @@ use std::str::FromStr;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use super::model::{Flow, Operator, PluginRef};
+use super::model::{Flow, Operator, PluginRef, Span};
 use super::template;
 
 /// Maximum router nesting depth, to keep runs and traces bounded.
@@ -33,6 +33,16 @@ pub const MAX_ATTEMPTS: u64 = 10;
 /// Maximum `retry.initialBackoffMs` and `retry.maxBackoffMs` (5 minutes): a waiting retry
 /// holds its worker slot, so an unbounded backoff would hold it for good.
 pub const MAX_BACKOFF_MS: u64 = 300_000;
+
+/// Shortest window a `threshold` step may count over.
+pub const MIN_WINDOW_MS: u64 = 1_000;
+
+/// Longest window or quiet period of a `threshold` step: 30 days. State is kept for three
+/// windows per key, so this bounds how long the store holds it.
+pub const MAX_WINDOW_MS: u64 = 30 * 86_400_000;
+
+/// Highest `threshold` a step may set: a key keeps at most four times as many events.
+pub const MAX_THRESHOLD: u32 = 1000;
 
 /// One thing wrong with a flow definition, located by a JSON-ish path so an
 /// editor can highlight the field.
@@ -563,9 +573,12 @@ impl Checker {
         match self.required_str(path, obj, "type") {
             Some("router") => self.router(path, obj, depth),
             Some("action") => self.action(path, obj),
+            Some("threshold") => self.threshold(path, obj, depth),
             Some(other) => self.push(
                 &key_path(path, "type"),
-                format!("unknown step type {other:?} (expected \"router\" or \"action\")"),
+                format!(
+                    "unknown step type {other:?} (expected \"router\", \"action\" or \"threshold\")"
+                ),
             ),
             None => {}
         }
@@ -672,6 +685,81 @@ impl Checker {
         }
     }
 
+    /// A `threshold` step: templates, the window and quiet period as durations, the threshold
+    /// in range, and its `crossed` steps (one nesting level, like a router's branch).
+    fn threshold(&mut self, path: &str, obj: &Map<String, Value>, depth: usize) {
+        self.unknown_fields(
+            path,
+            obj,
+            &[
+                "name",
+                "type",
+                "groupBy",
+                "window",
+                "threshold",
+                "countDistinct",
+                "suppressFor",
+                "eventTime",
+                "eventId",
+                "crossed",
+            ],
+        );
+        if depth + 1 > MAX_ROUTER_DEPTH {
+            self.push(
+                path,
+                format!("steps are nested too deeply (max {MAX_ROUTER_DEPTH} levels)"),
+            );
+            return;
+        }
+        if let Some(group_by) = self.required_str(path, obj, "groupBy") {
+            self.templates(&key_path(path, "groupBy"), &Value::String(group_by.to_owned()));
+        }
+        for key in ["countDistinct", "eventTime", "eventId"] {
+            self.optional(path, obj, key, Kind::Str);
+            if let Some(text @ Value::String(_)) = obj.get(key) {
+                self.templates(&key_path(path, key), text);
+            }
+        }
+        if let Some(window) = self.required_str(path, obj, "window") {
+            self.span(&key_path(path, "window"), window, MIN_WINDOW_MS);
+        }
+        self.optional(path, obj, "suppressFor", Kind::Str);
+        if let Some(Value::String(quiet)) = obj.get("suppressFor") {
+            self.span(&key_path(path, "suppressFor"), quiet, 0);
+        }
+        match obj.get("threshold") {
+            None | Some(Value::Null) => self.push(&key_path(path, "threshold"), "required"),
+            Some(_) => {
+                self.optional_int(path, obj, "threshold", 1, u64::from(MAX_THRESHOLD));
+            }
+        }
+        let cpath = key_path(path, "crossed");
+        match obj.get("crossed") {
+            None | Some(Value::Null) => {}
+            Some(Value::Array(steps)) => self.steps(&cpath, steps, depth + 1),
+            Some(other) => self.push(
+                &cpath,
+                format!("must be a list, found {}", type_name(other)),
+            ),
+        }
+    }
+
+    /// A duration between `min_ms` and [`MAX_WINDOW_MS`].
+    fn span(&mut self, path: &str, text: &str, min_ms: u64) {
+        match Span::parse(text) {
+            Ok(span) if span.millis() < min_ms => self.push(
+                path,
+                format!("must be at least {}", Span::from_millis(min_ms)),
+            ),
+            Ok(span) if span.millis() > MAX_WINDOW_MS => self.push(
+                path,
+                format!("must be at most {}", Span::from_millis(MAX_WINDOW_MS)),
+            ),
+            Ok(_) => {}
+            Err(e) => self.push(path, e),
+        }
+    }
+
     fn groups(&mut self, path: &str, groups: &[Value]) {
         if groups.is_empty() {
             self.push(path, "must have at least one condition group");
@@ -707,7 +795,11 @@ impl Checker {
             );
             return;
         };
-        self.unknown_fields(path, c, &["left", "operator", "right", "caseSensitive"]);
+        self.unknown_fields(
+            path,
+            c,
+            &["left", "operator", "right", "caseSensitive", "timeZone"],
+        );
         match c.get("left") {
             None => self.push(&key_path(path, "left"), "required"),
             Some(left) => self.templates(&key_path(path, "left"), left),
@@ -737,6 +829,31 @@ impl Checker {
             }
         }
         self.optional(path, c, "caseSensitive", Kind::Bool);
+        self.optional(path, c, "timeZone", Kind::Str);
+        let zpath = key_path(path, "timeZone");
+        if let Some(Value::String(zone)) = c.get("timeZone") {
+            if !op.is_some_and(Operator::is_calendar) {
+                self.push(&zpath, "only allowed with the TIME_OF_DAY_* and DAY_OF_WEEK_* operators");
+            } else if let Err(e) = super::calendar::parse_zone(zone) {
+                self.push(&zpath, e);
+            }
+        }
+        // A literal right operand of a calendar operator is checked now, not at run time.
+        if let (Some(op), Some(r)) = (op, right)
+            && op.is_calendar()
+            && !r.as_str().is_some_and(|s| s.contains("{{"))
+        {
+            let checked = match op {
+                Operator::TimeOfDayIsBetween | Operator::TimeOfDayIsNotBetween => r
+                    .as_str()
+                    .ok_or_else(|| "must be a time range such as 08:00-18:00".to_owned())
+                    .and_then(|t| super::calendar::parse_time_range(t).map(|_| ())),
+                _ => super::calendar::parse_days(r).map(|_| ()),
+            };
+            if let Err(e) = checked {
+                self.push(&rpath, e);
+            }
+        }
     }
 
     fn action(&mut self, path: &str, obj: &Map<String, Value>) {
@@ -1087,13 +1204,55 @@ steps:
             "steps[3].branches[0].when[0][2].caseSensitive: must be a boolean, found a string",
             "steps[3].branches[0].when[1]: must have at least one condition",
             "steps[3].branches[1].when: must have at least one condition group",
-            "steps[4].type: unknown step type \"loop\" (expected \"router\" or \"action\")",
+            "steps[4].type: unknown step type \"loop\" (expected \"router\", \"action\" or \"threshold\")",
             "steps[5]: a step must be an object, found a string",
         ];
         for (g, e) in got.iter().zip(expected.iter()) {
             assert_eq!(g, e);
         }
         assert_eq!(got.len(), expected.len(), "{got:#?}");
+    }
+
+    #[test]
+    fn threshold_steps_and_calendar_conditions_are_checked_by_path() {
+        let problems = messages(flow_from_value(json!({
+            "name": "f", "trigger": {"type": "webhook"},
+            "steps": [
+                {"name": "count", "type": "threshold", "groupBy": "{{trigger.body.ip", "window": "1w",
+                 "threshold": 0, "suppressFor": "forever", "countDistinct": 5, "extra": 1,
+                 "crossed": [{"name": "alert", "type": "action", "plugin": "Log"}]},
+                {"name": "short", "type": "threshold", "window": "500ms", "threshold": 1001},
+                {"name": "route", "type": "router", "branches": [{"name": "b", "when": [[
+                    {"left": "{{trigger.body.created}}", "operator": "TIME_OF_DAY_IS_BETWEEN", "right": "8-18", "timeZone": "Europe/Nowhere"},
+                    {"left": "x", "operator": "DAY_OF_WEEK_IS", "right": "Funday"},
+                    {"left": "x", "operator": "TEXT_CONTAINS", "right": "y", "timeZone": "UTC"},
+                    {"left": "x", "operator": "DAY_OF_WEEK_IS_NOT", "right": "{{trigger.body.days}}", "timeZone": "Asia/Tokyo"}
+                ]]}]}
+            ]
+        })));
+        let expected = [
+            "steps[0].extra: unknown field",
+            "steps[0].groupBy: invalid template",
+            "steps[0].countDistinct: must be a string, found a number",
+            "steps[0].window: invalid duration \"1w\"",
+            "steps[0].suppressFor: invalid duration \"forever\"",
+            "steps[0].threshold: must be between 1 and 1000, found 0",
+            "steps[0].crossed[0].plugin:",
+            "steps[1].groupBy: required",
+            "steps[1].window: must be at least 1s",
+            "steps[1].threshold: must be between 1 and 1000, found 1001",
+            "steps[2].branches[0].when[0][0].timeZone: unknown time zone \"Europe/Nowhere\"",
+            "steps[2].branches[0].when[0][0].right: invalid time range \"8-18\"",
+            "steps[2].branches[0].when[0][1].right: unknown day \"Funday\"",
+            "steps[2].branches[0].when[0][2].timeZone: only allowed with the TIME_OF_DAY_* and DAY_OF_WEEK_* operators",
+        ];
+        for want in expected {
+            assert!(
+                problems.iter().any(|p| p.starts_with(want)),
+                "missing {want:?} in {problems:#?}"
+            );
+        }
+        assert_eq!(problems.len(), expected.len(), "{problems:#?}");
     }
 
     #[test]

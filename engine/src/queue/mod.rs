@@ -457,6 +457,8 @@ async fn execute_claimed(
         attempt: run.attempt.max(1) as u32,
         prior_steps: run.prior_steps.clone(),
         live: false,
+        clock_ms: None,
+        windows: None,
     };
     let result = executor.execute(&request).await;
     RunOutcome {

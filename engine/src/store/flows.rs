@@ -94,6 +94,8 @@ pub async fn delete(c: &mut dyn Conn, actor: &Actor, id: &str) -> StoreResult<bo
     // The flow's cached values are short-lived by design; nothing reads them after deletion.
     c.execute("DELETE FROM flow_cache WHERE flow_id = ?", params![id])
         .await?;
+    // Likewise the counts of its `threshold` steps: a flow created later starts from zero.
+    super::windows::delete_flow(c, id).await?;
     let data = json!({"flow": {"id": id, "displayName": row.text("name")?, "version": row.int("version")?}});
     let draft = AuditDraft::new(
         &row.text("platform_id")?,

@@ -29,6 +29,7 @@ mod cache;
 mod conformance;
 mod destinations;
 mod flows;
+mod history;
 mod open;
 mod plugins;
 mod postgres;
@@ -39,6 +40,7 @@ pub mod sql;
 mod sql_store;
 mod sqlite;
 mod types;
+mod windows;
 
 pub use audit::AuditDraft;
 pub use cache::{CacheEntry, CacheRefusal};
@@ -46,6 +48,7 @@ pub use open::{DatabaseUrl, OpenOptions, OpenedStore, open, open_read_only};
 pub use postgres::{Hints, WorkListener};
 pub use sql_store::Store;
 pub use types::*;
+pub use windows::{WindowRefusal, WindowWrite};
 
 use serde_json::Value;
 use std::sync::Arc;

@@ -454,6 +454,45 @@ impl Store {
         ))
     }
 
+    /// Reads a `threshold` step's state for one key, applies `update` and writes the result,
+    /// atomically across processes (see [`windows`]). A new key is refused when the step
+    /// already holds `max_keys` live ones.
+    pub async fn window_update<T: Send + 'static>(
+        &self,
+        (flow_id, step, key): (&str, &str, &str),
+        now_ms: i64,
+        max_keys: u64,
+        update: impl FnOnce(Option<String>) -> WindowWrite<T> + Send + 'static,
+    ) -> StoreResult<Result<T, WindowRefusal>> {
+        on!(self.write, [flow_id, step, key], |c| windows::update(
+            c,
+            (&flow_id, &step, &key),
+            now_ms,
+            max_keys,
+            update
+        ))
+    }
+
+    /// Bodies of the live events a flow received in `[from, to)` (stored RFC 3339 form),
+    /// oldest first, at most `limit`: what a replay of stored events runs over.
+    pub async fn flow_events(
+        &self,
+        flow_id: &str,
+        from: &str,
+        to: &str,
+        limit: i64,
+    ) -> StoreResult<Vec<String>> {
+        on!(self.read, [flow_id, from, to], |c| history::flow_events(
+            c, &flow_id, &from, &to, limit
+        ))
+    }
+
+    /// Deletes up to `limit` expired `threshold` step states; returns how many went.
+    pub async fn delete_expired_windows(&self, limit: i64) -> StoreResult<u64> {
+        let now = epoch_ms();
+        on!(self.write, [], |c| windows::delete_expired(c, now, limit))
+    }
+
     /// Test hook: runs a write job that panics.
     #[cfg(test)]
     pub async fn panic_in_write_for_test(&self) -> StoreResult<()> {

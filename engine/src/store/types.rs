@@ -110,6 +110,7 @@ string_enum!(
     StepKind {
         Router => "router",
         Action => "action",
+        Threshold => "threshold",
     }
 );
 
