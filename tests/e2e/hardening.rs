@@ -254,3 +254,55 @@ async fn bad_connection_limits_exit_2_with_one_line() {
         assert!(lines[0].contains(name), "names the setting: {stderr}");
     }
 }
+
+/// Hardening I, "do not link `wasi:http` for a step without `allowedHosts`": such a step's
+/// plugin is linked to an outgoing handler that only refuses. In development mode (loopback
+/// allowed) a script looping over `fetch` to a live receiver reaches nothing, every call fails
+/// with an error naming the host that the script can catch, the trace lists the first refusals
+/// and counts the rest, and the server's memory stays where it was.
+#[tokio::test]
+async fn plugin_without_allowed_hosts_cannot_make_http_requests_and_host_memory_stays_bounded() {
+    let server =
+        Server::start_with(limits(&[("HOOKFLOW_DEV_ALLOW_LOCAL_DESTINATIONS", "1")])).await;
+    let receiver = crate::receiver::Receiver::start().await;
+    let code = format!(
+        "exports.handler = async () => {{
+           let refused = 0, last = '';
+           for (let i = 0; i < 3000; i++) {{
+             try {{ await fetch('{}/x', {{method: 'POST', body: 'x'.repeat(1000)}}); }}
+             catch (e) {{ refused++; last = String(e); }}
+           }}
+           return {{refused, last}};
+         }};",
+        receiver.base
+    );
+    let step = json!({"name": "calls", "type": "action", "plugin": "javascript@1.0.0",
+                      "input": {"code": code}, "timeoutMs": 60000});
+    let flow = server
+        .create_flow(webhook_flow("no hosts", json!([step])))
+        .await;
+    let before = server.resident_bytes();
+    for _ in 0..3 {
+        let run = server.run_flow(&flow, &json!({})).await;
+        assert_eq!(run["status"], "SUCCEEDED", "{run}");
+        let calls = crate::common::step(&run, "calls");
+        assert_eq!(calls["output"]["refused"], 3000, "{calls}");
+        let last = calls["output"]["last"].as_str().unwrap();
+        assert!(
+            last.contains("127.0.0.1") && last.contains("no allowedHosts"),
+            "the script sees why: {last}"
+        );
+        let refused = calls["detail"]["refusedRequests"].as_array().unwrap();
+        assert_eq!(refused.len(), 21, "the first 20 and a count: {refused:?}");
+        assert!(refused[0].as_str().unwrap().contains("no allowedHosts"));
+        assert_eq!(refused[20], "2980 more requests refused");
+    }
+    assert!(receiver.seen().is_empty(), "nothing reached the receiver");
+    let after = server.resident_bytes();
+    assert!(
+        after < before + (100 << 20),
+        "resident memory grew from {} MiB to {} MiB",
+        before >> 20,
+        after >> 20
+    );
+}

@@ -487,3 +487,96 @@ impl Body for DeadlineBody {
         self.inner.size_hint()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIMITS: HttpLimits = HttpLimits {
+        header_timeout: Duration::from_millis(200),
+        body_timeout: Duration::from_millis(300),
+        idle_timeout: Duration::from_millis(400),
+        max_connections: 4,
+        shutdown: Duration::from_secs(1),
+    };
+
+    #[tokio::test]
+    async fn a_connection_is_idle_until_a_head_starts_then_the_header_limit_applies() {
+        let activity = Arc::new(Activity::new());
+        let began = activity.began;
+        assert_eq!(
+            activity.deadline(&LIMITS),
+            (began + LIMITS.idle_timeout, Some("idle"))
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        activity.read();
+        let (deadline, limit) = activity.deadline(&LIMITS);
+        assert_eq!(limit, Some("request headers"));
+        assert!(deadline >= began + Duration::from_millis(50) + LIMITS.header_timeout);
+        assert!(deadline <= Instant::now() + LIMITS.header_timeout);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        activity.read();
+        assert_eq!(
+            activity.deadline(&LIMITS),
+            (deadline, Some("request headers")),
+            "more bytes of the same head do not move the deadline (slowloris)"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_request_in_flight_has_no_connection_deadline_and_idles_after_it() {
+        let activity = Arc::new(Activity::new());
+        activity.read();
+        let busy = Busy::start(activity.clone());
+        assert_eq!(activity.head_started.load(Ordering::Relaxed), 0);
+        activity.read(); // its body
+        assert_eq!(activity.deadline(&LIMITS).1, None);
+        assert_eq!(activity.head_started.load(Ordering::Relaxed), 0);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        drop(busy);
+        let (deadline, limit) = activity.deadline(&LIMITS);
+        assert_eq!(limit, Some("idle"));
+        assert!(deadline >= activity.began + Duration::from_millis(20) + LIMITS.idle_timeout);
+    }
+
+    #[tokio::test]
+    async fn the_watchdog_closes_a_silent_connection_at_the_idle_timeout() {
+        let activity = Arc::new(Activity::new());
+        let guarded = Guarded {
+            conn: Box::pin(std::future::pending::<hyper::Result<()>>()),
+            sleep: Box::pin(tokio::time::sleep(LIMITS.idle_timeout)),
+            activity: activity.clone(),
+            limits: LIMITS,
+            seen_head: 0,
+        };
+        let started = Instant::now();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            activity.wrote(); // an answer written: idle counts from here
+        });
+        match guarded.await {
+            Ended::TimedOut(limit) => assert_eq!(limit, "idle"),
+            Ended::Closed(_) => panic!("the connection never ends by itself"),
+        }
+        assert!(started.elapsed() >= Duration::from_millis(600));
+    }
+
+    #[tokio::test]
+    async fn the_watchdog_cuts_a_head_at_the_header_timeout_before_the_idle_one() {
+        let activity = Arc::new(Activity::new());
+        let guarded = Guarded {
+            conn: Box::pin(std::future::pending::<hyper::Result<()>>()),
+            sleep: Box::pin(tokio::time::sleep(Duration::from_secs(3600))),
+            activity: activity.clone(),
+            limits: LIMITS,
+            seen_head: 0,
+        };
+        activity.read();
+        let limit = match tokio::time::timeout(Duration::from_secs(60), guarded).await {
+            Ok(Ended::TimedOut(limit)) => limit,
+            Ok(Ended::Closed(_)) => panic!("the connection never ends by itself"),
+            Err(_) => panic!("the header deadline was not applied"),
+        };
+        assert_eq!(limit, "request headers");
+    }
+}

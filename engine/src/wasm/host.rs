@@ -8,9 +8,10 @@ use crate::memory::MemoryGrant;
 use serde::Serialize;
 use std::collections::HashMap;
 use std::sync::Arc;
-use wasmtime::component::ResourceTable;
+use wasmtime::component::{Resource, ResourceTable};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::p2::types::HostOutgoingRequest;
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 /// Log lines kept per step; later lines are counted but dropped.
@@ -248,6 +249,23 @@ impl HostState {
     /// HTTP requests the policy refused, with the reason.
     pub fn take_refusals(&self) -> Vec<String> {
         self.http_policy.take_refusals()
+    }
+
+    /// Refuses a request of a step without `allowedHosts` (see
+    /// [`super::http::add_refusing_handler`]): frees the request and its options, records the
+    /// refusal and returns its message.
+    pub fn refuse_request(
+        &mut self,
+        request: Resource<HostOutgoingRequest>,
+        options: Option<Resource<wasmtime_wasi_http::RequestOptions>>,
+    ) -> wasmtime::Result<String> {
+        let request = self.table.delete(request)?;
+        if let Some(options) = options {
+            self.table.delete(options)?;
+        }
+        let target =
+            super::http::request_target(request.scheme.as_ref(), request.authority.as_deref());
+        Ok(self.http_policy.refuse_without_hosts(&target))
     }
 
     /// The step's log: host `log` calls, then anything printed to stdout/stderr.

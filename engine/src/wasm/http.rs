@@ -24,6 +24,9 @@ use tokio::net::TcpStream;
 use wasmtime_wasi_http::io::TokioIo;
 use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttpHooks};
 
+/// Refusals a step's trace lists one by one; past them they are only counted, so a plugin
+/// calling in a loop cannot grow the host's memory with messages.
+const MAX_REFUSALS_KEPT: usize = 20;
 /// Largest response body a plugin may read.
 const MAX_RESPONSE_BYTES: usize = 8 << 20;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -66,7 +69,7 @@ fn tls_config(roots: rustls::RootCertStore) -> Arc<rustls::ClientConfig> {
 pub struct HttpPolicy {
     allowed: Arc<Vec<HostPattern>>,
     allow_local: bool,
-    refusals: Arc<Mutex<Vec<String>>>,
+    refusals: Arc<Mutex<Refusals>>,
     resolve: Option<Resolver>,
     tls: Arc<rustls::ClientConfig>,
 }
@@ -82,9 +85,24 @@ impl HttpPolicy {
         }
     }
 
-    /// Why requests were refused, for the run trace.
+    /// Why requests were refused, for the run trace: the first [`MAX_REFUSALS_KEPT`], then how
+    /// many more there were.
     pub fn take_refusals(&self) -> Vec<String> {
-        std::mem::take(&mut *self.refusals.lock().expect("refusals poisoned"))
+        let taken = std::mem::take(&mut *self.refusals.lock().expect("refusals poisoned"));
+        let mut kept = taken.kept;
+        if taken.more > 0 {
+            kept.push(format!("{} more requests refused", taken.more));
+        }
+        kept
+    }
+
+    /// Refuses a request of a step that has no `allowedHosts` (`target` is its
+    /// `scheme://host:port`), without resolving, connecting or spawning anything: what the
+    /// outgoing handler linked for such steps ([`add_refusing_handler`]) answers.
+    pub fn refuse_without_hosts(&self, target: &str) -> String {
+        let message = format!("HTTP request to {target} refused: this step has no allowedHosts");
+        record(&self.refusals, &message);
+        message
     }
 
     fn check(&self, uri: &http::Uri) -> Result<(String, u16), String> {
@@ -96,6 +114,8 @@ impl HttpPolicy {
         let port = uri.port_u16().unwrap_or_else(|| default_port(&scheme));
         let target = format!("{scheme}://{host}:{port}");
         if self.allowed.is_empty() {
+            // Not reached by plugins (their steps without allowedHosts are linked to
+            // `add_refusing_handler`); kept so the policy stands on its own.
             return Err(format!(
                 "HTTP request to {target} refused: this step has no allowedHosts"
             ));
@@ -134,10 +154,7 @@ impl WasiHttpHooks for HttpPolicy {
         Box::new(async move {
             let refuse = |message: String| {
                 tracing::info!(%message, "plugin HTTP request refused");
-                refusals
-                    .lock()
-                    .expect("refusals poisoned")
-                    .push(message.clone());
+                record(&refusals, &message);
                 // The message reaches the guest (wasi:http internal-error), so a plugin can say
                 // exactly why: not in allowedHosts, not https, or a private address.
                 HttpError::InternalError(Some(message))
@@ -172,6 +189,84 @@ impl WasiHttpHooks for HttpPolicy {
             });
             Ok((response, Box::new(io) as Sent))
         })
+    }
+}
+
+/// What a step's policy refused: the first messages and a count of the rest.
+#[derive(Default)]
+struct Refusals {
+    kept: Vec<String>,
+    more: usize,
+}
+
+fn record(refusals: &Mutex<Refusals>, message: &str) {
+    let mut refusals = refusals.lock().expect("refusals poisoned");
+    if refusals.kept.len() < MAX_REFUSALS_KEPT {
+        refusals.kept.push(message.to_string());
+    } else {
+        refusals.more += 1;
+    }
+}
+
+/// The `wasi:http/outgoing-handler` version the refusing handler is defined at; the linker
+/// serves imports of every semver-compatible 0.2.x with it, as it does the real one.
+const OUTGOING_HANDLER: &str = "wasi:http/outgoing-handler@0.2.12";
+
+/// Defines `wasi:http/outgoing-handler.handle` as a refusal, for the linker of steps without
+/// `allowedHosts`: they are not linked to the real outgoing handler at all. The refusal takes
+/// the request (and its options) out of the step's resource table, records one message and
+/// answers the guest `internal-error` with it, so a plugin (a script's `fetch`) sees an
+/// ordinary error naming the refused host; nothing is resolved, connected, spawned or kept
+/// per call. (A trapping stub would link too, but a trap cannot be caught by the plugin and
+/// cannot name the host, which the refused steps' traces do.)
+pub fn add_refusing_handler(
+    linker: &mut wasmtime::component::Linker<super::host::HostState>,
+) -> wasmtime::Result<()> {
+    use wasmtime::component::Val;
+    linker
+        .instance(OUTGOING_HANDLER)?
+        .func_new("handle", |mut store, _ty, params, results| {
+            let request = match params.first() {
+                Some(Val::Resource(request)) => request.try_into_resource(&mut store)?,
+                _ => wasmtime::bail!("outgoing-handler.handle called without a request"),
+            };
+            let options = match params.get(1) {
+                Some(Val::Option(Some(options))) => match &**options {
+                    Val::Resource(options) => Some(options.try_into_resource(&mut store)?),
+                    _ => None,
+                },
+                _ => None,
+            };
+            let message = store.data_mut().refuse_request(request, options)?;
+            let error = Val::Variant(
+                "internal-error".into(),
+                Some(Box::new(Val::Option(Some(Box::new(Val::String(message)))))),
+            );
+            results[0] = Val::Result(Err(Some(Box::new(error))));
+            Ok(())
+        })
+}
+
+/// `scheme://host:port` of a request a guest built, as refusals name it.
+pub fn request_target(
+    scheme: Option<&wasmtime_wasi_http::p2::bindings::http::types::Scheme>,
+    authority: Option<&str>,
+) -> String {
+    use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
+    let scheme = match scheme {
+        Some(Scheme::Http) => "http",
+        Some(Scheme::Https) | None => "https",
+        Some(Scheme::Other(other)) => other.as_str(),
+    }
+    .to_ascii_lowercase();
+    match authority.and_then(|a| a.parse::<http::uri::Authority>().ok()) {
+        Some(authority) => {
+            let port = authority
+                .port_u16()
+                .unwrap_or_else(|| default_port(&scheme));
+            format!("{scheme}://{}:{port}", authority.host())
+        }
+        None => format!("{scheme}://{}", authority.unwrap_or("(no host)")),
     }
 }
 
@@ -501,6 +596,42 @@ mod tests {
             seen[0].1
         );
         assert_eq!(seen[1].1, "handshake failed");
+    }
+
+    #[test]
+    fn refusals_past_the_first_twenty_are_only_counted() {
+        let policy = HttpPolicy::new(Arc::default(), false);
+        for i in 0..1000 {
+            let message = policy.refuse_without_hosts(&format!("https://h{i}.example:443"));
+            assert_eq!(
+                message,
+                format!(
+                    "HTTP request to https://h{i}.example:443 refused: this step has no allowedHosts"
+                )
+            );
+        }
+        let refusals = policy.take_refusals();
+        assert_eq!(refusals.len(), MAX_REFUSALS_KEPT + 1);
+        assert!(refusals[0].contains("h0.example"));
+        assert!(refusals[MAX_REFUSALS_KEPT - 1].contains("h19.example"));
+        assert_eq!(refusals[MAX_REFUSALS_KEPT], "980 more requests refused");
+        assert!(policy.take_refusals().is_empty(), "taken once");
+    }
+
+    #[test]
+    fn refused_requests_are_named_by_scheme_host_and_port() {
+        use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
+        let target = |scheme, authority| request_target(scheme, authority);
+        assert_eq!(target(None, Some("a.example")), "https://a.example:443");
+        assert_eq!(
+            target(Some(&Scheme::Http), Some("a.example")),
+            "http://a.example:80"
+        );
+        assert_eq!(
+            target(Some(&Scheme::Https), Some("user@a.example:8443")),
+            "https://a.example:8443"
+        );
+        assert_eq!(target(Some(&Scheme::Http), None), "http://(no host)");
     }
 
     #[test]

@@ -9,7 +9,9 @@
 //! Plugins see only what the host grants: a WASI context with no preopened directories, no
 //! environment, no sockets and capped stdout/stderr; outbound HTTP (`wasi:http`) only to the
 //! step's `allowedHosts` after the private-address check ([`http`]); secrets, mail and memory
-//! only as the step's grants allow (the `hookflow:plugin/*` interfaces).
+//! only as the step's grants allow (the `hookflow:plugin/*` interfaces). A step without
+//! `allowedHosts` is not linked to the real outgoing handler at all: its instance comes from a
+//! second linker whose `outgoing-handler.handle` only refuses ([`http::add_refusing_handler`]).
 
 mod cache;
 mod host;
@@ -178,13 +180,31 @@ impl Prepared {
 
 struct LoadedPlugin {
     info: PluginInfo,
-    pre: PluginPre<HostState>,
+    /// Linked without the outgoing handler (it refuses): steps without `allowedHosts`, and
+    /// `describe`.
+    offline: PluginPre<HostState>,
+    /// Linked with the real outgoing handler, for steps with `allowedHosts`; `None` when the
+    /// component does not import it (then `offline` serves every step).
+    online: Option<PluginPre<HostState>>,
+}
+
+impl LoadedPlugin {
+    /// The linked component a step with these grants is instantiated from.
+    fn pre_for(&self, grants: &Grants) -> &PluginPre<HostState> {
+        match &self.online {
+            Some(online) if !grants.allowed_hosts.is_empty() => online,
+            _ => &self.offline,
+        }
+    }
 }
 
 /// The process-wide plugin runtime.
 pub struct Sandbox {
     engine: Engine,
+    /// Everything a plugin may import, with the policed outgoing handler.
     linker: Linker<HostState>,
+    /// The same without the outgoing handler: `handle` only refuses.
+    offline_linker: Linker<HostState>,
     config: SandboxConfig,
     plugins: RwLock<HashMap<(String, String), Arc<LoadedPlugin>>>,
     slots: Semaphore,
@@ -231,14 +251,32 @@ impl Sandbox {
         start_epoch_ticker(&engine);
         let mut linker: Linker<HostState> = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(wasmtime_error)?;
-        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
-            .map_err(wasmtime_error)?;
         Plugin::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s)
             .map_err(wasmtime_error)?;
+        // `wasi:http/types` in both (a request must be built before it can be refused, and its
+        // host objects are capped per step); the outgoing handler differs.
+        use wasmtime_wasi_http::p2::bindings::{LinkOptions, http::types};
+        types::add_to_linker::<_, wasmtime_wasi_http::WasiHttp>(
+            &mut linker,
+            &LinkOptions::default().into(),
+            <HostState as wasmtime_wasi_http::WasiHttpView>::http,
+        )
+        .map_err(wasmtime_error)?;
+        let mut offline_linker = linker.clone();
+        http::add_refusing_handler(&mut offline_linker).map_err(wasmtime_error)?;
+        wasmtime_wasi_http::p2::bindings::http::outgoing_handler::add_to_linker::<
+            _,
+            wasmtime_wasi_http::WasiHttp,
+        >(
+            &mut linker,
+            <HostState as wasmtime_wasi_http::WasiHttpView>::http,
+        )
+        .map_err(wasmtime_error)?;
         let slots = Semaphore::new(config.max_concurrency as usize);
         Ok(Sandbox {
             engine,
             linker,
+            offline_linker,
             config,
             plugins: RwLock::new(HashMap::new()),
             slots,
@@ -265,22 +303,31 @@ impl Sandbox {
         )
         .map_err(|e| LoadError::Invalid(format!("{e:#}")))?;
         let mut wants_event = false;
+        let mut sends_http = false;
         for (name, _) in component.component_type().imports(&self.engine) {
             if !GRANTED_IMPORT_PREFIXES.iter().any(|p| name.starts_with(p)) {
                 return Err(LoadError::ForbiddenImport(name.to_string()));
             }
             wants_event |= name.starts_with("hookflow:plugin/event@");
+            sends_http |= name.starts_with("wasi:http/outgoing-handler@");
         }
-        let pre = self
-            .linker
-            .instantiate_pre(&component)
-            .map_err(|e| LoadError::WrongWorld(format!("{e:#}")))?;
-        let pre = PluginPre::new(pre).map_err(|e| LoadError::WrongWorld(format!("{e:#}")))?;
+        let link = |linker: &Linker<HostState>| {
+            let pre = linker
+                .instantiate_pre(&component)
+                .map_err(|e| LoadError::WrongWorld(format!("{e:#}")))?;
+            PluginPre::new(pre).map_err(|e| LoadError::WrongWorld(format!("{e:#}")))
+        };
+        let offline = link(&self.offline_linker)?;
+        let online = if sends_http {
+            Some(link(&self.linker)?)
+        } else {
+            None
+        };
         // The epoch deadline stops a describe() that computes forever; one that waits in a host
         // call (a sleep) is cut off here, so an install or a start never hangs on it.
         let describing = async {
             let mut store = self.new_store(Instant::now() + DESCRIBE_DEADLINE, &Grants::default());
-            let plugin = pre
+            let plugin = offline
                 .instantiate_async(&mut store)
                 .await
                 .map_err(|e| LoadError::Describe(format!("{e:#}")))?;
@@ -314,7 +361,11 @@ impl Sandbox {
             raw_inputs,
             wants_event,
         };
-        Ok(Prepared(Arc::new(LoadedPlugin { info, pre })))
+        Ok(Prepared(Arc::new(LoadedPlugin {
+            info,
+            offline,
+            online,
+        })))
     }
 
     /// Registers a prepared plugin under the name and version it describes, replacing an
@@ -399,7 +450,7 @@ impl Sandbox {
             test_run: ctx.test_run,
         };
         let call = async {
-            let instance = plugin.pre.instantiate_async(&mut store).await?;
+            let instance = plugin.pre_for(grants).instantiate_async(&mut store).await?;
             instance.call_run(&mut store, &wit_ctx, input).await
         };
         // Epochs stop guest code at the deadline; the outer timeout also covers time spent in
