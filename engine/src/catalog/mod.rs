@@ -202,6 +202,19 @@ mod tests {
                 );
                 let summary = event.summarize(&event.sample);
                 assert!(!summary.contains("{{"), "{}: {summary}", event.name);
+                // Every value the summary names is in the sample: a summary must not read
+                // "changed from X to " for the event it describes.
+                for expression in event.summary.split("{{").skip(1) {
+                    let expression = expression.split("}}").next().unwrap().trim();
+                    let path = template::parse_path(expression).unwrap();
+                    let value = template::lookup(&event.sample, &path);
+                    assert!(
+                        value.is_some_and(|v| !v.is_null() && v != ""),
+                        "{} {}: {expression} is not in its sample",
+                        source.source,
+                        event.name
+                    );
+                }
             }
         }
         assert!(catalog.source("activepieces").unwrap().events.len() >= 28);
