@@ -205,6 +205,7 @@ conformance!(
     a_panicking_write_fails_alone,
     people_memberships_and_sessions,
     api_keys_invitations_and_owners,
+    window_updates_are_atomic_across_processes,
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -2563,4 +2564,97 @@ async fn api_keys_invitations_and_owners(h: Harness) {
     assert_eq!(only.len(), 1);
     assert_eq!(only[0].id, "team-only");
     assert_chain_verifies(&store).await;
+}
+
+/// `threshold` step state: concurrent read-modify-writes of one key from three processes lose
+/// nothing and see the crossing exactly once; the key cap refuses new keys only while the
+/// others are live.
+async fn window_updates_are_atomic_across_processes(h: Harness) {
+    let now = epoch_ms();
+    let stores = [h.store.clone(), h.peer().await, h.peer().await];
+    let mut tasks = Vec::new();
+    for store in &stores {
+        for _ in 0..20 {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                store
+                    .window_update(("f", "count", "k"), now, 10, move |text| {
+                        let n: u64 = text.map_or(0, |t| t.parse().expect("count")) + 1;
+                        WindowWrite {
+                            state: n.to_string(),
+                            expires_at: now + 60_000,
+                            outcome: n == 30,
+                        }
+                    })
+                    .await
+                    .expect("update")
+                    .expect("not refused")
+            }));
+        }
+    }
+    let mut crossings = 0;
+    for task in tasks {
+        crossings += usize::from(task.await.expect("task"));
+    }
+    assert_eq!(crossings, 1, "the 30th event is seen exactly once");
+    let last = move |n: &str| WindowWrite {
+        state: n.to_owned(),
+        expires_at: now + 60_000,
+        outcome: (),
+    };
+    let total = stores[1]
+        .window_update(("f", "count", "k"), now, 10, move |text| {
+            let seen = text.expect("state");
+            WindowWrite {
+                state: seen.clone(),
+                expires_at: now + 60_000,
+                outcome: seen,
+            }
+        })
+        .await
+        .expect("read")
+        .expect("known key");
+    assert_eq!(total, "60", "no update was lost");
+
+    // Two live keys at most: a third is refused, a known one still counts.
+    stores[0]
+        .window_update(("f", "count", "k2"), now, 2, move |_| last("1"))
+        .await
+        .expect("k2")
+        .expect("second key");
+    assert_eq!(
+        stores[2]
+            .window_update(("f", "count", "k3"), now, 2, move |_| last("1"))
+            .await
+            .expect("k3"),
+        Err(WindowRefusal::KeyLimit(2))
+    );
+    stores[2]
+        .window_update(("f", "count", "k"), now, 2, move |_| last("61"))
+        .await
+        .expect("k")
+        .expect("known key");
+    // Once the others expire, a new key fits again and starts from nothing.
+    let later = now + 120_000;
+    let fresh = stores[0]
+        .window_update(("f", "count", "k3"), later, 2, move |text| WindowWrite {
+            state: "1".into(),
+            expires_at: later + 60_000,
+            outcome: text,
+        })
+        .await
+        .expect("k3 later")
+        .expect("fits");
+    assert_eq!(fresh, None);
+    // Another step of the same flow keeps its own keys.
+    stores[1]
+        .window_update(("f", "other", "k"), later, 1, move |text| WindowWrite {
+            state: "x".into(),
+            expires_at: later + 1,
+            outcome: text,
+        })
+        .await
+        .expect("other step")
+        .expect("own cap");
+    assert!(stores[0].delete_expired_windows(100).await.expect("sweep") <= 3);
 }
