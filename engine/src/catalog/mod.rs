@@ -133,7 +133,10 @@ impl Source {
             .filter_map(|e| {
                 let candidate = e.name.to_ascii_lowercase();
                 let distance = edit_distance(&wanted, &candidate);
-                let related = candidate.contains(&wanted) || wanted.contains(&candidate);
+                // Containment only counts from 3 characters: Auth0's one-letter log codes
+                // (`s`, `f`, `w`) are inside almost any name.
+                let related = wanted.len().min(candidate.len()) >= 3
+                    && (candidate.contains(&wanted) || wanted.contains(&candidate));
                 let near = distance <= (wanted.len().max(candidate.len()) / 3).max(2);
                 (related || near).then_some((
                     if related { distance.min(1) } else { distance },
@@ -323,6 +326,12 @@ mod tests {
                 .any(|n| n == "flow.run.started")
         );
         assert!(ap.close_matches("zzzzzzzzzzzz").is_empty());
+        let logs = Catalog::builtin().source("auth0-logs").unwrap();
+        assert!(logs.close_matches("brand_new").is_empty());
+        assert!(
+            logs.close_matches("limit_w")
+                .contains(&"limit_wc".to_string())
+        );
         assert_eq!(edit_distance("kitten", "sitting"), 3);
     }
 }
