@@ -106,8 +106,8 @@ pub enum GenerateError {
     BadEventName(String),
 }
 
-/// The longest event name the generator takes; real ones are far shorter (GitLab's longest
-/// documented type has 61 characters), and the name becomes a branch name.
+/// The longest event name the generator takes: the name becomes a branch name, and real ones
+/// are shorter (GitLab's documented types reach 64 characters).
 pub const MAX_EVENT_NAME_CHARS: usize = 128;
 
 /// An event name the catalog does not have, with the closest known names.
