@@ -20,6 +20,13 @@ pub struct Metrics {
     pub tasks: Arc<Tasks>,
 }
 
+/// New group keys a `threshold` step refused because it held the most keys allowed
+/// (`hookflow_detection_key_limit_total`): process-wide, incremented by [`crate::detect`].
+pub static DETECTION_KEY_LIMIT_HITS: AtomicU64 = AtomicU64::new(0);
+
+/// Events `threshold` steps saw too late to count (`hookflow_detection_late_events_total`).
+pub static DETECTION_LATE_EVENTS: AtomicU64 = AtomicU64::new(0);
+
 /// Why intake refused an event, for the rejection counters.
 #[derive(Debug, Clone, Copy)]
 pub enum Rejection {
@@ -83,6 +90,18 @@ impl Metrics {
                 );
             }
         }
+        out.push_str("# HELP hookflow_detection_key_limit_total New group keys threshold steps refused: the step held the most keys allowed.\n# TYPE hookflow_detection_key_limit_total counter\n");
+        let _ = writeln!(
+            out,
+            "hookflow_detection_key_limit_total {}",
+            get(&DETECTION_KEY_LIMIT_HITS)
+        );
+        out.push_str("# HELP hookflow_detection_late_events_total Events threshold steps saw more than a window late and did not count.\n# TYPE hookflow_detection_late_events_total counter\n");
+        let _ = writeln!(
+            out,
+            "hookflow_detection_late_events_total {}",
+            get(&DETECTION_LATE_EVENTS)
+        );
         out.push_str("# HELP hookflow_runs Runs in live states (all processes).\n# TYPE hookflow_runs gauge\n");
         let _ = writeln!(out, "hookflow_runs{{status=\"QUEUED\"}} {queued}");
         let _ = writeln!(out, "hookflow_runs{{status=\"RUNNING\"}} {running}");

@@ -12,6 +12,7 @@ mod browser;
 mod catalog;
 mod console;
 mod destinations;
+mod detections;
 mod hardening;
 mod intake;
 mod javascript;

@@ -11,23 +11,15 @@ use chrono::{DateTime, NaiveDateTime};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 pub use window::{KeyState, Observation, Verdict, WindowSpec};
 
 /// Live group keys one `threshold` step may hold; a new key beyond it fails the step (and
-/// counts in [`KEY_LIMIT_HITS`]) instead of growing the store without bound.
+/// counts in `hookflow_detection_key_limit_total`) instead of growing the store without bound.
 pub const MAX_KEYS_PER_STEP: u64 = 100_000;
 
 /// Longest group key, in bytes (longer keys are refused with the step's error).
 pub const MAX_KEY_BYTES: usize = 512;
-
-/// Times a new key was refused because its step held [`MAX_KEYS_PER_STEP`]; exported on
-/// `/metrics` as `hookflow_detection_key_limit_total`.
-pub static KEY_LIMIT_HITS: AtomicU64 = AtomicU64::new(0);
-
-/// Events a `threshold` step saw too late to count (see [`window::observe`]); exported as
-/// `hookflow_detection_late_events_total`.
-pub static LATE_EVENTS: AtomicU64 = AtomicU64::new(0);
 
 /// Why a window could not count an event.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -162,13 +154,13 @@ fn check_key(key: &str) -> Result<(), DetectError> {
 
 fn counted(verdict: Verdict) -> Verdict {
     if verdict.late {
-        LATE_EVENTS.fetch_add(1, Ordering::Relaxed);
+        crate::metrics::DETECTION_LATE_EVENTS.fetch_add(1, Ordering::Relaxed);
     }
     verdict
 }
 
 fn key_limit(max: u64, id: WindowId<'_>) -> DetectError {
-    KEY_LIMIT_HITS.fetch_add(1, Ordering::Relaxed);
+    crate::metrics::DETECTION_KEY_LIMIT_HITS.fetch_add(1, Ordering::Relaxed);
     tracing::warn!(
         flow_id = id.flow_id,
         step = id.step,

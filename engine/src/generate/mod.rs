@@ -38,6 +38,41 @@ pub const TEMPLATES: &[(&str, &str, &[&str])] = &[
         &["user.created", "user.updated", "user.deleted"],
     ),
     (
+        "brute-force-sign-ins",
+        include_str!("../../../templates/handlers/brute-force-sign-ins.yaml"),
+        &["user.signed.in"],
+    ),
+    (
+        "bulk-deletions",
+        include_str!("../../../templates/handlers/bulk-deletions.yaml"),
+        &["flow.deleted", "connection.deleted"],
+    ),
+    (
+        "off-hours-activity",
+        include_str!("../../../templates/handlers/off-hours-activity.yaml"),
+        &["flow.updated", "flow.deleted", "connection.deleted"],
+    ),
+    (
+        "admin-role-granted",
+        include_str!("../../../templates/handlers/admin-role-granted.yaml"),
+        &["project.role.updated", "project.role.created"],
+    ),
+    (
+        "gitlab-mass-downloads",
+        include_str!("../../../templates/handlers/gitlab-mass-downloads.yaml"),
+        &["repository_git_operation"],
+    ),
+    (
+        "auth0-failed-logins",
+        include_str!("../../../templates/handlers/auth0-failed-logins.yaml"),
+        &["f", "fp", "fu"],
+    ),
+    (
+        "auth0-user-deletion-burst",
+        include_str!("../../../templates/handlers/auth0-user-deletion-burst.yaml"),
+        &["user.deleted"],
+    ),
+    (
         "everything-to-splunk",
         include_str!("../../../templates/handlers/everything-to-splunk.yaml"),
         &[
