@@ -19,9 +19,16 @@ use std::collections::HashMap;
 /// window of lateness accepted, plus the window an accepted late event may fall into.
 const KEPT_WINDOWS: i64 = 3;
 
-/// Most events a key keeps; beyond it the oldest are dropped. Thresholds are capped well
-/// below it at save time ([`MAX_THRESHOLD`]), so a dropped event never hides a crossing.
+/// Most events a key keeps at the highest threshold.
 pub const MAX_EVENTS_PER_KEY: usize = 4 * MAX_THRESHOLD as usize;
+
+/// Most events a key keeps: four times the threshold (at least 8). Beyond it the oldest are
+/// dropped: an event in time order still sees the threshold's worth of events before it, so
+/// no crossing is missed, while one attacker's flood on one key keeps its state (read and
+/// rewritten on every event) small. A count reported during such a flood stops growing there.
+fn kept_events(spec: &WindowSpec) -> usize {
+    (spec.threshold as usize * 4).clamp(8, MAX_EVENTS_PER_KEY)
+}
 
 /// Most contributing event ids an alert lists.
 pub const MAX_EVENT_IDS: usize = 100;
@@ -172,7 +179,7 @@ pub fn observe(state: &mut KeyState, spec: &WindowSpec, obs: Observation) -> Ver
     state.watermark = now.max(obs.at_ms);
     let horizon = state.watermark.saturating_sub(KEPT_WINDOWS * window);
     let stale = state.events.partition_point(|e| e.at < horizon);
-    let over = state.events.len().saturating_sub(MAX_EVENTS_PER_KEY);
+    let over = state.events.len().saturating_sub(kept_events(spec));
     state.events.drain(..stale.max(over));
 
     fullest_window(&state.events, obs.at_ms, window, spec.distinct, &mut verdict);
@@ -412,6 +419,32 @@ mod tests {
         at(&mut state, &spec, "later", 10);
         assert_eq!(state.len(), 1);
         assert_eq!(state.expires_at(&spec), 10 * MIN + 3000);
+    }
+
+    #[test]
+    fn a_flood_on_one_key_keeps_four_thresholds_of_events_and_still_alerts_again() {
+        let spec = WindowSpec {
+            suppress_ms: 10 * MIN,
+            ..spec(5)
+        };
+        let mut state = KeyState::default();
+        let mut alerts = 0;
+        for i in 0..10_000i64 {
+            let v = observe(
+                &mut state,
+                &spec,
+                Observation {
+                    event_id: format!("e{i}"),
+                    at_ms: i * 100,
+                    distinct: None,
+                    now_ms: i * 100,
+                },
+            );
+            alerts += usize::from(v.crossed);
+        }
+        assert_eq!(state.len(), 20);
+        // 1,000 s of events with a 10-minute quiet period: alerts at 0.4 s, 600.4 s.
+        assert_eq!(alerts, 2);
     }
 
     #[test]

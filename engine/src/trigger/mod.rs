@@ -254,19 +254,23 @@ impl<'de> serde::de::Visitor<'de> for BodyIdVisitor {
     }
 
     fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<BodyId, A::Error> {
-        let mut id = None;
+        let (mut id, mut log_id) = (None, None);
+        let text = |value: Value| match value {
+            Value::String(s) if !s.is_empty() => Some(s),
+            Value::Number(n) => Some(n.to_string()),
+            _ => None,
+        };
         while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
             if key == "id" && id.is_none() {
-                id = match map.next_value::<Value>()? {
-                    Value::String(s) if !s.is_empty() => Some(s),
-                    Value::Number(n) => Some(n.to_string()),
-                    _ => None,
-                };
+                id = text(map.next_value::<Value>()?);
+            } else if key == "log_id" && log_id.is_none() {
+                // Auth0 Log Streams entries carry their identity as `log_id`.
+                log_id = text(map.next_value::<Value>()?);
             } else {
                 map.next_value::<Checked>()?;
             }
         }
-        Ok(BodyId(id))
+        Ok(BodyId(id.or(log_id)))
     }
 
     fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<BodyId, A::Error> {
@@ -477,6 +481,12 @@ mod tests {
             "evt"
         );
         assert_eq!(event_key(id(r#"{"id": 7}"#), &h), "7");
+        // Auth0 Log Streams: the entry's log_id, unless the body also has an id.
+        assert_eq!(
+            event_key(id(r#"{"log_id": "900201", "data": {"type": "f"}}"#), &h),
+            "900201"
+        );
+        assert_eq!(event_key(id(r#"{"log_id": "9", "id": "x"}"#), &h), "x");
         assert_eq!(event_key(id(r#"{"x": [1, {"id": 2}]}"#), &h), "msg_1");
         assert_eq!(event_key(id(r#"[{"id": "not top level"}]"#), &h), "msg_1");
         assert_eq!(event_key(id(r#""text""#), &h), "msg_1");
