@@ -1470,7 +1470,7 @@ steps:
         let mut bomb = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
         for level in 1..10 {
             let prev = format!("*a{}", level - 1);
-            let refs = vec![prev.as_str(); 10].join(", ");
+            let refs = [prev.as_str(); 10].join(", ");
             bomb.push_str(&format!("a{level}: &a{level} [{refs}]\n"));
         }
         for text in [
