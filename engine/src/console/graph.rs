@@ -151,6 +151,25 @@ fn steps(out: &mut String, steps: &Value) {
                 out.push_str("</li>");
             }
             out.push_str("</ul>");
+        } else if step["type"] == "threshold" {
+            let distinct = match step["countDistinct"].as_str() {
+                Some(t) => format!(" distinct <code>{}</code>", esc(t)),
+                None => String::new(),
+            };
+            let quiet = step["suppressFor"]
+                .as_str()
+                .or(step["window"].as_str())
+                .unwrap_or("?");
+            let _ = write!(
+                out,
+                "<div class=\"node router\">▲ <b>{name}</b> <small>threshold: {threshold}{distinct} in {window} per <code>{key}</code>, then quiet for {quiet}</small></div><ul class=\"branches\"><li class=\"branch\"><div class=\"node branch-head\"><b>crossed</b> <span class=\"when\">when the count reaches {threshold}</span></div>",
+                threshold = step["threshold"],
+                window = esc(step["window"].as_str().unwrap_or("?")),
+                key = esc(step["groupBy"].as_str().unwrap_or("?")),
+                quiet = esc(quiet),
+            );
+            self::steps(out, &step["crossed"]);
+            out.push_str("</li></ul>");
         } else {
             let plugin = esc(step["plugin"].as_str().unwrap_or("?"));
             let mut notes = Vec::new();
@@ -205,5 +224,18 @@ mod tests {
         assert!(html.contains("otherwise"));
         assert!(html.contains("log@0.1.0"));
         assert!(!html.contains("<b>x</b>"));
+    }
+
+    #[test]
+    fn threshold_steps_show_their_rule_and_crossed_steps() {
+        let flow = json!({"trigger": {"type": "webhook"}, "steps": [
+            {"name": "count", "type": "threshold", "groupBy": "{{trigger.body.ip}}", "window": "10m",
+             "threshold": 11, "countDistinct": "<x>",
+             "crossed": [{"name": "alert", "type": "action", "plugin": "slack@0.1.0"}]}]});
+        let html = render(&flow);
+        assert!(html.contains("threshold: 11"), "{html}");
+        assert!(html.contains("in 10m per <code>{{trigger.body.ip}}</code>, then quiet for 10m"));
+        assert!(html.contains("distinct <code>&lt;x&gt;</code>"));
+        assert!(html.contains("slack@0.1.0"));
     }
 }

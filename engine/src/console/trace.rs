@@ -64,6 +64,33 @@ fn step_view(out: &mut String, step: &Value) {
     if step["kind"] == "router" {
         branches(out, &step["detail"]["branches"]);
     } else {
+        if step["kind"] == "threshold" && step["output"].is_object() {
+            let o = &step["output"];
+            let verdict = if o["crossed"] == true {
+                "crossed: the steps below it ran"
+            } else if o["suppressed"] == true {
+                "over the threshold but quiet after an earlier alert"
+            } else if o["duplicate"] == true {
+                "a redelivered event, counted before"
+            } else if o["late"] == true {
+                "too late to count"
+            } else {
+                "not crossed"
+            };
+            let _ = write!(
+                out,
+                "<p data-testid=\"threshold\">Counted <b>{}</b> of {} in {} for key <code>{}</code> ({} → {}): {verdict}</p>",
+                t(&o["count"]),
+                t(&o["threshold"]),
+                t(&step["detail"]["window"]),
+                t(&o["key"]),
+                t(&o["windowStart"]),
+                t(&o["windowEnd"]),
+            );
+            if let Some(note) = step["detail"]["note"].as_str() {
+                let _ = write!(out, "<p class=\"skipped\">{}</p>", esc(note));
+            }
+        }
         if let Some(plugin) = step["detail"]["plugin"].as_str() {
             let _ = write!(out, "<p>Plugin <code>{}</code></p>", esc(plugin));
         }
@@ -158,4 +185,18 @@ mod tests {
         assert!(html.contains("✔ taken"));
         assert!(html.contains("Skipped: side effect in test run"));
     }
+
+    #[test]
+    fn threshold_steps_say_what_they_counted() {
+        let run = json!({"id": "r1", "status": "SUCCEEDED", "steps": [
+            {"name": "count", "kind": "threshold", "status": "SUCCEEDED", "attempts": 1, "durationMs": 0.1,
+             "output": {"crossed": true, "count": 5, "threshold": 5, "key": "a|<b>",
+                        "windowStart": "2026-03-02T09:00:00.000Z", "windowEnd": "2026-03-02T10:00:00.000Z"},
+             "detail": {"window": "1h", "threshold": 5, "note": "test run: scratch"}}]});
+        let html = render(&run);
+        assert!(html.contains("Counted <b>5</b> of 5 in 1h for key <code>a|&lt;b&gt;</code>"), "{html}");
+        assert!(html.contains("crossed: the steps below it ran"));
+        assert!(html.contains("test run: scratch"));
+    }
 }
+
