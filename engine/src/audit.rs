@@ -1,6 +1,8 @@
 //! Reading the engine's audit log back: chain verification (tamper evidence), retention, and the
 //! one-line summaries the API and the CLI show. Writing happens in `store`, in the same transaction as each change.
 
+pub mod query;
+
 use crate::catalog::Catalog;
 use crate::store::audit::{GENESIS, chain_hash};
 use crate::store::{DynStore, StoreError};

@@ -57,7 +57,7 @@ async fn export(
 ) -> ApiResult<axum::response::Response> {
     use axum::response::IntoResponse;
     let query = uri.query().unwrap_or("");
-    let format_value = params(Some(query))
+    let format_value = crate::audit::query::params(Some(query))
         .into_iter()
         .find(|(k, _)| k == "format")
         .map(|(_, v)| v)
@@ -110,66 +110,15 @@ async fn export(
         .into_response())
 }
 
-/// Parses repeated query parameters (`action=a&action=b`), which serde's flat maps cannot.
-fn params(query: Option<&str>) -> Vec<(String, String)> {
-    let Some(query) = query else {
-        return Vec::new();
-    };
-    query
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .filter_map(|pair| {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            Some((decode(k)?, decode(v)?))
-        })
-        .collect()
-}
-
-fn decode(text: &str) -> Option<String> {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < bytes.len() => {
-                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok()?;
-                out.push(u8::from_str_radix(hex, 16).ok()?);
-                i += 2;
-            }
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8(out).ok()
-}
-
-/// Builds the filter from the query string, naming the parameter at fault.
+/// Builds the filter from the query string (`audit::query`), naming the parameter at fault.
 pub fn filter_from_query(query: Option<&str>) -> ApiResult<AuditFilter> {
-    let mut filter = AuditFilter::default();
-    let mut page = PageParams {
-        limit: None,
-        cursor: None,
+    let parsed = crate::audit::query::parse(query).map_err(ApiError::bad_request)?;
+    let page = PageParams {
+        limit: parsed.limit,
+        cursor: parsed.cursor,
     };
-    for (key, value) in params(query) {
-        match key.as_str() {
-            "limit" => {
-                page.limit = Some(value.parse().map_err(|_| {
-                    ApiError::bad_request(format!("limit: not a number: {value:?}"))
-                })?)
-            }
-            "cursor" => page.cursor = Some(value),
-            "action" => filter.actions.push(value),
-            "projectId" => filter.project_ids.push(value),
-            "userId" => filter.user_id = Some(value),
-            "createdAfter" => filter.created_after = Some(super::rfc3339("createdAfter", &value)?),
-            "createdBefore" => {
-                filter.created_before = Some(super::rfc3339("createdBefore", &value)?)
-            }
-            other => return Err(ApiError::bad_request(format!("{other}: unknown parameter"))),
-        }
-    }
     let (limit, cursor) = page.parse()?;
+    let mut filter = parsed.filter;
     filter.limit = limit;
     filter.cursor = cursor;
     Ok(filter)

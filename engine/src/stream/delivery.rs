@@ -375,6 +375,17 @@ async fn deliver(destinations: &Destinations, due: DueDelivery) -> DeliveryResul
     result
 }
 
+/// A receiver's `Retry-After` header in seconds: a finite, non-negative number (fractions
+/// allowed); anything else (an HTTP date, `inf`, `-1`, `NaN`) is ignored. [`RetryPolicy::delay`]
+/// clamps what it gets to [`MAX_DELAY_SECS`].
+pub fn parse_retry_after(value: &str) -> Option<f64> {
+    value
+        .trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|v| v.is_finite() && *v >= 0.0)
+}
+
 /// What one HTTP attempt produced.
 #[derive(Debug, Clone, Default)]
 pub struct SendOutcome {
@@ -399,9 +410,7 @@ impl SendOutcome {
             status: Some(status),
             error: (!(200..300).contains(&status)).then(|| format!("receiver answered {status}")),
             body: Some(text),
-            retry_after: retry_after
-                .and_then(|v| v.trim().parse::<f64>().ok())
-                .filter(|v| v.is_finite() && *v >= 0.0),
+            retry_after: retry_after.and_then(parse_retry_after),
             timed_out: false,
         }
     }

@@ -7,7 +7,7 @@ pub mod client;
 mod delivery;
 mod destinations;
 
-pub use delivery::{RetryPolicy, run as run_worker};
+pub use delivery::{RetryPolicy, parse_retry_after, run as run_worker};
 pub use destinations::LocalIntake;
 pub use destinations::{
     DestinationError, DestinationInput, DestinationView, Destinations, TOKEN_HEADER,
