@@ -4,7 +4,7 @@
 
 use super::{Executor, RunState, millis, set_step_context};
 use crate::detect::{
-    self, DetectError, Observation, ScratchWindows, Verdict, WindowId, WindowSpec,
+    self, Observation, ScratchWindows, Verdict, WindowId, WindowSpec,
 };
 use crate::flow::{ThresholdStep, template};
 use crate::store::{Environment, RunStatus, StepKind, StepRecord, StepStatus, epoch_ms};
@@ -107,7 +107,7 @@ impl Executor {
         }
         let (status, output, error) = match verdict {
             Ok(verdict) => (StepStatus::Succeeded, Some(output(&key, step, &verdict)), None),
-            Err(error) => (StepStatus::Failed, None, Some(message(&error))),
+            Err(error) => (StepStatus::Failed, None, Some(error.to_string())),
         };
         set_step_context(
             &mut state.ctx,
@@ -159,10 +159,6 @@ fn output(key: &str, step: &ThresholdStep, v: &Verdict) -> Value {
 
 fn crossed(output: Option<&Value>) -> bool {
     output.and_then(|o| o.get("crossed")).and_then(Value::as_bool) == Some(true)
-}
-
-fn message(error: &DetectError) -> String {
-    error.to_string()
 }
 
 /// A template rendered as text: strings as they are, other values as compact JSON, a missing

@@ -127,6 +127,125 @@ pub enum WebhookAuth {
     },
 }
 
+/// What a credential reads as in API answers: the same mask destination header values get.
+/// A save that sends it back keeps the stored credential (see [`restore_masked_credentials`]).
+pub const CREDENTIAL_MASK: &str = "********";
+
+/// The fields of `trigger.auth` that hold a credential, by auth type. Usernames and header
+/// names are not secret; these are what the API masks and what may name a project secret.
+pub const CREDENTIAL_FIELDS: &[(&str, &str)] = &[
+    ("header", "value"),
+    ("basic", "password"),
+    ("bearer", "token"),
+    ("standardWebhooks", "secret"),
+];
+
+/// The project secret a credential names when it is exactly `{{secrets.NAME}}` (spaces just
+/// inside the braces allowed); `None` for a literal credential or any other template.
+pub fn secret_reference(value: &str) -> Option<&str> {
+    let inner = value.strip_prefix("{{")?.strip_suffix("}}")?.trim();
+    let name = inner.strip_prefix("secrets.")?;
+    let valid = !name.is_empty()
+        && name.len() <= 128
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.');
+    valid.then_some(name)
+}
+
+/// The credential field of a raw `trigger.auth` object, when its type has one.
+fn credential_field(auth: &Map<String, Value>) -> Option<&'static str> {
+    let kind = auth.get("type")?.as_str()?;
+    CREDENTIAL_FIELDS
+        .iter()
+        .find(|(k, _)| *k == kind)
+        .map(|(_, field)| *field)
+}
+
+/// Replaces a literal webhook credential in a raw flow definition with [`CREDENTIAL_MASK`], so
+/// an API answer never carries it. A `{{secrets.NAME}}` reference stays as written: it names
+/// a secret, it is not one.
+pub fn mask_credentials(definition: &mut Value) {
+    let Some(auth) = definition
+        .pointer_mut("/trigger/auth")
+        .and_then(Value::as_object_mut)
+    else {
+        return;
+    };
+    let Some(field) = credential_field(auth) else {
+        return;
+    };
+    if let Some(Value::String(value)) = auth.get_mut(field)
+        && secret_reference(value).is_none()
+    {
+        *value = CREDENTIAL_MASK.to_string();
+    }
+}
+
+/// Puts the stored credential back where a new definition sends [`CREDENTIAL_MASK`] for the
+/// same auth type, so a client that saves what it read keeps the credential. A mask with no
+/// stored credential of that type to stand for stays, and validation refuses it.
+pub fn restore_masked_credentials(definition: &mut Value, stored: &Value) {
+    let Some(old) = stored.pointer("/trigger/auth").and_then(Value::as_object) else {
+        return;
+    };
+    let Some(auth) = definition
+        .pointer_mut("/trigger/auth")
+        .and_then(Value::as_object_mut)
+    else {
+        return;
+    };
+    let Some(field) = credential_field(auth) else {
+        return;
+    };
+    if auth.get(field).and_then(Value::as_str) != Some(CREDENTIAL_MASK)
+        || old.get("type") != auth.get("type")
+    {
+        return;
+    }
+    if let Some(Value::String(value)) = old.get(field) {
+        auth.insert(field.to_string(), Value::String(value.clone()));
+    }
+}
+
+impl WebhookAuth {
+    /// The credential, when this mode has one.
+    fn credential_mut(&mut self) -> Option<&mut String> {
+        match self {
+            WebhookAuth::None => None,
+            WebhookAuth::Header { value, .. } => Some(value),
+            WebhookAuth::Basic { password, .. } => Some(password),
+            WebhookAuth::Bearer { token } => Some(token),
+            WebhookAuth::StandardWebhooks { secret } => Some(secret),
+        }
+    }
+
+    /// The credential, when this mode has one.
+    pub fn credential(&self) -> Option<&str> {
+        match self {
+            WebhookAuth::None => None,
+            WebhookAuth::Header { value, .. } => Some(value),
+            WebhookAuth::Basic { password, .. } => Some(password),
+            WebhookAuth::Bearer { token } => Some(token),
+            WebhookAuth::StandardWebhooks { secret } => Some(secret),
+        }
+    }
+
+    /// The project secret the credential names (`{{secrets.NAME}}`), if it names one.
+    pub fn secret_name(&self) -> Option<&str> {
+        self.credential().and_then(secret_reference)
+    }
+
+    /// This auth with its `{{secrets.NAME}}` credential replaced by `value`.
+    pub fn with_credential(&self, value: &str) -> WebhookAuth {
+        let mut resolved = self.clone();
+        if let Some(credential) = resolved.credential_mut() {
+            *credential = value.to_string();
+        }
+        resolved
+    }
+}
+
 /// One step of a flow: a branching router, a plugin action, or a windowed count.
 // Built once per flow save and shared behind `Arc`; boxing actions would only add indirection.
 #[allow(clippy::large_enum_variant)]
@@ -151,17 +270,6 @@ impl Step {
             Step::Action(a) => &a.name,
             Step::Threshold(t) => &t.name,
         }
-    }
-
-    /// The steps nested directly inside this one: every branch's steps for a router, the
-    /// `crossed` steps for a threshold, none for an action.
-    pub fn children(&self) -> impl Iterator<Item = &Step> {
-        let (branches, crossed): (&[Branch], &[Step]) = match self {
-            Step::Router(r) => (&r.branches, &[]),
-            Step::Threshold(t) => (&[], &t.crossed),
-            Step::Action(_) => (&[], &[]),
-        };
-        branches.iter().flat_map(|b| b.steps.iter()).chain(crossed)
     }
 
     /// The action, if this step is one (saves a `match` at call sites).
