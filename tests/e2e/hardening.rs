@@ -53,15 +53,21 @@ fn drip(mut writer: tokio::net::tcp::OwnedWriteHalf, bytes: Vec<u8>, every: Dura
     });
 }
 
+/// `/healthz`'s status, with the body when it is not 200 (the test then fails saying why).
 async fn healthz(server: &Server) -> reqwest::StatusCode {
-    server
+    let response = server
         .client
         .get(server.url("/healthz"))
         .timeout(BOUND)
         .send()
         .await
-        .expect("/healthz answers")
-        .status()
+        .unwrap_or_else(|e| panic!("/healthz did not answer: {e:?}"));
+    let status = response.status();
+    if status != reqwest::StatusCode::OK {
+        let body = response.text().await.unwrap_or_default();
+        eprintln!("/healthz answered {status}: {body}");
+    }
+    status
 }
 
 #[tokio::test]

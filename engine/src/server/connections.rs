@@ -3,7 +3,7 @@
 //!
 //! - **Connection cap**: a semaphore of `max_connections` permits, taken *before* `accept`. At
 //!   the cap the server stops accepting, so new connections wait in the kernel's listen backlog
-//!   (and the kernel refuses them past it) until one ends, rather than being accepted and closed
+//!   (enlarged to the cap; the kernel drops handshakes past it) until one ends, rather than being accepted and closed
 //!   at once: a burst of legitimate clients is served late instead of failed, and the timeouts
 //!   below bound how long any connection can hold a permit without sending a request.
 //! - **Header timeout**: a request's head must be complete within `header_timeout` of its first
@@ -80,6 +80,13 @@ pub async fn serve(
     limits: HttpLimits,
     shutdown: impl Future<Output = ()>,
 ) {
+    // The listener comes bound with the standard library's backlog (128). Connections past the
+    // cap wait there, so make room for as many as are served (the kernel caps it at
+    // `net.core.somaxconn`); past it the kernel drops their handshakes and clients retry.
+    let backlog = i32::try_from(limits.max_connections).unwrap_or(i32::MAX);
+    if let Err(error) = socket2::SockRef::from(&listener).listen(backlog) {
+        tracing::warn!(%error, "could not enlarge the listen backlog");
+    }
     let permits = Arc::new(Semaphore::new(limits.max_connections));
     let (phase, phase_rx) = watch::channel(Phase::Serving);
     let mut builder = http1::Builder::new();
