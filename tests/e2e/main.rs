@@ -10,6 +10,7 @@ mod audit;
 mod batch_intake;
 mod browser;
 mod catalog;
+mod cli;
 mod console;
 mod destinations;
 mod detections;

@@ -2,8 +2,11 @@
 //! with code 2 and one line saying what is wrong; a flow run that fails exits with 1.
 
 mod http;
+mod local_run;
 mod people;
+mod remote;
 mod replay;
+mod table;
 mod trace;
 
 use crate::config::ServeConfig;
@@ -15,6 +18,7 @@ use crate::server;
 use crate::store::{Environment, RunStatus, StepRecord};
 use crate::testrun::{self, TestInput};
 use clap::{Parser, Subcommand};
+use local_run::LocalRun;
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -43,9 +47,19 @@ enum Command {
     /// Write, install and list plugins.
     #[command(subcommand)]
     Plugin(PluginCommand),
-    /// Inspect the engine's audit log (reads the database directly).
+    /// Inspect the engine's audit log: through a server with --url (or HOOKFLOW_URL), else by
+    /// reading the database directly.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Runs on a server: list (--follow for new ones), show, retry.
+    #[command(subcommand)]
+    Run(remote::runs::RunCommand),
+    /// A project's secrets on a server (values from stdin, never shown).
+    #[command(subcommand)]
+    Secret(remote::secrets::SecretCommand),
+    /// Where a server streams its audit events.
+    #[command(subcommand)]
+    Destination(remote::destinations::DestinationCommand),
     /// People: create the first platform admin, list, disable (via the server's API).
     #[command(subcommand)]
     User(people::UserCommand),
@@ -94,47 +108,30 @@ enum PluginCommand {
         #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../plugins/sdk"))]
         sdk: PathBuf,
     },
-    /// Install a component on a running server (no restart needed).
-    Install {
-        /// The `.wasm` component.
-        file: PathBuf,
-        #[command(flatten)]
-        server: ServerArgs,
-    },
-    /// List the plugins a running server has.
-    List {
-        #[command(flatten)]
-        server: ServerArgs,
-    },
+    #[command(flatten)]
+    Remote(remote::plugins::PluginRemoteCommand),
 }
 
 /// Which server to talk to.
 #[derive(Debug, clap::Args)]
 struct ServerArgs {
-    /// Server URL.
-    #[arg(long, env = "HOOKFLOW_URL", default_value = "http://127.0.0.1:8080")]
+    /// Server URL (http:// or https://).
+    #[arg(
+        long = "url",
+        visible_alias = "server",
+        env = "HOOKFLOW_URL",
+        default_value = "http://127.0.0.1:8080"
+    )]
     server: String,
-    /// Admin token or API key. Default: the admin token the server generated in the data
-    /// directory (`HOOKFLOW_DATA_DIR`, `./hookflow-data`).
-    #[arg(long, env = "HOOKFLOW_ADMIN_TOKEN", hide_env_values = true)]
+    /// API key or admin token. Default: HOOKFLOW_TOKEN, HOOKFLOW_ADMIN_TOKEN, else the admin
+    /// token the server generated in the data directory (`HOOKFLOW_DATA_DIR`, `./hookflow-data`).
+    #[arg(long, hide_env_values = true)]
     token: Option<String>,
 }
 
 impl ServerArgs {
     fn token(&self) -> Result<String, Failure> {
-        if let Some(token) = &self.token {
-            return Ok(token.clone());
-        }
-        let dir = std::env::var_os("HOOKFLOW_DATA_DIR").unwrap_or_else(|| "hookflow-data".into());
-        let file = std::path::Path::new(&dir).join("admin-token");
-        std::fs::read_to_string(&file)
-            .map(|t| t.trim().to_string())
-            .map_err(|_| {
-                usage(format!(
-                    "set HOOKFLOW_ADMIN_TOKEN or pass --token (no {} here)",
-                    file.display()
-                ))
-            })
+        remote::resolve_token(self.token.as_deref())
     }
 }
 
@@ -178,6 +175,8 @@ struct DatabaseArgs {
     /// The server's data directory.
     #[arg(long, env = "HOOKFLOW_DATA_DIR", default_value = "hookflow-data")]
     data_dir: PathBuf,
+    #[command(flatten)]
+    server: remote::audit::AuditServer,
 }
 
 impl DatabaseArgs {
@@ -203,18 +202,30 @@ impl DatabaseArgs {
 
 #[derive(Debug, Subcommand)]
 enum FlowCommand {
-    /// Check a flow file (JSON or YAML) and list every problem by path.
+    /// Check a flow file (JSON or YAML; `-` for stdin) and list every problem by path.
     Validate {
         /// The flow file.
         file: PathBuf,
+        /// Plugin components (not installed anywhere) the flow may use besides the built-ins.
+        #[arg(long = "plugin")]
+        plugins: Vec<PathBuf>,
     },
     /// Run a flow locally against an event, without a server, and print the trace.
     Run {
         /// The flow file.
         file: PathBuf,
-        /// The event body (JSON file) the webhook would receive.
+        /// The event body (JSON file, `-` for stdin) the webhook would receive.
         #[arg(long)]
         payload: PathBuf,
+        /// A request header the webhook would receive, `NAME:VALUE` (repeatable).
+        #[arg(long = "header")]
+        headers: Vec<String>,
+        /// A secret granted steps may read, `NAME=VALUE` (repeatable).
+        #[arg(long = "secret")]
+        secrets: Vec<String>,
+        /// A file of secrets, one `NAME=VALUE` per line (`#` comments and blank lines skipped).
+        #[arg(long)]
+        secrets_file: Option<PathBuf>,
         /// Extra plugin components to load besides the built-ins.
         #[arg(long = "plugin")]
         plugins: Vec<PathBuf>,
@@ -270,6 +281,8 @@ enum FlowCommand {
         #[arg(long, short)]
         quiet: bool,
     },
+    #[command(flatten)]
+    Remote(remote::flows::FlowRemoteCommand),
 }
 
 /// A failure the user can fix: printed as one line, exit code 2.
@@ -319,13 +332,27 @@ fn usage(message: impl Into<String>) -> Failure {
 async fn dispatch(command: Command) -> Result<ExitCode, Failure> {
     match command {
         Command::Serve(config) => serve(config).await,
-        Command::Flow(FlowCommand::Validate { file }) => validate(&file).await,
+        Command::Flow(FlowCommand::Validate { file, plugins }) => validate(&file, &plugins).await,
         Command::Flow(FlowCommand::Run {
             file,
             payload,
+            headers,
+            secrets,
+            secrets_file,
             plugins,
             json,
-        }) => run_local(&file, &payload, &plugins, json).await,
+        }) => {
+            let local = LocalRun {
+                headers,
+                secrets,
+                secrets_file,
+            };
+            run_local(&file, &payload, &local, &plugins, json).await
+        }
+        Command::Flow(FlowCommand::Remote(command)) => remote::flows::run(command).await,
+        Command::Run(command) => remote::runs::run(command).await,
+        Command::Secret(command) => remote::secrets::run(command).await,
+        Command::Destination(command) => remote::destinations::run(command).await,
         Command::Flow(FlowCommand::Test {
             flow,
             event,
@@ -369,56 +396,7 @@ async fn dispatch(command: Command) -> Result<ExitCode, Failure> {
         Command::Project(command) => people::project(command).await,
         Command::ApiKey(command) => people::api_key(command).await,
         Command::Plugin(PluginCommand::New { name, dir, sdk }) => scaffold_plugin(&name, dir, &sdk),
-        Command::Plugin(PluginCommand::Install { file, server }) => {
-            let wasm = std::fs::read(&file)
-                .map_err(|e| usage(format!("cannot read {}: {e}", file.display())))?;
-            let (status, body) = http::send(
-                &server.server,
-                "POST",
-                "/v1/plugins",
-                &server.token()?,
-                "application/wasm",
-                &wasm,
-            )
-            .await?;
-            if status != 201 {
-                return Err(usage(format!(
-                    "server refused the plugin ({status}): {}",
-                    body["detail"].as_str().unwrap_or("(no detail)")
-                )));
-            }
-            println!(
-                "installed {}@{} ({})",
-                body["name"].as_str().unwrap_or("?"),
-                body["version"].as_str().unwrap_or("?"),
-                body["description"].as_str().unwrap_or("")
-            );
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Plugin(PluginCommand::List { server }) => {
-            let (status, body) =
-                http::request(&server.server, "GET", "/v1/plugins", &server.token()?, None).await?;
-            if status != 200 {
-                return Err(usage(format!(
-                    "server answered {status}: {}",
-                    body["detail"].as_str().unwrap_or("(no detail)")
-                )));
-            }
-            for p in body["data"].as_array().into_iter().flatten() {
-                let effects = if p["sideEffects"] == true {
-                    "side effects"
-                } else {
-                    "no side effects"
-                };
-                println!(
-                    "{}@{}  {}  ({effects})",
-                    p["name"].as_str().unwrap_or("?"),
-                    p["version"].as_str().unwrap_or("?"),
-                    p["description"].as_str().unwrap_or("")
-                );
-            }
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Plugin(PluginCommand::Remote(command)) => remote::plugins::run(command).await,
         Command::Audit(AuditCommand::Export {
             db,
             format,
@@ -426,6 +404,13 @@ async fn dispatch(command: Command) -> Result<ExitCode, Failure> {
             output,
         }) => {
             use std::io::Write;
+            if let Some(remote) = db.server.remote()? {
+                let format = match format {
+                    crate::audit::ExportFormat::Csv => "csv",
+                    crate::audit::ExportFormat::Jsonl => "jsonl",
+                };
+                return remote::audit::export(&remote, format, &action, output.as_deref()).await;
+            }
             let store = db.open().await?;
             let mut out: Box<dyn Write> = match &output {
                 Some(path) => Box::new(
@@ -464,14 +449,26 @@ async fn dispatch(command: Command) -> Result<ExitCode, Failure> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Audit(AuditCommand::Verify(db)) => {
+            if let Some(remote) = db.server.remote()? {
+                return remote::audit::verify(&remote, db.server.json).await;
+            }
             let store = db.open().await?;
             match crate::audit::verify(&store)
                 .await
                 .map_err(|e| Failure::Internal(e.into()))?
             {
+                Ok(n) if db.server.json => {
+                    remote::print_json(&json!({"intact": true, "events": n}));
+                    Ok(ExitCode::SUCCESS)
+                }
                 Ok(n) => {
                     println!("audit chain intact: {n} events verified");
                     Ok(ExitCode::SUCCESS)
+                }
+                Err(broken) if db.server.json => {
+                    remote::print_json(&json!({"intact": false, "brokenAt": {
+                        "seq": broken.seq, "id": broken.id, "reason": broken.reason}}));
+                    Ok(ExitCode::FAILURE)
                 }
                 Err(broken) => {
                     eprintln!(
@@ -483,6 +480,9 @@ async fn dispatch(command: Command) -> Result<ExitCode, Failure> {
             }
         }
         Command::Audit(AuditCommand::List { db, limit, action }) => {
+            if let Some(remote) = db.server.remote()? {
+                return remote::audit::list(&remote, limit, &action, db.server.json).await;
+            }
             let store = db.open().await?;
             let filter = crate::store::AuditFilter {
                 limit: limit.clamp(1, 500),
@@ -493,19 +493,15 @@ async fn dispatch(command: Command) -> Result<ExitCode, Failure> {
                 .list_audit(&filter)
                 .await
                 .map_err(|e| Failure::Internal(e.into()))?;
-            println!(
-                "{:<24}  {:<20}  {:<15}  {:<8}  SUMMARY",
-                "CREATED", "ACTION", "IP", "USER"
-            );
-            for event in page.data.into_iter().map(crate::audit::with_summary) {
-                println!(
-                    "{:<24}  {:<20}  {:<15}  {:<8}  {}",
-                    event["created"].as_str().unwrap_or(""),
-                    event["action"].as_str().unwrap_or(""),
-                    event["ip"].as_str().unwrap_or("-"),
-                    event["userId"].as_str().unwrap_or("-"),
-                    event["summary"].as_str().unwrap_or("")
-                );
+            let events: Vec<Value> = page
+                .data
+                .into_iter()
+                .map(crate::audit::with_summary)
+                .collect();
+            if db.server.json {
+                remote::print_json(&Value::Array(events));
+            } else {
+                remote::audit::print_events(&events);
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -622,10 +618,9 @@ fn read_file(path: &Path) -> Result<String, Failure> {
     std::fs::read_to_string(path).map_err(|e| usage(format!("cannot read {}: {e}", path.display())))
 }
 
-/// Parses a flow file and checks its plugins against `sandbox`; all problems in one message.
+/// Parses a flow file (`-`: stdin) and checks its plugins against `sandbox`; all problems in one message.
 fn load_flow(path: &Path, sandbox: &crate::wasm::Sandbox) -> Result<flow::Flow, Vec<String>> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| vec![format!("cannot read {}: {e}", path.display())])?;
+    let text = local_run::read_source(path).map_err(|e| vec![e])?;
     let flow = flow::parse_flow(&text, Format::Auto)
         .map_err(|p| p.0.iter().map(ToString::to_string).collect::<Vec<_>>())?;
     let problems = plugin_problems(&flow, sandbox);
@@ -636,10 +631,19 @@ fn load_flow(path: &Path, sandbox: &crate::wasm::Sandbox) -> Result<flow::Flow, 
     }
 }
 
-async fn validate(file: &Path) -> Result<ExitCode, Failure> {
-    let sandbox =
-        crate::plugins::sandbox_with_plugins(crate::plugins::user_cache_dir(), 64 << 20, 4, &[])
-            .await?;
+async fn validate(file: &Path, plugins: &[PathBuf]) -> Result<ExitCode, Failure> {
+    for p in plugins {
+        if !p.exists() {
+            return Err(usage(format!("--plugin {}: no such file", p.display())));
+        }
+    }
+    let sandbox = crate::plugins::sandbox_with_plugins(
+        crate::plugins::user_cache_dir(),
+        64 << 20,
+        4,
+        plugins,
+    )
+    .await?;
     match load_flow(file, &sandbox) {
         Ok(flow) => {
             println!(
@@ -668,11 +672,18 @@ async fn validate(file: &Path) -> Result<ExitCode, Failure> {
 async fn run_local(
     file: &Path,
     payload: &Path,
+    local: &LocalRun,
     plugins: &[PathBuf],
     as_json: bool,
 ) -> Result<ExitCode, Failure> {
-    let body: Value = serde_json::from_str(&read_file(payload)?)
+    if file.as_os_str() == "-" && payload.as_os_str() == "-" {
+        return Err(usage("the flow and --payload cannot both come from stdin"));
+    }
+    let text = local_run::read_source(payload).map_err(|e| usage(format!("--payload: {e}")))?;
+    let body: Value = serde_json::from_str(&text)
         .map_err(|e| usage(format!("{} is not valid JSON: {e}", payload.display())))?;
+    let headers = local_run::headers(&local.headers)?;
+    let pairs = local_run::secret_pairs(local)?;
     for p in plugins {
         if !p.exists() {
             return Err(usage(format!("--plugin {}: no such file", p.display())));
@@ -689,16 +700,24 @@ async fn run_local(
     );
     let flow = load_flow(file, &sandbox)
         .map_err(|problems| usage(format!("{}: {}", file.display(), problems.join("; "))))?;
-    let executor =
-        Executor::new(sandbox, None).with_memory(Arc::new(crate::memory::LocalMemory::default()));
-    let scope = local_scope();
+    // Secrets only when given: the scratch store they live in costs a database open.
+    let secrets = if pairs.is_empty() {
+        None
+    } else {
+        Some(local_run::temporary_secrets(&pairs).await?)
+    };
+    let executor = Executor::new(sandbox, secrets.as_ref().map(|s| s.secrets.clone()))
+        .with_memory(Arc::new(crate::memory::LocalMemory::default()));
+    let scope = secrets
+        .as_ref()
+        .map_or_else(local_scope, |s| s.scope.clone());
     let run_id = crate::store::new_id();
     let request = RunRequest {
         run_id: &run_id,
         scope: &scope,
         flow_id: "local",
         flow: &flow,
-        trigger: json!({ "body": body, "headers": {} }),
+        trigger: json!({ "body": body, "headers": headers }),
         environment: Environment::Production,
         attempt: 1,
         prior_steps: Vec::new(),
