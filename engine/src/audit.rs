@@ -4,104 +4,599 @@
 pub mod query;
 
 use crate::catalog::Catalog;
-use crate::store::audit::{GENESIS, chain_hash};
+use crate::store::audit::{
+    AuditKey, ChainHead, ChainRow, Checkpoint, GENESIS, head_mac, mac_eq, signed_head_sig,
+    trusted_keyed_from,
+};
 use crate::store::{DynStore, StoreError};
 use serde_json::{Value, json};
+use std::path::Path;
 
-/// Where the chain breaks.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BrokenLink {
-    pub seq: i64,
-    pub id: String,
-    pub reason: String,
+/// The audit key from the same key material as secrets: `HOOKFLOW_SECRET_KEY` (base64) when
+/// set, else `<data dir>/secret.key`. Read-only: a missing key file is an error here (the
+/// server creates it on first start), since a key made up now could verify nothing.
+pub fn load_key(configured: Option<&str>, data_dir: &Path) -> Result<AuditKey, String> {
+    use base64::Engine as _;
+    let (text, from) = match configured {
+        Some(text) => (text.to_string(), "HOOKFLOW_SECRET_KEY".to_string()),
+        None => {
+            let path = data_dir.join("secret.key");
+            let text = std::fs::read_to_string(&path).map_err(|e| {
+                format!(
+                    "cannot read the secret key {} ({e}); set HOOKFLOW_SECRET_KEY or --data-dir",
+                    path.display()
+                )
+            })?;
+            (text, path.display().to_string())
+        }
+    };
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(text.trim())
+        .map_err(|_| format!("{from} is not base64"))?;
+    if bytes.len() != 32 {
+        return Err(format!("{from} must hold 32 bytes, got {}", bytes.len()));
+    }
+    Ok(AuditKey::derive(&bytes))
 }
 
-/// Walks the whole chain. `Ok(n)` when all `n` events verify; otherwise the first broken link.
-/// After retention pruned the oldest events, the chain is checked from the oldest remaining
-/// event's link on.
-pub async fn verify(store: &DynStore) -> Result<Result<u64, BrokenLink>, StoreError> {
-    let first = store.audit_chain(0, 1).await?;
-    let mut previous = match first.first() {
-        Some(row) if row.seq > 1 => row.prev_hash.clone(),
-        _ => GENESIS.to_string(),
-    };
-    let mut after = 0;
-    let mut count = 0;
-    loop {
-        let rows = store.audit_chain(after, 1000).await?;
-        if rows.is_empty() {
-            return Ok(Ok(count));
-        }
-        for row in rows {
-            if row.prev_hash != previous {
-                let reason = "its predecessor link does not match the previous event (an event before it was deleted, inserted or reordered)".to_string();
-                return Ok(Err(BrokenLink {
-                    seq: row.seq,
-                    id: row.id,
-                    reason,
-                }));
-            }
-            if chain_hash(&row.prev_hash, &row.body) != row.hash {
-                let reason =
-                    "its content does not match its hash (the event was edited)".to_string();
-                return Ok(Err(BrokenLink {
-                    seq: row.seq,
-                    id: row.id,
-                    reason,
-                }));
-            }
-            previous = row.hash;
-            after = row.seq;
-            count += 1;
+/// A head kept outside the database, as `hookflow audit head` prints it: `SEQ:HASH`, optionally
+/// with its signature `SEQ:HASH:SIG`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExternalHead {
+    pub seq: i64,
+    pub hash: String,
+    pub sig: Option<String>,
+}
+
+impl std::str::FromStr for ExternalHead {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<ExternalHead, String> {
+        let parts: Vec<&str> = text.trim().split(':').collect();
+        let hex64 = |s: &str| s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit());
+        match parts.as_slice() {
+            [seq, hash, rest @ ..] if rest.len() <= 1 && hex64(hash) => Ok(ExternalHead {
+                seq: seq
+                    .parse()
+                    .ok()
+                    .filter(|s: &i64| *s >= 0)
+                    .ok_or_else(|| format!("head: {seq:?} is not a seq"))?,
+                hash: hash.to_ascii_lowercase(),
+                sig: match rest.first() {
+                    Some(sig) if hex64(sig) => Some(sig.to_ascii_lowercase()),
+                    Some(_) => return Err("head: the signature must be 64 hex digits".into()),
+                    None => None,
+                },
+            }),
+            _ => Err("head: expected SEQ:HASH or SEQ:HASH:SIG (HASH 64 hex digits)".into()),
         }
     }
 }
 
-/// Deletes audit events older than `days`, archiving them first (gzip JSONL, one file per day,
-/// appended as gzip members) when `archive_dir` is set. Returns how many were deleted.
+/// The current head, signed with the audit key, for keeping elsewhere.
+pub fn sign_head(key: &AuditKey, head: &ChainHead) -> Value {
+    let sig = signed_head_sig(key, head.seq, &head.hash);
+    json!({"seq": head.seq, "hash": head.hash, "sig": sig,
+        "text": format!("{}:{}:{sig}", head.seq, head.hash)})
+}
+
+/// One thing verification found wrong, named: `kind` is stable for programs, `message` says
+/// what and where in words.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Finding {
+    pub kind: &'static str,
+    /// The first seq concerned, where there is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seq: Option<i64>,
+    pub message: String,
+}
+
+/// A range retention deleted, as verify accepted it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RetentionRange {
+    pub first_seq: i64,
+    pub last_seq: i64,
+    pub count: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub archive_digest: Option<String>,
+}
+
+/// What `verify` found: how many stored events it checked, the ranges retention accounted for,
+/// and every problem, each named.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Report {
+    pub intact: bool,
+    pub events: u64,
+    pub head_seq: i64,
+    pub head_hash: String,
+    pub keyed_from: i64,
+    /// Events before the keyed chain that retention deleted without a checkpoint (1..this).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub legacy_pruned_through: Option<i64>,
+    pub retention: Vec<RetentionRange>,
+    pub problems: Vec<Finding>,
+}
+
+impl Report {
+    /// One line per finding (or "intact"), as the CLI prints them.
+    pub fn lines(&self) -> Vec<String> {
+        let mut lines: Vec<String> = self
+            .legacy_pruned_through
+            .map(|n| format!("rows 1..{n} were deleted before the keyed chain (no checkpoint)"))
+            .into_iter()
+            .collect();
+        lines.extend(self.retention.iter().map(|r| {
+            format!(
+                "retention checkpoint covers {}..{} ({} events)",
+                r.first_seq, r.last_seq, r.count
+            )
+        }));
+        if self.intact {
+            lines.push(format!(
+                "audit chain intact: {} events verified, head {}:{}",
+                self.events, self.head_seq, self.head_hash
+            ));
+        } else {
+            lines.extend(self.problems.iter().map(|p| p.message.clone()));
+        }
+        lines
+    }
+}
+
+/// Stops a walk from listing thousands of findings for one big tampering.
+const MAX_FINDINGS: usize = 50;
+
+/// Walks the whole chain with `key`: every stored event's hash (keyed rule from `keyed_from`,
+/// SHA-256 before), its link to its predecessor, its filter columns against its body, every gap
+/// against the signed retention checkpoints, the head row and its signature, and, when given,
+/// a head kept elsewhere (`--head`): it must still be in the chain with the same hash.
+pub async fn verify(
+    store: &DynStore,
+    key: &AuditKey,
+    external: Option<&ExternalHead>,
+) -> Result<Report, StoreError> {
+    let head = store.audit_head().await?;
+    let mut found: Vec<Finding> = Vec::new();
+    let stored_checkpoints = store.audit_checkpoints().await?;
+    let keyed_from = trusted_keyed_from(key, &stored_checkpoints);
+    let head_signed = match &head.mac {
+        Some(mac) => mac_eq(mac, &head_mac(key, head.seq, &head.hash, head.keyed_from)),
+        None => head.seq == 0,
+    };
+    if head.mac.is_none() && head.seq > 0 {
+        note(
+            &mut found,
+            "unanchored",
+            Some(head.seq),
+            format!(
+                "chain head {}: not signed; events before the keyed chain are anchored by the next event appended (start the server once)",
+                head.seq
+            ),
+        );
+    } else if !head_signed {
+        note(
+            &mut found,
+            "head-signature",
+            Some(head.seq),
+            format!(
+                "chain head {}: its signature does not match (the head row was rewritten)",
+                head.seq
+            ),
+        );
+    }
+    if let Some(external) = external
+        && let Some(sig) = &external.sig
+        && !mac_eq(sig, &signed_head_sig(key, external.seq, &external.hash))
+    {
+        note(
+            &mut found,
+            "given-head-signature",
+            Some(external.seq),
+            format!(
+                "the given head {}: its signature does not match this chain's key",
+                external.seq
+            ),
+        );
+    }
+    let mut checkpoints: Vec<Checkpoint> = Vec::new();
+    for checkpoint in stored_checkpoints {
+        if checkpoint.first_seq == 0 {
+            // The upgrade anchor: read by `trusted_keyed_from`, covers no gap.
+            continue;
+        }
+        if mac_eq(&checkpoint.mac, &checkpoint.expected_mac(key)) {
+            checkpoints.push(checkpoint);
+        } else {
+            note(
+                &mut found,
+                "checkpoint-signature",
+                Some(checkpoint.first_seq),
+                format!(
+                    "retention checkpoint {}..{}: its signature does not match (not written by retention)",
+                    checkpoint.first_seq, checkpoint.last_seq
+                ),
+            );
+        }
+    }
+    let mut retention = Vec::new();
+    // The next seq expected and the hash it must link to.
+    let mut expected = 1;
+    let mut previous = GENESIS.to_string();
+    let mut events = 0;
+    // The given head, once seen in the chain (or in a checkpoint's last link).
+    let mut external_seen = false;
+    let mut after = 0;
+    let mut legacy_pruned_through = None;
+    let mut account_gap = |upto: i64,
+                           expected: &mut i64,
+                           previous: &mut String,
+                           found: &mut Vec<Finding>,
+                           retention: &mut Vec<RetentionRange>,
+                           external_seen: &mut bool| {
+        // Checkpoints that start where the chain stands cover the gap, one after another.
+        while *expected <= upto {
+            let Some(cp) = checkpoints.iter().find(|c| c.first_seq == *expected) else {
+                break;
+            };
+            if cp.prev_hash != *previous && *expected > 1 {
+                note(
+                    found,
+                    "link",
+                    Some(cp.first_seq),
+                    format!(
+                        "retention checkpoint {}..{}: does not link to seq {}",
+                        cp.first_seq,
+                        cp.last_seq,
+                        cp.first_seq - 1
+                    ),
+                );
+            }
+            if let Some(e) = external
+                && e.seq >= cp.first_seq
+                && e.seq <= cp.last_seq
+            {
+                *external_seen = e.seq != cp.last_seq || e.hash == cp.last_hash;
+            }
+            retention.push(RetentionRange {
+                first_seq: cp.first_seq,
+                last_seq: cp.last_seq,
+                count: cp.count,
+                archive_digest: cp.archive_digest.clone(),
+            });
+            *expected = cp.last_seq + 1;
+            *previous = cp.last_hash.clone();
+        }
+        if *expected == 1 && upto < keyed_from {
+            // Events retention deleted before the keyed chain (no checkpoints then): the chain
+            // starts at the oldest stored event, as it always did for them.
+            legacy_pruned_through = Some(upto);
+            *expected = upto + 1;
+            return true;
+        }
+        if *expected <= upto {
+            note(
+                found,
+                "missing",
+                Some(*expected),
+                if *expected == upto {
+                    format!("row {} missing", *expected)
+                } else {
+                    format!("rows {}..{} missing", *expected, upto)
+                },
+            );
+            *expected = upto + 1;
+        }
+        false
+    };
+    loop {
+        let rows = store.audit_chain_rows(after, 1000).await?;
+        let Some(last) = rows.last() else { break };
+        after = last.seq;
+        for row in rows {
+            if row.seq > expected {
+                let gap_end = row.seq - 1;
+                let missing_before = found.len();
+                let pruned = account_gap(
+                    gap_end,
+                    &mut expected,
+                    &mut previous,
+                    &mut found,
+                    &mut retention,
+                    &mut external_seen,
+                );
+                if pruned || found.len() > missing_before {
+                    // The link across a reported gap cannot be checked; go on from this row.
+                    previous = row.prev_hash.clone();
+                }
+            }
+            check_row(key, keyed_from, &row, &previous, &mut |kind, message| {
+                note(&mut found, kind, Some(row.seq), message)
+            });
+            if let Some(e) = external
+                && e.seq == row.seq
+            {
+                external_seen = true;
+                if e.hash != row.hash {
+                    note(
+                        &mut found,
+                        "given-head",
+                        Some(row.seq),
+                        format!("row {}: its hash differs from the given head", row.seq),
+                    );
+                }
+            }
+            previous = row.hash.clone();
+            expected = row.seq + 1;
+            events += 1;
+        }
+    }
+    // The tail: the head must be the last event (or the end of the last checkpoint).
+    if expected <= head.seq {
+        let _ = account_gap(
+            head.seq,
+            &mut expected,
+            &mut previous,
+            &mut found,
+            &mut retention,
+            &mut external_seen,
+        );
+        if let Some(last) = found.last_mut()
+            && last.kind == "missing"
+        {
+            last.kind = "cut-tail";
+            last.message = format!(
+                "cut tail after seq {}: the head says {} ({})",
+                last.seq.unwrap_or(1) - 1,
+                head.seq,
+                last.message
+            );
+        }
+    } else if expected - 1 > head.seq {
+        note(
+            &mut found,
+            "head",
+            Some(expected - 1),
+            format!(
+                "chain head {} is behind the last event {} (the head row was rewritten)",
+                head.seq,
+                expected - 1
+            ),
+        );
+    }
+    if expected - 1 == head.seq && previous != head.hash && head.seq > 0 {
+        note(
+            &mut found,
+            "head",
+            Some(head.seq),
+            format!(
+                "chain head {}: its hash differs from the last event's",
+                head.seq
+            ),
+        );
+    }
+    if let Some(e) = external
+        && !external_seen
+    {
+        let last = expected - 1;
+        note(
+            &mut found,
+            "cut-tail",
+            Some(last + 1),
+            if e.seq > last {
+                format!(
+                    "cut tail after seq {last}: the given head {} is no longer in the chain",
+                    e.seq
+                )
+            } else {
+                format!("the given head {} is not in the chain", e.seq)
+            },
+        );
+    }
+    Ok(Report {
+        intact: found.is_empty(),
+        events,
+        head_seq: head.seq,
+        head_hash: head.hash,
+        keyed_from,
+        legacy_pruned_through,
+        retention,
+        problems: found,
+    })
+}
+
+fn note(found: &mut Vec<Finding>, kind: &'static str, seq: Option<i64>, message: String) {
+    if found.len() < MAX_FINDINGS {
+        found.push(Finding { kind, seq, message });
+    }
+}
+
+/// Checks one row's link, hash and filter columns; `bad(kind, message)` for each problem.
+fn check_row(
+    key: &AuditKey,
+    keyed_from: i64,
+    row: &ChainRow,
+    previous: &str,
+    bad: &mut dyn FnMut(&'static str, String),
+) {
+    if row.prev_hash != previous {
+        bad(
+            "link",
+            format!(
+                "row {}: its link to seq {} does not match (an event before it was changed or replaced)",
+                row.seq,
+                row.seq - 1
+            ),
+        );
+    }
+    let changed = changed_columns(row);
+    for column in &changed {
+        bad(
+            "column",
+            format!("row {}: column {column} changed", row.seq),
+        );
+    }
+    if row.expected_hash(key, keyed_from) != row.hash && changed.is_empty() {
+        bad(
+            "hash",
+            if row.seq >= keyed_from {
+                format!(
+                    "row {}: its content does not match its keyed hash (body or columns rewritten)",
+                    row.seq
+                )
+            } else {
+                format!("row {}: its body does not match its hash (edited)", row.seq)
+            },
+        );
+    }
+}
+
+/// The filter columns that disagree with the envelope the event was written with.
+fn changed_columns(row: &ChainRow) -> Vec<&'static str> {
+    let Ok(body) = serde_json::from_str::<Value>(&row.body) else {
+        return vec!["body"];
+    };
+    let text = |key: &str| body[key].as_str().map(str::to_string);
+    let mut changed = Vec::new();
+    for (column, stored, written) in [
+        ("id", Some(row.id.clone()), text("id")),
+        ("created", Some(row.created.clone()), text("created")),
+        (
+            "platform_id",
+            Some(row.platform_id.clone()),
+            text("platformId"),
+        ),
+        ("project_id", row.project_id.clone(), text("projectId")),
+        ("user_id", row.user_id.clone(), text("userId")),
+        ("action", Some(row.action.clone()), text("action")),
+    ] {
+        if stored != written {
+            changed.push(column);
+        }
+    }
+    changed
+}
+
+/// Deletes audit events older than `days` and writes a signed checkpoint for each deleted
+/// range, archiving exactly what it deletes first (gzip JSONL, one file per day, appended as
+/// gzip members) when `archive_dir` is set. Only the oldest events are ever deleted, and only
+/// while each one verifies: an event whose `created` was moved back, or that does not match its
+/// hash, stops retention there (the error names it) instead of taking newer events with it.
+/// Returns how many were deleted.
 pub async fn enforce_retention(
     store: &DynStore,
     days: u32,
     archive_dir: Option<&std::path::Path>,
 ) -> anyhow::Result<u64> {
-    use std::io::Write;
     let cutoff = (chrono::Utc::now() - chrono::Duration::days(i64::from(days)))
         .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let key = crate::store::audit::key();
+    let keyed_from = trusted_keyed_from(key, &store.audit_checkpoints().await?);
     let mut total = 0;
     loop {
-        let batch = store.expired_audit(&cutoff, 1000).await?;
-        let Some(&(last_seq, _, _)) = batch.last() else {
-            return Ok(total);
-        };
-        // Archive (and sync) first, delete after: a crash in between archives a batch twice at
-        // worst, never loses one.
-        if let Some(dir) = archive_dir {
-            std::fs::create_dir_all(dir)?;
-            let mut by_day: std::collections::BTreeMap<String, Vec<&str>> =
-                std::collections::BTreeMap::new();
-            for (_, created, body) in &batch {
-                by_day
-                    .entry(created.chars().take(10).collect())
-                    .or_default()
-                    .push(body);
+        let rows = store.audit_chain_rows(0, 1000).await?;
+        let mut batch: Vec<ChainRow> = Vec::new();
+        let mut stop: Option<String> = None;
+        for row in rows {
+            if row.created.as_str() >= cutoff.as_str() {
+                break;
             }
-            for (day, bodies) in by_day {
-                let path = dir.join(format!("audit-{day}.jsonl.gz"));
-                let file = std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(&path)?;
-                let mut gz = flate2::write::GzEncoder::new(file, flate2::Compression::default());
-                for body in bodies {
-                    gz.write_all(body.as_bytes())?;
-                    gz.write_all(b"\n")?;
-                }
-                gz.finish()?.sync_all()?;
+            if let Some(before) = batch.last()
+                && (row.seq != before.seq + 1 || row.prev_hash != before.hash)
+            {
+                stop = Some(format!(
+                    "seq {} does not follow seq {}",
+                    row.seq, before.seq
+                ));
+                break;
             }
+            let mut problems = Vec::new();
+            check_row(key, keyed_from, &row, &row.prev_hash, &mut |_, m| {
+                problems.push(m)
+            });
+            if !problems.is_empty() {
+                stop = Some(problems.join("; "));
+                break;
+            }
+            batch.push(row);
         }
-        store.delete_audit_through(last_seq).await?;
-        total += batch.len() as u64;
+        if !batch.is_empty() {
+            total += retire(store, key, &batch, archive_dir).await?;
+        }
+        if let Some(why) = stop {
+            anyhow::bail!(
+                "audit retention stopped after deleting {total} events, at an event that does not verify: {why}"
+            );
+        }
+        if batch.len() < 1000 {
+            return Ok(total);
+        }
     }
+}
+
+/// Archives (and syncs) `batch`, then deletes it with its signed checkpoint. A crash in between
+/// archives a batch twice at worst, never loses one.
+async fn retire(
+    store: &DynStore,
+    key: &AuditKey,
+    batch: &[ChainRow],
+    archive_dir: Option<&std::path::Path>,
+) -> anyhow::Result<u64> {
+    use sha2::Digest;
+    use std::io::Write;
+    let (first, last) = (&batch[0], &batch[batch.len() - 1]);
+    let archive_digest = match archive_dir {
+        None => None,
+        Some(dir) => {
+            let dir = dir.to_path_buf();
+            let days: Vec<(String, String)> = batch
+                .iter()
+                .map(|r| (r.created.chars().take(10).collect(), r.body.clone()))
+                .collect();
+            let digest = tokio::task::spawn_blocking(move || -> anyhow::Result<String> {
+                crate::files::create_private_dir(&dir)?;
+                let mut digest = sha2::Sha256::new();
+                let mut by_day: std::collections::BTreeMap<String, Vec<String>> =
+                    std::collections::BTreeMap::new();
+                for (day, body) in days {
+                    digest.update(body.as_bytes());
+                    digest.update(b"\n");
+                    by_day.entry(day).or_default().push(body);
+                }
+                for (day, bodies) in by_day {
+                    let path = dir.join(format!("audit-{day}.jsonl.gz"));
+                    let file = crate::files::open_private_append(&path)?;
+                    let mut gz =
+                        flate2::write::GzEncoder::new(file, flate2::Compression::default());
+                    for body in bodies {
+                        gz.write_all(body.as_bytes())?;
+                        gz.write_all(b"\n")?;
+                    }
+                    gz.finish()?.sync_all()?;
+                }
+                Ok(digest
+                    .finalize()
+                    .iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect())
+            })
+            .await??;
+            Some(digest)
+        }
+    };
+    let mut checkpoint = Checkpoint {
+        first_seq: first.seq,
+        last_seq: last.seq,
+        count: batch.len() as i64,
+        prev_hash: first.prev_hash.clone(),
+        last_hash: last.hash.clone(),
+        archive_digest,
+        created: crate::store::now_text(),
+        mac: String::new(),
+    };
+    checkpoint.mac = checkpoint.expected_mac(key);
+    Ok(store.retire_audit(&checkpoint).await?)
 }
 
 /// Export formats of the audit log.

@@ -55,6 +55,13 @@ pub async fn run(
     // Owner-only: it holds the database, the secret key and the admin token.
     crate::files::create_private_dir(&config.data_dir)
         .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
+    // The audit chain's key comes from the secret key material (created on first start), and is
+    // installed before anything can append an audit event.
+    SecretBox::load(config.secret_key.as_deref(), &config.data_dir)?;
+    crate::store::audit::install_key(
+        crate::audit::load_key(config.secret_key.as_deref(), &config.data_dir)
+            .map_err(anyhow::Error::msg)?,
+    )?;
     let url = config.database().map_err(anyhow::Error::msg)?;
     let options = crate::store::OpenOptions {
         sqlite_synchronous_full: config.sqlite_synchronous == SqliteSync::Full,

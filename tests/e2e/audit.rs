@@ -1,5 +1,8 @@
 //! The engine's audit log: changes and run lifecycle recorded with actor and IP, filters,
-//! cursors under concurrent inserts, summaries, and the hash chain catching an edited row.
+//! cursors under concurrent inserts, summaries, and the keyed hash chain naming each kind of
+//! tampering (edited body or column, rewritten and re-hashed bodies, a deleted range, a cut tail
+//! against a head kept elsewhere, a back-dated event under retention), honest retention
+//! verifying clean, and the data directory's file modes.
 
 use crate::common::*;
 use reqwest::Method;
@@ -209,54 +212,299 @@ async fn cursors_neither_skip_nor_repeat_while_events_arrive() {
     assert_eq!(seen.iter().collect::<HashSet<_>>().len(), 62);
 }
 
-#[tokio::test]
-async fn the_hash_chain_names_the_first_edited_event() {
-    let mut server = Server::start_with(Options::default()).await;
-    for i in 0..3 {
+/// The secret key material every server and CLI call in these tests shares (32 bytes of 0x2a).
+const SECRET_KEY: &str = "KioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKio=";
+
+fn keyed(mut env: Vec<(&'static str, String)>) -> Options {
+    env.push(("HOOKFLOW_SECRET_KEY", SECRET_KEY.into()));
+    Options {
+        hostile: false,
+        env,
+    }
+}
+
+/// `hookflow <args> --database <db>` on the data directory's key: (exit code, stdout, stderr).
+fn hookflow(db: &str, args: &[&str]) -> (i32, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hookflow"))
+        .args(args)
+        .args(["--database", db])
+        .env("HOOKFLOW_SECRET_KEY", SECRET_KEY)
+        .env_remove("HOOKFLOW_URL")
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Runs statements on the server's database behind its back, as someone with database access
+/// would.
+async fn tamper(db: &str, statements: &[String]) {
+    if db.starts_with("postgres") {
+        let pool = sqlx::PgPool::connect(db).await.unwrap();
+        for statement in statements {
+            sqlx::query(statement).execute(&pool).await.unwrap();
+        }
+        pool.close().await;
+    } else {
+        let conn = rusqlite::Connection::open(db.trim_start_matches("sqlite://")).unwrap();
+        for statement in statements {
+            conn.execute(statement, []).unwrap();
+        }
+    }
+}
+
+/// `(seq, body, hash)` of every stored event, in chain order.
+async fn stored(db: &str) -> Vec<(i64, String, String)> {
+    let select = "SELECT seq, body, hash FROM audit_events ORDER BY seq";
+    if db.starts_with("postgres") {
+        let pool = sqlx::PgPool::connect(db).await.unwrap();
+        let rows: Vec<(i64, String, String)> =
+            sqlx::query_as(select).fetch_all(&pool).await.unwrap();
+        pool.close().await;
+        rows
+    } else {
+        let conn = rusqlite::Connection::open(db.trim_start_matches("sqlite://")).unwrap();
+        let mut statement = conn.prepare(select).unwrap();
+        statement
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    }
+}
+
+/// `GET /v1/audit-events/verify` with `query`: the problems' messages.
+async fn api_problems(server: &Server, query: &str) -> Vec<String> {
+    let verdict = server
+        .get_json(&format!("/v1/audit-events/verify{query}"))
+        .await;
+    verdict["problems"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{verdict}"))
+        .iter()
+        .map(|p| p["message"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// A server with a few flows created (one audit event each), and its database URL.
+async fn chain_with_flows(n: usize, env: Vec<(&'static str, String)>) -> (Server, String) {
+    let server = Server::start_with(keyed(env)).await;
+    for i in 0..n {
         server
             .create_flow(webhook_flow(&format!("f{i}"), json!([])))
             .await;
     }
     let db = server.database_url();
-    let verify = |db: &str| {
-        std::process::Command::new(env!("CARGO_BIN_EXE_hookflow"))
-            .args(["audit", "verify", "--database", db])
-            .output()
-            .unwrap()
-    };
-    let ok = verify(&db);
-    assert_eq!(
-        ok.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&ok.stderr)
-    );
-    assert!(String::from_utf8_lossy(&ok.stdout).contains("4 events verified"));
-    server.kill9();
+    let (code, out, err) = hookflow(&db, &["audit", "verify"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("audit chain intact"), "{out}");
+    (server, db)
+}
 
-    // Tamper with the third event behind the server's back, as someone with database access would.
-    let select = "SELECT id FROM audit_events WHERE seq = 3";
-    let tamper = "UPDATE audit_events SET body = replace(body, '\"f1\"', '\"evil\"') WHERE seq = 3";
-    let id: String = if db.starts_with("postgres") {
-        let pool = sqlx::PgPool::connect(&db).await.unwrap();
-        let id = sqlx::query_scalar(select).fetch_one(&pool).await.unwrap();
-        sqlx::query(tamper).execute(&pool).await.unwrap();
+/// Both the CLI and the API name every expected finding, and the CLI exits 1.
+async fn assert_named(server: &Server, db: &str, head: Option<&str>, expected: &[String]) {
+    let mut args = vec!["audit", "verify"];
+    if let Some(head) = head {
+        args.extend(["--head", head]);
+    }
+    let (code, out, err) = hookflow(db, &args);
+    assert_eq!(code, 1, "{out}{err}");
+    let query = head.map(|h| format!("?head={h}")).unwrap_or_default();
+    let api = api_problems(server, &query).await;
+    for finding in expected {
+        assert!(
+            err.contains(finding.as_str()),
+            "CLI: {finding:?} not in {err}"
+        );
+        assert!(
+            api.iter().any(|p| p.contains(finding.as_str())),
+            "API: {finding:?} not in {api:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_hash_chain_names_the_first_edited_event() {
+    let (server, db) = chain_with_flows(3, vec![]).await;
+    let (_, out, _) = hookflow(&db, &["audit", "verify"]);
+    assert!(out.contains("4 events verified"), "{out}");
+    tamper(
+        &db,
+        &[
+            "UPDATE audit_events SET body = replace(body, '\"f1\"', '\"evil\"') WHERE seq = 3"
+                .into(),
+        ],
+    )
+    .await;
+    assert_named(
+        &server,
+        &db,
+        None,
+        &["row 3: its content does not match its keyed hash".into()],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn edited_filter_columns_are_named() {
+    let (server, db) = chain_with_flows(3, vec![]).await;
+    tamper(
+        &db,
+        &[
+            "UPDATE audit_events SET action = 'flow.deleted' WHERE seq = 2".into(),
+            "UPDATE audit_events SET project_id = 'elsewhere' WHERE seq = 3".into(),
+            "UPDATE audit_events SET user_id = 'someone-else' WHERE seq = 4".into(),
+        ],
+    )
+    .await;
+    assert_named(
+        &server,
+        &db,
+        None,
+        &[
+            "row 2: column action changed".into(),
+            "row 3: column project_id changed".into(),
+            "row 4: column user_id changed".into(),
+        ],
+    )
+    .await;
+}
+
+/// Rewriting a body and recomputing every later hash the unkeyed way (even claiming the whole
+/// chain predates the keyed rule) is still caught: the key is not in the database.
+#[tokio::test]
+async fn rewritten_and_rehashed_bodies_are_named() {
+    let (server, db) = chain_with_flows(4, vec![]).await;
+    let rows = stored(&db).await;
+    let mut statements = Vec::new();
+    let mut previous = rows[0].2.clone();
+    for (seq, body, _) in &rows[1..] {
+        let body = if *seq == 2 {
+            body.replace("\"f0\"", "\"evil\"")
+        } else {
+            body.clone()
+        };
+        assert!(*seq != 2 || body.contains("evil"), "{body}");
+        let hash = hookflow::store::audit::chain_hash(&previous, &body);
+        statements.push(format!(
+            "UPDATE audit_events SET body = '{}', prev_hash = '{previous}', hash = '{hash}' WHERE seq = {seq}",
+            body.replace('\'', "''")
+        ));
+        previous = hash;
+    }
+    let last = rows.last().unwrap().0;
+    statements.push(format!(
+        "UPDATE audit_chain_head SET hash = '{previous}', mac = NULL, keyed_from = {}",
+        last + 1
+    ));
+    statements.push("DELETE FROM audit_checkpoints".into());
+    tamper(&db, &statements).await;
+    assert_named(
+        &server,
+        &db,
+        None,
+        &["row 2: its content does not match its keyed hash".into()],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_deleted_middle_range_is_named() {
+    let (server, db) = chain_with_flows(4, vec![]).await;
+    tamper(
+        &db,
+        &["DELETE FROM audit_events WHERE seq IN (2, 3)".into()],
+    )
+    .await;
+    assert_named(&server, &db, None, &["rows 2..3 missing".into()]).await;
+}
+
+/// The head row as stored: (seq, hash, keyed_from, mac).
+async fn head_row(db: &str) -> (i64, String, i64, String) {
+    let select = "SELECT seq, hash, keyed_from, mac FROM audit_chain_head";
+    if db.starts_with("postgres") {
+        let pool = sqlx::PgPool::connect(db).await.unwrap();
+        let row = sqlx::query_as(select).fetch_one(&pool).await.unwrap();
         pool.close().await;
-        id
+        row
     } else {
-        let path = db.trim_start_matches("sqlite://");
-        let conn = rusqlite::Connection::open(path).unwrap();
-        let id = conn.query_row(select, [], |row| row.get(0)).unwrap();
-        conn.execute(tamper, []).unwrap();
-        id
-    };
-    let broken = verify(&db);
-    assert_eq!(broken.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&broken.stderr);
-    assert!(
-        err.contains(&format!("BROKEN at event {id} (seq 3)")) && err.contains("edited"),
-        "{err}"
-    );
+        let conn = rusqlite::Connection::open(db.trim_start_matches("sqlite://")).unwrap();
+        conn.query_row(select, [], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+        })
+        .unwrap()
+    }
+}
+
+/// Deleting the newest events is caught by the head row; putting back an older head row (from a
+/// copy of the database) is caught by a signed head kept elsewhere.
+#[tokio::test]
+async fn a_cut_tail_is_named_and_a_kept_head_proves_it() {
+    let (server, db) = chain_with_flows(2, vec![]).await;
+    let (kept, kept_hash, keyed_from, kept_mac) = head_row(&db).await;
+    for i in 0..2 {
+        server
+            .create_flow(webhook_flow(&format!("later{i}"), json!([])))
+            .await;
+    }
+    let (code, head, err) = hookflow(&db, &["audit", "head"]);
+    assert_eq!(code, 0, "{err}");
+    let head = head.trim().to_string();
+    let (code, json_head, _) = hookflow(&db, &["audit", "head", "--json"]);
+    assert_eq!(code, 0);
+    let json_head: Value = serde_json::from_str(&json_head).unwrap();
+    assert_eq!(json_head["text"], head.as_str());
+    let newest = json_head["seq"].as_i64().unwrap();
+    assert!(newest >= kept + 2, "{json_head}");
+    let (code, out, err) = hookflow(&db, &["audit", "verify", "--head", &head]);
+    assert_eq!(code, 0, "{out}{err}");
+
+    // A forged signature on a kept head is refused; a malformed one is a usage error.
+    let last = if head.ends_with('0') { "1" } else { "0" };
+    let forged = format!("{}{last}", &head[..head.len() - 1]);
+    let (code, _, err) = hookflow(&db, &["audit", "verify", "--head", &forged]);
+    assert_eq!(code, 1);
+    assert!(err.contains("signature does not match"), "{err}");
+    let (code, _, err) = hookflow(&db, &["audit", "verify", "--head", "12:nothex"]);
+    assert_eq!(code, 2, "{err}");
+
+    // Cut the tail: the head row still names the newest event.
+    tamper(
+        &db,
+        &[format!("DELETE FROM audit_events WHERE seq > {kept}")],
+    )
+    .await;
+    assert_named(
+        &server,
+        &db,
+        None,
+        &[format!("cut tail after seq {kept}: the head says {newest}")],
+    )
+    .await;
+
+    // Put the old head row back: the database alone is now consistent again, as it was at seq
+    // `kept`; only the head kept elsewhere tells.
+    tamper(
+        &db,
+        &[format!(
+            "UPDATE audit_chain_head SET seq = {kept}, hash = '{kept_hash}', keyed_from = {keyed_from}, mac = '{kept_mac}'"
+        )],
+    )
+    .await;
+    let (code, out, err) = hookflow(&db, &["audit", "verify"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_named(
+        &server,
+        &db,
+        Some(&head),
+        &[format!(
+            "cut tail after seq {kept}: the given head {newest} is no longer in the chain"
+        )],
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -341,17 +589,14 @@ async fn export_streams_filtered_events_as_jsonl_and_csv() {
 #[tokio::test]
 async fn retention_archives_then_deletes_and_the_chain_still_verifies() {
     let archive = tempfile::tempdir().unwrap();
-    let server = Server::start_with(Options {
-        hostile: false,
-        env: vec![
-            ("HOOKFLOW_AUDIT_RETENTION_DAYS", "0".into()),
-            ("HOOKFLOW_AUDIT_RETENTION_INTERVAL_SECS", "1".into()),
-            (
-                "HOOKFLOW_AUDIT_ARCHIVE_DIR",
-                archive.path().display().to_string(),
-            ),
-        ],
-    })
+    let server = Server::start_with(keyed(vec![
+        ("HOOKFLOW_AUDIT_RETENTION_DAYS", "0".into()),
+        ("HOOKFLOW_AUDIT_RETENTION_INTERVAL_SECS", "1".into()),
+        (
+            "HOOKFLOW_AUDIT_ARCHIVE_DIR",
+            archive.path().display().to_string(),
+        ),
+    ]))
     .await;
     for i in 0..4 {
         server
@@ -402,4 +647,136 @@ async fn retention_archives_then_deletes_and_the_chain_still_verifies() {
         4,
         "every deleted event was archived first: {archived:?}"
     );
+
+    // Honest retention verifies clean, each deleted range accounted for by its checkpoint, and
+    // archived exactly what it deleted.
+    let db = server.database_url();
+    let (code, out, err) = hookflow(&db, &["audit", "verify", "--json"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let report: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["intact"], true, "{report}");
+    let ranges = report["retention"].as_array().unwrap();
+    let covered: i64 = ranges.iter().map(|r| r["count"].as_i64().unwrap()).sum();
+    let stored_events = report["events"].as_i64().unwrap();
+    assert_eq!(covered + stored_events, report["headSeq"].as_i64().unwrap());
+    assert!(
+        covered as usize <= archived.len() && covered >= 5,
+        "{report}"
+    );
+    assert!(
+        ranges.iter().all(|r| r["archiveDigest"].is_string()),
+        "{report}"
+    );
+    let (code, out, _) = hookflow(&db, &["audit", "verify"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("retention checkpoint covers 1.."), "{out}");
+    let api = server.get_json("/v1/audit-events/verify").await;
+    assert_eq!(api["intact"], true, "{api}");
+    #[cfg(unix)]
+    for entry in std::fs::read_dir(archive.path()).unwrap() {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = entry.unwrap().metadata().unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "archives are owner-only");
+    }
+}
+
+/// An event whose `created` was moved into the past does not make retention delete the events
+/// around it (it used to delete every seq up to the back-dated one): retention deletes only
+/// expired events, stops at one that does not verify, and verify names the edited column.
+#[tokio::test]
+async fn retention_with_a_back_dated_event_deletes_only_what_expired() {
+    let server = Server::start_with_logs(keyed(vec![
+        ("HOOKFLOW_AUDIT_RETENTION_DAYS", "30".into()),
+        ("HOOKFLOW_AUDIT_RETENTION_INTERVAL_SECS", "1".into()),
+    ]))
+    .await;
+    for i in 0..5 {
+        server
+            .create_flow(webhook_flow(&format!("f{i}"), json!([])))
+            .await;
+    }
+    let db = server.database_url();
+    let before = stored(&db).await;
+    let last = before.last().unwrap().0;
+    // The newest event back-dated (the reported attack) and the oldest one too, so retention
+    // has an expired-looking event to reach at once.
+    tamper(
+        &db,
+        &[
+            format!(
+                "UPDATE audit_events SET created = '2001-01-01T00:00:00.000Z' WHERE seq = {last}"
+            ),
+            "UPDATE audit_events SET created = '2001-01-01T00:00:00.000Z' WHERE seq = 1".into(),
+        ],
+    )
+    .await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !server.logs().contains("audit retention failed") {
+        assert!(std::time::Instant::now() < deadline, "retention never ran");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let logs = server.logs();
+    assert!(logs.contains("row 1: column created changed"), "{logs}");
+    assert_eq!(stored(&db).await.len(), before.len(), "nothing was deleted");
+    assert_named(
+        &server,
+        &db,
+        None,
+        &[
+            "row 1: column created changed".into(),
+            format!("row {last}: column created changed"),
+        ],
+    )
+    .await;
+}
+
+/// The data directory and the SQLite database (with its WAL and lock files' directory) are
+/// created owner-only: they hold trigger credentials, every event and the secret key.
+#[tokio::test]
+#[cfg(unix)]
+async fn the_data_directory_and_database_are_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    if on_postgres() {
+        return;
+    }
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("fresh/data");
+    let elsewhere = root.path().join("db/dir/hookflow.db");
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    for (database, dir, file) in [
+        (None, data.clone(), data.join("hookflow.db")),
+        (
+            Some(format!("sqlite://{}", elsewhere.display())),
+            elsewhere.parent().unwrap().to_path_buf(),
+            elsewhere.clone(),
+        ),
+    ] {
+        let mut env = vec![("HOOKFLOW_DATA_DIR", data.display().to_string())];
+        if let Some(url) = &database {
+            env.push(("HOOKFLOW_DATABASE_URL", url.clone()));
+        }
+        let server = Server::start_with(keyed(env)).await;
+        server.create_flow(webhook_flow("modes", json!([]))).await;
+        assert_eq!(mode(&data), 0o700, "data directory");
+        assert_eq!(mode(&dir), 0o700, "{}", dir.display());
+        assert_eq!(mode(&file), 0o600, "{}", file.display());
+        let wal = file.with_extension("db-wal");
+        if wal.exists() {
+            assert_eq!(mode(&wal), 0o600, "{}", wal.display());
+        }
+        drop(server);
+    }
+
+    // A database an older version left readable by others is made owner-only at start.
+    std::fs::set_permissions(&elsewhere, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let server = Server::start_with(keyed(vec![
+        ("HOOKFLOW_DATA_DIR", data.display().to_string()),
+        (
+            "HOOKFLOW_DATABASE_URL",
+            format!("sqlite://{}", elsewhere.display()),
+        ),
+    ]))
+    .await;
+    assert_eq!(mode(&elsewhere), 0o600);
+    drop(server);
 }

@@ -18,21 +18,45 @@ pub fn routes() -> Vec<Route> {
     ]
 }
 
-/// Walks the whole hash chain: intact with the number of events checked, or the first broken
-/// link. Verifying is reading the log: platform admins and auditors get the whole answer; a
+/// Walks the whole hash chain with this server's audit key ([`crate::audit::verify`]): intact
+/// with the number of events checked, or every problem found, each named (`problems`, the
+/// first also as `brokenAt`). `?head=SEQ:HASH[:SIG]` checks a head kept elsewhere is still in
+/// the chain. Verifying is reading the log: platform admins and auditors get the whole answer; a
 /// project admin, whose projects' events are links of the same platform-wide chain, learns
 /// whether it is intact but nothing about other projects' events (neither the count nor where
 /// it broke).
-async fn verify(State(app): State<AppState>, caller: Caller) -> ApiResult<Json<Value>> {
-    let verdict = crate::audit::verify(&app.store).await?;
-    if caller.visible.is_some() {
-        return Ok(Json(json!({"intact": verdict.is_ok()})));
+async fn verify(
+    State(app): State<AppState>,
+    caller: Caller,
+    uri: axum::http::Uri,
+) -> ApiResult<Json<Value>> {
+    let mut head = None;
+    for (name, value) in crate::audit::query::params(uri.query()) {
+        match name.as_str() {
+            "head" => {
+                head = Some(
+                    value
+                        .parse::<crate::audit::ExternalHead>()
+                        .map_err(ApiError::bad_request)?,
+                )
+            }
+            other => {
+                return Err(ApiError::bad_request(format!(
+                    "{other}: unknown parameter (only head)"
+                )));
+            }
+        }
     }
-    Ok(Json(match verdict {
-        Ok(events) => json!({"intact": true, "events": events}),
-        Err(broken) => json!({"intact": false, "brokenAt": {
-            "seq": broken.seq, "id": broken.id, "reason": broken.reason}}),
-    }))
+    let report =
+        crate::audit::verify(&app.store, crate::store::audit::key(), head.as_ref()).await?;
+    if caller.visible.is_some() {
+        return Ok(Json(json!({"intact": report.intact})));
+    }
+    let mut body = json!(report);
+    if let Some(first) = report.problems.first() {
+        body["brokenAt"] = json!({"seq": first.seq, "kind": first.kind, "reason": first.message});
+    }
+    Ok(Json(body))
 }
 
 /// Limits `filter` to the projects the caller reads the log of: a project admin sees only

@@ -150,8 +150,17 @@ enum AuditCommand {
         #[arg(short, long)]
         output: Option<PathBuf>,
     },
-    /// Check the hash chain and name the first broken link.
-    Verify(DatabaseArgs),
+    /// Check the keyed hash chain, the head and retention checkpoints; name every problem.
+    Verify {
+        #[command(flatten)]
+        db: DatabaseArgs,
+        /// A head kept elsewhere (`SEQ:HASH` or `SEQ:HASH:SIG`, as `audit head` prints it):
+        /// proves nothing up to it was removed or changed.
+        #[arg(long, value_parser = |s: &str| s.parse::<crate::audit::ExternalHead>())]
+        head: Option<crate::audit::ExternalHead>,
+    },
+    /// Print the chain head signed with the audit key (`SEQ:HASH:SIG`), to keep elsewhere.
+    Head(DatabaseArgs),
     /// Print the newest audit events as a table.
     List {
         #[command(flatten)]
@@ -180,6 +189,12 @@ struct DatabaseArgs {
 }
 
 impl DatabaseArgs {
+    /// The audit key from `HOOKFLOW_SECRET_KEY` or the data directory's `secret.key`.
+    fn audit_key(&self) -> Result<crate::store::audit::AuditKey, Failure> {
+        let configured = std::env::var("HOOKFLOW_SECRET_KEY").ok();
+        crate::audit::load_key(configured.as_deref(), &self.data_dir).map_err(usage)
+    }
+
     /// Opens the database read-only and without migrating: a server may be running on it.
     async fn open(&self) -> Result<crate::store::DynStore, Failure> {
         let text = self
@@ -448,36 +463,43 @@ async fn dispatch(command: Command) -> Result<ExitCode, Failure> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Audit(AuditCommand::Verify(db)) => {
+        Command::Audit(AuditCommand::Verify { db, head }) => {
             if let Some(remote) = db.server.remote()? {
                 return remote::audit::verify(&remote, db.server.json).await;
             }
+            let key = db.audit_key()?;
             let store = db.open().await?;
-            match crate::audit::verify(&store)
+            let report = crate::audit::verify(&store, &key, head.as_ref())
                 .await
-                .map_err(|e| Failure::Internal(e.into()))?
-            {
-                Ok(n) if db.server.json => {
-                    remote::print_json(&json!({"intact": true, "events": n}));
-                    Ok(ExitCode::SUCCESS)
-                }
-                Ok(n) => {
-                    println!("audit chain intact: {n} events verified");
-                    Ok(ExitCode::SUCCESS)
-                }
-                Err(broken) if db.server.json => {
-                    remote::print_json(&json!({"intact": false, "brokenAt": {
-                        "seq": broken.seq, "id": broken.id, "reason": broken.reason}}));
-                    Ok(ExitCode::FAILURE)
-                }
-                Err(broken) => {
-                    eprintln!(
-                        "audit chain BROKEN at event {} (seq {}): {}",
-                        broken.id, broken.seq, broken.reason
-                    );
-                    Ok(ExitCode::FAILURE)
-                }
+                .map_err(|e| Failure::Internal(e.into()))?;
+            if db.server.json {
+                remote::print_json(&json!(report));
+            } else if report.intact {
+                report.lines().iter().for_each(|l| println!("{l}"));
+            } else {
+                eprintln!("audit chain BROKEN:");
+                report.lines().iter().for_each(|l| eprintln!("{l}"));
             }
+            Ok(if report.intact {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        Command::Audit(AuditCommand::Head(db)) => {
+            let key = db.audit_key()?;
+            let store = db.open().await?;
+            let head = store
+                .audit_head()
+                .await
+                .map_err(|e| Failure::Internal(e.into()))?;
+            let signed = crate::audit::sign_head(&key, &head);
+            if db.server.json {
+                remote::print_json(&signed);
+            } else {
+                println!("{}", signed["text"].as_str().unwrap_or_default());
+            }
+            Ok(ExitCode::SUCCESS)
         }
         Command::Audit(AuditCommand::List { db, limit, action }) => {
             if let Some(remote) = db.server.remote()? {

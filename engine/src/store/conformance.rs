@@ -315,10 +315,30 @@ async fn audit_events(store: &DynStore, actions: &[&str]) -> Vec<Value> {
 }
 
 async fn assert_chain_verifies(store: &DynStore) -> u64 {
-    match verify(store).await.expect("read chain") {
-        Ok(count) => count,
-        Err(broken) => panic!("audit chain broken: {broken:?}"),
-    }
+    let report = verify(store, audit::key(), None)
+        .await
+        .expect("read chain");
+    assert!(report.intact, "audit chain broken: {:?}", report.problems);
+    report.events
+}
+
+/// Deletes the oldest stored events through `last_seq` as retention does: with a signed
+/// checkpoint of the range.
+async fn retire_through(store: &DynStore, last_seq: i64) -> u64 {
+    let rows = store.audit_chain_rows(0, 1000).await.expect("chain");
+    let range: Vec<_> = rows.iter().filter(|r| r.seq <= last_seq).collect();
+    let mut checkpoint = audit::Checkpoint {
+        first_seq: range[0].seq,
+        last_seq,
+        count: range.len() as i64,
+        prev_hash: range[0].prev_hash.clone(),
+        last_hash: range[range.len() - 1].hash.clone(),
+        archive_digest: None,
+        created: now_text(),
+        mac: String::new(),
+    };
+    checkpoint.mac = checkpoint.expected_mac(audit::key());
+    store.retire_audit(&checkpoint).await.expect("retire")
 }
 
 fn destination(id: &str, events: &[&str]) -> DestinationRecord {
@@ -1373,19 +1393,93 @@ async fn audit_chain_filters_and_retention(h: Harness) {
     let body: Value = serde_json::from_str(&oldest[0].2).expect("body");
     assert_eq!(body["id"], chain[0].id.as_str());
     assert_eq!(oldest[0].1, body["created"].as_str().expect("created"));
+    assert_eq!(retire_through(store, oldest[3].0).await, 4);
+    let report = verify(store, audit::key(), None).await.expect("verify");
+    assert!(report.intact, "{:?}", report.problems);
+    assert_eq!(report.events, 6);
     assert_eq!(
-        store
-            .delete_audit_through(oldest[3].0)
-            .await
-            .expect("delete"),
-        4
+        report
+            .retention
+            .iter()
+            .map(|r| (r.first_seq, r.last_seq, r.count))
+            .collect::<Vec<_>>(),
+        [(chain[0].seq, chain[3].seq, 4)]
     );
-    assert_eq!(assert_chain_verifies(store).await, 6);
     store
         .record_audit(vec![draft("flow.updated", None, None)])
         .await
         .expect("record");
     assert_eq!(assert_chain_verifies(store).await, 7);
+
+    // A checkpoint that does not describe the stored range deletes nothing.
+    let rows = store.audit_chain_rows(0, 100).await.expect("rows");
+    let mut wrong = audit::Checkpoint {
+        first_seq: rows[0].seq,
+        last_seq: rows[1].seq,
+        count: 3,
+        prev_hash: rows[0].prev_hash.clone(),
+        last_hash: rows[1].hash.clone(),
+        archive_digest: None,
+        created: now_text(),
+        mac: String::new(),
+    };
+    wrong.mac = wrong.expected_mac(audit::key());
+    assert!(matches!(
+        store.retire_audit(&wrong).await,
+        Err(StoreError::Conflict(_))
+    ));
+    wrong.count = 2;
+    wrong.last_hash = rows[0].hash.clone();
+    assert!(matches!(
+        store.retire_audit(&wrong).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(assert_chain_verifies(store).await, 7);
+
+    // A bare delete (not retention) is named as the range it removed.
+    store
+        .delete_audit_through(rows[1].seq)
+        .await
+        .expect("delete");
+    let report = verify(store, audit::key(), None).await.expect("verify");
+    assert!(!report.intact);
+    assert_eq!(
+        report.problems[0].message,
+        format!("rows {}..{} missing", rows[0].seq, rows[1].seq)
+    );
+
+    // The head names the last event and is signed.
+    let head = store.audit_head().await.expect("head");
+    let last = store.audit_chain_rows(head.seq - 1, 1).await.expect("last");
+    assert_eq!(last[0].hash, head.hash);
+    assert!(head.mac.is_some(), "the head is signed");
+
+    // Every streamed copy carries its seq and chain hash, the envelope otherwise unchanged.
+    store
+        .create_destination(&actor(), &destination("chain", &["flow.deleted"]))
+        .await
+        .expect("destination");
+    store
+        .record_audit(vec![draft("flow.deleted", None, None)])
+        .await
+        .expect("record");
+    let due = store
+        .claim_delivery_batches(10, 10, 60_000)
+        .await
+        .expect("claim");
+    let head = store.audit_head().await.expect("head");
+    let stored = store.audit_chain_rows(head.seq - 1, 1).await.expect("row");
+    assert_eq!(due.len(), 1);
+    let mut payload: Value = serde_json::from_str(&due[0].payload).expect("payload");
+    assert_eq!(payload["seq"], head.seq);
+    assert_eq!(payload["chainHash"], head.hash.as_str());
+    let envelope = payload.as_object_mut().expect("object");
+    envelope.remove("seq");
+    envelope.remove("chainHash");
+    assert_eq!(
+        payload,
+        serde_json::from_str::<Value>(&stored[0].body).expect("body")
+    );
 }
 
 async fn concurrent_audit_appends_keep_one_chain(h: Harness) {
@@ -1979,10 +2073,7 @@ async fn audit_chain_goes_on_after_retention_empties_the_table(h: Harness) {
     }
     let before = store.audit_chain(0, 10).await.expect("chain");
     let last = before.last().expect("three events").clone();
-    assert_eq!(
-        store.delete_audit_through(last.seq).await.expect("delete"),
-        3
-    );
+    assert_eq!(retire_through(store, last.seq).await, 3);
     assert!(store.audit_chain(0, 10).await.expect("chain").is_empty());
     store
         .record_audit(vec![draft("flow.created", None, None)])

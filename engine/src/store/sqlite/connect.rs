@@ -29,8 +29,23 @@ pub(super) enum Role {
 }
 
 /// Creates a missing database file readable and writable by this user only: it holds trigger
-/// credentials and every event. SQLite gives its WAL and shared-memory files the same mode.
+/// credentials and every event. SQLite gives its WAL and shared-memory files the same mode. A
+/// file an older version left readable by others (and its WAL and shared-memory files) is made
+/// owner-only.
 fn create_owner_only(path: &Path) -> StoreResult<()> {
+    #[cfg(unix)]
+    for suffix in ["", "-wal", "-shm"] {
+        use std::os::unix::fs::PermissionsExt;
+        let mut file = path.as_os_str().to_owned();
+        file.push(suffix);
+        if let Ok(meta) = std::fs::metadata(&file)
+            && meta.permissions().mode() & 0o077 != 0
+        {
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).map_err(
+                |e| StoreError::Unavailable(format!("making {} owner-only: {e}", path.display())),
+            )?;
+        }
+    }
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]

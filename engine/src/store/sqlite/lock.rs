@@ -22,7 +22,15 @@ pub(super) fn canonical_path(path: &Path) -> StoreResult<PathBuf> {
         Some(parent) if !parent.as_os_str().is_empty() => parent,
         _ => Path::new("."),
     };
-    fs::create_dir_all(parent).map_err(|e| {
+    // Owner-only, like the data directory the server creates: it holds the database.
+    let mut builder = fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder.create(parent).map_err(|e| {
         StoreError::Unavailable(format!(
             "cannot create the directory {}: {e}",
             parent.display()
