@@ -76,19 +76,36 @@ pub enum InstallError {
     Load(#[from] crate::wasm::LoadError),
     #[error("{0} is a built-in plugin; install it under another name or version")]
     Builtin(String),
+    /// Installed versions never change: other bytes need another version.
+    #[error(
+        "{0} is installed already with other bytes: an installed version never changes, so install these under a new version"
+    )]
+    Exists(String),
     #[error("saving the plugin failed: {0}")]
     Store(#[from] crate::store::StoreError),
 }
 
+/// What an install did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Installed {
+    /// A new `name@version`.
+    New,
+    /// The same bytes were installed already: nothing changed, no event recorded.
+    Unchanged,
+}
+
 /// Vets, compiles and registers a component, and stores it (with its `plugin.installed` audit
 /// event, in one transaction) so every restart and every process serves it. Serves here
-/// immediately; other versions stay side by side.
+/// immediately; other versions stay side by side. Installed versions are immutable: a flow
+/// that names `name@version` must always run the same code, so other bytes under a version
+/// this process serves or the store holds are refused ([`InstallError::Exists`]); the same
+/// bytes again are [`Installed::Unchanged`].
 pub async fn install_plugin(
     sandbox: &Sandbox,
     store: &DynStore,
     actor: &crate::store::Actor,
     wasm: &[u8],
-) -> Result<crate::wasm::PluginInfo, InstallError> {
+) -> Result<(crate::wasm::PluginInfo, Installed), InstallError> {
     let prepared = sandbox.prepare(wasm, false).await?;
     let probe = prepared.info().clone();
     if sandbox
@@ -99,6 +116,22 @@ pub async fn install_plugin(
             "{}@{}",
             probe.name, probe.version
         )));
+    }
+    let label = format!("{}@{}", probe.name, probe.version);
+    // Served here (the plugin directory, or an earlier install), or stored by any process.
+    let served = sandbox
+        .plugin(&probe.name, &probe.version)
+        .map(|p| p.digest);
+    let stored = store
+        .get_plugin(&probe.name, &probe.version)
+        .await?
+        .map(|p| p.digest);
+    if served.iter().chain(&stored).any(|d| *d != probe.digest) {
+        return Err(InstallError::Exists(label));
+    }
+    if stored.is_some() {
+        // The same bytes again: nothing to store, no second event.
+        return Ok((sandbox.register(prepared), Installed::Unchanged));
     }
     let scope = store.default_scope().await?;
     let data = serde_json::json!({"plugin": {"name": probe.name, "version": probe.version, "digest": probe.digest}});
@@ -115,8 +148,15 @@ pub async fn install_plugin(
         digest: probe.digest.clone(),
         component: wasm.to_vec(),
     };
-    store.save_plugin(&stored, draft).await?;
-    Ok(sandbox.register(prepared))
+    // Two installs racing with different bytes: the store keeps the first.
+    store
+        .save_plugin(&stored, draft)
+        .await
+        .map_err(|e| match e {
+            crate::store::StoreError::Conflict(_) => InstallError::Exists(label),
+            other => InstallError::Store(other),
+        })?;
+    Ok((sandbox.register(prepared), Installed::New))
 }
 
 /// Loads every stored plugin this sandbox does not serve yet (or serves with another digest):

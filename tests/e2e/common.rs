@@ -438,11 +438,12 @@ pub async fn test_run(server: &Server, flow_id: &str, body: Value) -> (StatusCod
 }
 
 /// Generates and stores the flow of a handler template (`POST /v1/handler-flows`), asserting
-/// success; returns its id.
+/// success; returns its id. Its webhook is open (`auth: none`), so tests can post to it as
+/// [`Server::trigger`] does (generated flows get a credential by default: `defaults.rs`).
 pub async fn flow_from_template(server: &Server, template: &str) -> String {
     let r = server
         .admin(reqwest::Method::POST, "/v1/handler-flows")
-        .json(&json!({ "template": template }))
+        .json(&json!({ "template": template, "auth": "none" }))
         .send()
         .await
         .unwrap();

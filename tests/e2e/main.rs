@@ -12,6 +12,7 @@ mod browser;
 mod catalog;
 mod cli;
 mod console;
+mod defaults;
 mod destinations;
 mod detections;
 mod hardening;

@@ -72,13 +72,6 @@ async fn http_request_with_a_secret_reaches_the_granted_host_and_never_leaks_it(
                 json!({"mode": "echo", "token": "{{secrets.API_TOKEN}}"}),
                 &[],
                 &["API_TOKEN"]
-            ),
-            action(
-                "ungranted",
-                "hostile@0.1.0",
-                json!({"mode": "echo", "token": "[{{secrets.API_TOKEN}}]"}),
-                &[],
-                &[]
             )
         ]),
     );
@@ -102,11 +95,7 @@ async fn http_request_with_a_secret_reaches_the_granted_host_and_never_leaks_it(
         "**REDACTED**",
         "plugin echo is scrubbed"
     );
-    assert_eq!(
-        step(&run, "ungranted")["output"]["input"]["token"],
-        "[]",
-        "not granted: not rendered"
-    );
+    // A step naming a secret it is not granted is refused at save time (`defaults.rs`).
     assert!(
         !run.to_string().contains("s3cr3t"),
         "secret value appears nowhere in the run: {run}"

@@ -76,14 +76,29 @@ struct HandlerFlowRequest {
     template: Option<String>,
     source: Option<String>,
     name: Option<String>,
+    /// How the webhook authenticates: `header`, `bearer`, `standardWebhooks` or `none`; by
+    /// default what the source sends (see [`generate::AuthChoice::default_for`]).
+    auth: Option<generate::AuthChoice>,
 }
 
+/// Generates a handler flow and saves it. It is live at once, so its webhook gets a fresh
+/// credential (unless `auth: none` is asked for), returned once as `credential` beside the
+/// absolute `webhookUrl`; the saved definition shows it masked like every flow answer.
 async fn handler_flow(
     State(app): State<AppState>,
     caller: Caller,
+    headers: header::HeaderMap,
     body: axum::body::Bytes,
 ) -> ApiResult<Response> {
     let request: HandlerFlowRequest = super::json_body(&body)?;
+    let source = match &request.template {
+        Some(template) => generate::template_source(Catalog::builtin(), template),
+        None => Some(request.source.as_deref().unwrap_or("activepieces")),
+    }
+    .map(str::to_string);
+    let choice = request
+        .auth
+        .unwrap_or_else(|| generate::AuthChoice::default_for(source.as_deref()));
     let generated = match &request.template {
         Some(template) if request.events.is_empty() => {
             generate::from_template(Catalog::builtin(), template).map(|flow| generate::Generated {
@@ -112,14 +127,18 @@ async fn handler_flow(
         }
         GenerateError::UnknownTemplate(..) => ApiError::bad_request(format!("template: {e}")),
     })?;
-    let definition = generated.flow;
+    let mut definition = generated.flow;
+    let credential = generate::add_credential(&mut definition, choice, source.as_deref());
     let active = app
         .flows
         .create(&caller.actor(), caller.project()?, definition)
         .await?;
     let location = format!("/v1/flows/{}", active.record.id);
-    let mut body = json!(active.record);
-    body["webhookUrl"] = json!(format!("/v1/webhooks/{}", active.record.id));
+    let mut body = super::flows::masked_record(&active.record);
+    let path = format!("/v1/webhooks/{}", active.record.id);
+    body["webhookUrl"] = json!(absolute_url(&app, &headers, &path));
+    // Shown this once: every later answer masks it.
+    body["credential"] = json!(credential);
     // Names the catalog did not know still got a branch (without a sample); say which, with
     // close matches, so a typo does not go unnoticed.
     body["unknownEvents"] = json!(generated.unknown);
@@ -129,6 +148,21 @@ async fn handler_flow(
         Json(body),
     )
         .into_response())
+}
+
+/// `path` on this server as a sender must call it: under `HOOKFLOW_PUBLIC_URL` when it is set
+/// (the address the world uses, behind a proxy), else under the `Host` the request was sent
+/// to, over http; the bare path when neither is known.
+fn absolute_url(app: &AppState, headers: &header::HeaderMap, path: &str) -> String {
+    if let Some(base) = &app.public_url {
+        return format!("{}{path}", base.trim_end_matches('/'));
+    }
+    match headers.get(header::HOST).and_then(|h| h.to_str().ok()) {
+        Some(host) if !host.is_empty() && !host.contains(['/', ' ', '@']) => {
+            format!("http://{host}{path}")
+        }
+        _ => path.to_string(),
+    }
 }
 
 #[derive(Debug, Deserialize)]

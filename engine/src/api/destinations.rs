@@ -102,8 +102,80 @@ fn within(caller: &Caller, record: &DestinationRecord) -> bool {
     }
 }
 
+/// A create or patch body, its `events` filter checked against the names events are sent
+/// under.
 fn input(body: &[u8]) -> ApiResult<DestinationInput> {
-    super::json_body(body)
+    let input: DestinationInput = super::json_body(body)?;
+    if let Some(events) = &input.events {
+        check_events(events)?;
+    }
+    Ok(input)
+}
+
+/// Whether `name` is an event a destination can receive: one of the engine's audit actions
+/// (what the outbox matches on) or a catalog event type (Activepieces' names, which the engine
+/// uses for its own actions, and the other sources' types). Matching is exact, so a typo here
+/// would silently deliver nothing.
+fn known_event(name: &str) -> bool {
+    name.parse::<crate::store::AuditAction>().is_ok() || Catalog::builtin().find_any(name).is_some()
+}
+
+/// Refuses an `events` filter naming an event that does not exist: 422, one problem per
+/// unknown name at `events[i]`, with close matches where the catalog has some.
+fn check_events(events: &[String]) -> ApiResult<()> {
+    let mut problems = Vec::new();
+    for (index, name) in events.iter().enumerate() {
+        if known_event(name) {
+            continue;
+        }
+        let close: Vec<String> = Catalog::builtin()
+            .source("activepieces")
+            .map(|s| s.close_matches(name))
+            .unwrap_or_default()
+            .into_iter()
+            .chain(
+                crate::store::AuditAction::ALL
+                    .iter()
+                    .map(|a| a.as_str())
+                    .filter(|a| {
+                        let (a, n) = (a.to_ascii_lowercase(), name.to_ascii_lowercase());
+                        n.len() >= 3 && (a.contains(&n) || n.contains(&a))
+                    })
+                    .map(str::to_string),
+            )
+            .fold(Vec::new(), |mut all, n| {
+                if !all.contains(&n) && all.len() < 5 {
+                    all.push(n);
+                }
+                all
+            });
+        let hint = if close.is_empty() {
+            String::new()
+        } else {
+            format!(" (did you mean {}?)", close.join(", "))
+        };
+        problems.push(crate::flow::Problem::new(
+            format!("events[{index}]"),
+            format!("unknown event {name:?}{hint}: see GET /v1/event-types"),
+        ));
+    }
+    if problems.is_empty() {
+        return Ok(());
+    }
+    let detail = match problems.as_slice() {
+        [one] => one.to_string(),
+        many => format!(
+            "{} unknown events: {}",
+            many.len(),
+            many.iter()
+                .map(|p| p.path.clone())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    };
+    let mut error = ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, detail);
+    error.problems = Some(Box::new(crate::flow::Problems(problems)));
+    Err(error)
 }
 
 async fn create(
@@ -199,6 +271,12 @@ async fn deliveries(State(app): State<AppState>, Path(id): Path<String>) -> ApiR
     ))
 }
 
+/// `POST /v1/event-destinations/{id}/redeliver`: `eventId` (an audit event's `id`, or the
+/// `webhook-id` of a delivery), `createdAfter` / `createdBefore` (RFC 3339; audit events in
+/// `[after, before)`), or an empty body (every FAILED delivery again). Events are queued
+/// whether they were delivered, failed or never sent (created before the destination), within
+/// the destination's `events` filter and scope; at most
+/// 10,000 per call (a wider range is a 422).
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct RedeliverBody {
@@ -230,7 +308,16 @@ async fn redeliver(
         created_after: bound("createdAfter", request.created_after)?,
         created_before: bound("createdBefore", request.created_before)?,
     };
-    let queued = app.store.redeliver(&id, &selection).await?;
+    let queued = app
+        .store
+        .redeliver(&id, &selection)
+        .await
+        .map_err(|error| match error {
+            crate::store::StoreError::Conflict(detail) => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, detail)
+            }
+            other => other.into(),
+        })?;
     app.destinations.wake();
     Ok(Json(json!({ "queued": queued })))
 }

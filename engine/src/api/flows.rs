@@ -1,5 +1,11 @@
 //! `/v1/flows`: create, list, read, replace (new version) and delete flows. Bodies are JSON, or
 //! YAML when sent as `application/yaml`.
+//!
+//! Webhook credentials (`trigger.auth`) never leave in clear: every answer that carries a
+//! definition masks a literal credential as `********`, like destination header values
+//! (a `{{secrets.NAME}}` reference is shown as written: it names a secret, it is not one). A
+//! replace that sends the mask back keeps the stored credential, so saving what was read
+//! (the console's YAML editor, `flow export` then deploy) does not lose it.
 
 use super::guard::{self, Caller, Route};
 use super::{ApiError, ApiResult, AppState, PageParams, Params, RequestActor};
@@ -61,6 +67,25 @@ async fn versions(State(app): State<AppState>, Path(id): Path<String>) -> ApiRes
     Ok(Json(json!({"data": data, "next": null, "previous": null})))
 }
 
+/// A flow record as answers show it: its webhook credential masked.
+pub(crate) fn masked_record(record: &crate::store::FlowRecord) -> Value {
+    let mut body = json!(record);
+    crate::flow::model::mask_credentials(&mut body["definition"]);
+    body
+}
+
+/// Refuses what may no longer be saved ([`crate::flow::validate::save_problems`]) with every
+/// problem of the definition, by path, as an invalid flow is refused.
+pub(crate) fn check_save(value: &Value) -> ApiResult<()> {
+    let problems = crate::flow::validate::save_problems(value);
+    if problems.is_empty() {
+        return Ok(());
+    }
+    let mut all = crate::flow::validate_value(value);
+    all.extend(problems);
+    Err(ApiError::invalid(crate::flow::Problems(all)))
+}
+
 /// One saved version of a flow, with its definition.
 async fn version(
     State(app): State<AppState>,
@@ -74,7 +99,7 @@ async fn version(
         .get_flow_version(&id, number)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("flow {id} has no version {number}")))?;
-    Ok(Json(json!(record)))
+    Ok(Json(masked_record(&record)))
 }
 
 /// Parses a flow body by its content type.
@@ -94,7 +119,7 @@ fn definition(headers: &HeaderMap, body: &Bytes) -> ApiResult<Value> {
 
 fn render(active: &ActiveFlow) -> Value {
     let r = &active.record;
-    let mut body = json!(r);
+    let mut body = masked_record(r);
     body["webhookUrl"] = json!(format!("/v1/webhooks/{}", r.id));
     body
 }
@@ -106,6 +131,7 @@ async fn create(
     body: Bytes,
 ) -> ApiResult<Response> {
     let value = definition(&headers, &body)?;
+    check_save(&value)?;
     let scope = caller.project()?;
     let active = app.flows.create(&caller.actor(), scope, value).await?;
     let location = format!("/v1/flows/{}", active.record.id);
@@ -138,7 +164,13 @@ async fn list(
     .parse()?;
     let only = super::narrow(caller.visible, params.project_id);
     let page = app.flows.list(limit, cursor, only).await?;
-    Ok(Json(json!(page)))
+    let mut body = json!(page);
+    if let Some(records) = body["data"].as_array_mut() {
+        for record in records {
+            crate::flow::model::mask_credentials(&mut record["definition"]);
+        }
+    }
+    Ok(Json(body))
 }
 
 async fn read(State(app): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
@@ -157,7 +189,12 @@ async fn replace(
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Json<Value>> {
-    let value = definition(&headers, &body)?;
+    let mut value = definition(&headers, &body)?;
+    // The mask stands for the credential stored now.
+    if let Some(current) = app.flows.current(&id).await? {
+        crate::flow::model::restore_masked_credentials(&mut value, &current.record.definition);
+    }
+    check_save(&value)?;
     let active = app.flows.update(&actor, &id, value).await?;
     Ok(Json(render(&active)))
 }

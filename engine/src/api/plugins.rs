@@ -1,11 +1,13 @@
-//! `/v1/plugins`: list installed plugins; install a component (raw body) without a restart.
+//! `/v1/plugins`: list installed plugins, show one version; install a component (raw body)
+//! without a restart. Installed versions are immutable: the same bytes again are a 200 that
+//! changes nothing, other bytes under an installed `name@version` a 409.
 
 use super::guard::{self, Route};
 use super::{ApiError, ApiResult, AppState, RequestActor};
 use crate::access::Need;
 use crate::wasm::LoadError;
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde_json::{Value, json};
 
@@ -18,7 +20,21 @@ pub fn routes() -> Vec<Route> {
     vec![
         guard::get("/plugins", Need::SignedIn, list),
         guard::post("/plugins", Need::Platform, install).body_limit(MAX_UPLOAD_BYTES),
+        guard::get("/plugins/{name}/{version}", Need::SignedIn, show),
     ]
+}
+
+/// One plugin version: what the list shows of it (description, input schema, side effects,
+/// digest, built-in or not).
+async fn show(
+    State(app): State<AppState>,
+    Path((name, version)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
+    let info = app
+        .sandbox
+        .plugin(&name, &version)
+        .ok_or_else(|| ApiError::not_found(format!("plugin {name}@{version} not found")))?;
+    Ok(Json(json!(info)))
 }
 
 async fn list(State(app): State<AppState>) -> Json<Value> {
@@ -35,17 +51,23 @@ async fn install(
             "body: expected the component's bytes (application/wasm)",
         ));
     }
-    let info = crate::plugins::install_plugin(&app.sandbox, &app.store, &actor, &body)
+    let (info, installed) = crate::plugins::install_plugin(&app.sandbox, &app.store, &actor, &body)
         .await
         .map_err(|e| match e {
             InstallError::Load(LoadError::TooLarge { .. }) => {
                 ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, e.to_string())
             }
             InstallError::Load(_) => ApiError::bad_request(e.to_string()),
-            InstallError::Builtin(_) => ApiError::new(StatusCode::CONFLICT, e.to_string()),
+            InstallError::Builtin(_) | InstallError::Exists(_) => {
+                ApiError::new(StatusCode::CONFLICT, e.to_string())
+            }
             InstallError::Store(error) => ApiError::from(error),
         })?;
-    Ok((StatusCode::CREATED, Json(json!(info))))
+    let status = match installed {
+        crate::plugins::Installed::New => StatusCode::CREATED,
+        crate::plugins::Installed::Unchanged => StatusCode::OK,
+    };
+    Ok((status, Json(json!(info))))
 }
 
 pub use crate::plugins::InstallError;

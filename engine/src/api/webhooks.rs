@@ -16,7 +16,7 @@ use crate::flow::{SyncAnswer, Trigger};
 use crate::metrics::Rejection;
 use crate::queue::Waited;
 use crate::registry::ActiveFlow;
-use crate::store::{Accepted, ClaimedRun, Environment, Lease, NewEvent, new_id};
+use crate::store::{Accepted, ClaimedRun, Environment, Lease, NewEvent, Scope, new_id};
 use crate::trigger::{self, BodyError, Parsed, verify};
 use crate::wasm::SyncResponse;
 use axum::Json;
@@ -27,8 +27,9 @@ use axum::response::{IntoResponse, Response};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde::Deserialize;
 use serde_json::json;
+use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Public: each flow's trigger authenticates its own callers.
 pub fn routes() -> Vec<super::guard::Route> {
@@ -265,6 +266,14 @@ async fn check(
         ));
     };
     let bytes = read_limited(app, headers, body).await?;
+    let resolved;
+    let auth = match auth.secret_name() {
+        Some(name) => {
+            resolved = auth.with_credential(&credential(app, &active, name).await?);
+            &resolved
+        }
+        None => auth,
+    };
     let now = chrono::Utc::now().timestamp();
     if let Err(error) = verify::verify(auth, headers, &bytes, now) {
         app.metrics.event_rejected(Rejection::Auth);
@@ -306,6 +315,57 @@ async fn check(
     })
 }
 
+/// How long a credential read from a project secret is reused before it is read again: a
+/// rotated or deleted secret takes effect within this time, and a flood of calls costs one
+/// read and one decryption per secret per period, not one per call.
+const CREDENTIAL_TTL: Duration = Duration::from_secs(5);
+
+/// Most cached credentials; past it the cache starts over (a cheap bound, not an LRU).
+const MAX_CACHED_CREDENTIALS: usize = 10_000;
+
+/// Credentials read from secrets, by (platform, project, secret name), with when they were
+/// read. Only values that were set are kept: a missing secret is asked for again next call.
+type CredentialCache = std::sync::Mutex<HashMap<(String, String, String), (String, Instant)>>;
+
+static CREDENTIALS: std::sync::LazyLock<CredentialCache> =
+    std::sync::LazyLock::new(Default::default);
+
+/// The value of the project secret a flow's webhook credential names (`{{secrets.NAME}}`).
+/// A secret that is not set is a 503: the flow is misconfigured, not the caller, and senders
+/// retry a 5xx, so no event is lost while the operator sets it. The answer does not name the
+/// secret; the log line does.
+async fn credential(app: &AppState, active: &ActiveFlow, name: &str) -> ApiResult<String> {
+    let record = &active.record;
+    let key = (
+        record.platform_id.clone(),
+        record.project_id.clone(),
+        name.to_string(),
+    );
+    if let Some((value, read)) = CREDENTIALS.lock().expect("credential cache").get(&key)
+        && read.elapsed() < CREDENTIAL_TTL
+    {
+        return Ok(value.clone());
+    }
+    let scope = Scope {
+        platform_id: key.0.clone(),
+        project_id: key.1.clone(),
+    };
+    let mut values = app.secrets.resolve(&scope, &[name.to_string()]).await?;
+    let Some(value) = values.remove(name) else {
+        tracing::error!(flow_id = %record.id, secret = name, "the webhook credential's secret is not set");
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "webhook authentication is not configured: the flow's credential secret is not set",
+        ));
+    };
+    let mut cache = CREDENTIALS.lock().expect("credential cache");
+    if cache.len() >= MAX_CACHED_CREDENTIALS {
+        cache.clear();
+    }
+    cache.insert(key, (value.clone(), Instant::now()));
+    Ok(value)
+}
+
 /// A body the intake refuses, counted: too many events is a size refusal (413, naming the
 /// limit), anything else a 400 with the reason; a bad batch element also as `index` (and its
 /// NDJSON `line`) in the problem.
@@ -334,7 +394,10 @@ async fn store_one(
     active: &ActiveFlow,
     event: Incoming,
 ) -> ApiResult<(Accepted, Option<Started>)> {
-    let slot = app.runs_work.then(|| app.queue.try_take_slot()).flatten();
+    let slot = app
+        .runs_work
+        .then(|| app.queue.try_take_slot(&active.record.id))
+        .flatten();
     let Some(slot) = slot else {
         let accepted = enqueue(app, active, event.key, event.headers, event.body).await?;
         return Ok((accepted, None));

@@ -346,6 +346,12 @@ impl Executor {
         let raw = info.as_ref().map_or(&[][..], |i| &i.raw_inputs[..]);
         let (input, recorded_input) =
             render_with_secrets(&step.input, &mut state.ctx, &step.secrets, &granted, raw);
+        if self.secrets.is_some()
+            && let Some(error) = unset_secret(&step.input, &step.secrets, &granted, raw)
+        {
+            fail_unset_secret(state, step, recorded_input, error);
+            return;
+        }
         let test_run = state.req.environment == Environment::Testing;
         if let Some(info) = &info
             && test_run
@@ -561,6 +567,58 @@ fn render_with_secrets(
         map.remove("secrets");
     }
     (actual, recorded)
+}
+
+/// `secret NAME is not set` for the first secret a step's input templates name that the step
+/// is granted but the project has no value for: rendering it empty would send a blank token
+/// or password, and the failure would show up far from its cause. Fields in `raw` are not
+/// rendered, so they do not count. Templates naming a secret the step is not granted are
+/// refused when the flow is saved ([`crate::flow::validate::save_problems`]).
+fn unset_secret(
+    input: &Map<String, Value>,
+    names: &[String],
+    granted: &HashMap<String, String>,
+    raw: &[String],
+) -> Option<String> {
+    if names.is_empty() {
+        return None;
+    }
+    input
+        .iter()
+        .filter(|(field, _)| !raw.contains(field))
+        .flat_map(|(_, value)| crate::flow::validate::referenced_secrets(value))
+        .find(|name| names.contains(name) && !granted.contains_key(name))
+        .map(|name| format!("secret {name} is not set"))
+}
+
+/// Records an action step that failed before its plugin ran because a secret it uses is not
+/// set, and fails the run unless the step may fail.
+fn fail_unset_secret(state: &mut RunState<'_>, step: &ActionStep, input: Value, error: String) {
+    set_step_context(
+        &mut state.ctx,
+        &step.name,
+        StepStatus::Failed,
+        None,
+        Some(&error),
+    );
+    state.steps.push(StepRecord {
+        name: step.name.clone(),
+        seq: state.steps.len() as i64,
+        kind: StepKind::Action,
+        status: StepStatus::Failed,
+        input: Some(input),
+        output: None,
+        error: Some(error.clone()),
+        attempts: 0,
+        duration_ms: 0.0,
+        detail: Some(json!({ "plugin": step.plugin.to_string() })),
+    });
+    if !step.continue_on_failure {
+        state.failure = Some((
+            RunStatus::Failed,
+            format!("step {} failed: {error}", step.name),
+        ));
+    }
 }
 
 fn render_input(input: &Map<String, Value>, ctx: &Value, raw: &[String]) -> Map<String, Value> {

@@ -362,7 +362,9 @@ impl Span {
             }
             let number: u64 = rest[..digits].parse().map_err(|_| bad())?;
             rest = &rest[digits..];
-            let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+            let unit_len = rest
+                .find(|c: char| c.is_ascii_digit())
+                .unwrap_or(rest.len());
             let unit = match &rest[..unit_len] {
                 "ms" => 1,
                 "s" => 1_000,
@@ -387,7 +389,13 @@ impl fmt::Display for Span {
         if rest == 0 {
             return f.write_str("0s");
         }
-        for (unit, ms) in [("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1_000), ("ms", 1)] {
+        for (unit, ms) in [
+            ("d", 86_400_000),
+            ("h", 3_600_000),
+            ("m", 60_000),
+            ("s", 1_000),
+            ("ms", 1),
+        ] {
             if rest >= ms {
                 write!(f, "{}{unit}", rest / ms)?;
                 rest %= ms;
@@ -1068,7 +1076,16 @@ mod tests {
             assert_eq!(span.to_string(), shown);
             assert_eq!(Span::parse(shown).unwrap(), span);
         }
-        for bad in ["", "h", "10", "10 m", "1w", "-1s", "1.5h", "99999999999999999999d"] {
+        for bad in [
+            "",
+            "h",
+            "10",
+            "10 m",
+            "1w",
+            "-1s",
+            "1.5h",
+            "99999999999999999999d",
+        ] {
             assert!(Span::parse(bad).is_err(), "{bad}");
         }
     }
@@ -1084,9 +1101,15 @@ mod tests {
         .unwrap();
         let names: Vec<&str> = flow.all_steps().map(Step::name).collect();
         assert_eq!(names, ["count", "alert"]);
-        let paths: Vec<String> = flow.action_steps_with_paths().into_iter().map(|(p, _)| p).collect();
+        let paths: Vec<String> = flow
+            .action_steps_with_paths()
+            .into_iter()
+            .map(|(p, _)| p)
+            .collect();
         assert_eq!(paths, ["steps[0].crossed[0]"]);
-        let Step::Threshold(t) = &flow.steps[0] else { panic!() };
+        let Step::Threshold(t) = &flow.steps[0] else {
+            panic!()
+        };
         assert_eq!(t.suppress_ms(), 600_000);
         let back: Flow = serde_json::from_value(flow.to_value()).unwrap();
         assert_eq!(back, flow);
@@ -1142,5 +1165,49 @@ mod tests {
         }
         assert_eq!(Operator::ALL.iter().filter(|o| o.is_unary()).count(), 6);
         assert!("TEXT_EQ".parse::<Operator>().is_err());
+    }
+
+    #[test]
+    fn credentials_name_secrets_and_are_masked_and_restored() {
+        assert_eq!(secret_reference("{{secrets.HOOK}}"), Some("HOOK"));
+        assert_eq!(secret_reference("{{ secrets.a-b.c }}"), Some("a-b.c"));
+        for not in [
+            "secrets.HOOK",
+            "{{secrets.}}",
+            "x{{secrets.A}}",
+            "{{trigger.a}}",
+            "{{secrets.A B}}",
+        ] {
+            assert_eq!(secret_reference(not), None, "{not}");
+        }
+        let bearer = WebhookAuth::Bearer {
+            token: "{{secrets.T}}".into(),
+        };
+        assert_eq!(bearer.secret_name(), Some("T"));
+        assert_eq!(
+            bearer.with_credential("v"),
+            WebhookAuth::Bearer { token: "v".into() }
+        );
+        assert_eq!(WebhookAuth::None.secret_name(), None);
+
+        let stored = json!({"trigger": {"type": "webhook", "auth": {"type": "header", "header": "X-T", "value": "lit"}}});
+        let mut shown = stored.clone();
+        mask_credentials(&mut shown);
+        assert_eq!(shown["trigger"]["auth"]["value"], CREDENTIAL_MASK);
+        assert_eq!(
+            shown["trigger"]["auth"]["header"], "X-T",
+            "a header name is no secret"
+        );
+        let mut back = shown.clone();
+        restore_masked_credentials(&mut back, &stored);
+        assert_eq!(back, stored);
+        // Another auth type: the mask stands for nothing and stays (validation refuses it).
+        let mut other = json!({"trigger": {"type": "webhook", "auth": {"type": "bearer", "token": CREDENTIAL_MASK}}});
+        restore_masked_credentials(&mut other, &stored);
+        assert_eq!(other["trigger"]["auth"]["token"], CREDENTIAL_MASK);
+        // References are shown as written.
+        let mut reference = json!({"trigger": {"type": "webhook", "auth": {"type": "basic", "username": "u", "password": "{{secrets.P}}"}}});
+        mask_credentials(&mut reference);
+        assert_eq!(reference["trigger"]["auth"]["password"], "{{secrets.P}}");
     }
 }

@@ -13,7 +13,9 @@ use std::str::FromStr;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use super::model::{Flow, Operator, PluginRef, Span};
+use super::model::{
+    CREDENTIAL_FIELDS, CREDENTIAL_MASK, Flow, Operator, PluginRef, Span, secret_reference,
+};
 use super::template;
 
 /// Maximum router nesting depth, to keep runs and traces bounded.
@@ -483,7 +485,9 @@ impl Checker {
                     self.push("trigger.auth.header", format!("invalid HTTP header name {h:?}"));
                 }
                 if let Some(v) = self.required_str(path, a, "value") {
-                    if v.is_empty() {
+                    if secret_reference(v).is_some() {
+                        // Resolved from the project's secrets at intake.
+                    } else if v.is_empty() {
                         self.push("trigger.auth.value", "must not be empty");
                     } else if !valid_header_value(v) {
                         self.push(
@@ -507,7 +511,9 @@ impl Checker {
             Some("bearer") => {
                 self.unknown_fields(path, a, &["type", "token"]);
                 if let Some(t) = self.required_str(path, a, "token") {
-                    if t.is_empty() {
+                    if secret_reference(t).is_some() {
+                        // Resolved from the project's secrets at intake.
+                    } else if t.is_empty() {
                         self.push("trigger.auth.token", "must not be empty");
                     } else if !valid_header_value(t) {
                         self.push(
@@ -519,7 +525,9 @@ impl Checker {
             }
             Some("standardWebhooks") => {
                 self.unknown_fields(path, a, &["type", "secret"]);
-                if let Some(s) = self.required_str(path, a, "secret") {
+                if let Some(s) = self.required_str(path, a, "secret")
+                    && secret_reference(s).is_none()
+                {
                     match s.strip_prefix("whsec_") {
                         None => self.push("trigger.auth.secret", "must start with \"whsec_\""),
                         Some(rest) if !is_base64(rest) => self.push(
@@ -712,7 +720,10 @@ impl Checker {
             return;
         }
         if let Some(group_by) = self.required_str(path, obj, "groupBy") {
-            self.templates(&key_path(path, "groupBy"), &Value::String(group_by.to_owned()));
+            self.templates(
+                &key_path(path, "groupBy"),
+                &Value::String(group_by.to_owned()),
+            );
         }
         for key in ["countDistinct", "eventTime", "eventId"] {
             self.optional(path, obj, key, Kind::Str);
@@ -833,7 +844,10 @@ impl Checker {
         let zpath = key_path(path, "timeZone");
         if let Some(Value::String(zone)) = c.get("timeZone") {
             if !op.is_some_and(Operator::is_calendar) {
-                self.push(&zpath, "only allowed with the TIME_OF_DAY_* and DAY_OF_WEEK_* operators");
+                self.push(
+                    &zpath,
+                    "only allowed with the TIME_OF_DAY_* and DAY_OF_WEEK_* operators",
+                );
             } else if let Err(e) = super::calendar::parse_zone(zone) {
                 self.push(&zpath, e);
             }
@@ -984,6 +998,141 @@ impl Checker {
 }
 
 /// Expected kind of an optional field.
+/// Problems a definition must not have to be saved now, on top of [`validate_value`]. They are
+/// kept apart because stored flows are re-validated on load with [`validate_value`]: a flow
+/// saved before these rules existed keeps loading (and its webhook keeps working) until it is
+/// saved again.
+///
+/// - a webhook credential that is a template but not exactly `{{secrets.NAME}}` (before, it
+///   was silently taken as the literal token);
+/// - a webhook credential that is the API's mask `********` with nothing stored to stand for;
+/// - a step input template naming a secret the step is not granted (`secrets: [...]`): it
+///   would only ever render empty.
+pub fn save_problems(v: &Value) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    if let Some(auth) = v.pointer("/trigger/auth").and_then(Value::as_object)
+        && let Some(kind) = auth.get("type").and_then(Value::as_str)
+        && let Some((_, field)) = CREDENTIAL_FIELDS.iter().find(|(k, _)| *k == kind)
+        && let Some(value) = auth.get(*field).and_then(Value::as_str)
+    {
+        let path = format!("trigger.auth.{field}");
+        if value == CREDENTIAL_MASK {
+            problems.push(Problem::new(
+                path,
+                format!(
+                    "is the mask {CREDENTIAL_MASK:?} the API shows in place of a credential, and no \
+                     stored {kind} credential is there for it to keep: send the credential, or \
+                     {{{{secrets.NAME}}}} to read it from a project secret"
+                ),
+            ));
+        } else if (value.contains("{{") || value.contains("}}"))
+            && secret_reference(value).is_none()
+        {
+            problems.push(Problem::new(
+                path,
+                "a template here must be exactly {{secrets.NAME}} (a project secret, set with \
+                 PUT /v1/secrets/NAME); no other template is resolved in a credential",
+            ));
+        }
+    }
+    if let Some(Value::Array(steps)) = v.get("steps") {
+        secret_grants(&mut problems, "steps", steps);
+    }
+    problems
+}
+
+/// Every action step's input templates that name a secret outside its `secrets` list.
+fn secret_grants(problems: &mut Vec<Problem>, path: &str, steps: &[Value]) {
+    for (i, step) in steps.iter().enumerate() {
+        let spath = idx_path(path, i);
+        let Some(obj) = step.as_object() else {
+            continue;
+        };
+        if obj.get("type").and_then(Value::as_str) == Some("action")
+            && let Some(input) = obj.get("input")
+        {
+            let granted: Vec<&str> = obj
+                .get("secrets")
+                .and_then(Value::as_array)
+                .map(|names| names.iter().filter_map(Value::as_str).collect())
+                .unwrap_or_default();
+            let mut named = Vec::new();
+            referenced_secrets_at(&key_path(&spath, "input"), input, &mut named);
+            for (at, name) in named {
+                if !granted.contains(&name.as_str()) {
+                    problems.push(Problem::new(
+                        at,
+                        format!(
+                            "names secret {name}, which this step is not granted: add {name:?} \
+                             to {}",
+                            key_path(&spath, "secrets")
+                        ),
+                    ));
+                }
+            }
+        }
+        if let Some(Value::Array(branches)) = obj.get("branches") {
+            for (j, branch) in branches.iter().enumerate() {
+                if let Some(Value::Array(inner)) = branch.get("steps") {
+                    let bpath = key_path(&idx_path(&key_path(&spath, "branches"), j), "steps");
+                    secret_grants(problems, &bpath, inner);
+                }
+            }
+        }
+    }
+}
+
+/// The secret names `{{secrets.NAME}}` templates in `v` refer to (`secrets.NAME…`,
+/// `secrets['NAME']`), each once, in order of appearance.
+pub fn referenced_secrets(v: &Value) -> Vec<String> {
+    let mut found = Vec::new();
+    referenced_secrets_at("", v, &mut found);
+    let mut names: Vec<String> = Vec::new();
+    for (_, name) in found {
+        if !names.contains(&name) {
+            names.push(name);
+        }
+    }
+    names
+}
+
+/// `(path of the string, secret name)` for every secret a template in `v` names.
+fn referenced_secrets_at(path: &str, v: &Value, out: &mut Vec<(String, String)>) {
+    match v {
+        Value::String(text) => {
+            let mut rest = text.as_str();
+            while let Some(open) = rest.find("{{") {
+                let after = &rest[open + 2..];
+                let Some(close) = after.find("}}") else {
+                    break;
+                };
+                if let Ok(segments) = template::parse_path(&after[..close])
+                    && let [template::PathSegment::Key(root), name, ..] = segments.as_slice()
+                    && root == "secrets"
+                {
+                    let name = match name {
+                        template::PathSegment::Key(k) => k.clone(),
+                        template::PathSegment::Index(i) => i.to_string(),
+                    };
+                    out.push((path.to_string(), name));
+                }
+                rest = &after[close + 2..];
+            }
+        }
+        Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                referenced_secrets_at(&idx_path(path, i), item, out);
+            }
+        }
+        Value::Object(map) => {
+            for (k, item) in map {
+                referenced_secrets_at(&key_path(path, k), item, out);
+            }
+        }
+        _ => {}
+    }
+}
+
 /// Secret names: what `PUT /v1/secrets/{name}` accepts.
 pub fn check_secret_name(name: &str) -> Result<(), String> {
     let ok = !name.is_empty()
@@ -1485,5 +1634,67 @@ steps:
             assert_eq!(e.len(), 1, "{e}");
             assert!(e.0[0].message.starts_with("invalid YAML:"), "{e}");
         }
+    }
+
+    #[test]
+    fn save_problems_name_credential_templates_masks_and_ungranted_secrets() {
+        let flow = |auth: Value, steps: Value| json!({"name": "n", "trigger": {"type": "webhook", "auth": auth}, "steps": steps});
+        let paths =
+            |v: &Value| -> Vec<String> { save_problems(v).into_iter().map(|p| p.path).collect() };
+        let reference = flow(
+            json!({"type": "standardWebhooks", "secret": "{{secrets.S}}"}),
+            json!([]),
+        );
+        assert!(
+            validate_value(&reference).is_empty(),
+            "a reference needs no whsec_ prefix"
+        );
+        assert!(save_problems(&reference).is_empty());
+        let templated = flow(
+            json!({"type": "bearer", "token": "{{trigger.body.t}}"}),
+            json!([]),
+        );
+        assert_eq!(paths(&templated), ["trigger.auth.token"]);
+        assert!(
+            validate_value(&templated).is_empty(),
+            "a stored flow saved before the rule still loads"
+        );
+        let masked = flow(
+            json!({"type": "header", "header": "X-T", "value": "********"}),
+            json!([]),
+        );
+        assert_eq!(paths(&masked), ["trigger.auth.value"]);
+
+        let steps = json!([
+            {"name": "ok", "type": "action", "plugin": "log@0.1.0", "secrets": ["A"],
+             "input": {"m": "{{secrets.A}} {{ secrets['A'] }}"}},
+            {"name": "r", "type": "router", "branches": [{"name": "b", "fallback": true, "steps": [
+                {"name": "bad", "type": "action", "plugin": "log@0.1.0", "secrets": ["A"],
+                 "input": {"m": {"deep": ["{{secrets.B}}"]}, "n": "{{steps.ok.output}}"}}
+            ]}]}
+        ]);
+        let problems = save_problems(&flow(json!({"type": "none"}), steps));
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(
+            problems[0].path,
+            "steps[1].branches[0].steps[0].input.m.deep[0]"
+        );
+        assert!(
+            problems[0].message.contains("secret B"),
+            "{}",
+            problems[0].message
+        );
+        assert!(
+            problems[0]
+                .message
+                .contains("steps[1].branches[0].steps[0].secrets")
+        );
+
+        assert_eq!(
+            referenced_secrets(
+                &json!({"a": "{{secrets.X}}-{{secrets.Y.z}}", "b": ["{{secrets.X}}", "{{secrets}}"]})
+            ),
+            ["X", "Y"]
+        );
     }
 }

@@ -108,6 +108,81 @@ pub fn from_template(catalog: &Catalog, name: &str) -> Result<Value, GenerateErr
     Ok(flow)
 }
 
+/// How a generated flow's webhook makes its callers authenticate. A generated flow goes live
+/// the moment it is saved, so it gets a fresh credential unless `None` is asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum AuthChoice {
+    /// A token in a header: GitLab's `X-Gitlab-Event-Streaming-Token` for `gitlab`,
+    /// `X-Hookflow-Token` otherwise.
+    Header,
+    /// `Authorization: Bearer <token>` (what Auth0 streams send as their authorization value).
+    Bearer,
+    /// Standard Webhooks signatures with a `whsec_` secret (Activepieces signs this way).
+    StandardWebhooks,
+    /// No authentication: anyone who learns the URL may post events. Only when asked for.
+    None,
+}
+
+impl AuthChoice {
+    /// What the source's sender can be set up to send; a header token for templates and
+    /// unknown sources.
+    pub fn default_for(source: Option<&str>) -> AuthChoice {
+        match source {
+            Some("activepieces") => AuthChoice::StandardWebhooks,
+            Some("auth0") | Some("auth0-logs") => AuthChoice::Bearer,
+            _ => AuthChoice::Header,
+        }
+    }
+}
+
+/// The header a `header` credential is read from for `source`.
+pub fn credential_header(source: Option<&str>) -> &'static str {
+    match source {
+        Some("gitlab") => "X-Gitlab-Event-Streaming-Token",
+        _ => "X-Hookflow-Token",
+    }
+}
+
+/// Gives a generated flow's webhook a fresh credential: sets `trigger.auth` and returns the
+/// credential as the sender needs it (`{type, header?, value | token | secret}`), to be shown
+/// once. `None` for [`AuthChoice::None`] (the trigger is left without authentication).
+pub fn add_credential(flow: &mut Value, choice: AuthChoice, source: Option<&str>) -> Option<Value> {
+    let random = rand::random::<[u8; 32]>();
+    let auth = match choice {
+        AuthChoice::None => return None,
+        AuthChoice::Header => json!({
+            "type": "header",
+            "header": credential_header(source),
+            "value": format!("hft_{}", base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, random)),
+        }),
+        AuthChoice::Bearer => json!({
+            "type": "bearer",
+            "token": format!("hft_{}", base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, random)),
+        }),
+        AuthChoice::StandardWebhooks => json!({
+            "type": "standardWebhooks",
+            "secret": format!("whsec_{}", base64::Engine::encode(&base64::engine::general_purpose::STANDARD, random)),
+        }),
+    };
+    // Only a webhook is called from outside; a scheduled flow has nothing to authenticate.
+    if flow["trigger"]["type"] != "webhook" {
+        return None;
+    }
+    flow["trigger"]["auth"] = auth.clone();
+    Some(auth)
+}
+
+/// The source of a template's events (the first one the catalog knows), so its credential
+/// is the kind that source sends.
+pub fn template_source<'c>(catalog: &'c Catalog, name: &str) -> Option<&'c str> {
+    let (_, _, events) = TEMPLATES.iter().find(|(n, _, _)| *n == name)?;
+    events
+        .iter()
+        .find_map(|e| catalog.find_any(e))
+        .map(|(source, _)| source.source.as_str())
+}
+
 /// Run statuses Activepieces reports for a run that did not succeed.
 pub const FAILED_RUN_STATUSES: &[&str] = &[
     "FAILED",
@@ -592,5 +667,65 @@ mod tests {
             "Run {{trigger.body.data.id}} by {{trigger.body.userEmail }} {{trigger.body[\"a\"]}}"
         );
         assert_eq!(slug("flow.run.finished"), "flow-run-finished");
+    }
+
+    #[test]
+    fn generated_flows_get_the_credential_their_source_sends() {
+        let catalog = Catalog::builtin();
+        let generated = |source: &str, event: &str| {
+            generate(
+                catalog,
+                &Request {
+                    source: source.into(),
+                    events: vec![event.into()],
+                    name: None,
+                },
+            )
+            .unwrap()
+            .flow
+        };
+        let mut flow = generated("gitlab", "user_created");
+        let shown = add_credential(
+            &mut flow,
+            AuthChoice::default_for(Some("gitlab")),
+            Some("gitlab"),
+        )
+        .unwrap();
+        assert_eq!(shown, flow["trigger"]["auth"]);
+        assert_eq!(shown["header"], "X-Gitlab-Event-Streaming-Token");
+        let parsed = flow::flow_from_value(flow.clone()).unwrap();
+        let crate::flow::Trigger::Webhook { auth, .. } = &parsed.trigger else {
+            panic!("webhook")
+        };
+        assert!(auth.credential().unwrap().len() > 40, "{auth:?}");
+
+        let mut flow = generated("activepieces", "flow.created");
+        let shown = add_credential(
+            &mut flow,
+            AuthChoice::default_for(Some("activepieces")),
+            Some("activepieces"),
+        )
+        .unwrap();
+        assert!(shown["secret"].as_str().unwrap().starts_with("whsec_"));
+        flow::flow_from_value(flow.clone()).expect("a valid Standard Webhooks secret");
+        let mut again = generated("activepieces", "flow.created");
+        let other = add_credential(&mut again, AuthChoice::StandardWebhooks, None).unwrap();
+        assert_ne!(shown, other, "every flow gets its own credential");
+
+        assert_eq!(
+            AuthChoice::default_for(Some("auth0-logs")),
+            AuthChoice::Bearer
+        );
+        let mut open = generated("auth0", "user.created");
+        assert_eq!(
+            add_credential(&mut open, AuthChoice::None, Some("auth0")),
+            None
+        );
+        assert!(open["trigger"].get("auth").is_none());
+        assert_eq!(
+            template_source(catalog, "gitlab-mass-downloads"),
+            Some("gitlab")
+        );
+        assert_eq!(template_source(catalog, "nope"), None);
     }
 }

@@ -2353,16 +2353,24 @@ async fn stored_plugins_round_trip_with_their_audit_event(h: Harness) {
         .save_plugin(&plugin("2.0.0", b"\0asm-two!"), draft("2.0.0"))
         .await
         .expect("save v2");
-    // Reinstalling a version replaces it.
-    store
+    // Installed versions are immutable: other bytes under a stored version are refused, the
+    // same bytes again change nothing and record no second event.
+    let refused = store
         .save_plugin(&plugin("1.0.0", b"\0asm-one-fixed"), draft("1.0.0"))
+        .await;
+    assert!(
+        matches!(&refused, Err(StoreError::Conflict(m)) if m.contains("greet@1.0.0")),
+        "{refused:?}"
+    );
+    store
+        .save_plugin(&plugin("1.0.0", b"\0asm-one"), draft("1.0.0"))
         .await
-        .expect("replace v1");
+        .expect("the same bytes again");
     let digests = peer.plugin_digests().await.expect("digests from a peer");
     assert_eq!(
         digests,
         vec![
-            ("greet".into(), "1.0.0".into(), "digest-1.0.0-14".into()),
+            ("greet".into(), "1.0.0".into(), "digest-1.0.0-8".into()),
             ("greet".into(), "2.0.0".into(), "digest-2.0.0-9".into()),
         ]
     );
@@ -2371,14 +2379,14 @@ async fn stored_plugins_round_trip_with_their_audit_event(h: Harness) {
         .await
         .expect("get")
         .expect("stored");
-    assert_eq!(v1.component, b"\0asm-one-fixed");
+    assert_eq!(v1.component, b"\0asm-one");
     assert!(
         peer.get_plugin("greet", "3.0.0")
             .await
             .expect("get")
             .is_none()
     );
-    assert_eq!(audit_events(&store, &["plugin.installed"]).await.len(), 3);
+    assert_eq!(audit_events(&store, &["plugin.installed"]).await.len(), 2);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -364,7 +364,22 @@ pub async fn deliveries(
     .collect()
 }
 
-/// Queues FAILED entries of a destination again.
+/// Most audit events one redelivery may queue: a range wider than this is refused (narrow it
+/// and call again), so one call cannot flood the outbox or hold the write lock for long.
+pub const MAX_REDELIVER_EVENTS: i64 = 10_000;
+
+/// Queues events for a destination again, delivered or not, so a receiver that lost data can
+/// be backfilled:
+/// - `event_id` names an audit event (its `id`), or an outbox entry (the `webhook-id` a
+///   delivery carried, as before);
+/// - `created_after` / `created_before` select audit events by time (`>=` / `<`);
+/// - with none of them, every FAILED entry of the destination is queued again.
+///
+/// Only events the destination receives are queued: its `events` filter, and for a PROJECT
+/// destination its project's events. An event that already has an outbox entry here reuses it
+/// (same `webhook-id`, so the receiver can deduplicate), unless it is pending already; one that
+/// never had one (created before the destination, or while it was disabled) gets one now.
+/// Returns how many entries were queued.
 pub async fn redeliver(
     c: &mut dyn Conn,
     destination_id: &str,
@@ -373,27 +388,123 @@ pub async fn redeliver(
     let now = epoch_ms();
     // Under the destination's lock, like claims: a claim never reads the queue half-changed.
     let lock = c.dialect().for_update();
-    c.query(
-        &format!("SELECT id FROM destinations WHERE id = ?{lock}"),
-        params![destination_id],
-    )
-    .await?;
-    let mut sql = String::from(
-        "UPDATE outbox SET status = 'PENDING', attempts = 0, lease_expires = NULL, next_attempt = ? \
-         WHERE status = 'FAILED' AND destination_id = ?",
-    );
-    let mut args = params![now, destination_id];
+    let Some(row) = c
+        .query_opt(
+            &format!("SELECT id, events, scope, project_id FROM destinations WHERE id = ?{lock}"),
+            params![destination_id],
+        )
+        .await?
+    else {
+        return Err(StoreError::NotFound(format!(
+            "destination {destination_id}"
+        )));
+    };
+    if selection.event_id.is_none()
+        && selection.created_after.is_none()
+        && selection.created_before.is_none()
+    {
+        return c
+            .execute(
+                "UPDATE outbox SET status = 'PENDING', attempts = 0, lease_expires = NULL, \
+                 next_attempt = ? WHERE status = 'FAILED' AND destination_id = ?",
+                params![now, destination_id],
+            )
+            .await;
+    }
+    let mut queued = 0;
+    // An outbox entry named by its id (the webhook-id), as redelivery always accepted.
     if let Some(id) = &selection.event_id {
-        sql.push_str(" AND id = ?");
+        queued += c
+            .execute(
+                "UPDATE outbox SET status = 'PENDING', attempts = 0, lease_expires = NULL, \
+                 next_attempt = ? WHERE destination_id = ? AND id = ? AND status <> 'PENDING'",
+                params![now, destination_id, id],
+            )
+            .await?;
+    }
+    let mut filter = String::from(" WHERE TRUE");
+    let mut args: Vec<Param> = Vec::new();
+    if let Some(id) = &selection.event_id {
+        filter.push_str(" AND id = ?");
         args.push(Param::from(id));
     }
     if let Some(after) = &selection.created_after {
-        sql.push_str(" AND created >= ?");
+        filter.push_str(" AND created >= ?");
         args.push(Param::from(after));
     }
     if let Some(before) = &selection.created_before {
-        sql.push_str(" AND created < ?");
+        filter.push_str(" AND created < ?");
         args.push(Param::from(before));
     }
-    c.execute(&sql, args).await
+    let events: Vec<String> = serde_json::from_str(&row.text("events")?).unwrap_or_default();
+    if !events.is_empty() {
+        let (cond, values) = in_list("action", &events);
+        filter.push_str(&format!(" AND {cond}"));
+        args.extend(values);
+    }
+    if row.parse::<super::DestinationScope>("scope")? == super::DestinationScope::Project {
+        filter.push_str(" AND project_id = ?");
+        args.push(Param::from(row.text("project_id")?));
+    }
+    let count = c
+        .query_opt(
+            &format!("SELECT COUNT(*) AS n FROM audit_events{filter}"),
+            args.clone(),
+        )
+        .await?
+        .map(|r| r.int("n"))
+        .transpose()?
+        .unwrap_or(0);
+    if count > MAX_REDELIVER_EVENTS {
+        return Err(StoreError::Conflict(format!(
+            "createdAfter/createdBefore: the range holds {count} events, more than the \
+             {MAX_REDELIVER_EVENTS} one redelivery may queue: narrow it and call again"
+        )));
+    }
+    let selected = c
+        .query(
+            &format!("SELECT seq, body FROM audit_events{filter} ORDER BY seq"),
+            args,
+        )
+        .await?;
+    let created = now_text();
+    for event in selected {
+        let seq = event.int("seq")?;
+        let existing = c
+            .query_opt(
+                "SELECT id, status FROM outbox WHERE destination_id = ? AND audit_seq = ? \
+                 ORDER BY id LIMIT 1",
+                params![destination_id, seq],
+            )
+            .await?;
+        match existing {
+            Some(entry) if entry.text("status")? == "PENDING" => {}
+            Some(entry) => {
+                queued += c
+                    .execute(
+                        "UPDATE outbox SET status = 'PENDING', attempts = 0, \
+                         lease_expires = NULL, next_attempt = ? WHERE id = ?",
+                        params![now, entry.text("id")?],
+                    )
+                    .await?;
+            }
+            None => {
+                queued += c
+                    .execute(
+                        "INSERT INTO outbox (id, destination_id, audit_seq, payload, status, \
+                         attempts, next_attempt, created) VALUES (?, ?, ?, ?, 'PENDING', 0, ?, ?)",
+                        params![
+                            new_id(),
+                            destination_id,
+                            seq,
+                            event.text("body")?,
+                            now,
+                            &created
+                        ],
+                    )
+                    .await?;
+            }
+        }
+    }
+    Ok(queued)
 }

@@ -2,26 +2,48 @@
 
 use super::audit::{self, AuditDraft};
 use super::sql::{Conn, params};
-use super::{StoreResult, StoredPlugin, now_text};
+use super::{StoreError, StoreResult, StoredPlugin, now_text};
 
 /// The channel plugin installs notify, so every process loads a new plugin at once.
 pub const PLUGINS_CHANNEL: &str = "hookflow_plugins";
 
-/// Stores (or replaces) a component with its audit event, and tells every process to load it.
+/// Stores a component with its audit event, and tells every process to load it. Installed
+/// versions are immutable: the same bytes again (same digest) change nothing and record no
+/// second event; other bytes under a stored `name@version` are a [`StoreError::Conflict`],
+/// decided inside the transaction, so of two installs racing with different bytes one wins
+/// and the other is refused.
 pub async fn save(c: &mut dyn Conn, plugin: &StoredPlugin, draft: AuditDraft) -> StoreResult<()> {
-    c.execute(
-        "INSERT INTO plugins (name, version, digest, component, installed) VALUES (?, ?, ?, ?, ?) \
-         ON CONFLICT (name, version) DO UPDATE SET digest = excluded.digest, \
-         component = excluded.component, installed = excluded.installed",
-        params![
-            &plugin.name,
-            &plugin.version,
-            &plugin.digest,
-            &plugin.component,
-            now_text()
-        ],
-    )
-    .await?;
+    let inserted = c
+        .execute(
+            "INSERT INTO plugins (name, version, digest, component, installed) VALUES (?, ?, ?, ?, ?) \
+             ON CONFLICT (name, version) DO NOTHING",
+            params![
+                &plugin.name,
+                &plugin.version,
+                &plugin.digest,
+                &plugin.component,
+                now_text()
+            ],
+        )
+        .await?;
+    if inserted == 0 {
+        let stored = c
+            .query_opt(
+                "SELECT digest FROM plugins WHERE name = ? AND version = ?",
+                params![&plugin.name, &plugin.version],
+            )
+            .await?
+            .map(|r| r.text("digest"))
+            .transpose()?;
+        return match stored {
+            Some(digest) if digest == plugin.digest => Ok(()),
+            _ => Err(StoreError::Conflict(format!(
+                "{}@{} is installed already with other bytes: an installed version never \
+                 changes, so install these under a new version",
+                plugin.name, plugin.version
+            ))),
+        };
+    }
     audit::append(c, &[draft]).await?;
     c.notify(PLUGINS_CHANNEL).await
 }
