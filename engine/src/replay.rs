@@ -132,6 +132,7 @@ pub async fn replay(
             live: false,
             clock_ms: Some(at),
             windows: Some(&windows),
+            defer_retries: false,
         };
         let result = executor.execute(&request).await;
         for step in &result.steps {

@@ -75,6 +75,7 @@ pub async fn execute(
         live,
         clock_ms: None,
         windows: None,
+        defer_retries: false,
     };
     executor.execute(&request).await
 }

@@ -22,6 +22,7 @@ mod logs;
 mod multiprocess;
 mod plugins;
 mod python;
+mod queue;
 mod receiver;
 mod recovery;
 mod routing;

@@ -746,6 +746,7 @@ async fn run_local(
         live: true,
         clock_ms: None,
         windows: None,
+        defer_retries: false,
     };
     let result = executor.execute(&request).await;
     print_run(&flow, &result, &run_id, as_json);

@@ -36,6 +36,18 @@ pub fn sync_response(steps: &[StepRecord]) -> Option<crate::wasm::SyncResponse> 
 /// Step deadline when a step sets none.
 pub const DEFAULT_STEP_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Longest retry backoff a run with [`RunRequest::defer_retries`] still waits out in its worker
+/// slot. Anything longer gives the slot back ([`RunResult::retry_at_ms`]): going back to the
+/// queue costs a store write, a claim and the replay of the reused steps, which is worth it only
+/// when the wait is longer than that; two runs waiting out minutes-long backoffs with two
+/// workers would otherwise stop every other flow.
+pub const DEFER_RETRY_AFTER: Duration = Duration::from_millis(250);
+
+/// Key in a failed step's `detail` while its run waits in the queue for the step's next attempt:
+/// `{"at": <ms since the epoch>, "firstAttempt": <the first attempt counted against
+/// `retry.maxAttempts`>}`, so the resumed run goes on with the same attempt budget.
+pub const DEFERRED_RETRY_KEY: &str = "deferredRetry";
+
 /// What the executor needs to run a flow once.
 pub struct RunRequest<'a> {
     pub run_id: &'a str,
@@ -58,6 +70,11 @@ pub struct RunRequest<'a> {
     /// Where `threshold` steps count, instead of the executor's own windows (a replay's
     /// scratch space). Test runs without it count in a fresh scratch space of their own.
     pub windows: Option<&'a dyn WindowStates>,
+    /// Stop at a retry whose backoff is longer than [`DEFER_RETRY_AFTER`] and report when to go
+    /// on ([`RunResult::retry_at_ms`]) instead of sleeping: set for runs the queue executes, so
+    /// a waiting retry gives its worker slot back. Test runs, replays and CLI runs have a caller
+    /// waiting for the whole result and nobody to resume them; they sleep.
+    pub defer_retries: bool,
 }
 
 /// How a run ended.
@@ -67,6 +84,25 @@ pub struct RunResult {
     pub error: Option<String>,
     pub steps: Vec<StepRecord>,
     pub duration_ms: f64,
+}
+
+impl RunResult {
+    /// When the run stopped to wait for a step's next attempt (only with
+    /// [`RunRequest::defer_retries`]; `status` is then QUEUED): resume it at this time (ms since
+    /// the epoch) with `steps` as its prior steps. Read from the waiting step's record
+    /// ([`DEFERRED_RETRY_KEY`]), which is what the resumed run goes on from.
+    pub fn retry_at_ms(&self) -> Option<i64> {
+        if self.status != RunStatus::Queued {
+            return None;
+        }
+        self.steps.iter().rev().find_map(|step| {
+            step.detail
+                .as_ref()?
+                .get(DEFERRED_RETRY_KEY)?
+                .get("at")?
+                .as_i64()
+        })
+    }
 }
 
 /// Runs flows. Cheap to share; one per process.
@@ -99,6 +135,8 @@ struct RunState<'a> {
     cloud_event: Option<Arc<str>>,
     /// Windows of a test run without windows of its own, made by its first `threshold` step.
     scratch_windows: Option<crate::detect::ScratchWindows>,
+    /// Set when a step's retry was deferred: when to resume (ms since the epoch). Stops the walk.
+    retry_at_ms: Option<i64>,
 }
 
 impl RunState<'_> {
@@ -206,11 +244,13 @@ impl Executor {
             secrets,
             cloud_event: None,
             scratch_windows: None,
+            retry_at_ms: None,
         };
         self.run_steps(&mut state, &req.flow.steps).await;
-        let (status, error) = match state.failure {
-            Some((status, error)) => (status, Some(error)),
-            None => (RunStatus::Succeeded, None),
+        let (status, error) = match (state.retry_at_ms, state.failure) {
+            (Some(_), _) => (RunStatus::Queued, None),
+            (None, Some((status, error))) => (status, Some(error)),
+            (None, None) => (RunStatus::Succeeded, None),
         };
         RunResult {
             status,
@@ -227,7 +267,7 @@ impl Executor {
     ) -> BoxFuture<'s, ()> {
         Box::pin(async move {
             for step in steps {
-                if state.failure.is_some() || state.ended.is_some() {
+                if state.failure.is_some() || state.ended.is_some() || state.retry_at_ms.is_some() {
                     return;
                 }
                 match step {
@@ -412,11 +452,22 @@ impl Executor {
         let mut refused = Vec::new();
         let mut ended = None;
         let mut response = None;
+        let mut retry_at_ms = None;
+        let prior = state.prior.get(step.name.as_str()).copied();
         // Attempts count across manual retries of the run, so a plugin sees how often it was tried.
-        let earlier_attempts = state
-            .prior
-            .get(step.name.as_str())
-            .map_or(0, |p| p.attempts.max(0) as u32);
+        let earlier_attempts = prior.map_or(0, |p| p.attempts.max(0) as u32);
+        // A run resumed after a deferred retry goes on with the same attempt budget and keeps
+        // the failed attempts and logs recorded so far; a manual retry starts a fresh budget.
+        let mut budget_start = earlier_attempts;
+        let mut earlier_logs = Vec::new();
+        if let Some(deferred) = prior.and_then(deferred_retry) {
+            budget_start = deferred
+                .first_attempt
+                .saturating_sub(1)
+                .min(earlier_attempts);
+            attempts_detail = deferred.failed_attempts;
+            earlier_logs = deferred.logs;
+        }
         let mut attempt = earlier_attempts;
         let (status, mut output, mut error) = loop {
             attempt += 1;
@@ -467,15 +518,24 @@ impl Executor {
                 "error": message,
                 "durationMs": millis(call_started.elapsed()),
             }));
-            if !retryable || attempt - earlier_attempts >= max_attempts {
+            if !retryable || attempt - budget_start >= max_attempts {
                 break (status, None, Some(message));
             }
-            tokio::time::sleep(step.retry.backoff(attempt)).await;
+            let backoff = step.retry.backoff(attempt);
+            if state.req.defer_retries && backoff > DEFER_RETRY_AFTER {
+                retry_at_ms = Some(
+                    crate::store::epoch_ms()
+                        .saturating_add(i64::try_from(backoff.as_millis()).unwrap_or(i64::MAX)),
+                );
+                break (status, None, Some(message));
+            }
+            tokio::time::sleep(backoff).await;
         };
         let mut detail = Map::new();
         detail.insert("plugin".into(), json!(plugin.to_string()));
-        if !logs.is_empty() {
-            detail.insert("logs".into(), json!(logs));
+        if !logs.is_empty() || !earlier_logs.is_empty() {
+            earlier_logs.extend(logs.iter().map(|line| json!(line)));
+            detail.insert("logs".into(), Value::Array(earlier_logs));
         }
         if !attempts_detail.is_empty() {
             detail.insert("failedAttempts".into(), Value::Array(attempts_detail));
@@ -488,6 +548,12 @@ impl Executor {
         }
         if let Some(response) = &response {
             detail.insert(SYNC_RESPONSE_KEY.into(), json!(response));
+        }
+        if let Some(at) = retry_at_ms {
+            detail.insert(
+                DEFERRED_RETRY_KEY.into(),
+                json!({ "at": at, "firstAttempt": budget_start + 1 }),
+            );
         }
         // Nothing a plugin echoes back may leak a secret into the trace, to later steps'
         // templates (`steps.NAME.output`, set below from the redacted output) or to a `/sync`
@@ -523,7 +589,9 @@ impl Executor {
             duration_ms: millis(started.elapsed()),
             detail: Some(detail),
         });
-        if let Some(reason) = ended {
+        if let Some(at) = retry_at_ms {
+            state.retry_at_ms = Some(at);
+        } else if let Some(reason) = ended {
             state.ended = Some(reason);
         } else if status != StepStatus::Succeeded && !step.continue_on_failure {
             let run_status = if status == StepStatus::Timeout {
@@ -654,6 +722,95 @@ fn set_step_context(
     }
 }
 
+/// What a step's record says of a retry its run deferred ([`DEFERRED_RETRY_KEY`]).
+struct DeferredRetry {
+    first_attempt: u32,
+    failed_attempts: Vec<Value>,
+    logs: Vec<Value>,
+}
+
+/// The deferred retry a prior step record is waiting for, if it is one.
+fn deferred_retry(prior: &StepRecord) -> Option<DeferredRetry> {
+    if !matches!(prior.status, StepStatus::Failed | StepStatus::Timeout) {
+        return None;
+    }
+    let detail = prior.detail.as_ref()?;
+    let first_attempt = detail
+        .get(DEFERRED_RETRY_KEY)?
+        .get("firstAttempt")?
+        .as_u64()?;
+    let list = |key: &str| {
+        detail
+            .get(key)
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default()
+    };
+    Some(DeferredRetry {
+        first_attempt: u32::try_from(first_attempt).unwrap_or(u32::MAX),
+        failed_attempts: list("failedAttempts"),
+        logs: list("logs"),
+    })
+}
+
 fn millis(d: Duration) -> f64 {
     (d.as_secs_f64() * 1_000_000.0).round() / 1000.0
+}
+
+#[cfg(test)]
+mod deferral_tests {
+    use super::*;
+
+    fn record(status: StepStatus, detail: Option<Value>) -> StepRecord {
+        StepRecord {
+            name: "s".into(),
+            seq: 0,
+            kind: StepKind::Action,
+            status,
+            input: None,
+            output: None,
+            error: None,
+            attempts: 2,
+            duration_ms: 1.0,
+            detail,
+        }
+    }
+
+    /// A step waiting for a deferred retry carries its budget, failed attempts and logs over;
+    /// a plain failed step (a manual retry's prior) and a succeeded one do not.
+    #[test]
+    fn a_deferred_retry_is_read_back_from_the_step_record() {
+        let waiting = record(
+            StepStatus::Failed,
+            Some(json!({
+                DEFERRED_RETRY_KEY: {"at": 1234, "firstAttempt": 1},
+                "failedAttempts": [{"attempt": 1}, {"attempt": 2}],
+                "logs": [{"message": "x"}],
+            })),
+        );
+        let deferred = deferred_retry(&waiting).expect("deferred");
+        assert_eq!(deferred.first_attempt, 1);
+        assert_eq!(deferred.failed_attempts.len(), 2);
+        assert_eq!(deferred.logs.len(), 1);
+        assert!(deferred_retry(&record(StepStatus::Failed, Some(json!({})))).is_none());
+        assert!(deferred_retry(&record(StepStatus::Failed, None)).is_none());
+        let done = record(
+            StepStatus::Succeeded,
+            Some(json!({ DEFERRED_RETRY_KEY: {"at": 1, "firstAttempt": 1} })),
+        );
+        assert!(deferred_retry(&done).is_none());
+
+        let result = |status| RunResult {
+            status,
+            error: None,
+            steps: vec![record(StepStatus::Succeeded, None), waiting.clone()],
+            duration_ms: 1.0,
+        };
+        assert_eq!(result(RunStatus::Queued).retry_at_ms(), Some(1234));
+        assert_eq!(
+            result(RunStatus::Failed).retry_at_ms(),
+            None,
+            "only a run handed back to the queue waits"
+        );
+    }
 }

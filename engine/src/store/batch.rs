@@ -504,7 +504,7 @@ async fn write_finishes(
     let finished_rows = c
         .bulk(
             "UPDATE runs SET status = v.status, error = v.error, duration_ms = v.duration_ms, finished = v.finished, \
-             lease_owner = NULL, lease_expires = NULL \
+             lease_owner = NULL, lease_expires = NULL, not_before = NULL \
              FROM {rows} WHERE runs.id = v.id AND runs.lease_owner = v.owner AND runs.status = 'RUNNING' \
              RETURNING runs.id, runs.platform_id, runs.project_id, runs.flow_id, runs.flow_version, runs.event_id, \
              runs.environment, runs.status, runs.attempt, runs.created, runs.started, runs.finished, runs.duration_ms, runs.error, \

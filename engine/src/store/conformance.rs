@@ -190,6 +190,8 @@ conformance!(
     accept_with_a_lease_starts_the_run_for_its_receiver,
     finish_applies_once_and_only_for_the_owner,
     retry_keeps_steps_and_requeues,
+    a_deferred_run_waits_its_turn_and_keeps_its_steps,
+    claims_share_slots_fairly_across_flows,
     record_finished_run_and_list_runs,
     secrets_round_trip,
     audit_chain_filters_and_retention,
@@ -201,6 +203,7 @@ conformance!(
     flow_cache_lifetimes_limits_and_peers,
     stored_plugins_round_trip_with_their_audit_event,
     audit_chain_goes_on_after_retention_empties_the_table,
+    audit_events_from_before_the_keyed_chain_keep_verifying,
     a_bad_request_fails_alone_in_its_batch,
     a_panicking_write_fails_alone,
     people_memberships_and_sessions,
@@ -315,9 +318,7 @@ async fn audit_events(store: &DynStore, actions: &[&str]) -> Vec<Value> {
 }
 
 async fn assert_chain_verifies(store: &DynStore) -> u64 {
-    let report = verify(store, audit::key(), None)
-        .await
-        .expect("read chain");
+    let report = verify(store, audit::key(), None).await.expect("read chain");
     assert!(report.intact, "audit chain broken: {:?}", report.problems);
     report.events
 }
@@ -828,9 +829,24 @@ async fn leases_renew_release_and_expire(h: Harness) {
     }
     let claimed = store.claim_runs("a", 2, 60_000).await.expect("claim");
     assert_eq!(claimed.len(), 2);
-    assert_eq!(store.renew_leases("a", 60_000).await.expect("renew"), 2);
+    let ids: Vec<String> = claimed.iter().map(|r| r.id.clone()).collect();
     assert_eq!(
-        store.renew_leases("b", 60_000).await.expect("renew other"),
+        store.renew_leases("a", &ids, 60_000).await.expect("renew"),
+        2
+    );
+    assert_eq!(
+        store
+            .renew_leases("a", &ids[..1], 60_000)
+            .await
+            .expect("renew one"),
+        1,
+        "only the runs named (those executing) are renewed"
+    );
+    assert_eq!(
+        store
+            .renew_leases("b", &ids, 60_000)
+            .await
+            .expect("renew other"),
         0
     );
     assert_eq!(store.requeue_expired().await.expect("nothing expired"), 0);
@@ -1074,6 +1090,163 @@ async fn retry_keeps_steps_and_requeues(h: Harness) {
         StepStatus::Succeeded,
         "the re-run step is replaced"
     );
+}
+
+/// A run whose step waits for a retry goes back to the queue with a not-before time: no claimer
+/// (here or in another process) takes it before then; after, it is claimed as the same execution
+/// (same attempt, no second `flow.run.started`) with its steps, and finishes once.
+async fn a_deferred_run_waits_its_turn_and_keeps_its_steps(h: Harness) {
+    let store = &h.store;
+    let peer = h.peer().await;
+    let flow_id = flow(store, "deferred").await.id;
+    let run_id = accept_new(store, &flow_id, Some("d1")).await;
+    let claimed = store.claim_runs("w", 1, 60_000).await.expect("claim");
+    assert_eq!(claimed.len(), 1);
+    let mut failed = step("b", 1, StepStatus::Failed);
+    failed.attempts = 2;
+    failed.detail = Some(json!({"deferredRetry": {"at": 1, "firstAttempt": 1}}));
+    let steps = vec![step("a", 0, StepStatus::Succeeded), failed];
+    let waiting = outcome(&run_id, "w", RunStatus::Queued, steps.clone());
+    assert!(
+        !store
+            .defer_run(
+                RunOutcome {
+                    owner: "not-the-owner".into(),
+                    ..waiting.clone()
+                },
+                epoch_ms()
+            )
+            .await
+            .expect("defer by another")
+    );
+    let later = epoch_ms() + 60_000;
+    assert!(
+        store
+            .defer_run(waiting.clone(), later)
+            .await
+            .expect("defer")
+    );
+    let run = store.get_run(&run_id).await.expect("get").expect("run");
+    assert_eq!(run.summary.status, RunStatus::Queued);
+    assert_eq!(run.steps, steps, "the steps so far are stored");
+    assert_eq!(store.queue_depth().await.expect("depth"), (1, 0));
+    assert!(
+        store
+            .claim_runs("w", 5, 60_000)
+            .await
+            .expect("early")
+            .is_empty()
+    );
+    assert!(
+        peer.claim_runs("p", 5, 60_000)
+            .await
+            .expect("early elsewhere")
+            .is_empty(),
+        "not claimable before its time"
+    );
+    // Other runs go ahead meanwhile.
+    let other = accept_new(store, &flow_id, Some("d2")).await;
+    let ahead = store.claim_runs("w", 5, 60_000).await.expect("other");
+    assert_eq!(
+        ahead.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+        [other.as_str()]
+    );
+    assert!(
+        store
+            .claim_runs("w", 1, 60_000)
+            .await
+            .expect("claim")
+            .is_empty(),
+        "still not due"
+    );
+    // Its time comes (the test does not wait a minute: the row is moved to the past).
+    force_due(store, &run_id).await;
+    let resumed = peer.claim_runs("p", 5, 60_000).await.expect("claim due");
+    assert_eq!(resumed.len(), 1);
+    assert_eq!(resumed[0].id, run_id);
+    assert_eq!(resumed[0].attempt, 1, "the same execution goes on");
+    assert_eq!(resumed[0].prior_steps, steps, "with its steps");
+    let started = audit_events(store, &["flow.run.started"]).await;
+    assert_eq!(
+        started
+            .iter()
+            .filter(|e| e["data"]["flowRun"]["id"] == run_id.as_str())
+            .count(),
+        1,
+        "one flow.run.started for the whole execution"
+    );
+    let mut fixed = steps.clone();
+    fixed[1] = step("b", 1, StepStatus::Succeeded);
+    assert!(
+        peer.finish_run(outcome(&run_id, "p", RunStatus::Succeeded, fixed))
+            .await
+            .expect("finish")
+    );
+    let run = store.get_run(&run_id).await.expect("get").expect("run");
+    assert_eq!(run.summary.status, RunStatus::Succeeded);
+    assert_eq!(run.summary.attempt, 1);
+    // Finished: a manual retry later is a new attempt again.
+    store.retry_run(&actor(), &run_id).await.ok();
+}
+
+/// Makes a deferred run due now, as if its backoff had been waited out.
+async fn force_due(store: &DynStore, run_id: &str) {
+    let id = run_id.to_string();
+    store
+        .write(crate::store::sql::job(move |c| {
+            Box::pin(async move {
+                c.execute(
+                    "UPDATE runs SET not_before = ? WHERE id = ?",
+                    crate::store::sql::params![epoch_ms() - 1, &id],
+                )
+                .await
+            })
+        }))
+        .await
+        .expect("make due");
+}
+
+/// A flood on one flow does not starve another: claims take runs by their rank within their
+/// flow (after its running runs), so the one queued run of B comes with the oldest of A's
+/// hundred, and later runs of B before A's; two claimers at once (another process on
+/// PostgreSQL) still never share a run.
+async fn claims_share_slots_fairly_across_flows(h: Harness) {
+    let store = &h.store;
+    let peer = h.peer().await;
+    let a = flow(store, "flood").await.id;
+    let b = flow(store, "quiet").await.id;
+    let mut events: Vec<NewEvent> = (0..100)
+        .map(|i| event(&a, Some(&format!("a{i}"))))
+        .collect();
+    events.push(event(&b, Some("b0")));
+    let oldest_a = events[0].run_id.clone();
+    let only_b = events[100].run_id.clone();
+    store.accept_events(events).await.expect("queue");
+    let claimed = store.claim_runs("w", 2, 60_000).await.expect("claim");
+    let mut ids: Vec<&str> = claimed.iter().map(|r| r.id.as_str()).collect();
+    ids.sort();
+    let mut want = [oldest_a.as_str(), only_b.as_str()];
+    want.sort();
+    assert_eq!(ids, want, "one of each flow, A's oldest first");
+    // With only A left it is oldest first, and concurrent claimers take disjoint runs.
+    let (x, y) = tokio::join!(
+        store.claim_runs("w", 30, 60_000),
+        peer.claim_runs("p", 30, 60_000)
+    );
+    let (x, y) = (x.expect("claim"), y.expect("claim"));
+    let mut seen: HashSet<String> = HashSet::new();
+    for run in x.iter().chain(&y) {
+        assert_eq!(run.flow_id, a);
+        assert!(seen.insert(run.id.clone()), "run {} claimed twice", run.id);
+    }
+    assert_eq!(seen.len(), 60, "both claims fill their slots");
+    assert_eq!(store.queue_depth().await.expect("depth").0, 99 - 60);
+    // Runs already executing count: A holds 61 slots and B one, so B's next run goes first
+    // although A's queued runs are older.
+    let next_b = accept_new(store, &b, Some("b1")).await;
+    let claimed = store.claim_runs("w", 1, 60_000).await.expect("claim");
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(claimed[0].id, next_b);
 }
 
 async fn record_finished_run_and_list_runs(h: Harness) {
@@ -2058,6 +2231,108 @@ async fn flow_cache_lifetimes_limits_and_peers(h: Harness) {
         .await
         .expect("delete flow");
     assert_eq!(store.cache_get(&f.id, "k").await.expect("get"), None);
+}
+
+/// Runs `sql` on the store's writer, as someone with database access would (or as the schema
+/// looked before migration 0014).
+async fn raw_sql(store: &DynStore, sql: String) {
+    store
+        .write(super::sql::job(move |c| {
+            Box::pin(async move { c.execute(&sql, vec![]).await })
+        }))
+        .await
+        .expect("raw sql");
+}
+
+/// A database upgraded with events hashed under the SHA-256 rule: until something is appended
+/// its head is unsigned (named); the first append anchors them with a signed checkpoint, after
+/// which they verify, rewriting them (re-hashed) breaks the first keyed event's link, and
+/// removing the anchor makes every one of them fail the keyed rule.
+async fn audit_events_from_before_the_keyed_chain_keep_verifying(h: Harness) {
+    let store = &h.store;
+    let mut previous = audit::GENESIS.to_string();
+    let mut legacy = Vec::new();
+    for seq in 1..=3i64 {
+        let id = format!("legacy-{seq}");
+        let created = format!("2025-01-0{seq}T00:00:00.000Z");
+        let body = json!({"id": id, "created": created, "updated": created,
+            "platformId": "default", "projectId": null, "userId": null, "userEmail": null,
+            "ip": null, "action": "flow.created", "data": {"n": seq}})
+        .to_string();
+        let hash = audit::chain_hash(&previous, &body);
+        legacy.push((seq, body.clone(), previous.clone()));
+        raw_sql(
+            store,
+            format!(
+                "INSERT INTO audit_events (seq, id, created, platform_id, project_id, user_id, action, body, prev_hash, hash) \
+                 VALUES ({seq}, '{id}', '{created}', 'default', NULL, NULL, 'flow.created', '{body}', '{previous}', '{hash}')"
+            ),
+        )
+        .await;
+        previous = hash;
+    }
+    raw_sql(
+        store,
+        format!(
+            "UPDATE audit_chain_head SET seq = 3, hash = '{previous}', keyed_from = 4, mac = NULL"
+        ),
+    )
+    .await;
+    let report = verify(store, audit::key(), None).await.expect("verify");
+    assert_eq!(report.problems.len(), 1, "{:?}", report.problems);
+    assert_eq!(report.problems[0].kind, "unanchored");
+
+    store
+        .record_audit(vec![draft("flow.updated", None, None)])
+        .await
+        .expect("record");
+    let report = verify(store, audit::key(), None).await.expect("verify");
+    assert!(report.intact, "{:?}", report.problems);
+    assert_eq!((report.events, report.keyed_from), (4, 4));
+    // Another append does not move the anchor.
+    store
+        .record_audit(vec![draft("flow.updated", None, None)])
+        .await
+        .expect("record");
+    assert_eq!(assert_chain_verifies(store).await, 5);
+
+    // Rewrite the second legacy event and re-hash the third the SHA-256 way.
+    let edited = legacy[1].1.replace("\"n\":2", "\"n\":20");
+    assert_ne!(edited, legacy[1].1);
+    let second = audit::chain_hash(&legacy[1].2, &edited);
+    let third = audit::chain_hash(&second, &legacy[2].1);
+    raw_sql(
+        store,
+        format!("UPDATE audit_events SET body = '{edited}', hash = '{second}' WHERE seq = 2"),
+    )
+    .await;
+    raw_sql(
+        store,
+        format!("UPDATE audit_events SET prev_hash = '{second}', hash = '{third}' WHERE seq = 3"),
+    )
+    .await;
+    let report = verify(store, audit::key(), None).await.expect("verify");
+    let messages: Vec<&str> = report.problems.iter().map(|p| p.message.as_str()).collect();
+    assert_eq!(messages.len(), 1, "{messages:?}");
+    assert!(
+        messages[0].starts_with("row 4: its link to seq 3 does not match"),
+        "{messages:?}"
+    );
+
+    // Without the anchor nothing is trusted under the SHA-256 rule.
+    raw_sql(
+        store,
+        "DELETE FROM audit_checkpoints WHERE first_seq = 0".into(),
+    )
+    .await;
+    let report = verify(store, audit::key(), None).await.expect("verify");
+    assert!(
+        report.problems.iter().any(|p| p
+            .message
+            .starts_with("row 1: its content does not match its keyed hash")),
+        "{:?}",
+        report.problems
+    );
 }
 
 /// Retention may delete every event: the next one still links to the last deleted hash and

@@ -9,7 +9,9 @@
 //! makes all of this moot.
 
 use super::audit::{self, AuditDraft, RunStarted};
-use super::rows::{in_list, paginate, push_created_range, push_cursor, run_summary, step_record};
+use super::rows::{
+    in_list, lock_in_order, paginate, push_created_range, push_cursor, run_summary, step_record,
+};
 use super::sql::{CHUNK, Col, Conn, Param, Ty, params};
 use super::{
     Actor, AuditAction, ClaimedRun, NewEvent, Page, RunDetail, RunFilter, RunOutcome, RunSummary,
@@ -21,9 +23,26 @@ use std::collections::HashMap;
 /// The channel run-queueing transactions notify, so idle processes claim at once.
 pub const RUNS_CHANNEL: &str = "hookflow_runs";
 
-/// Claims up to `limit` queued runs, oldest first, for `owner`, with their events, the steps of
+/// How many ranked candidates a claim considers per run it may take. On PostgreSQL concurrent
+/// claimers rank the same runs; the ones another claimer has locked are skipped, and the spare
+/// candidates let this claim still fill its slots instead of coming back short.
+const CLAIM_CANDIDATES: u32 = 4;
+
+/// Claims up to `limit` queued runs that are due for `owner`, with their events, the steps of
 /// earlier attempts, and the `flow.run.started` audit events to append. Concurrent claimers pass
 /// over each other's rows, so a run is never handed out twice.
+///
+/// Fair share per flow: each queued run is ranked within its flow, after the flow's running
+/// runs (in every process): a flow with two runs executing ranks its oldest queued run 3, the
+/// next 4, ... Runs are taken by rank, then oldest first. A flow with a thousand queued runs
+/// and a flow with one therefore get a slot each before the flood gets a second one, and a flood
+/// already holding slots waits behind a flow holding none; with a single flow queued this is
+/// plain oldest first. A run whose `not_before` is still in the
+/// future (a retry waiting out its backoff, see [`defer`]) is not due and not claimed.
+///
+/// A run claimed back after a deferral (its `not_before` is set) continues the same execution:
+/// its `attempt` stays, no second `flow.run.started` is recorded, and its steps so far come back
+/// as `prior_steps` so the failed step goes on counting its attempts.
 pub async fn claim(
     c: &mut dyn Conn,
     owner: &str,
@@ -35,20 +54,38 @@ pub async fn claim(
     }
     // The event and the flow's name come back with the claimed rows: one statement, no
     // follow-up reads.
+    // The ranking reads no locks (PostgreSQL refuses FOR UPDATE beside a window function); the
+    // chosen rows are locked one level up, skipping those another claimer holds, and checked
+    // to be still QUEUED once locked.
     let sql = format!(
         "UPDATE runs SET status = 'RUNNING', lease_owner = ?, lease_expires = ?, \
-         started = COALESCE(started, ?), attempt = attempt + 1 \
-         WHERE id IN (SELECT id FROM runs WHERE status = 'QUEUED' ORDER BY id LIMIT ?{}) \
-         RETURNING id, platform_id, project_id, flow_id, flow_version, event_id, environment, attempt, \
+         started = COALESCE(started, ?), \
+         attempt = attempt + CASE WHEN not_before IS NULL THEN 1 ELSE 0 END \
+         WHERE id IN (SELECT q.id FROM runs q JOIN (\
+           SELECT id, share FROM (\
+             SELECT id, status, ROW_NUMBER() OVER (PARTITION BY flow_id \
+               ORDER BY CASE WHEN status = 'RUNNING' THEN 0 ELSE 1 END, id) AS share FROM runs \
+             WHERE status = 'RUNNING' OR (status = 'QUEUED' AND (not_before IS NULL OR not_before <= ?))\
+           ) ranked WHERE status = 'QUEUED' ORDER BY share, id LIMIT ?\
+         ) c ON c.id = q.id WHERE q.status = 'QUEUED' ORDER BY c.share, q.id LIMIT ?{}) \
+         RETURNING id, platform_id, project_id, flow_id, flow_version, event_id, environment, attempt, not_before, \
          (SELECT name FROM flows f WHERE f.id = runs.flow_id) AS flow_name, \
          (SELECT headers FROM events e WHERE e.id = runs.event_id) AS event_headers, \
          (SELECT body FROM events e WHERE e.id = runs.event_id) AS event_body",
-        c.dialect().skip_locked()
+        c.dialect().skip_locked_of("q")
     );
+    let now_ms = epoch_ms();
     let rows = c
         .query(
             &sql,
-            params![owner, epoch_ms() + lease_ms, now_text(), limit],
+            params![
+                owner,
+                now_ms + lease_ms,
+                now_text(),
+                now_ms,
+                limit.saturating_mul(CLAIM_CANDIDATES),
+                limit
+            ],
         )
         .await?;
     if rows.is_empty() {
@@ -56,7 +93,7 @@ pub async fn claim(
     }
     let mut retried = Vec::new();
     for row in &rows {
-        if row.int("attempt")? > 1 {
+        if row.int("attempt")? > 1 || row.opt_int("not_before")?.is_some() {
             retried.push(row.text("id")?);
         }
     }
@@ -90,19 +127,23 @@ pub async fn claim(
             platform_id: row.text("platform_id")?,
             project_id: row.text("project_id")?,
         };
-        drafts.push(
-            RunStarted {
-                scope: &scope,
-                run_id: &id,
-                started: &started,
-                environment: &environment,
-                flow_id: &flow_id,
-                flow_version,
-                flow_name: flow_name.as_ref(),
-                attempt,
-            }
-            .draft(),
-        );
+        // A deferred run coming back: its execution already started (and said so).
+        let resumed = row.opt_int("not_before")?.is_some();
+        if !resumed {
+            drafts.push(
+                RunStarted {
+                    scope: &scope,
+                    run_id: &id,
+                    started: &started,
+                    environment: &environment,
+                    flow_id: &flow_id,
+                    flow_version,
+                    flow_name: flow_name.as_ref(),
+                    attempt,
+                }
+                .draft(),
+            );
+        }
         let event_id = row.text("event_id")?;
         let missing = || StoreError::Corrupt(format!("run {id} has no event {event_id}"));
         let headers = row.opt_text("event_headers")?.ok_or_else(missing)?;
@@ -124,14 +165,62 @@ pub async fn claim(
     Ok((claimed, drafts))
 }
 
-/// Extends the leases `owner` holds.
-pub async fn renew(c: &mut dyn Conn, owner: &str, lease_ms: i64) -> StoreResult<u64> {
-    lock_held(c, owner).await?;
-    c.execute(
-        "UPDATE runs SET lease_expires = ? WHERE lease_owner = ? AND status = 'RUNNING'",
-        params![epoch_ms() + lease_ms, owner],
-    )
-    .await
+/// Extends the leases `owner` holds on `run_ids` (the runs it is executing). A run the owner
+/// holds but no longer executes (its task was lost) is not renewed: its lease expires and the
+/// sweeper re-queues it.
+pub async fn renew(
+    c: &mut dyn Conn,
+    owner: &str,
+    run_ids: &[String],
+    lease_ms: i64,
+) -> StoreResult<u64> {
+    let mut ids = run_ids.to_vec();
+    ids.sort();
+    ids.dedup();
+    lock_in_order(c, "runs", &ids).await?;
+    let expires = epoch_ms() + lease_ms;
+    let mut renewed = 0;
+    for chunk in ids.chunks(CHUNK) {
+        let (cond, ids) = in_list("id", chunk);
+        let mut args = params![expires, owner];
+        args.extend(ids);
+        renewed += c
+            .execute(
+                &format!(
+                    "UPDATE runs SET lease_expires = ? WHERE lease_owner = ? AND status = 'RUNNING' AND {cond}"
+                ),
+                args,
+            )
+            .await?;
+    }
+    Ok(renewed)
+}
+
+/// Puts a run `owner` is executing back in the queue until `not_before` (ms since the epoch): a
+/// step failed retryably and its backoff is long, so the run gives its worker slot back instead
+/// of sleeping in it. The steps so far are stored as a finished attempt's would be (a manual
+/// retry keeps them the same way), so when the run is claimed again ([`claim`]) its succeeded
+/// steps are reused and the failed step goes on counting attempts. No audit event: the run's
+/// execution goes on, and it ends with one `flow.run.finished`. Returns false when `owner` no
+/// longer held the lease (nothing is written).
+pub async fn defer(c: &mut dyn Conn, outcome: &RunOutcome, not_before: i64) -> StoreResult<bool> {
+    let done = c
+        .execute(
+            "UPDATE runs SET status = 'QUEUED', not_before = ?, lease_owner = NULL, lease_expires = NULL \
+             WHERE id = ? AND lease_owner = ? AND status = 'RUNNING'",
+            params![not_before, &outcome.run_id, &outcome.owner],
+        )
+        .await?;
+    if done == 0 {
+        return Ok(false);
+    }
+    let steps: Vec<(&str, &StepRecord)> = outcome
+        .steps
+        .iter()
+        .map(|s| (outcome.run_id.as_str(), s))
+        .collect();
+    upsert_steps(c, &steps).await?;
+    Ok(true)
 }
 
 /// Locks `owner`'s running rows in id order, where rows are locked explicitly.
@@ -177,7 +266,7 @@ async fn recover(c: &mut dyn Conn, lost: &str, args: Vec<Param>) -> StoreResult<
         .query(
             &format!(
                 "UPDATE runs SET status = 'FAILED', error = ?, finished = ?, lease_owner = NULL, \
-                 lease_expires = NULL WHERE {lost} AND recoveries >= ? \
+                 lease_expires = NULL, not_before = NULL WHERE {lost} AND recoveries >= ? \
                  RETURNING *, (SELECT name FROM flows f WHERE f.id = runs.flow_id) AS flow_name"
             ),
             abandon_args,
@@ -195,7 +284,7 @@ async fn recover(c: &mut dyn Conn, lost: &str, args: Vec<Param>) -> StoreResult<
         .execute(
             &format!(
                 "UPDATE runs SET status = 'QUEUED', recoveries = recoveries + 1, lease_owner = NULL, \
-                 lease_expires = NULL WHERE {lost}"
+                 lease_expires = NULL, not_before = NULL WHERE {lost}"
             ),
             args,
         )
@@ -231,7 +320,7 @@ pub async fn release(c: &mut dyn Conn, owner: &str) -> StoreResult<u64> {
     lock_held(c, owner).await?;
     let done = c
         .execute(
-            "UPDATE runs SET status = 'QUEUED', lease_owner = NULL, lease_expires = NULL \
+            "UPDATE runs SET status = 'QUEUED', lease_owner = NULL, lease_expires = NULL, not_before = NULL \
              WHERE lease_owner = ? AND status = 'RUNNING'",
             params![owner],
         )
@@ -259,7 +348,7 @@ pub async fn retry(c: &mut dyn Conn, actor: &Actor, id: &str) -> StoreResult<Run
     let row = c
         .query_opt(
             "UPDATE runs SET status = 'QUEUED', finished = NULL, error = NULL, duration_ms = NULL, \
-             lease_owner = NULL, lease_expires = NULL \
+             lease_owner = NULL, lease_expires = NULL, not_before = NULL \
              WHERE id = ? AND status IN ('FAILED', 'TIMEOUT', 'CANCELED') RETURNING *",
             params![id],
         )

@@ -177,9 +177,23 @@ impl Store {
         .await
     }
 
-    /// Extends the leases of every run `owner` holds. Returns how many.
-    pub async fn renew_leases(&self, owner: &str, lease_ms: i64) -> StoreResult<u64> {
-        on!(self.write, [owner], |c| runs::renew(c, &owner, lease_ms))
+    /// Extends the leases `owner` holds on `run_ids`, the runs it is executing. Returns how many.
+    pub async fn renew_leases(
+        &self,
+        owner: &str,
+        run_ids: &[String],
+        lease_ms: i64,
+    ) -> StoreResult<u64> {
+        on!(self.write, [owner, run_ids], |c| runs::renew(
+            c, &owner, &run_ids, lease_ms
+        ))
+    }
+
+    /// Puts a run `outcome.owner` is executing back in the queue, not to be claimed before
+    /// `not_before` (ms since the epoch), with its steps so far: a retry waiting out a long
+    /// backoff gives its worker slot back. Returns false when the owner no longer held the lease.
+    pub async fn defer_run(&self, outcome: RunOutcome, not_before: i64) -> StoreResult<bool> {
+        on!(self.write, [], |c| runs::defer(c, &outcome, not_before))
     }
 
     /// Puts runs whose lease expired back in the queue. Returns how many.
