@@ -247,6 +247,17 @@ async fn errors_are_one_line_with_exit_2_and_an_unreachable_server_is_exit_1() {
     assert_eq!(out.code, Some(1), "{}", out.stderr);
     assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
     assert!(out.stderr.contains(&closed), "{}", out.stderr);
+    // https:// is spoken (here to a plain-HTTP server, so the TLS handshake fails): exit 1,
+    // one line naming the URL.
+    let tls = server.base.replace("http://", "https://");
+    let out = finish(
+        command(&["flow", "list", "--url", &tls, "--token", "t"])
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(out.code, Some(1), "{}", out.stderr);
+    assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
+    assert!(out.stderr.contains(&tls), "{}", out.stderr);
     // The token from the environment (HOOKFLOW_TOKEN) when --token is not given.
     let listed = finish(
         command(&["flow", "list", "--json", "--url", &server.base])
@@ -574,7 +585,7 @@ async fn plugins_list_and_show() {
 
 #[tokio::test]
 async fn audit_list_export_and_verify_through_the_server() {
-    let server = Server::start().await;
+    let mut server = Server::start().await;
     let flow = server.create_flow(webhook_flow("audited", json!([]))).await;
     server.run_flow(&flow, &json!({})).await;
 
@@ -650,6 +661,34 @@ async fn audit_list_export_and_verify_through_the_server() {
     let denied = cli_with(&server, &["audit", "verify"], "wrong", None).await;
     assert_eq!(denied.code, Some(2));
     assert!(denied.stderr.contains("token"), "{}", denied.stderr);
+
+    // An event edited behind the server's back: the server's verdict, exit 1, names it.
+    server.kill9();
+    edit_database(
+        &server.database_url(),
+        "UPDATE audit_events SET body = replace(body, 'audited', 'edited') WHERE action = 'flow.created'",
+    )
+    .await;
+    server.restart();
+    let broken = cli(&server, &["audit", "verify"]).await;
+    assert_eq!(broken.code, Some(1), "{}{}", broken.stdout, broken.stderr);
+    assert!(broken.stderr.contains("BROKEN"), "{}", broken.stderr);
+    let verdict = cli(&server, &["audit", "verify", "--json"]).await;
+    assert_eq!(verdict.code, Some(1));
+    let verdict: Value = serde_json::from_str(&verdict.stdout).unwrap();
+    assert_eq!(verdict["intact"], false, "{verdict}");
+}
+
+/// Runs one statement on the server's database behind its back.
+async fn edit_database(db: &str, statement: &str) {
+    if db.starts_with("postgres") {
+        let pool = sqlx::PgPool::connect(db).await.unwrap();
+        sqlx::query(statement).execute(&pool).await.unwrap();
+        pool.close().await;
+    } else {
+        let conn = rusqlite::Connection::open(db.trim_start_matches("sqlite://")).unwrap();
+        assert!(conn.execute(statement, []).unwrap() > 0, "{statement}");
+    }
 }
 
 #[test]
@@ -713,4 +752,40 @@ fn local_run_reads_the_payload_from_stdin_with_headers_and_secrets() {
     assert_ne!(without["steps"][0]["output"]["tokenOk"], true, "{without}");
     let bad = run(&["--header", "no-colon"]);
     assert_eq!(bad.code, Some(2), "{}", bad.stderr);
+}
+
+#[test]
+fn validate_reads_stdin_and_takes_plugins_that_are_not_installed() {
+    let flow = "name: uses-hostile\ntrigger: {type: webhook}\nsteps:\n  - name: h\n    type: action\n    plugin: hostile@0.1.0\n    input: {mode: ok}\n";
+    let validate = |extra: &[&str]| {
+        let mut args = vec!["flow", "validate", "-"];
+        args.extend_from_slice(extra);
+        let mut child = command(&args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(flow.as_bytes())
+            .unwrap();
+        finish(child.wait_with_output().unwrap())
+    };
+    let without = validate(&[]);
+    assert_eq!(without.code, Some(2), "{}", without.stdout);
+    assert!(
+        without.stderr.contains("hostile@0.1.0"),
+        "{}",
+        without.stderr
+    );
+    let hostile = hostile_plugin();
+    let with = validate(&["--plugin", hostile.to_str().unwrap()]);
+    assert!(
+        with.ok().contains("valid flow \"uses-hostile\""),
+        "{}",
+        with.stdout
+    );
 }

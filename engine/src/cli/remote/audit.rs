@@ -144,13 +144,22 @@ pub async fn verify(remote: &Remote, json: bool) -> Result<ExitCode, Failure> {
             None => println!("audit chain intact"),
         }
     } else {
+        // `brokenAt` names the first broken link; a server that reports every finding sends
+        // `problems: [{kind, seq, message}]` instead.
         let broken = &verdict["brokenAt"];
-        eprintln!(
-            "audit chain BROKEN at event {} (seq {}): {}",
-            text(&broken["id"]),
-            text(&broken["seq"]),
-            text(&broken["reason"])
-        );
+        if broken.is_object() {
+            eprintln!(
+                "audit chain BROKEN at event {} (seq {}): {}",
+                text(&broken["id"]),
+                text(&broken["seq"]),
+                text(&broken["reason"])
+            );
+        } else {
+            eprintln!("audit chain BROKEN:");
+            for problem in verdict["problems"].as_array().into_iter().flatten() {
+                eprintln!("  {}", super::one_line(&text(&problem["message"])));
+            }
+        }
     }
     Ok(if intact {
         ExitCode::SUCCESS
