@@ -465,7 +465,11 @@ async fn dispatch(command: Command) -> Result<ExitCode, Failure> {
         }
         Command::Audit(AuditCommand::Verify { db, head }) => {
             if let Some(remote) = db.server.remote()? {
-                return remote::audit::verify(&remote, db.server.json).await;
+                let head = head.map(|h| match h.sig {
+                    Some(sig) => format!("{}:{}:{sig}", h.seq, h.hash),
+                    None => format!("{}:{}", h.seq, h.hash),
+                });
+                return remote::audit::verify(&remote, head.as_deref(), db.server.json).await;
             }
             let key = db.audit_key()?;
             let store = db.open().await?;

@@ -133,33 +133,44 @@ pub async fn export(
 }
 
 /// The chain verdict: exit 0 when intact, 1 when broken (as the local `audit verify`).
-pub async fn verify(remote: &Remote, json: bool) -> Result<ExitCode, Failure> {
-    let verdict = remote.get("/v1/audit-events/verify").await?;
+/// `head` (`SEQ:HASH[:SIG]`, kept elsewhere) is checked by the server too. The server's
+/// findings are printed one per line; a project admin's answer is only `intact` (the chain
+/// spans every project), and says so.
+pub async fn verify(remote: &Remote, head: Option<&str>, json: bool) -> Result<ExitCode, Failure> {
+    let path = match head {
+        Some(head) => format!("/v1/audit-events/verify?head={}", encode(head)),
+        None => "/v1/audit-events/verify".to_string(),
+    };
+    let verdict = remote.get(&path).await?;
     let intact = verdict["intact"] == true;
+    let problems = verdict["problems"].as_array().cloned().unwrap_or_default();
     if json {
         print_json(&verdict);
     } else if intact {
-        match verdict["events"].as_u64() {
-            Some(n) => println!("audit chain intact: {n} events verified"),
-            None => println!("audit chain intact"),
+        match (verdict["events"].as_u64(), verdict["headSeq"].as_i64()) {
+            (Some(n), Some(seq)) => println!(
+                "audit chain intact: {n} events verified, head {seq}:{}",
+                text(&verdict["headHash"])
+            ),
+            (Some(n), None) => println!("audit chain intact: {n} events verified"),
+            _ => println!("audit chain intact"),
         }
-    } else {
-        // `brokenAt` names the first broken link; a server that reports every finding sends
-        // `problems: [{kind, seq, message}]` instead.
+    } else if !problems.is_empty() {
+        eprintln!("audit chain BROKEN:");
+        for problem in &problems {
+            eprintln!("  {}", super::one_line(&text(&problem["message"])));
+        }
+    } else if verdict["brokenAt"].is_object() {
         let broken = &verdict["brokenAt"];
-        if broken.is_object() {
-            eprintln!(
-                "audit chain BROKEN at event {} (seq {}): {}",
-                text(&broken["id"]),
-                text(&broken["seq"]),
-                text(&broken["reason"])
-            );
-        } else {
-            eprintln!("audit chain BROKEN:");
-            for problem in verdict["problems"].as_array().into_iter().flatten() {
-                eprintln!("  {}", super::one_line(&text(&problem["message"])));
-            }
-        }
+        eprintln!(
+            "audit chain BROKEN at seq {}: {}",
+            text(&broken["seq"]),
+            super::one_line(&text(&broken["reason"]))
+        );
+    } else {
+        eprintln!(
+            "audit chain BROKEN (the findings are shown to platform admins and auditors only)"
+        );
     }
     Ok(if intact {
         ExitCode::SUCCESS
