@@ -41,10 +41,11 @@ struct Cli {
 enum Command {
     /// Start the server (webhook intake, workers and API).
     Serve(ServeConfig),
-    /// Work with flow files.
+    /// Flows: check and run files locally; deploy, list, show, export, diff and delete them on
+    /// a server.
     #[command(subcommand)]
     Flow(FlowCommand),
-    /// Write, install and list plugins.
+    /// Write plugins; list, install, show and remove them on a server.
     #[command(subcommand)]
     Plugin(PluginCommand),
     /// Inspect the engine's audit log: through a server with --url (or HOOKFLOW_URL), else by
