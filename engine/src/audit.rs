@@ -160,7 +160,12 @@ pub async fn verify(
     let head = store.audit_head().await?;
     let mut found: Vec<Finding> = Vec::new();
     let stored_checkpoints = store.audit_checkpoints().await?;
-    let keyed_from = trusted_keyed_from(key, &stored_checkpoints);
+    // Until the first keyed append anchors them, events from before the upgrade are checked under
+    // the rule the head row claims (and the unsigned head is itself reported below).
+    let mut keyed_from = match (&head.mac, trusted_keyed_from(key, &stored_checkpoints)) {
+        (None, 1) if head.seq > 0 => head.keyed_from,
+        (_, trusted) => trusted,
+    };
     let head_signed = match &head.mac {
         Some(mac) => mac_eq(mac, &head_mac(key, head.seq, &head.hash, head.keyed_from)),
         None => head.seq == 0,
@@ -230,6 +235,7 @@ pub async fn verify(
     let mut after = 0;
     let mut legacy_pruned_through = None;
     let mut account_gap = |upto: i64,
+                           keyed_from: i64,
                            expected: &mut i64,
                            previous: &mut String,
                            found: &mut Vec<Finding>,
@@ -300,6 +306,7 @@ pub async fn verify(
                 let missing_before = found.len();
                 let pruned = account_gap(
                     gap_end,
+                    keyed_from,
                     &mut expected,
                     &mut previous,
                     &mut found,
@@ -310,6 +317,14 @@ pub async fn verify(
                     // The link across a reported gap cannot be checked; go on from this row.
                     previous = row.prev_hash.clone();
                 }
+            }
+            if row.seq < keyed_from
+                && row.hash == row.expected_hash(key, row.seq)
+                && row.hash != row.expected_hash(key, keyed_from)
+            {
+                // A keyed event where the head claims the SHA-256 rule still holds: the claim is
+                // false, and nothing after a keyed event may be unkeyed.
+                keyed_from = row.seq;
             }
             check_row(key, keyed_from, &row, &previous, &mut |kind, message| {
                 note(&mut found, kind, Some(row.seq), message)
@@ -336,6 +351,7 @@ pub async fn verify(
     if expected <= head.seq {
         let _ = account_gap(
             head.seq,
+            keyed_from,
             &mut expected,
             &mut previous,
             &mut found,
@@ -792,6 +808,13 @@ fn own_summary(action: &str, event: &Value) -> Option<String> {
                 text(&data["reason"])
             )
         }
+        "destination.loop.stopped" => {
+            format!(
+                "Event destination {} stopped a delivery loop: {}",
+                text(&data["destination"]["name"]),
+                text(&data["reason"])
+            )
+        }
         _ => return None,
     })
 }
@@ -799,6 +822,58 @@ fn own_summary(action: &str, event: &Value) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn external_heads_parse_with_or_without_a_signature() {
+        let hash = "ab".repeat(32);
+        let head: ExternalHead = format!("12:{hash}").parse().unwrap();
+        assert_eq!((head.seq, head.sig), (12, None));
+        let signed: ExternalHead = format!("12:{hash}:{}", "CD".repeat(32)).parse().unwrap();
+        assert_eq!(signed.sig.as_deref(), Some("cd".repeat(32).as_str()));
+        for bad in [
+            "",
+            "12",
+            "x:{h}",
+            "-1:{h}",
+            "12:abc",
+            "12:{h}:short",
+            "1:{h}:{h}:{h}",
+        ] {
+            let text = bad.replace("{h}", &hash);
+            assert!(text.parse::<ExternalHead>().is_err(), "{text}");
+        }
+    }
+
+    #[test]
+    fn changed_columns_name_what_disagrees_with_the_envelope() {
+        let body = json!({"id": "e1", "created": "2026-01-01T00:00:00.000Z", "platformId": "default",
+            "projectId": "p1", "userId": null, "action": "flow.created"});
+        let row = ChainRow {
+            seq: 1,
+            id: "e1".into(),
+            created: "2026-01-01T00:00:00.000Z".into(),
+            platform_id: "default".into(),
+            project_id: Some("p1".into()),
+            user_id: None,
+            action: "flow.created".into(),
+            body: body.to_string(),
+            prev_hash: GENESIS.into(),
+            hash: String::new(),
+        };
+        assert!(changed_columns(&row).is_empty());
+        let edited = ChainRow {
+            created: "2001-01-01T00:00:00.000Z".into(),
+            user_id: Some("u".into()),
+            action: "flow.deleted".into(),
+            ..row.clone()
+        };
+        assert_eq!(changed_columns(&edited), ["created", "user_id", "action"]);
+        let unreadable = ChainRow {
+            body: "{".into(),
+            ..row
+        };
+        assert_eq!(changed_columns(&unreadable), ["body"]);
+    }
 
     #[test]
     fn csv_quotes_and_defuses_formulas() {

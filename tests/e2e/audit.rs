@@ -470,6 +470,17 @@ async fn a_cut_tail_is_named_and_a_kept_head_proves_it() {
     assert!(err.contains("signature does not match"), "{err}");
     let (code, _, err) = hookflow(&db, &["audit", "verify", "--head", "12:nothex"]);
     assert_eq!(code, 2, "{err}");
+    let r = server
+        .admin(Method::GET, "/v1/audit-events/verify?head=12:nothex")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let problem: Value = r.json().await.unwrap();
+    assert!(
+        problem["detail"].as_str().unwrap().starts_with("head:"),
+        "{problem}"
+    );
 
     // Cut the tail: the head row still names the newest event.
     tamper(
@@ -777,6 +788,48 @@ async fn the_data_directory_and_database_are_owner_only() {
         ),
     ]))
     .await;
+    // The writer has opened the file once a write went through.
+    server.create_flow(webhook_flow("again", json!([]))).await;
     assert_eq!(mode(&elsewhere), 0o600);
     drop(server);
+}
+
+/// Every destination receives each event's `seq` and `chainHash` beside the Activepieces
+/// envelope: it holds a copy of the head as of each event, and the signed head agrees with it.
+#[tokio::test]
+async fn streamed_events_carry_their_seq_and_chain_hash() {
+    let server = Server::start_with(keyed(vec![(
+        "HOOKFLOW_DEV_ALLOW_LOCAL_DESTINATIONS",
+        "1".into(),
+    )]))
+    .await;
+    let rx = crate::receiver::Receiver::start().await;
+    let r = server
+        .admin(Method::POST, "/v1/event-destinations")
+        .json(&json!({"name": "siem", "url": format!("{}/audit", rx.base), "events": ["flow.created"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    server
+        .create_flow(webhook_flow("streamed", json!([])))
+        .await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while rx.to("/audit").is_empty() {
+        assert!(std::time::Instant::now() < deadline, "nothing delivered");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let mut event = rx.to("/audit")[0].json();
+    let db = server.database_url();
+    let rows = stored(&db).await;
+    let (seq, body, hash) = rows.last().unwrap().clone();
+    assert_eq!(event["seq"], seq, "{event}");
+    assert_eq!(event["chainHash"], hash.as_str());
+    let (_, head, _) = hookflow(&db, &["audit", "head", "--json"]);
+    let head: Value = serde_json::from_str(&head).unwrap();
+    assert_eq!(head["hash"], event["chainHash"]);
+    let envelope = event.as_object_mut().unwrap();
+    envelope.remove("seq");
+    envelope.remove("chainHash");
+    assert_eq!(event, serde_json::from_str::<Value>(&body).unwrap());
 }
