@@ -258,6 +258,24 @@ async fn errors_are_one_line_with_exit_2_and_an_unreachable_server_is_exit_1() {
     assert_eq!(out.code, Some(1), "{}", out.stderr);
     assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
     assert!(out.stderr.contains(&tls), "{}", out.stderr);
+    // Without --token or a token variable: the admin token file in HOOKFLOW_DATA_DIR, as
+    // `serve` writes it.
+    let data = tempfile::tempdir().unwrap();
+    std::fs::write(data.path().join("admin-token"), format!("{ADMIN_TOKEN}\n")).unwrap();
+    let from_file = finish(
+        command(&["flow", "list", "--json", "--url", &server.base])
+            .env("HOOKFLOW_DATA_DIR", data.path())
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(from_file.json(), json!([]));
+    let none = finish(
+        command(&["flow", "list", "--url", &server.base])
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(none.code, Some(2), "{}", none.stderr);
+    assert!(none.stderr.contains("HOOKFLOW_TOKEN"), "{}", none.stderr);
     // The token from the environment (HOOKFLOW_TOKEN) when --token is not given.
     let listed = finish(
         command(&["flow", "list", "--json", "--url", &server.base])
