@@ -114,10 +114,13 @@ fn input(body: &[u8]) -> ApiResult<DestinationInput> {
 
 /// Whether `name` is an event a destination can receive: one of the engine's audit actions
 /// (what the outbox matches on) or a catalog event type (Activepieces' names, which the engine
-/// uses for its own actions, and the other sources' types). Matching is exact, so a typo here
-/// would silently deliver nothing.
+/// uses for its own actions, and the other sources' types). Spelled exactly: the outbox matches
+/// names byte for byte, so a typo or another case here would silently deliver nothing.
 fn known_event(name: &str) -> bool {
-    name.parse::<crate::store::AuditAction>().is_ok() || Catalog::builtin().find_any(name).is_some()
+    name.parse::<crate::store::AuditAction>().is_ok()
+        || Catalog::builtin()
+            .find_any(name)
+            .is_some_and(|(_, event)| event.name == name)
 }
 
 /// Refuses an `events` filter naming an event that does not exist: 422, one problem per
@@ -390,5 +393,43 @@ fn destinations_error(error: DestinationError) -> ApiError {
     match error {
         DestinationError::Invalid(message) => ApiError::bad_request(message),
         DestinationError::Store(e) => e.into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_filters_name_audit_actions_or_catalog_types() {
+        for known in [
+            "flow.created",
+            "plugin.installed",
+            "api.key.revoked",
+            "user_created",
+        ] {
+            assert!(known_event(known), "{known}");
+        }
+        assert!(check_events(&["flow.created".into(), "secret.upserted".into()]).is_ok());
+        let error = check_events(&[
+            "flow.created".into(),
+            "flow.craeted".into(),
+            "FLOW.CREATED".into(),
+        ])
+        .unwrap_err();
+        assert_eq!(error.status, StatusCode::UNPROCESSABLE_ENTITY);
+        let problems = error.problems.unwrap();
+        let paths: Vec<&str> = problems.iter().map(|p| p.path.as_str()).collect();
+        assert_eq!(paths, ["events[1]", "events[2]"]);
+        assert!(
+            problems.0[0].message.contains("did you mean flow.created"),
+            "{}",
+            problems.0[0].message
+        );
+        assert!(
+            error.detail.contains("events[1], events[2]"),
+            "{}",
+            error.detail
+        );
     }
 }
