@@ -1,5 +1,5 @@
-//! Files the server writes for itself (the admin token, the secret key): owner-only, never
-//! overwritten.
+//! Files the server writes for itself (the admin token, the secret key, audit archives):
+//! owner-only; tokens and keys are never overwritten.
 
 use anyhow::Context;
 use std::path::Path;

@@ -541,6 +541,17 @@ pub fn trusted_keyed_from(key: &AuditKey, checkpoints: &[Checkpoint]) -> i64 {
         .map_or(1, |c| c.last_seq + 1)
 }
 
+/// What a destination receives for a stored event: its Activepieces envelope plus `seq` and
+/// `chainHash`, so every destination holds a copy of the head as of each event it got (and a
+/// redelivered event carries the same two fields).
+pub fn streamed_payload(seq: i64, body: &str, hash: &str) -> StoreResult<String> {
+    let mut payload: Value = serde_json::from_str(body)
+        .map_err(|e| StoreError::Corrupt(format!("audit event {seq}: {e}")))?;
+    payload["seq"] = json!(seq);
+    payload["chainHash"] = json!(hash);
+    Ok(payload.to_string())
+}
+
 /// Writes an outbox entry for every enabled destination whose filter matches each event, in
 /// the same transaction as the events themselves.
 async fn enqueue_deliveries(
@@ -572,13 +583,7 @@ async fn enqueue_deliveries(
     let now = epoch_ms();
     let mut entries = Vec::new();
     for (seq, action, event_project, body, hash) in written {
-        // What a destination receives: the envelope plus its place in the chain, so every
-        // destination holds a copy of the head as of each event it got.
-        let mut payload: Value = serde_json::from_str(body)
-            .map_err(|e| StoreError::Corrupt(format!("audit event {seq}: {e}")))?;
-        payload["seq"] = json!(seq);
-        payload["chainHash"] = json!(hash);
-        let payload = payload.to_string();
+        let payload = streamed_payload(*seq, body, hash)?;
         for (destination, events, only_project) in &filters {
             let in_scope = only_project
                 .as_ref()
