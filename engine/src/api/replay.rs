@@ -75,7 +75,9 @@ async fn replay_flow(
                 ));
             }
             let events = request.events.ok_or_else(|| {
-                ApiError::bad_request("events: required (or set source to \"events\" or \"auditLog\" with from/to)")
+                ApiError::bad_request(
+                    "events: required (or set source to \"events\" or \"auditLog\" with from/to)",
+                )
             })?;
             if events.len() > MAX_REPLAY_EVENTS {
                 return Err(ApiError::bad_request(format!(

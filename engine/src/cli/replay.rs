@@ -161,7 +161,11 @@ impl Progress {
             enabled: wanted && total >= PROGRESS_FROM,
             terminal,
             last_shown: 0,
-            step: if terminal { 1000 } else { total.div_ceil(10).max(1) },
+            step: if terminal {
+                1000
+            } else {
+                total.div_ceil(10).max(1)
+            },
         }
     }
 
@@ -173,10 +177,16 @@ impl Progress {
         let percent = done * 100 / total.max(1);
         let mut err = std::io::stderr().lock();
         if self.terminal {
-            let _ = write!(err, "\rreplaying: {done}/{total} events ({percent}%), {alerts} alerts");
+            let _ = write!(
+                err,
+                "\rreplaying: {done}/{total} events ({percent}%), {alerts} alerts"
+            );
             let _ = err.flush();
         } else {
-            let _ = writeln!(err, "replaying: {done}/{total} events ({percent}%), {alerts} alerts");
+            let _ = writeln!(
+                err,
+                "replaying: {done}/{total} events ({percent}%), {alerts} alerts"
+            );
         }
     }
 

@@ -150,7 +150,13 @@ fn steps(
                 }
                 if crossed {
                     let _ = writeln!(out, "{indent}  {} crossed", p.paint("32", "▶"));
-                    steps(out, p, &threshold.crossed, records, &format!("{indent}    "));
+                    steps(
+                        out,
+                        p,
+                        &threshold.crossed,
+                        records,
+                        &format!("{indent}    "),
+                    );
                 } else {
                     let _ = writeln!(out, "{indent}  {}", p.paint("2", "  not crossed"));
                 }

@@ -194,9 +194,11 @@ mod tests {
                         "windowStart": "2026-03-02T09:00:00.000Z", "windowEnd": "2026-03-02T10:00:00.000Z"},
              "detail": {"window": "1h", "threshold": 5, "note": "test run: scratch"}}]});
         let html = render(&run);
-        assert!(html.contains("Counted <b>5</b> of 5 in 1h for key <code>a|&lt;b&gt;</code>"), "{html}");
+        assert!(
+            html.contains("Counted <b>5</b> of 5 in 1h for key <code>a|&lt;b&gt;</code>"),
+            "{html}"
+        );
         assert!(html.contains("crossed: the steps below it ran"));
         assert!(html.contains("test run: scratch"));
     }
 }
-

@@ -24,7 +24,9 @@ pub const MAX_KEY_BYTES: usize = 512;
 /// Why a window could not count an event.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DetectError {
-    #[error("the step already counts {0} group keys, the most allowed; this event's new key was not counted")]
+    #[error(
+        "the step already counts {0} group keys, the most allowed; this event's new key was not counted"
+    )]
     KeyLimit(u64),
     #[error("group key is {0} bytes; at most {MAX_KEY_BYTES} are allowed")]
     KeyTooLong(usize),
@@ -266,7 +268,10 @@ mod tests {
 
     #[test]
     fn event_ids_prefer_the_senders_identity() {
-        assert_eq!(default_event_id(&json!({"body": {"id": "ev1"}}), "run"), "ev1");
+        assert_eq!(
+            default_event_id(&json!({"body": {"id": "ev1"}}), "run"),
+            "ev1"
+        );
         assert_eq!(default_event_id(&json!({"body": {"id": 42}}), "run"), "42");
         assert_eq!(
             default_event_id(&json!({"body": {"log_id": "900"}}), "run"),
@@ -302,9 +307,24 @@ mod tests {
             step,
             key: "k",
         };
-        assert!(!windows.observe_now(id("a"), spec, obs("1")).unwrap().crossed);
-        assert!(!windows.observe_now(id("b"), spec, obs("2")).unwrap().crossed);
-        assert!(windows.observe_now(id("a"), spec, obs("3")).unwrap().crossed);
+        assert!(
+            !windows
+                .observe_now(id("a"), spec, obs("1"))
+                .unwrap()
+                .crossed
+        );
+        assert!(
+            !windows
+                .observe_now(id("b"), spec, obs("2"))
+                .unwrap()
+                .crossed
+        );
+        assert!(
+            windows
+                .observe_now(id("a"), spec, obs("3"))
+                .unwrap()
+                .crossed
+        );
         let long = "k".repeat(MAX_KEY_BYTES + 1);
         let err = windows
             .observe_now(

@@ -149,7 +149,13 @@ pub fn observe(state: &mut KeyState, spec: &WindowSpec, obs: Observation) -> Ver
     };
     if state.events.iter().any(|e| e.id == obs.event_id) {
         verdict.duplicate = true;
-        fullest_window(&state.events, obs.at_ms, window, spec.distinct, &mut verdict);
+        fullest_window(
+            &state.events,
+            obs.at_ms,
+            window,
+            spec.distinct,
+            &mut verdict,
+        );
         return verdict;
     }
     let now = obs.now_ms.max(state.watermark);
@@ -182,7 +188,13 @@ pub fn observe(state: &mut KeyState, spec: &WindowSpec, obs: Observation) -> Ver
     let over = state.events.len().saturating_sub(kept_events(spec));
     state.events.drain(..stale.max(over));
 
-    fullest_window(&state.events, obs.at_ms, window, spec.distinct, &mut verdict);
+    fullest_window(
+        &state.events,
+        obs.at_ms,
+        window,
+        spec.distinct,
+        &mut verdict,
+    );
     if verdict.count < u64::from(spec.threshold) {
         return verdict;
     }

@@ -72,13 +72,26 @@ pub fn parse_days(value: &Value) -> Result<u8, String> {
         Value::String(text) => text.split(',').map(str::to_owned).collect(),
         Value::Array(items) => items
             .iter()
-            .map(|i| i.as_str().map(str::to_owned).ok_or_else(|| "days must be names".to_owned()))
+            .map(|i| {
+                i.as_str()
+                    .map(str::to_owned)
+                    .ok_or_else(|| "days must be names".to_owned())
+            })
             .collect::<Result<_, _>>()?,
-        other => return Err(format!("days must be text such as \"Sat,Sun\", found {other}")),
+        other => {
+            return Err(format!(
+                "days must be text such as \"Sat,Sun\", found {other}"
+            ));
+        }
     };
     let mut mask = 0u8;
     for item in items.iter().filter(|i| !i.trim().is_empty()) {
-        let bad = || format!("unknown day {:?} (use Mon..Sun, full names, or ranges such as Mon-Fri)", item.trim());
+        let bad = || {
+            format!(
+                "unknown day {:?} (use Mon..Sun, full names, or ranges such as Mon-Fri)",
+                item.trim()
+            )
+        };
         match item.split_once('-') {
             Some((from, to)) => {
                 let (from, to) = (weekday(from).ok_or_else(bad)?, weekday(to).ok_or_else(bad)?);
@@ -137,23 +150,50 @@ mod tests {
         let hours = json!("08:00-18:00");
         // 07:30 UTC is 08:30 in Berlin in winter (UTC+1) but 09:30 in summer (UTC+2);
         // 06:30 UTC is 07:30 before the change and 08:30 after it.
-        assert_eq!(time_of_day_between(ms("2026-03-28T06:30:00Z"), &hours, berlin), Some(false));
-        assert_eq!(time_of_day_between(ms("2026-03-30T06:30:00Z"), &hours, berlin), Some(true));
+        assert_eq!(
+            time_of_day_between(ms("2026-03-28T06:30:00Z"), &hours, berlin),
+            Some(false)
+        );
+        assert_eq!(
+            time_of_day_between(ms("2026-03-30T06:30:00Z"), &hours, berlin),
+            Some(true)
+        );
         // 16:30 UTC: 17:30 in winter (inside), 18:30 in summer (outside).
-        assert_eq!(time_of_day_between(ms("2026-03-27T16:30:00Z"), &hours, berlin), Some(true));
-        assert_eq!(time_of_day_between(ms("2026-03-30T16:30:00Z"), &hours, berlin), Some(false));
+        assert_eq!(
+            time_of_day_between(ms("2026-03-27T16:30:00Z"), &hours, berlin),
+            Some(true)
+        );
+        assert_eq!(
+            time_of_day_between(ms("2026-03-30T16:30:00Z"), &hours, berlin),
+            Some(false)
+        );
         let utc = parse_zone("UTC").unwrap();
-        assert_eq!(time_of_day_between(ms("2026-03-30T16:30:00Z"), &hours, utc), Some(true));
+        assert_eq!(
+            time_of_day_between(ms("2026-03-30T16:30:00Z"), &hours, utc),
+            Some(true)
+        );
     }
 
     #[test]
     fn ranges_wrap_past_midnight_and_end_is_excluded() {
         let utc = Tz::UTC;
         let night = json!("22:00-06:00");
-        assert_eq!(time_of_day_between(ms("2026-01-01T23:00:00Z"), &night, utc), Some(true));
-        assert_eq!(time_of_day_between(ms("2026-01-01T05:59:59Z"), &night, utc), Some(true));
-        assert_eq!(time_of_day_between(ms("2026-01-01T06:00:00Z"), &night, utc), Some(false));
-        assert_eq!(time_of_day_between(ms("2026-01-01T12:00:00Z"), &night, utc), Some(false));
+        assert_eq!(
+            time_of_day_between(ms("2026-01-01T23:00:00Z"), &night, utc),
+            Some(true)
+        );
+        assert_eq!(
+            time_of_day_between(ms("2026-01-01T05:59:59Z"), &night, utc),
+            Some(true)
+        );
+        assert_eq!(
+            time_of_day_between(ms("2026-01-01T06:00:00Z"), &night, utc),
+            Some(false)
+        );
+        assert_eq!(
+            time_of_day_between(ms("2026-01-01T12:00:00Z"), &night, utc),
+            Some(false)
+        );
         assert_eq!(time_of_day_between(0, &json!("nonsense"), utc), None);
         for bad in ["8-18", "08:00", "08:00-08:00", "25:00-26:00", "08:60-09:00"] {
             assert!(parse_time_range(bad).is_err(), "{bad}");
@@ -167,7 +207,10 @@ mod tests {
         // Friday 23:30 UTC is already Saturday in Berlin.
         let at = ms("2026-03-06T23:30:00Z");
         assert_eq!(day_of_week_is(at, &weekend, Tz::UTC), Some(false));
-        assert_eq!(day_of_week_is(at, &weekend, parse_zone("Europe/Berlin").unwrap()), Some(true));
+        assert_eq!(
+            day_of_week_is(at, &weekend, parse_zone("Europe/Berlin").unwrap()),
+            Some(true)
+        );
         assert_eq!(parse_days(&json!("Mon-Fri")), Ok(0b0011111));
         assert_eq!(parse_days(&json!("friday - monday")), Ok(0b1110001));
         assert_eq!(parse_days(&json!(["saturday", "SUN"])), Ok(0b1100000));

@@ -89,7 +89,9 @@ pub fn evaluate_condition(c: &Condition, ctx: &Value) -> ConditionResult {
     let result = match c.time_zone.as_deref().map(calendar::parse_zone) {
         // Validation refuses an unknown zone; one that slipped through matches nothing.
         Some(Err(_)) => false,
-        Some(Ok(zone)) if c.operator.is_calendar() => calendar_operator(c.operator, &left, right_value, zone),
+        Some(Ok(zone)) if c.operator.is_calendar() => {
+            calendar_operator(c.operator, &left, right_value, zone)
+        }
         _ => apply_operator(c.operator, &left, right_value, c.case_sensitive),
     };
     ConditionResult {
@@ -181,7 +183,13 @@ fn calendar_operator(op: Operator, left: &Value, right: &Value, zone: chrono_tz:
         _ => calendar::day_of_week_is(at, right, zone),
     };
     match verdict {
-        Some(inside) => inside != matches!(op, Operator::TimeOfDayIsNotBetween | Operator::DayOfWeekIsNot),
+        Some(inside) => {
+            inside
+                != matches!(
+                    op,
+                    Operator::TimeOfDayIsNotBetween | Operator::DayOfWeekIsNot
+                )
+        }
         None => false,
     }
 }
