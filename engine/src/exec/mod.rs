@@ -814,3 +814,42 @@ mod deferral_tests {
         );
     }
 }
+
+#[cfg(test)]
+mod secret_tests {
+    use super::*;
+
+    #[test]
+    fn a_granted_secret_that_is_not_set_is_named() {
+        let input: Map<String, Value> = serde_json::from_value(json!({
+            "url": "https://example.com",
+            "auth": {"bearer": "{{secrets.TOKEN}}"},
+            "code": "{{secrets.RAW}}",
+        }))
+        .unwrap();
+        let names = ["TOKEN".to_string(), "RAW".to_string(), "SPARE".to_string()];
+        let set = |pairs: &[(&str, &str)]| -> HashMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let raw = ["code".to_string()];
+        assert_eq!(
+            unset_secret(&input, &names, &set(&[]), &raw).as_deref(),
+            Some("secret TOKEN is not set")
+        );
+        // Set: nothing to report; an unset secret only in a raw field or not used is no failure.
+        assert_eq!(
+            unset_secret(&input, &names, &set(&[("TOKEN", "t")]), &raw),
+            None
+        );
+        // Without grants there is nothing a template may read (refused when saved).
+        assert_eq!(unset_secret(&input, &[], &set(&[]), &raw), None);
+        // A field not marked raw counts.
+        assert_eq!(
+            unset_secret(&input, &names, &set(&[("TOKEN", "t")]), &[]).as_deref(),
+            Some("secret RAW is not set")
+        );
+    }
+}
