@@ -19,6 +19,7 @@ mod hardening;
 mod intake;
 mod javascript;
 mod logs;
+mod loops;
 mod multiprocess;
 mod plugins;
 mod python;

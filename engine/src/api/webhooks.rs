@@ -562,6 +562,7 @@ impl crate::stream::LocalIntake for InProcessIntake {
         flow_id: &'a str,
         msg_id: &'a str,
         body: &'a [u8],
+        hop: u32,
     ) -> futures::future::BoxFuture<'a, Result<u16, String>> {
         Box::pin(async move {
             let app = self.0.upgrade().ok_or("the server is shutting down")?;
@@ -577,7 +578,12 @@ impl crate::stream::LocalIntake for InProcessIntake {
             let key = body_id.0.unwrap_or_else(|| msg_id.to_string());
             let text =
                 String::from_utf8(body.to_vec()).map_err(|_| "body is not UTF-8".to_string())?;
-            let headers = json!({"webhook-id": msg_id, "x-hookflow-dispatch": "in-process"});
+            // The causation depth goes with the event, so the run's own events carry it on.
+            let headers = json!({
+                "webhook-id": msg_id,
+                "x-hookflow-dispatch": "in-process",
+                crate::stream::HOP_HEADER: hop.to_string(),
+            });
             match enqueue(&app, &active, key, headers, text).await {
                 Ok(Accepted::New { .. }) => Ok(202),
                 Ok(Accepted::Duplicate { .. }) => Ok(200),

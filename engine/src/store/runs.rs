@@ -464,6 +464,21 @@ pub async fn get(c: &mut dyn Conn, id: &str) -> StoreResult<Option<RunDetail>> {
     }))
 }
 
+/// The headers of the event that started a run (`None` for an unknown run): where the
+/// causation depth of the run's own events is read from (see `stream::HOP_HEADER`).
+pub async fn trigger_headers(c: &mut dyn Conn, run_id: &str) -> StoreResult<Option<Value>> {
+    let Some(row) = c
+        .query_opt(
+            "SELECT e.headers FROM runs r JOIN events e ON e.id = r.event_id WHERE r.id = ?",
+            params![run_id],
+        )
+        .await?
+    else {
+        return Ok(None);
+    };
+    Ok(Some(row.json("headers")?))
+}
+
 /// Runs, newest first.
 pub async fn list(c: &mut dyn Conn, filter: &RunFilter) -> StoreResult<Page<RunSummary>> {
     let mut sql = String::from("SELECT * FROM runs WHERE TRUE");

@@ -221,6 +221,11 @@ impl Store {
         on!(self.read, [id], |c| runs::get(c, &id))
     }
 
+    /// The stored headers of the event that started a run (`None` for an unknown run).
+    pub async fn run_trigger_headers(&self, run_id: &str) -> StoreResult<Option<Value>> {
+        on!(self.read, [run_id], |c| runs::trigger_headers(c, &run_id))
+    }
+
     /// Runs, newest first.
     pub async fn list_runs(&self, filter: &RunFilter) -> StoreResult<Page<RunSummary>> {
         on!(self.read, [filter], |c| runs::list(c, &filter))

@@ -130,6 +130,7 @@ string_enum!(
         DestinationUpdated => "destination.updated",
         DestinationDeleted => "destination.deleted",
         DestinationDisabled => "destination.disabled",
+        DestinationLoopStopped => "destination.loop.stopped",
         PluginInstalled => "plugin.installed",
         UserSignedIn => "user.signed.in",
         UserSignedOut => "user.signed.out",

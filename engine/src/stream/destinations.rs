@@ -6,8 +6,8 @@ use super::delivery::{MAX_KEPT_BODY, RetryPolicy, SendOutcome};
 use super::{new_signing_secret, signature_header};
 use crate::secrets::SecretBox;
 use crate::store::{
-    Actor, DestinationRecord, DestinationScope, DynStore, SealedSecret, StoreError, new_id,
-    now_text,
+    Actor, AuditAction, AuditDraft, DestinationRecord, DestinationScope, DynStore, SealedSecret,
+    StoreError, new_id, now_text,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -16,6 +16,16 @@ use tokio::sync::Notify;
 
 /// Header carrying the destination's fixed verification token (the GitLab pattern).
 pub const TOKEN_HEADER: &str = "x-hookflow-event-streaming-token";
+/// Header carrying an event's causation depth: how many deliveries of run events lie between
+/// it and an event from outside. A delivery of a run's event carries the depth of the event
+/// that started the run plus one, in-process (kept with the event like any header) and over
+/// HTTP (another server keeps it the same way), so a chain of flows feeding each other, here or
+/// across servers, is counted whichever way it goes round.
+pub const HOP_HEADER: &str = "hookflow-hop";
+/// Deepest causation chain delivered: past it the delivery is not made and a
+/// `destination.loop.stopped` audit event says why. Two flows whose destinations feed each
+/// other's `flow.run.*` events stop after this many hops instead of running forever.
+pub const MAX_HOPS: u32 = 8;
 /// Custom headers a destination may set at most.
 const MAX_HEADERS: usize = 20;
 /// Headers the engine sets itself.
@@ -26,6 +36,7 @@ const RESERVED: &[&str] = &[
     "transfer-encoding",
     "connection",
     TOKEN_HEADER,
+    HOP_HEADER,
 ];
 /// How long a rotated-out signing secret keeps signing.
 const ROTATION_OVERLAP_MS: i64 = 24 * 3600 * 1000;
@@ -87,11 +98,13 @@ pub enum DestinationError {
 /// Hands events to this server's own flow webhooks in-process (implemented by the API).
 pub trait LocalIntake: Send + Sync {
     /// Accepts `body` for `flow_id`; answers an HTTP-like status.
+    /// `hop` is the delivery's causation depth, kept with the event as [`HOP_HEADER`].
     fn deliver<'a>(
         &'a self,
         flow_id: &'a str,
         msg_id: &'a str,
         body: &'a [u8],
+        hop: u32,
     ) -> futures::future::BoxFuture<'a, Result<u16, String>>;
 }
 
@@ -431,11 +444,12 @@ impl Destinations {
             error: Some(error),
             ..SendOutcome::default()
         };
-        if let Some(flow_id) = self.own_flow(&record.url)
-            && let Some(local) = self.local.get()
-        {
+        let event: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+        let local = self
+            .own_flow(&record.url)
+            .and_then(|flow_id| Some((flow_id, self.local.get()?)));
+        if let Some((flow_id, _)) = &local {
             // Loop guard: a flow's own run events never go back into that flow.
-            let event: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
             let own_run = event["action"]
                 .as_str()
                 .is_some_and(|a| a.starts_with("flow.run."))
@@ -447,7 +461,25 @@ impl Destinations {
                     ..SendOutcome::default()
                 };
             }
-            return match local.intake.deliver(&flow_id, msg_id, body).await {
+        }
+        // Loop guard across flows (and servers): a chain of run events delivered to flows that
+        // make more run events stops at a depth.
+        let hop = self.depth(&event).await.saturating_add(1);
+        if hop > MAX_HOPS {
+            let reason = format!(
+                "{} comes from a chain of {} deliveries of run events; at most {MAX_HOPS} are made (loop guard)",
+                event["action"].as_str().unwrap_or("an event"),
+                hop - 1
+            );
+            self.loop_stopped(record, &event, hop, &reason).await;
+            return SendOutcome {
+                status: Some(204),
+                body: Some(format!("not delivered: {reason}")),
+                ..SendOutcome::default()
+            };
+        }
+        if let Some((flow_id, local)) = local {
+            return match local.intake.deliver(&flow_id, msg_id, body, hop).await {
                 Ok(status) => SendOutcome {
                     status: Some(status),
                     error: (!(200..300).contains(&status))
@@ -484,7 +516,8 @@ impl Destinations {
                 "webhook-signature",
                 signature_header(&live, msg_id, timestamp, body),
             )
-            .header(TOKEN_HEADER, token);
+            .header(TOKEN_HEADER, token)
+            .header(HOP_HEADER, hop.to_string());
         for (name, sealed) in &record.headers {
             match self.open(&record.id, &format!("header:{name}"), sealed) {
                 Ok(value) => request = request.header(name, value),
@@ -514,6 +547,77 @@ impl Destinations {
                 timed_out: e.is_timeout(),
                 ..failed(describe(&e))
             },
+        }
+    }
+}
+
+impl Destinations {
+    /// The causation depth of an audit event: for a run's event, the [`HOP_HEADER`] of the event
+    /// that started the run (0 when it came from outside); for a `destination.loop.stopped`
+    /// event, the depth it stopped at, so it is never delivered into a new chain; 0 otherwise.
+    async fn depth(&self, event: &Value) -> u32 {
+        let action = event["action"].as_str().unwrap_or_default();
+        if action == AuditAction::DestinationLoopStopped.as_str() {
+            return event["data"]["hops"]
+                .as_u64()
+                .map_or(MAX_HOPS, |h| u32::try_from(h).unwrap_or(u32::MAX));
+        }
+        let Some(run_id) = event["data"]["flowRun"]["id"]
+            .as_str()
+            .filter(|_| action.starts_with("flow.run."))
+        else {
+            return 0;
+        };
+        match self.store.run_trigger_headers(run_id).await {
+            Ok(headers) => headers
+                .as_ref()
+                .and_then(|h| h.get(HOP_HEADER))
+                .and_then(|v| match v {
+                    Value::String(text) => text.trim().parse::<u32>().ok(),
+                    other => other.as_u64().and_then(|n| u32::try_from(n).ok()),
+                })
+                .unwrap_or(0),
+            Err(error) => {
+                tracing::warn!(%error, run_id, "reading a run's causation depth failed; counted as 0");
+                0
+            }
+        }
+    }
+
+    /// Records why a delivery was not made: a `destination.loop.stopped` audit event (in the
+    /// event's project), itself never delivered into a chain again ([`Destinations::depth`]).
+    async fn loop_stopped(
+        &self,
+        record: &DestinationRecord,
+        event: &Value,
+        hop: u32,
+        reason: &str,
+    ) {
+        let platform = event["platformId"].as_str().unwrap_or(&record.platform_id);
+        let project = event["projectId"]
+            .as_str()
+            .or(Some(record.project_id.as_str()));
+        let data = serde_json::json!({
+            "destination": {"id": record.id, "name": record.name, "url": record.url},
+            "event": {"id": event["id"], "action": event["action"]},
+            "flowRun": {
+                "id": event["data"]["flowRun"]["id"],
+                "flowId": event["data"]["flowRun"]["flowId"],
+            },
+            "hops": hop,
+            "limit": MAX_HOPS,
+            "reason": reason,
+        });
+        let draft = AuditDraft::new(
+            platform,
+            project,
+            &Actor::system(),
+            AuditAction::DestinationLoopStopped,
+            data,
+        );
+        tracing::warn!(destination = %record.id, hops = hop, "delivery loop stopped");
+        if let Err(error) = self.store.record_audit(vec![draft]).await {
+            tracing::error!(%error, "recording a stopped delivery loop failed");
         }
     }
 }

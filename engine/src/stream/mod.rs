@@ -10,7 +10,8 @@ mod destinations;
 pub use delivery::{RetryPolicy, parse_retry_after, run as run_worker};
 pub use destinations::LocalIntake;
 pub use destinations::{
-    DestinationError, DestinationInput, DestinationView, Destinations, TOKEN_HEADER,
+    DestinationError, DestinationInput, DestinationView, Destinations, HOP_HEADER, MAX_HOPS,
+    TOKEN_HEADER,
 };
 
 use crate::trigger::verify::sign;
