@@ -14,7 +14,11 @@ fuzz_target!(|data: &[u8]| {
     let ctx: Value = serde_json::from_str(context)
         .unwrap_or_else(|_| json!({"trigger": {"body": {"a": [1, {"b": "x"}], "s": "t"}}}));
     let parsed = Template::parse(template);
-    assert_eq!(parsed.is_ok(), check(template).is_ok(), "parse and check agree");
+    assert_eq!(
+        parsed.is_ok(),
+        check(template).is_ok(),
+        "parse and check agree"
+    );
     if let Ok(t) = parsed {
         let _ = t.is_literal();
         let _ = t.render(&ctx);
