@@ -5,10 +5,11 @@
 //! re-read after [`SHARED_CACHE_TTL`].
 
 use crate::flow::{self, Flow, Problem, Problems};
-use crate::store::{Actor, Cursor, DynStore, FlowRecord, Page, Scope, StoreError};
+use crate::store::{Actor, Cursor, DynStore, FlowRecord, FlowState, Page, Scope, StoreError};
 use crate::wasm::Sandbox;
 use serde_json::Value;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -21,11 +22,14 @@ pub enum SaveError {
     Store(#[from] StoreError),
 }
 
-/// The current version of a flow, parsed.
+/// The published version of a flow, parsed, with its lifecycle state.
 #[derive(Debug)]
 pub struct ActiveFlow {
     pub record: FlowRecord,
     pub flow: Arc<Flow>,
+    /// Whether it is on and which draft is pending; webhooks and schedules serve only an
+    /// enabled flow's published version ([`FlowRegistry::serving`]).
+    pub state: FlowState,
 }
 
 /// How long a cached flow is trusted when other processes share the database: a change saved
@@ -44,6 +48,10 @@ pub struct FlowRegistry {
     ttl: Option<Duration>,
     /// Flows this process deleted: a read that raced the deletion must not cache them again.
     deleted: RwLock<std::collections::HashSet<String>>,
+    /// Counts this process's writes. Enabling or disabling keeps the version, so a read that
+    /// started before such a write may only fill the cache if no write happened meanwhile;
+    /// otherwise a slow read could bring back the state before the write.
+    writes: AtomicU64,
 }
 
 /// Deleted ids remembered at most (ids are never reused; beyond this the oldest knowledge goes,
@@ -60,6 +68,7 @@ impl FlowRegistry {
             scheduled: RwLock::default(),
             ttl: None,
             deleted: RwLock::default(),
+            writes: AtomicU64::new(0),
         }
     }
 
@@ -97,10 +106,14 @@ impl FlowRegistry {
             .store
             .create_flow(actor, scope, &flow.name, &flow.to_value())
             .await?;
-        Ok(self.remember(record, flow))
+        let state = FlowState {
+            enabled: true,
+            draft_version: None,
+        };
+        Ok(self.saved(record, flow, state))
     }
 
-    /// Validates and stores a new version of a flow.
+    /// Validates, stores and publishes a new version of a flow (a pending draft is superseded).
     pub async fn update(
         &self,
         actor: &Actor,
@@ -108,11 +121,86 @@ impl FlowRegistry {
         definition: Value,
     ) -> Result<Arc<ActiveFlow>, SaveError> {
         let flow = self.check(definition).map_err(SaveError::Invalid)?;
-        let record = self
-            .store
+        self.store
             .update_flow(actor, id, &flow.name, &flow.to_value())
             .await?;
-        Ok(self.remember(record, flow))
+        self.reload(id)
+            .await?
+            .ok_or_else(|| SaveError::Store(StoreError::NotFound(format!("flow {id}"))))
+    }
+
+    /// Validates and stores a new version as a draft: the published version keeps serving.
+    /// Returns the flow as it serves now and the draft's version number.
+    pub async fn save_draft(
+        &self,
+        actor: &Actor,
+        id: &str,
+        definition: Value,
+    ) -> Result<(Arc<ActiveFlow>, i64), SaveError> {
+        let flow = self.check(definition).map_err(SaveError::Invalid)?;
+        let (_, draft) = self
+            .store
+            .save_flow_draft(actor, id, &flow.to_value())
+            .await?;
+        self.versions
+            .write()
+            .expect("flow cache poisoned")
+            .insert((id.to_string(), draft), Arc::new(flow));
+        let active = self.reload(id).await?;
+        active
+            .map(|a| (a, draft))
+            .ok_or_else(|| SaveError::Store(StoreError::NotFound(format!("flow {id}"))))
+    }
+
+    /// Publishes a flow's pending draft, checked against the installed plugins again (one may
+    /// have been removed since the draft was saved).
+    pub async fn publish(&self, actor: &Actor, id: &str) -> Result<Arc<ActiveFlow>, SaveError> {
+        let Some((_, state)) = self.store.get_flow_with_state(id).await? else {
+            return Err(StoreError::NotFound(format!("flow {id}")).into());
+        };
+        let Some(draft) = state.draft_version else {
+            return Err(StoreError::Conflict(format!("flow {id} has no draft to publish")).into());
+        };
+        if let Some(record) = self.store.get_flow_version(id, draft).await? {
+            self.check(record.definition).map_err(SaveError::Invalid)?;
+        }
+        self.store.publish_flow(actor, id).await?;
+        self.reload(id)
+            .await?
+            .ok_or_else(|| SaveError::Store(StoreError::NotFound(format!("flow {id}"))))
+    }
+
+    /// Turns a flow on or off; its webhook and schedule follow at once in this process.
+    pub async fn set_enabled(
+        &self,
+        actor: &Actor,
+        id: &str,
+        enabled: bool,
+    ) -> Result<Option<Arc<ActiveFlow>>, StoreError> {
+        if self
+            .store
+            .set_flow_enabled(actor, id, enabled)
+            .await?
+            .is_none()
+        {
+            return Ok(None);
+        }
+        self.reload(id).await
+    }
+
+    /// Reads a flow after this process wrote it and caches what it read (a write's own read is
+    /// the newest state, whatever was cached).
+    async fn reload(&self, id: &str) -> Result<Option<Arc<ActiveFlow>>, StoreError> {
+        self.writes.fetch_add(1, Ordering::SeqCst);
+        let Some((record, state)) = self.store.get_flow_with_state(id).await? else {
+            self.current
+                .write()
+                .expect("flow cache poisoned")
+                .remove(id);
+            return Ok(None);
+        };
+        let flow = parse_stored(&record)?;
+        Ok(Some(self.saved(record, flow, state)))
     }
 
     /// Deletes a flow; its webhook stops accepting events at once.
@@ -132,14 +220,15 @@ impl FlowRegistry {
         Ok(deleted)
     }
 
-    /// The current version of a flow, from cache or store.
+    /// The published version of a flow, enabled or not, from cache or store.
     pub async fn current(&self, id: &str) -> Result<Option<Arc<ActiveFlow>>, StoreError> {
         if let Some((active, cached_at)) = self.current.read().expect("flow cache poisoned").get(id)
             && self.fresh(*cached_at)
         {
             return Ok(Some(active.clone()));
         }
-        let Some(record) = self.store.get_flow(id).await? else {
+        let writes = self.writes.load(Ordering::SeqCst);
+        let Some((record, state)) = self.store.get_flow_with_state(id).await? else {
             return Ok(None);
         };
         if self.is_deleted(id) {
@@ -147,7 +236,13 @@ impl FlowRegistry {
             return Ok(None);
         }
         let flow = parse_stored(&record)?;
-        Ok(Some(self.remember(record, flow)))
+        Ok(Some(self.remember(record, flow, state, writes)))
+    }
+
+    /// The flow a webhook or schedule may run: its published version, and only while it is
+    /// enabled. `None` for a disabled flow as for a missing one.
+    pub async fn serving(&self, id: &str) -> Result<Option<Arc<ActiveFlow>>, StoreError> {
+        Ok(self.current(id).await?.filter(|a| a.state.enabled))
     }
 
     /// A specific version of a flow (what a queued run was accepted with).
@@ -195,7 +290,7 @@ impl FlowRegistry {
                     .pointer("/trigger/type")
                     .and_then(Value::as_str)
                     == Some("schedule")
-                    && let Some(active) = self.current(&record.id).await?
+                    && let Some(active) = self.serving(&record.id).await?
                 {
                     list.push(active);
                 }
@@ -210,7 +305,20 @@ impl FlowRegistry {
         Ok(list)
     }
 
-    fn remember(&self, record: FlowRecord, flow: Flow) -> Arc<ActiveFlow> {
+    /// Caches what a write of this process just stored.
+    fn saved(&self, record: FlowRecord, flow: Flow, state: FlowState) -> Arc<ActiveFlow> {
+        let writes = self.writes.load(Ordering::SeqCst);
+        self.remember(record, flow, state, writes)
+    }
+
+    /// Caches a flow read or saved when `self.writes` was `writes`.
+    fn remember(
+        &self,
+        record: FlowRecord,
+        flow: Flow,
+        state: FlowState,
+        writes: u64,
+    ) -> Arc<ActiveFlow> {
         *self.scheduled.write().expect("flow cache poisoned") = None;
         let flow = Arc::new(flow);
         let key = (record.id.clone(), record.version);
@@ -218,13 +326,20 @@ impl FlowRegistry {
             .write()
             .expect("flow cache poisoned")
             .insert(key, flow.clone());
-        let active = Arc::new(ActiveFlow { record, flow });
+        let active = Arc::new(ActiveFlow {
+            record,
+            flow,
+            state,
+        });
         let mut current = self.current.write().expect("flow cache poisoned");
-        // Only a newer (or the same) version replaces what is cached, and nothing brings back
-        // a deleted flow: reads and saves finish in any order.
-        let newer = current
-            .get(&active.record.id)
-            .is_none_or(|(cached, _)| cached.record.version <= active.record.version);
+        // Only a newer version replaces what is cached — the same version only when no write
+        // of this process happened since it was read (an enable or disable keeps the version) —
+        // and nothing brings back a deleted flow: reads and saves finish in any order.
+        let unchanged = self.writes.load(Ordering::SeqCst) == writes;
+        let newer = current.get(&active.record.id).is_none_or(|(cached, _)| {
+            cached.record.version < active.record.version
+                || (cached.record.version == active.record.version && unchanged)
+        });
         if newer && !self.is_deleted(&active.record.id) {
             current.insert(active.record.id.clone(), (active.clone(), Instant::now()));
         }
@@ -408,16 +523,49 @@ mod tests {
             .unwrap();
         // A read of version 1 that finishes after the save of version 2.
         let stale = store.get_flow_version(&id, 1).await.unwrap().unwrap();
-        registry.remember(stale, v1.flow.as_ref().clone());
+        registry.remember(stale, v1.flow.as_ref().clone(), v1.state, 0);
         assert_eq!(
             registry.current(&id).await.unwrap().unwrap().record.version,
             2
         );
 
+        // A read that began before a disable (same version, enabled) and finishes after it.
+        let writes = registry.writes.load(Ordering::SeqCst);
+        let (before, state) = store.get_flow_with_state(&id).await.unwrap().unwrap();
+        assert!(state.enabled);
+        let disabled = registry.set_enabled(&actor, &id, false).await.unwrap();
+        assert!(!disabled.unwrap().state.enabled);
+        let flow = parse_stored(&before).unwrap();
+        registry.remember(before, flow, state, writes);
+        assert!(
+            registry.serving(&id).await.unwrap().is_none(),
+            "a late read does not turn a disabled flow back on"
+        );
+        assert!(!registry.current(&id).await.unwrap().unwrap().state.enabled);
+        registry.set_enabled(&actor, &id, true).await.unwrap();
+        assert!(registry.serving(&id).await.unwrap().is_some());
+
+        // A draft does not serve; publishing it does.
+        let (served, draft) = registry
+            .save_draft(&actor, &id, definition("three"))
+            .await
+            .unwrap();
+        assert_eq!((served.record.version, draft), (2, 3));
+        assert_eq!(
+            registry.serving(&id).await.unwrap().unwrap().flow.name,
+            "two"
+        );
+        let published = registry.publish(&actor, &id).await.unwrap();
+        assert_eq!(published.record.version, 3);
+        assert_eq!(
+            registry.serving(&id).await.unwrap().unwrap().flow.name,
+            "three"
+        );
+
         let late = store.get_flow(&id).await.unwrap().unwrap();
         assert!(registry.delete(&actor, &id).await.unwrap());
         let flow = parse_stored(&late).unwrap();
-        registry.remember(late, flow);
+        registry.remember(late, flow, state, 0);
         assert!(
             registry.current(&id).await.unwrap().is_none(),
             "deleted stays deleted"

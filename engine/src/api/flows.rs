@@ -1,6 +1,13 @@
 //! `/v1/flows`: create, list, read, replace (new version) and delete flows. Bodies are JSON, or
 //! YAML when sent as `application/yaml`.
 //!
+//! Lifecycle, after Activepieces: `PUT /v1/flows/{id}` saves and publishes a new version, as it
+//! always did, so existing clients keep working; `PUT …?draft=true` saves a draft that webhooks
+//! and schedules do not run until `POST /v1/flows/{id}/publish`. `POST …/disable` turns the flow
+//! off (its webhook answers 404 like a missing flow and stores nothing; its schedule does not
+//! fire) and `POST …/enable` turns it back on. Each writes its audit event (`flow.updated` with
+//! `data.changes`, `flow.published`, `flow.deactivated`, `flow.activated`).
+//!
 //! Webhook credentials (`trigger.auth`) never leave in clear: every answer that carries a
 //! definition masks a literal credential as `********`, like destination header values
 //! (a `{{secrets.NAME}}` reference is shown as written: it names a secret, it is not one). A
@@ -52,19 +59,88 @@ pub fn routes() -> Vec<Route> {
             Need::Project(Role::Viewer, Target::Flow),
             version,
         ),
+        guard::post(
+            "/flows/{id}/publish",
+            Need::Project(Role::Editor, Target::Flow),
+            publish,
+        ),
+        guard::post(
+            "/flows/{id}/enable",
+            Need::Project(Role::Editor, Target::Flow),
+            enable,
+        ),
+        guard::post(
+            "/flows/{id}/disable",
+            Need::Project(Role::Editor, Target::Flow),
+            disable,
+        ),
     ]
 }
 
-/// Every saved version of a flow, newest first.
+/// Every saved version of a flow, newest first; `published` marks the one webhooks run and
+/// `draft` the one waiting to be published.
 async fn versions(State(app): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    let active = app
+        .flows
+        .current(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("flow {id} not found")))?;
     let data: Vec<Value> = app
         .store
         .flow_versions(&id)
         .await?
         .into_iter()
-        .map(|(version, created)| json!({"version": version, "created": created}))
+        .map(|(version, created)| {
+            json!({
+                "version": version,
+                "created": created,
+                "published": version == active.record.version,
+                "draft": Some(version) == active.state.draft_version,
+            })
+        })
         .collect();
     Ok(Json(json!({"data": data, "next": null, "previous": null})))
+}
+
+/// Makes the flow's draft the version webhooks and schedules run (`409` when there is none).
+async fn publish(
+    State(app): State<AppState>,
+    RequestActor(actor): RequestActor,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let active = app.flows.publish(&actor, &id).await?;
+    Ok(Json(render(&active)))
+}
+
+async fn enable(
+    State(app): State<AppState>,
+    RequestActor(actor): RequestActor,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    set_enabled(&app, &actor, &id, true).await
+}
+
+async fn disable(
+    State(app): State<AppState>,
+    RequestActor(actor): RequestActor,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    set_enabled(&app, &actor, &id, false).await
+}
+
+/// Enabling an enabled flow (or disabling a disabled one) answers the flow and writes no event.
+async fn set_enabled(
+    app: &AppState,
+    actor: &crate::store::Actor,
+    id: &str,
+    enabled: bool,
+) -> ApiResult<Json<Value>> {
+    let active = app
+        .flows
+        .set_enabled(actor, id, enabled)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("flow {id} not found")))?;
+    Ok(Json(render(&active)))
 }
 
 /// A flow record as answers show it: its webhook credential masked.
@@ -86,11 +162,33 @@ pub(crate) fn check_save(value: &Value) -> ApiResult<()> {
     Err(ApiError::invalid(crate::flow::Problems(all)))
 }
 
-/// One saved version of a flow, with its definition.
+/// `?format=yaml` (or `Accept: application/yaml`) answers a version's definition alone as YAML,
+/// ready to edit and save again.
+#[derive(Debug, serde::Deserialize)]
+struct VersionParams {
+    format: Option<String>,
+}
+
+/// One saved version of a flow, with its definition (credentials masked), as JSON or YAML.
 async fn version(
     State(app): State<AppState>,
     Path((id, version)): Path<(String, String)>,
-) -> ApiResult<Json<Value>> {
+    Params(params): Params<VersionParams>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let yaml = match params.format.as_deref() {
+        Some("yaml") => true,
+        Some("json") => false,
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "format: must be json or yaml, not {other:?}"
+            )));
+        }
+        None => headers
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|accept| accept.contains("yaml")),
+    };
     let number: i64 = version
         .parse()
         .map_err(|_| ApiError::bad_request(format!("version: not a number: {version:?}")))?;
@@ -99,7 +197,17 @@ async fn version(
         .get_flow_version(&id, number)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("flow {id} has no version {number}")))?;
-    Ok(Json(masked_record(&record)))
+    let body = masked_record(&record);
+    if yaml {
+        let text = crate::yaml::to_string(&body["definition"]).map_err(|e| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("flow {id} version {number}: {e}"),
+            )
+        })?;
+        return Ok(([(header::CONTENT_TYPE, "application/yaml")], text).into_response());
+    }
+    Ok(Json(body).into_response())
 }
 
 /// Parses a flow body by its content type.
@@ -121,6 +229,8 @@ fn render(active: &ActiveFlow) -> Value {
     let r = &active.record;
     let mut body = masked_record(r);
     body["webhookUrl"] = json!(format!("/v1/webhooks/{}", r.id));
+    body["enabled"] = json!(active.state.enabled);
+    body["draftVersion"] = json!(active.state.draft_version);
     body
 }
 
@@ -182,10 +292,19 @@ async fn read(State(app): State<AppState>, Path(id): Path<String>) -> ApiResult<
     Ok(Json(render(&active)))
 }
 
+/// `?draft=true` saves a draft instead of publishing.
+#[derive(Debug, serde::Deserialize)]
+struct ReplaceParams {
+    draft: Option<bool>,
+}
+
+/// Saves a new version: published at once (what clients that predate drafts expect), or with
+/// `?draft=true` kept as a draft. A draft answers the flow as it serves now, with `draftVersion`.
 async fn replace(
     State(app): State<AppState>,
     RequestActor(actor): RequestActor,
     Path(id): Path<String>,
+    Params(params): Params<ReplaceParams>,
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Json<Value>> {
@@ -195,6 +314,10 @@ async fn replace(
         crate::flow::model::restore_masked_credentials(&mut value, &current.record.definition);
     }
     check_save(&value)?;
+    if params.draft == Some(true) {
+        let (active, _) = app.flows.save_draft(&actor, &id, value).await?;
+        return Ok(Json(render(&active)));
+    }
     let active = app.flows.update(&actor, &id, value).await?;
     Ok(Json(render(&active)))
 }

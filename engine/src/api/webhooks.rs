@@ -250,9 +250,11 @@ async fn check(
     headers: &HeaderMap,
     body: Body,
 ) -> ApiResult<Request> {
+    // A disabled flow answers exactly as a missing one (before any authentication, so the
+    // answer tells a stranger nothing) and stores nothing.
     let active = app
         .flows
-        .current(flow_id)
+        .serving(flow_id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("flow {flow_id} not found")))?;
     let Trigger::Webhook {
@@ -566,7 +568,7 @@ impl crate::stream::LocalIntake for InProcessIntake {
     ) -> futures::future::BoxFuture<'a, Result<u16, String>> {
         Box::pin(async move {
             let app = self.0.upgrade().ok_or("the server is shutting down")?;
-            let active = match app.flows.current(flow_id).await {
+            let active = match app.flows.serving(flow_id).await {
                 Ok(Some(active)) => active,
                 Ok(None) => return Ok(404),
                 Err(e) => return Err(e.to_string()),

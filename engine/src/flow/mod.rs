@@ -3,6 +3,7 @@
 //! here so callers do not depend on the internal file layout.
 
 pub mod calendar;
+pub mod changes;
 pub mod condition;
 pub mod hosts;
 pub mod model;

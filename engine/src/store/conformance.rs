@@ -182,6 +182,7 @@ macro_rules! conformance {
 
 conformance!(
     flows_crud_and_cursors,
+    flow_drafts_publish_and_enable,
     accept_event_dedups,
     concurrent_duplicates_make_one_run,
     a_batch_commits_whole_or_not_at_all,
@@ -400,6 +401,142 @@ fn payload_action(due: &DueDelivery) -> String {
 // ---------------------------------------------------------------------------------------------
 
 async fn flows_crud_and_cursors(h: Harness) {
+/// A draft is stored but does not replace the published version until it is published; a
+/// plain update still publishes (and supersedes a draft); disable/enable flip the state once,
+/// each with its audit event; `flow.updated` carries what changed.
+async fn flow_drafts_publish_and_enable(h: Harness) {
+    let store = &h.store;
+    let step = |name: &str, url: &str| json!({"name": name, "plugin": "http@1.0.0", "input": {"url": url}});
+    let f = flow(store, "life").await;
+    let (state_rec, state) = store
+        .get_flow_with_state(&f.id)
+        .await
+        .expect("state")
+        .expect("exists");
+    assert_eq!(state_rec.version, 1);
+    assert_eq!(
+        state,
+        FlowState {
+            enabled: true,
+            draft_version: None
+        }
+    );
+
+    let v2 =
+        json!({"name": "life", "trigger": {"type": "webhook"}, "steps": [step("a", "http://1")]});
+    let (published, draft) = store
+        .save_flow_draft(&actor(), &f.id, &v2)
+        .await
+        .expect("save draft");
+    assert_eq!((published.version, draft), (1, 2));
+    let live = store.get_flow(&f.id).await.expect("get").expect("exists");
+    assert_eq!(
+        live.version, 1,
+        "a draft does not replace the published version"
+    );
+    assert_eq!(live.definition["steps"], json!([]));
+    let stored = store
+        .get_flow_version(&f.id, 2)
+        .await
+        .expect("v2")
+        .expect("the draft is a stored version");
+    assert_eq!(stored.definition, v2);
+
+    // A second draft takes the next number and replaces the first as the pending one.
+    let v3 = json!({"name": "life", "trigger": {"type": "webhook"},
+                    "steps": [step("a", "http://2"), step("b", "http://1")]});
+    let (_, draft) = store
+        .save_flow_draft(&actor(), &f.id, &v3)
+        .await
+        .expect("second draft");
+    assert_eq!(draft, 3);
+    let record = store.publish_flow(&actor(), &f.id).await.expect("publish");
+    assert_eq!((record.version, &record.definition), (3, &v3));
+    let (live, state) = store
+        .get_flow_with_state(&f.id)
+        .await
+        .expect("state")
+        .expect("exists");
+    assert_eq!((live.version, state.draft_version), (3, None));
+    assert!(matches!(
+        store.publish_flow(&actor(), &f.id).await,
+        Err(StoreError::Conflict(_))
+    ));
+
+    // A plain update publishes, superseding a pending draft, and numbers after it.
+    store
+        .save_flow_draft(&actor(), &f.id, &v2)
+        .await
+        .expect("draft 4");
+    let v5 = json!({"name": "renamed", "trigger": {"type": "webhook"}, "steps": [step("b", "http://1")]});
+    let updated = store
+        .update_flow(&actor(), &f.id, "renamed", &v5)
+        .await
+        .expect("update");
+    assert_eq!(updated.version, 5);
+    let (_, state) = store
+        .get_flow_with_state(&f.id)
+        .await
+        .expect("state")
+        .expect("exists");
+    assert_eq!(state.draft_version, None);
+
+    let disabled = store
+        .set_flow_enabled(&actor(), &f.id, false)
+        .await
+        .expect("disable")
+        .expect("exists");
+    assert!(!disabled.1.enabled);
+    // Disabling twice changes nothing and writes no second event.
+    store
+        .set_flow_enabled(&actor(), &f.id, false)
+        .await
+        .expect("disable again");
+    store
+        .set_flow_enabled(&actor(), &f.id, true)
+        .await
+        .expect("enable")
+        .expect("exists");
+    assert!(
+        store
+            .set_flow_enabled(&actor(), "no-such-flow", true)
+            .await
+            .expect("enable unknown")
+            .is_none()
+    );
+
+    let published = audit_events(store, &["flow.published"]).await;
+    let versions: Vec<&Value> = published
+        .iter()
+        .map(|e| &e["data"]["flow"]["version"])
+        .collect();
+    assert_eq!(versions, [&json!(5), &json!(3)]);
+    assert_eq!(audit_events(store, &["flow.deactivated"]).await.len(), 1);
+    assert_eq!(audit_events(store, &["flow.activated"]).await.len(), 1);
+    let updates = audit_events(store, &["flow.updated"]).await;
+    assert_eq!(updates.len(), 4);
+    // Newest first: the update to v5 (from draft 4), then draft 4, draft 3, draft 2.
+    assert_eq!(updates[0]["data"]["draft"], false);
+    assert_eq!(
+        updates[0]["data"]["changes"]["name"],
+        json!({"from": "life", "to": "renamed"})
+    );
+    assert_eq!(
+        updates[0]["data"]["changes"]["steps"]["removed"],
+        json!(["a"])
+    );
+    assert_eq!(
+        updates[0]["data"]["changes"]["steps"]["added"],
+        json!(["b"])
+    );
+    assert_eq!(updates[2]["data"]["draft"], true);
+    assert_eq!(
+        updates[2]["data"]["changes"]["steps"],
+        json!({"added": ["b"], "removed": [], "changed": ["a"]})
+    );
+    assert_chain_verifies(store).await;
+}
+
     let store = &h.store;
     let mut ids = Vec::new();
     for i in 0..5 {

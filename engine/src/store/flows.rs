@@ -4,7 +4,8 @@ use super::audit::{self, AuditDraft};
 use super::rows::{flow_record, in_list, paginate, push_cursor};
 use super::sql::{Conn, Param, params};
 use super::{
-    Actor, AuditAction, Cursor, FlowRecord, Page, Scope, StoreError, StoreResult, new_id, now_text,
+    Actor, AuditAction, Cursor, FlowRecord, FlowState, Page, Scope, StoreError, StoreResult,
+    new_id, now_text,
 };
 use serde_json::{Value, json};
 
@@ -46,8 +47,11 @@ pub async fn create(
     })
 }
 
-/// Saves the next version. The `UPDATE … RETURNING` takes the row's lock, so concurrent updates
-/// of one flow take consecutive versions instead of colliding.
+/// Saves the next version and publishes it: what `PUT /v1/flows/{id}` has always done, so
+/// clients that know nothing of drafts keep working. A pending draft is superseded (it stays in
+/// the history). The `UPDATE … RETURNING` takes the row's lock, so concurrent saves of one flow
+/// take consecutive versions instead of colliding. Writes `flow.updated` (with the changes
+/// against the version saved before) and `flow.published`.
 pub async fn update(
     c: &mut dyn Conn,
     actor: &Actor,
@@ -59,24 +63,200 @@ pub async fn update(
     let text = definition.to_string();
     let row = c
         .query_opt(
-            "UPDATE flows SET name = ?, version = version + 1, definition = ?, updated = ? \
+            "UPDATE flows SET name = ?, version = COALESCE(draft_version, version) + 1, \
+             draft_version = NULL, definition = ?, updated = ? \
              WHERE id = ? AND deleted IS NULL RETURNING *",
             params![name, &text, &now, id],
         )
         .await?
         .ok_or_else(|| StoreError::NotFound(format!("flow {id}")))?;
     let record = flow_record(&row)?;
-    insert_version(c, id, record.version, &text, &now).await?;
-    let data = json!({"flow": {"id": id, "displayName": name, "version": record.version}});
-    let draft = AuditDraft::new(
+    let changes = saved(c, actor, &record, record.version, definition, false).await?;
+    let published = published_event(actor, &record);
+    audit::append(c, &[changes, published]).await?;
+    Ok(record)
+}
+
+/// Saves the next version as a draft: stored and listed, but webhooks and schedules keep
+/// running the published version until [`publish`]. Writes `flow.updated` with `"draft": true`.
+/// Returns the published record (unchanged) and the draft's version number.
+pub async fn save_draft(
+    c: &mut dyn Conn,
+    actor: &Actor,
+    id: &str,
+    definition: &Value,
+) -> StoreResult<(FlowRecord, i64)> {
+    let now = now_text();
+    let row = c
+        .query_opt(
+            "UPDATE flows SET draft_version = COALESCE(draft_version, version) + 1, updated = ? \
+             WHERE id = ? AND deleted IS NULL RETURNING *",
+            params![&now, id],
+        )
+        .await?
+        .ok_or_else(|| StoreError::NotFound(format!("flow {id}")))?;
+    let record = flow_record(&row)?;
+    let draft = row.int("draft_version")?;
+    let event = saved(c, actor, &record, draft, definition, true).await?;
+    audit::append(c, &[event]).await?;
+    Ok((record, draft))
+}
+
+/// Makes the pending draft the published version (`flow.published`). `Conflict` when there is
+/// no draft. Versions only grow, so a cache keyed by version never brings back an older one.
+pub async fn publish(c: &mut dyn Conn, actor: &Actor, id: &str) -> StoreResult<FlowRecord> {
+    let Some(draft) = c
+        .query_opt(
+            "SELECT draft_version FROM flows WHERE id = ? AND deleted IS NULL",
+            params![id],
+        )
+        .await?
+    else {
+        return Err(StoreError::NotFound(format!("flow {id}")));
+    };
+    let Some(version) = draft.opt_int("draft_version")? else {
+        return Err(StoreError::Conflict(format!(
+            "flow {id} has no draft to publish"
+        )));
+    };
+    let text = c
+        .query_opt(
+            "SELECT definition FROM flow_versions WHERE flow_id = ? AND version = ?",
+            params![id, version],
+        )
+        .await?
+        .ok_or_else(|| StoreError::NotFound(format!("flow {id} version {version}")))?
+        .text("definition")?;
+    let definition: Value = serde_json::from_str(&text)
+        .map_err(|e| StoreError::Corrupt(format!("flow {id} version {version}: {e}")))?;
+    let name = definition["name"].as_str().unwrap_or_default().to_string();
+    // `draft_version = ?` makes a concurrent publish (or a save that superseded the draft) win
+    // cleanly: this one then finds no row to change.
+    let row = c
+        .query_opt(
+            "UPDATE flows SET name = ?, version = ?, definition = ?, draft_version = NULL, updated = ? \
+             WHERE id = ? AND deleted IS NULL AND draft_version = ? RETURNING *",
+            params![&name, version, &text, now_text(), id, version],
+        )
+        .await?
+        .ok_or_else(|| StoreError::Conflict(format!("flow {id}: its draft changed meanwhile")))?;
+    let record = flow_record(&row)?;
+    audit::append(c, &[published_event(actor, &record)]).await?;
+    Ok(record)
+}
+
+/// Turns a flow on or off (`flow.activated` / `flow.deactivated`). Idempotent: setting the state
+/// it already has writes no event. `None` when there is no such flow.
+pub async fn set_enabled(
+    c: &mut dyn Conn,
+    actor: &Actor,
+    id: &str,
+    enabled: bool,
+) -> StoreResult<Option<(FlowRecord, FlowState)>> {
+    let flag = i64::from(enabled);
+    let changed = c
+        .query_opt(
+            "UPDATE flows SET enabled = ?, updated = ? \
+             WHERE id = ? AND deleted IS NULL AND enabled <> ? RETURNING *",
+            params![flag, now_text(), id, flag],
+        )
+        .await?;
+    let Some(row) = changed else {
+        return get_with_state(c, id).await;
+    };
+    let record = flow_record(&row)?;
+    let action = if enabled {
+        AuditAction::FlowActivated
+    } else {
+        AuditAction::FlowDeactivated
+    };
+    let data = json!({"flow": {"id": id, "displayName": record.name, "version": record.version,
+                               "status": if enabled { "ENABLED" } else { "DISABLED" }}});
+    let event = AuditDraft::new(
+        &record.platform_id,
+        Some(&record.project_id),
+        actor,
+        action,
+        data,
+    );
+    audit::append(c, &[event]).await?;
+    let state = flow_state(&row)?;
+    Ok(Some((record, state)))
+}
+
+/// The published version of a flow with its lifecycle state.
+pub async fn get_with_state(
+    c: &mut dyn Conn,
+    id: &str,
+) -> StoreResult<Option<(FlowRecord, FlowState)>> {
+    let Some(row) = c
+        .query_opt(
+            "SELECT * FROM flows WHERE id = ? AND deleted IS NULL",
+            params![id],
+        )
+        .await?
+    else {
+        return Ok(None);
+    };
+    Ok(Some((flow_record(&row)?, flow_state(&row)?)))
+}
+
+fn flow_state(row: &super::sql::Row) -> StoreResult<FlowState> {
+    Ok(FlowState {
+        enabled: row.int("enabled")? != 0,
+        draft_version: row.opt_int("draft_version")?,
+    })
+}
+
+/// Stores `version` of a flow and drafts its `flow.updated` event, whose `data.changes`
+/// summarizes the difference from the version saved just before it (draft or published).
+async fn saved(
+    c: &mut dyn Conn,
+    actor: &Actor,
+    record: &FlowRecord,
+    version: i64,
+    definition: &Value,
+    draft: bool,
+) -> StoreResult<AuditDraft> {
+    let id = &record.id;
+    let before = c
+        .query_opt(
+            "SELECT definition FROM flow_versions WHERE flow_id = ? AND version < ? \
+             ORDER BY version DESC LIMIT 1",
+            params![id, version],
+        )
+        .await?;
+    let before: Value = match before {
+        Some(row) => row.json("definition")?,
+        None => Value::Null,
+    };
+    let text = definition.to_string();
+    insert_version(c, id, version, &text, &now_text()).await?;
+    let name = definition["name"].as_str().unwrap_or(&record.name);
+    let data = json!({
+        "flow": {"id": id, "displayName": name, "version": version},
+        "draft": draft,
+        "changes": crate::flow::changes::summarize(&before, definition),
+    });
+    Ok(AuditDraft::new(
         &record.platform_id,
         Some(&record.project_id),
         actor,
         AuditAction::FlowUpdated,
         data,
-    );
-    audit::append(c, &[draft]).await?;
-    Ok(record)
+    ))
+}
+
+fn published_event(actor: &Actor, record: &FlowRecord) -> AuditDraft {
+    let data =
+        json!({"flow": {"id": record.id, "displayName": record.name, "version": record.version}});
+    AuditDraft::new(
+        &record.platform_id,
+        Some(&record.project_id),
+        actor,
+        AuditAction::FlowPublished,
+        data,
+    )
 }
 
 /// Soft-deletes a flow; its runs and versions stay, its cache goes.
@@ -185,4 +365,47 @@ async fn insert_version(
     )
     .await?;
     Ok(())
+}
+
+/// The lifecycle operations, run as jobs like the rest of [`super::Store`]'s flow calls.
+impl super::Store {
+    /// Saves a draft version of a flow; see [`save_draft`].
+    pub async fn save_flow_draft(
+        &self,
+        actor: &Actor,
+        id: &str,
+        definition: &Value,
+    ) -> StoreResult<(FlowRecord, i64)> {
+        on!(self.write, [actor, id, definition], |c| save_draft(
+            c,
+            &actor,
+            &id,
+            &definition
+        ))
+    }
+
+    /// Publishes a flow's draft; see [`publish`].
+    pub async fn publish_flow(&self, actor: &Actor, id: &str) -> StoreResult<FlowRecord> {
+        on!(self.write, [actor, id], |c| publish(c, &actor, &id))
+    }
+
+    /// Enables or disables a flow; see [`set_enabled`].
+    pub async fn set_flow_enabled(
+        &self,
+        actor: &Actor,
+        id: &str,
+        enabled: bool,
+    ) -> StoreResult<Option<(FlowRecord, FlowState)>> {
+        on!(self.write, [actor, id], |c| set_enabled(
+            c, &actor, &id, enabled
+        ))
+    }
+
+    /// The published version of a flow with its lifecycle state.
+    pub async fn get_flow_with_state(
+        &self,
+        id: &str,
+    ) -> StoreResult<Option<(FlowRecord, FlowState)>> {
+        on!(self.read, [id], |c| get_with_state(c, &id))
+    }
 }

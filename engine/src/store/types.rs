@@ -29,6 +29,15 @@ pub struct FlowRecord {
     pub updated: String,
 }
 
+/// Where a flow is in its lifecycle, beside its published version ([`FlowRecord`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FlowState {
+    /// False after a disable: the webhook answers 404 and stores nothing, the schedule is idle.
+    pub enabled: bool,
+    /// A saved version not yet published (`None`: the published version is the newest).
+    pub draft_version: Option<i64>,
+}
+
 macro_rules! string_enum {
     ($(#[$meta:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
         $(#[$meta])*
@@ -121,6 +130,9 @@ string_enum!(
         FlowCreated => "flow.created",
         FlowUpdated => "flow.updated",
         FlowDeleted => "flow.deleted",
+        FlowPublished => "flow.published",
+        FlowActivated => "flow.activated",
+        FlowDeactivated => "flow.deactivated",
         FlowRunStarted => "flow.run.started",
         FlowRunFinished => "flow.run.finished",
         FlowRunRetried => "flow.run.retried",
