@@ -538,7 +538,12 @@ pub async fn enforce_retention(
             batch.push(row);
         }
         if !batch.is_empty() {
-            total += retire(store, key, &batch, archive_dir).await?;
+            let deleted = retire(store, key, &batch, archive_dir).await?;
+            if deleted == 0 {
+                // Another process (PostgreSQL) retired this range first: it carries on.
+                return Ok(total);
+            }
+            total += deleted;
         }
         if let Some(why) = stop {
             anyhow::bail!(

@@ -781,8 +781,26 @@ pub async fn checkpoints(c: &mut dyn Conn) -> StoreResult<Vec<Checkpoint>> {
 
 /// Deletes exactly the range `checkpoint` describes and records the checkpoint, in one
 /// transaction: if the range does not hold exactly `count` events carrying the hashes retention
-/// read, nothing is deleted.
+/// read, nothing is deleted. Returns how many were deleted: 0 when another process retired
+/// the range first.
 pub async fn retire(c: &mut dyn Conn, checkpoint: &Checkpoint) -> StoreResult<u64> {
+    // Under the head's lock: appends and another process's retention wait, so a range is retired
+    // once. One another process retired already is nothing to do (0).
+    let lock = c.dialect().for_update();
+    c.query_opt(
+        &format!("SELECT seq FROM audit_chain_head WHERE id = 1{lock}"),
+        params![],
+    )
+    .await?;
+    if c.query_opt(
+        "SELECT first_seq FROM audit_checkpoints WHERE first_seq = ?",
+        params![checkpoint.first_seq],
+    )
+    .await?
+    .is_some()
+    {
+        return Ok(0);
+    }
     let ends = c
         .query(
             "SELECT seq, prev_hash, hash FROM audit_events WHERE seq IN (?, ?)",
