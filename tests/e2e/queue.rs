@@ -79,6 +79,30 @@ async fn retry_backoff_gives_the_worker_slot_back() {
     assert_eq!(of_run, 1, "{started}");
 }
 
+/// A `/sync` caller whose run waits in the queue for a step's retry keeps waiting (its slot does
+/// not) and is answered when the resumed run finishes.
+#[tokio::test]
+async fn a_sync_caller_is_answered_after_a_deferred_retry() {
+    let server = one_worker().await;
+    let mut flaky = hostile_step("flaky", json!({"mode": "fail-until", "attempts": 2}));
+    flaky["retry"] = json!({"maxAttempts": 2, "initialBackoffMs": 500, "maxBackoffMs": 500});
+    let id = server
+        .create_flow(webhook_flow("sync-waits", json!([flaky])))
+        .await;
+    let response = server
+        .client
+        .post(server.url(&format!("/v1/webhooks/{id}/sync?timeoutMs=30000")))
+        .json(&json!({"id": "s1"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), reqwest::StatusCode::OK);
+    let run: Value = response.json().await.unwrap();
+    assert_eq!(run["status"], "SUCCEEDED", "{run}");
+    let full = server.get_run(run["id"].as_str().unwrap()).await;
+    assert_eq!(step(&full, "flaky")["attempts"], 2, "{full}");
+}
+
 /// A run that gives its slot back still runs out of attempts: the attempt budget carries over
 /// the deferrals, and the run fails once with the last attempt's error.
 #[tokio::test]

@@ -198,6 +198,7 @@ conformance!(
     audit_chain_filters_and_retention,
     concurrent_audit_appends_keep_one_chain,
     destinations_crud_and_outbox,
+    run_retention_deletes_finished_runs_in_batches,
     concurrent_delivery_claims_share_nothing,
     delivery_batches_keep_order,
     flow_memory_first_sighting,
@@ -400,7 +401,6 @@ fn payload_action(due: &DueDelivery) -> String {
 // Flows
 // ---------------------------------------------------------------------------------------------
 
-async fn flows_crud_and_cursors(h: Harness) {
 /// A draft is stored but does not replace the published version until it is published; a
 /// plain update still publishes (and supersedes a draft); disable/enable flip the state once,
 /// each with its audit event; `flow.updated` carries what changed.
@@ -537,6 +537,7 @@ async fn flow_drafts_publish_and_enable(h: Harness) {
     assert_chain_verifies(store).await;
 }
 
+async fn flows_crud_and_cursors(h: Harness) {
     let store = &h.store;
     let mut ids = Vec::new();
     for i in 0..5 {
@@ -1322,8 +1323,20 @@ async fn a_deferred_run_waits_its_turn_and_keeps_its_steps(h: Harness) {
     let run = store.get_run(&run_id).await.expect("get").expect("run");
     assert_eq!(run.summary.status, RunStatus::Succeeded);
     assert_eq!(run.summary.attempt, 1);
-    // Finished: a manual retry later is a new attempt again.
-    store.retry_run(&actor(), &run_id).await.ok();
+    // The headers of the event that started it (where destinations read its causation depth).
+    let headers = store
+        .run_trigger_headers(&run_id)
+        .await
+        .expect("headers")
+        .expect("known run");
+    assert_eq!(headers["content-type"], "application/json");
+    assert!(
+        store
+            .run_trigger_headers("no-such-run")
+            .await
+            .expect("headers")
+            .is_none()
+    );
 }
 
 /// Makes a deferred run due now, as if its backoff had been waited out.
@@ -2486,19 +2499,6 @@ async fn audit_chain_goes_on_after_retention_empties_the_table(h: Harness) {
     let before = store.audit_chain(0, 10).await.expect("chain");
     let last = before.last().expect("three events").clone();
     assert_eq!(retire_through(store, last.seq).await, 3);
-    assert!(store.audit_chain(0, 10).await.expect("chain").is_empty());
-    store
-        .record_audit(vec![draft("flow.created", None, None)])
-        .await
-        .expect("record after");
-    let after = store.audit_chain(0, 10).await.expect("chain");
-    assert_eq!(after.len(), 1);
-    assert_eq!(after[0].seq, last.seq + 1, "seq goes on");
-    assert_eq!(after[0].prev_hash, last.hash, "the chain goes on");
-    assert_eq!(assert_chain_verifies(store).await, 1);
-}
-
-/// One request the database refuses (an event id that is already stored, under another key:
     // The same range again (another process's retention, on PostgreSQL): nothing to do.
     let mut again = audit::Checkpoint {
         first_seq: before[0].seq,
@@ -2513,6 +2513,19 @@ async fn audit_chain_goes_on_after_retention_empties_the_table(h: Harness) {
     again.mac = again.expected_mac(audit::key());
     let peer = h.peer().await;
     assert_eq!(peer.retire_audit(&again).await.expect("again"), 0);
+    assert!(store.audit_chain(0, 10).await.expect("chain").is_empty());
+    store
+        .record_audit(vec![draft("flow.created", None, None)])
+        .await
+        .expect("record after");
+    let after = store.audit_chain(0, 10).await.expect("chain");
+    assert_eq!(after.len(), 1);
+    assert_eq!(after[0].seq, last.seq + 1, "seq goes on");
+    assert_eq!(after[0].prev_hash, last.hash, "the chain goes on");
+    assert_eq!(assert_chain_verifies(store).await, 1);
+}
+
+/// One request the database refuses (an event id that is already stored, under another key:
 /// a primary-key violation the dedup does not cover) fails alone with its own error; the
 /// requests group-committed with it are written. The same policy on both backends.
 async fn a_bad_request_fails_alone_in_its_batch(h: Harness) {
@@ -3182,4 +3195,94 @@ async fn window_updates_are_atomic_across_processes(h: Harness) {
         .expect("other step")
         .expect("own cap");
     assert!(stores[0].delete_expired_windows(100).await.expect("sweep") <= 3);
+}
+
+/// Run retention deletes only terminal runs finished before the cut-off, a bounded batch at a
+/// time, keeps QUEUED and RUNNING runs whatever their age, and keeps a flow with its own
+/// retention out of the default's batches.
+async fn run_retention_deletes_finished_runs_in_batches(h: Harness) {
+    let store = &h.store;
+    let own = flow(store, "own-retention").await.id;
+    let kept_by_own = accept_new(store, &own, Some("own-1")).await;
+    let claimed = store.claim_runs("w", 1, 60_000).await.expect("claim own");
+    assert_eq!(claimed[0].id, kept_by_own);
+    assert!(
+        store
+            .finish_run(outcome(&kept_by_own, "w", RunStatus::Succeeded, vec![]))
+            .await
+            .expect("finish own")
+    );
+    let other = flow(store, "default-retention").await.id;
+    let mut runs = Vec::new();
+    for i in 0..5 {
+        runs.push(accept_new(store, &other, Some(&format!("d-{i}"))).await);
+    }
+    let claimed = store.claim_runs("w", 3, 60_000).await.expect("claim");
+    assert_eq!(claimed.len(), 3);
+    let (finished, running) = (&claimed[..2], &claimed[2..]);
+    for run in finished {
+        let steps = vec![step("a", 0, StepStatus::Succeeded)];
+        assert!(
+            store
+                .finish_run(outcome(&run.id, "w", RunStatus::Failed, steps))
+                .await
+                .expect("finish")
+        );
+    }
+    let future = "9999-12-31T00:00:00.000Z";
+    let default = RetentionScope::AllExcept(vec![own.clone()]);
+
+    // A cut-off before everything deletes nothing.
+    let none = store
+        .delete_expired_runs(&default, "2000-01-01T00:00:00.000Z", None, 10)
+        .await
+        .expect("nothing expired");
+    assert_eq!(none, RetentionBatch::default());
+
+    // Batches of one: each deletes one finished run and moves the cursor on.
+    let mut after = None;
+    let mut deleted = 0;
+    for _ in 0..10 {
+        let batch = store
+            .delete_expired_runs(&default, future, after.as_deref(), 1)
+            .await
+            .expect("batch");
+        if batch.last_id.is_none() {
+            break;
+        }
+        assert_eq!(batch.runs, 1);
+        deleted += batch.runs;
+        after = batch.last_id;
+    }
+    assert_eq!(deleted, 2);
+    for run in finished {
+        assert!(store.get_run(&run.id).await.expect("get").is_none());
+    }
+    // Live runs stay, whatever the cut-off.
+    let live = store
+        .get_run(&running[0].id)
+        .await
+        .expect("get")
+        .expect("running kept");
+    assert_eq!(live.summary.status, RunStatus::Running);
+    let queued: Vec<_> = runs
+        .iter()
+        .filter(|id| !claimed.iter().any(|c| &c.id == *id))
+        .collect();
+    assert_eq!(queued.len(), 2);
+    for id in queued {
+        let run = store.get_run(id).await.expect("get").expect("queued kept");
+        assert_eq!(run.summary.status, RunStatus::Queued);
+    }
+    // The flow with its own retention was left to its own scope.
+    assert!(store.get_run(&kept_by_own).await.expect("get").is_some());
+    let own_batch = store
+        .delete_expired_runs(&RetentionScope::Flow(own.clone()), future, None, 10)
+        .await
+        .expect("own batch");
+    assert_eq!(own_batch.runs, 1);
+    assert!(store.get_run(&kept_by_own).await.expect("get").is_none());
+    // A deleted run's event went with it: the same event key is accepted as new again.
+    let again = accept_new(store, &own, Some("own-1")).await;
+    assert_ne!(again, kept_by_own);
 }
