@@ -1071,6 +1071,34 @@ fn secret_grants(problems: &mut Vec<Problem>, path: &str, steps: &[Value]) {
                 }
             }
         }
+        if obj.get("type").and_then(Value::as_str) != Some("action") {
+            // Only an action step can be granted a secret: a router condition or a threshold
+            // field naming one would only ever see it empty.
+            let mut named = Vec::new();
+            for (key, value) in obj {
+                match key.as_str() {
+                    "crossed" | "steps" => {}
+                    "branches" => {
+                        for (j, branch) in value.as_array().into_iter().flatten().enumerate() {
+                            if let Some(when) = branch.get("when") {
+                                let bpath = idx_path(&key_path(&spath, "branches"), j);
+                                referenced_secrets_at(&key_path(&bpath, "when"), when, &mut named);
+                            }
+                        }
+                    }
+                    _ => referenced_secrets_at(&key_path(&spath, key), value, &mut named),
+                }
+            }
+            for (at, name) in named {
+                problems.push(Problem::new(
+                    at,
+                    format!(
+                        "names secret {name}, but only action steps can read secrets (those \
+                         granted them in `secrets`)"
+                    ),
+                ));
+            }
+        }
         if let Some(Value::Array(branches)) = obj.get("branches") {
             for (j, branch) in branches.iter().enumerate() {
                 if let Some(Value::Array(inner)) = branch.get("steps") {
@@ -1078,6 +1106,9 @@ fn secret_grants(problems: &mut Vec<Problem>, path: &str, steps: &[Value]) {
                     secret_grants(problems, &bpath, inner);
                 }
             }
+        }
+        if let Some(Value::Array(inner)) = obj.get("crossed") {
+            secret_grants(problems, &key_path(&spath, "crossed"), inner);
         }
     }
 }
@@ -1688,6 +1719,29 @@ steps:
             problems[0]
                 .message
                 .contains("steps[1].branches[0].steps[0].secrets")
+        );
+
+        let nested = json!([
+            {"name": "count", "type": "threshold", "groupBy": "{{secrets.G}}", "window": "1h",
+             "threshold": 2, "crossed": [
+                {"name": "alert", "type": "action", "plugin": "log@0.1.0",
+                 "input": {"m": "{{secrets.C}}"}}
+            ]},
+            {"name": "r2", "type": "router", "branches": [
+                {"name": "b", "when": [[{"left": "{{secrets.W}}", "operator": "EXISTS"}]], "steps": []}
+            ]}
+        ]);
+        let paths: Vec<String> = save_problems(&flow(json!({"type": "none"}), nested))
+            .into_iter()
+            .map(|p| p.path)
+            .collect();
+        assert_eq!(
+            paths,
+            [
+                "steps[0].groupBy",
+                "steps[0].crossed[0].input.m",
+                "steps[1].branches[0].when[0][0].left"
+            ]
         );
 
         assert_eq!(
