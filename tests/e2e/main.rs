@@ -18,6 +18,7 @@ mod detections;
 mod hardening;
 mod intake;
 mod javascript;
+mod lifecycle;
 mod logs;
 mod loops;
 mod multiprocess;

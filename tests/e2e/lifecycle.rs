@@ -1,0 +1,224 @@
+//! Flow lifecycle against the real server: drafts do not serve until published, a disabled
+//! flow's webhook answers 404 and stores nothing, every step is an audit event, and a plain
+//! `PUT` (what clients that predate drafts send) still publishes.
+
+use crate::common::{Server, log_step, webhook_flow};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+/// The names of the steps a run ran.
+fn ran(run: &Value) -> Vec<String> {
+    crate::common::step_names(run)
+}
+
+async fn audit(server: &Server, action: &str, flow_id: &str) -> Vec<Value> {
+    let page = server
+        .get_json(&format!("/v1/audit-events?action={action}&limit=100"))
+        .await;
+    page["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["data"]["flow"]["id"] == flow_id)
+        .cloned()
+        .collect()
+}
+
+async fn send(
+    server: &Server,
+    method: Method,
+    path: &str,
+    body: Option<Value>,
+) -> (StatusCode, Value) {
+    let mut request = server.admin(method, path);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status();
+    let text = response.text().await.unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+async fn run_count(server: &Server, flow_id: &str) -> usize {
+    server
+        .get_json(&format!("/v1/flow-runs?flowId={flow_id}&limit=500"))
+        .await["data"]
+        .as_array()
+        .unwrap()
+        .len()
+}
+
+#[tokio::test]
+async fn drafts_publish_disable_enable_and_their_audit_events() {
+    let server = Server::start().await;
+    let id = server
+        .create_flow(webhook_flow("life", json!([log_step("first", "v1")])))
+        .await;
+    let path = format!("/v1/flows/{id}");
+
+    // A draft is saved but the webhook keeps running the published version.
+    let draft = webhook_flow(
+        "life",
+        json!([log_step("first", "v2"), log_step("second", "v2")]),
+    );
+    let (status, body) = send(
+        &server,
+        Method::PUT,
+        &format!("{path}?draft=true"),
+        Some(draft),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        (body["version"].clone(), body["draftVersion"].clone()),
+        (json!(1), json!(2))
+    );
+    let run = server.run_flow(&id, &json!({"n": 1})).await;
+    assert_eq!(run["flowVersion"], 1);
+    assert_eq!(ran(&run), ["first"]);
+    let versions = server.get_json(&format!("{path}/versions")).await;
+    assert_eq!(
+        versions["data"],
+        json!([
+            {"version": 2, "created": versions["data"][0]["created"], "published": false, "draft": true},
+            {"version": 1, "created": versions["data"][1]["created"], "published": true, "draft": false},
+        ])
+    );
+    // `?draft=` must be a boolean.
+    let (status, body) = send(
+        &server,
+        Method::PUT,
+        &format!("{path}?draft=maybe"),
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body["detail"].as_str().unwrap().contains("draft"), "{body}");
+
+    // Publishing makes the draft the version that runs.
+    let (status, body) = send(&server, Method::POST, &format!("{path}/publish"), None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        (body["version"].clone(), body["draftVersion"].clone()),
+        (json!(2), Value::Null)
+    );
+    let run = server.run_flow(&id, &json!({"n": 2})).await;
+    assert_eq!(run["flowVersion"], 2);
+    assert_eq!(ran(&run), ["first", "second"]);
+    // Nothing left to publish.
+    let (status, _) = send(&server, Method::POST, &format!("{path}/publish"), None).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+
+    // Disabled: the webhook answers as for a missing flow and stores nothing.
+    let before = run_count(&server, &id).await;
+    let (status, body) = send(&server, Method::POST, &format!("{path}/disable"), None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["enabled"], false);
+    let response = server.post_event(&id, &json!({"n": 3})).await;
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    let missing = server.post_event("no-such-flow", &json!({})).await;
+    assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+    assert_eq!(
+        run_count(&server, &id).await,
+        before,
+        "a disabled flow stores nothing"
+    );
+    // The flow itself is still there to read and edit.
+    let flow = server.get_json(&path).await;
+    assert_eq!(
+        (flow["enabled"].clone(), flow["version"].clone()),
+        (json!(false), json!(2))
+    );
+    // Disabling again changes nothing.
+    let (status, _) = send(&server, Method::POST, &format!("{path}/disable"), None).await;
+    assert_eq!(status, StatusCode::OK);
+
+    // Enabled again: it runs.
+    let (status, body) = send(&server, Method::POST, &format!("{path}/enable"), None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["enabled"], true);
+    let run = server.run_flow(&id, &json!({"n": 4})).await;
+    assert_eq!(run["status"], "SUCCEEDED");
+    let (status, _) = send(&server, Method::POST, "/v1/flows/no-such-flow/enable", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // A plain PUT, as clients that know nothing of drafts send, publishes at once.
+    let renamed = webhook_flow("life renamed", json!([log_step("second", "v3")]));
+    let (status, body) = send(&server, Method::PUT, &path, Some(renamed)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["version"], 3);
+    let run = server.run_flow(&id, &json!({"n": 5})).await;
+    assert_eq!(
+        (run["flowVersion"].clone(), ran(&run)),
+        (json!(3), vec!["second".to_string()])
+    );
+
+    // Each step is an audit event, in Activepieces' names.
+    let published: Vec<Value> = audit(&server, "flow.published", &id)
+        .await
+        .iter()
+        .map(|e| e["data"]["flow"]["version"].clone())
+        .collect();
+    assert_eq!(published, [json!(3), json!(2)]);
+    assert_eq!(audit(&server, "flow.deactivated", &id).await.len(), 1);
+    assert_eq!(audit(&server, "flow.activated", &id).await.len(), 1);
+    let updated = audit(&server, "flow.updated", &id).await;
+    assert_eq!(updated.len(), 2);
+    assert_eq!(updated[1]["data"]["draft"], true);
+    assert_eq!(
+        updated[1]["data"]["changes"]["steps"],
+        json!({"added": ["second"], "removed": [], "changed": ["first"]})
+    );
+    assert_eq!(updated[0]["data"]["draft"], false);
+    assert_eq!(
+        updated[0]["data"]["changes"]["name"],
+        json!({"from": "life", "to": "life renamed"})
+    );
+    assert_eq!(
+        updated[0]["data"]["changes"]["steps"],
+        json!({"added": [], "removed": ["first"], "changed": ["second"]})
+    );
+}
+
+#[tokio::test]
+async fn a_version_reads_as_yaml() {
+    let server = Server::start().await;
+    let flow = json!({"name": "yaml", "trigger": {"type": "webhook", "auth": {"type": "bearer",
+        "token": "s3cret-token-value"}}, "steps": [log_step("only", "hi")]});
+    let id = server.create_flow(flow).await;
+    for (path, accept) in [
+        (format!("/v1/flows/{id}/versions/1?format=yaml"), "*/*"),
+        (format!("/v1/flows/{id}/versions/1"), "application/yaml"),
+    ] {
+        let response = server
+            .admin(Method::GET, &path)
+            .header("accept", accept)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(response.headers()["content-type"], "application/yaml");
+        let text = response.text().await.unwrap();
+        assert!(text.contains("name: yaml"), "{text}");
+        assert!(
+            !text.contains("s3cret-token-value"),
+            "credentials stay masked: {text}"
+        );
+    }
+    let (status, body) = send(
+        &server,
+        Method::GET,
+        &format!("/v1/flows/{id}/versions/1?format=xml"),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        body["detail"].as_str().unwrap().contains("format"),
+        "{body}"
+    );
+}
