@@ -88,6 +88,9 @@ pub struct Finding {
     /// The first seq concerned, where there is one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub seq: Option<i64>,
+    /// The stored event's id, when the finding is about one that is still stored.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
     pub message: String,
 }
 
@@ -326,9 +329,13 @@ pub async fn verify(
                 // false, and nothing after a keyed event may be unkeyed.
                 keyed_from = row.seq;
             }
+            let before = found.len();
             check_row(key, keyed_from, &row, &previous, &mut |kind, message| {
                 note(&mut found, kind, Some(row.seq), message)
             });
+            for finding in &mut found[before..] {
+                finding.id = Some(row.id.clone());
+            }
             if let Some(e) = external
                 && e.seq == row.seq
             {
@@ -424,7 +431,12 @@ pub async fn verify(
 
 fn note(found: &mut Vec<Finding>, kind: &'static str, seq: Option<i64>, message: String) {
     if found.len() < MAX_FINDINGS {
-        found.push(Finding { kind, seq, message });
+        found.push(Finding {
+            kind,
+            seq,
+            id: None,
+            message,
+        });
     }
 }
 

@@ -346,6 +346,12 @@ async fn the_hash_chain_names_the_first_edited_event() {
         &["row 3: its content does not match its keyed hash".into()],
     )
     .await;
+    // The API's first finding names the stored event (the console shows it).
+    let verdict = server.get_json("/v1/audit-events/verify").await;
+    let third = stored(&db).await[2].1.clone();
+    let third: Value = serde_json::from_str(&third).unwrap();
+    assert_eq!(verdict["brokenAt"]["seq"], 3, "{verdict}");
+    assert_eq!(verdict["brokenAt"]["id"], third["id"], "{verdict}");
 }
 
 #[tokio::test]
@@ -601,7 +607,8 @@ async fn export_streams_filtered_events_as_jsonl_and_csv() {
 async fn retention_archives_then_deletes_and_the_chain_still_verifies() {
     let archive = tempfile::tempdir().unwrap();
     let server = Server::start_with(keyed(vec![
-        ("HOOKFLOW_AUDIT_RETENTION_DAYS", "0".into()),
+        // 0.00001 days is under a second (0 is refused as a setting).
+        ("HOOKFLOW_AUDIT_RETENTION_DAYS", "0.00001".into()),
         ("HOOKFLOW_AUDIT_RETENTION_INTERVAL_SECS", "1".into()),
         (
             "HOOKFLOW_AUDIT_ARCHIVE_DIR",

@@ -54,7 +54,8 @@ async fn verify(
     }
     let mut body = json!(report);
     if let Some(first) = report.problems.first() {
-        body["brokenAt"] = json!({"seq": first.seq, "kind": first.kind, "reason": first.message});
+        body["brokenAt"] =
+            json!({"seq": first.seq, "id": first.id, "kind": first.kind, "reason": first.message});
     }
     Ok(Json(body))
 }
