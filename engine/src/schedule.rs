@@ -79,3 +79,64 @@ pub async fn fire_due(
     }
     Ok(queued)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Actor;
+    use crate::wasm::{Sandbox, SandboxConfig};
+
+    /// A disabled scheduled flow does not fire; enabled again, it does (the registry's list of
+    /// scheduled flows holds only flows that may serve).
+    #[tokio::test]
+    async fn a_disabled_schedule_does_not_fire() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("h.db").display());
+        let store = crate::store::open(
+            &crate::store::DatabaseUrl::parse(&url).unwrap(),
+            &crate::store::OpenOptions::default(),
+        )
+        .await
+        .unwrap()
+        .store;
+        let sandbox = Arc::new(
+            Sandbox::new(SandboxConfig {
+                max_concurrency: 1,
+                ..SandboxConfig::default()
+            })
+            .unwrap(),
+        );
+        let flows = FlowRegistry::new(store.clone(), sandbox);
+        let actor = Actor::system();
+        let scope = Scope {
+            platform_id: "default".into(),
+            project_id: "default".into(),
+        };
+        let definition = json!({"name": "tick", "trigger": {"type": "schedule", "cron": "* * * * *"},
+                                "steps": []});
+        let id = flows
+            .create(&actor, &scope, definition)
+            .await
+            .unwrap()
+            .record
+            .id
+            .clone();
+        let start = DateTime::parse_from_rfc3339("2026-01-01T00:00:30Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let minutes = |n: i64| start + chrono::Duration::minutes(n);
+
+        flows.set_enabled(&actor, &id, false).await.unwrap();
+        assert_eq!(
+            fire_due(&store, &flows, start, minutes(3)).await.unwrap(),
+            0
+        );
+        flows.set_enabled(&actor, &id, true).await.unwrap();
+        assert_eq!(
+            fire_due(&store, &flows, minutes(3), minutes(5))
+                .await
+                .unwrap(),
+            2
+        );
+    }
+}
