@@ -514,11 +514,12 @@ fn changed_columns(row: &ChainRow) -> Vec<&'static str> {
 /// Returns how many were deleted.
 pub async fn enforce_retention(
     store: &DynStore,
-    days: u32,
+    days: f64,
     archive_dir: Option<&std::path::Path>,
 ) -> anyhow::Result<u64> {
-    let cutoff = (chrono::Utc::now() - chrono::Duration::days(i64::from(days)))
-        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let cutoff = (chrono::Utc::now()
+        - chrono::Duration::milliseconds((days * 86_400_000.0).round() as i64))
+    .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     let key = crate::store::audit::key();
     let keyed_from = trusted_keyed_from(key, &store.audit_checkpoints().await?);
     let mut total = 0;

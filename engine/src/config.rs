@@ -87,9 +87,44 @@ pub struct ServeConfig {
         default_value = "5,300,1800,7200,18000,36000,36000"
     )]
     pub delivery_retry_schedule: String,
-    /// Audit events older than this many days are deleted (after archiving, if configured).
-    #[arg(long, env = "HOOKFLOW_AUDIT_RETENTION_DAYS", default_value_t = 90)]
-    pub audit_retention_days: u32,
+    /// Audit events older than this many days are deleted (after archiving, if configured);
+    /// fractions allowed, more than 0.
+    #[arg(long, env = "HOOKFLOW_AUDIT_RETENTION_DAYS", default_value_t = 90.0)]
+    pub audit_retention_days: f64,
+    /// Finished runs (with their step results and events) older than this many days are deleted
+    /// in batches of 1,000 rows per transaction (fractions allowed: `0.5` is 12 hours). Queued
+    /// and running runs are never deleted. Unset: runs are kept.
+    #[arg(long, env = "HOOKFLOW_RUN_RETENTION_DAYS")]
+    pub run_retention_days: Option<f64>,
+    /// Per-flow run retention overriding `--run-retention-days`: `FLOW_ID=DAYS`, comma-separated
+    /// (a flow listed here keeps its runs this long even when no default is set).
+    #[arg(
+        long,
+        env = "HOOKFLOW_RUN_RETENTION_FLOW_DAYS",
+        value_delimiter = ',',
+        value_parser = parse_flow_days
+    )]
+    pub run_retention_flow_days: Vec<(String, f64)>,
+    /// How often run retention runs, in seconds.
+    #[arg(
+        long,
+        env = "HOOKFLOW_RUN_RETENTION_INTERVAL_SECS",
+        default_value_t = 3600,
+        hide = true
+    )]
+    pub run_retention_interval_secs: u64,
+    /// Allow destinations and plugin HTTP to reach loopback, private ranges and plain `http://`
+    /// (development only; link-local cloud metadata stays refused).
+    #[arg(
+        long,
+        env = "HOOKFLOW_DEV_ALLOW_LOCAL_DESTINATIONS",
+        value_parser = clap::builder::BoolishValueParser::new(),
+        action = clap::ArgAction::Set,
+        num_args = 0..=1,
+        default_value = "false",
+        default_missing_value = "true"
+    )]
+    pub dev_allow_local_destinations: bool,
     /// Where expired audit events are archived (gzip JSONL, one file per day) before deletion.
     #[arg(long, env = "HOOKFLOW_AUDIT_ARCHIVE_DIR")]
     pub audit_archive_dir: Option<PathBuf>,
@@ -174,6 +209,38 @@ pub struct ServeConfig {
     /// Seconds a console session lasts at most, however active (absolute expiry).
     #[arg(long, env = "HOOKFLOW_SESSION_MAX_SECS", default_value_t = 7 * 24 * 3600)]
     pub session_max_secs: u64,
+}
+
+/// Longest audit retention accepted, in days (a hundred years: compliance keeps logs long).
+pub const MAX_AUDIT_RETENTION_DAYS: f64 = 36_500.0;
+
+/// Longest run retention accepted, in days (ten years).
+pub const MAX_RUN_RETENTION_DAYS: f64 = 3650.0;
+
+/// One `FLOW_ID=DAYS` entry of `--run-retention-flow-days`.
+fn parse_flow_days(text: &str) -> Result<(String, f64), String> {
+    let (flow, days) = text
+        .split_once('=')
+        .ok_or_else(|| format!("expected FLOW_ID=DAYS, got {text:?}"))?;
+    let days = days
+        .trim()
+        .parse::<f64>()
+        .map_err(|_| format!("{:?} is not a number of days", days.trim()))?;
+    let flow = flow.trim();
+    if flow.is_empty() {
+        return Err(format!("expected FLOW_ID=DAYS, got {text:?}"));
+    }
+    Ok((flow.to_string(), days))
+}
+
+/// Checks a retention in days: positive, finite, at most [`MAX_RUN_RETENTION_DAYS`].
+fn check_run_days(flag: &str, days: f64) -> Result<(), String> {
+    if !(days.is_finite() && days > 0.0 && days <= MAX_RUN_RETENTION_DAYS) {
+        return Err(format!(
+            "{flag} must be more than 0 and at most {MAX_RUN_RETENTION_DAYS} days, got {days}"
+        ));
+    }
+    Ok(())
 }
 
 impl ServeConfig {
@@ -275,6 +342,40 @@ impl ServeConfig {
             return Err(format!(
                 "--max-connections (HOOKFLOW_MAX_CONNECTIONS) must be 1..={MAX_CONNECTIONS}, got {}",
                 self.max_connections
+            ));
+        }
+        if !(self.audit_retention_days.is_finite()
+            && self.audit_retention_days > 0.0
+            && self.audit_retention_days <= MAX_AUDIT_RETENTION_DAYS)
+        {
+            return Err(format!(
+                "--audit-retention-days (HOOKFLOW_AUDIT_RETENTION_DAYS) must be more than 0 and at most {MAX_AUDIT_RETENTION_DAYS} days, got {}",
+                self.audit_retention_days
+            ));
+        }
+        if self.audit_retention_interval_secs == 0 || self.run_retention_interval_secs == 0 {
+            return Err("HOOKFLOW_AUDIT_RETENTION_INTERVAL_SECS and HOOKFLOW_RUN_RETENTION_INTERVAL_SECS must be positive".into());
+        }
+        if let Some(days) = self.run_retention_days {
+            check_run_days("--run-retention-days (HOOKFLOW_RUN_RETENTION_DAYS)", days)?;
+        }
+        for (flow, days) in &self.run_retention_flow_days {
+            check_run_days(
+                &format!("--run-retention-flow-days (HOOKFLOW_RUN_RETENTION_FLOW_DAYS) for {flow}"),
+                *days,
+            )?;
+        }
+        crate::stream::RetryPolicy::parse(&self.delivery_retry_schedule)
+            .map_err(|e| format!("--delivery-retry-schedule ({e})"))?;
+        if let Some(url) = &self.smtp_url {
+            crate::mail::Mailer::new(url, self.smtp_from.as_deref())
+                .map_err(|e| format!("--smtp-url/--smtp-from ({e})"))?;
+        }
+        if let Some(public) = &self.public_url
+            && !(public.starts_with("http://") || public.starts_with("https://"))
+        {
+            return Err(format!(
+                "--public-url (HOOKFLOW_PUBLIC_URL) must start with http:// or https://, got {public:?}"
             ));
         }
         let url = self.database()?;

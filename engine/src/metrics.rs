@@ -27,6 +27,9 @@ pub static DETECTION_KEY_LIMIT_HITS: AtomicU64 = AtomicU64::new(0);
 /// Events `threshold` steps saw too late to count (`hookflow_detection_late_events_total`).
 pub static DETECTION_LATE_EVENTS: AtomicU64 = AtomicU64::new(0);
 
+/// Runs run retention deleted in this process (`hookflow_runs_deleted_total`).
+pub static RUNS_DELETED: AtomicU64 = AtomicU64::new(0);
+
 /// Why intake refused an event, for the rejection counters.
 #[derive(Debug, Clone, Copy)]
 pub enum Rejection {
@@ -102,6 +105,8 @@ impl Metrics {
             "hookflow_detection_late_events_total {}",
             get(&DETECTION_LATE_EVENTS)
         );
+        out.push_str("# HELP hookflow_runs_deleted_total Finished runs run retention deleted (with their step results and events).\n# TYPE hookflow_runs_deleted_total counter\n");
+        let _ = writeln!(out, "hookflow_runs_deleted_total {}", get(&RUNS_DELETED));
         out.push_str("# HELP hookflow_runs Runs in live states (all processes).\n# TYPE hookflow_runs gauge\n");
         let _ = writeln!(out, "hookflow_runs{{status=\"QUEUED\"}} {queued}");
         let _ = writeln!(out, "hookflow_runs{{status=\"RUNNING\"}} {running}");

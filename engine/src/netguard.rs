@@ -8,9 +8,32 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 /// plain `http://`.
 pub const DEV_ALLOW_LOCAL_ENV: &str = "HOOKFLOW_DEV_ALLOW_LOCAL_DESTINATIONS";
 
+/// The development switch, decided once per process: by [`set_dev_allow_local`] (`hookflow
+/// serve`, from its validated `ServeConfig`) or, when nothing set it (local CLI commands), from
+/// the environment at the first read. One value for the whole process, so deliveries and plugin
+/// HTTP can never disagree.
+static DEV_ALLOW_LOCAL: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+
 /// Whether the development switch is on.
 pub fn dev_allow_local() -> bool {
-    std::env::var(DEV_ALLOW_LOCAL_ENV).is_ok_and(|v| v == "1" || v.eq_ignore_ascii_case("true"))
+    *DEV_ALLOW_LOCAL.get_or_init(|| env_allows_local(std::env::var(DEV_ALLOW_LOCAL_ENV).ok()))
+}
+
+/// Installs the server's setting before anything reads it. Returns false when the switch was
+/// already decided with another value (it is never changed once read).
+pub fn set_dev_allow_local(allow: bool) -> bool {
+    *DEV_ALLOW_LOCAL.get_or_init(|| allow) == allow
+}
+
+/// The environment's spelling of "on" for CLI processes, which have no `ServeConfig`: the same
+/// words `hookflow serve` accepts as true.
+fn env_allows_local(value: Option<String>) -> bool {
+    value.is_some_and(|v| {
+        matches!(
+            v.trim().to_ascii_lowercase().as_str(),
+            "1" | "true" | "yes" | "y" | "on" | "t"
+        )
+    })
 }
 
 /// True for addresses a server must not be tricked into calling: everything in IANA's IPv4 and
@@ -138,6 +161,17 @@ pub async fn resolve_public(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn environment_words_for_cli_processes() {
+        for on in ["1", "true", "TRUE", "yes", "on"] {
+            assert!(env_allows_local(Some(on.into())), "{on}");
+        }
+        for off in ["0", "false", "no", "off", ""] {
+            assert!(!env_allows_local(Some(off.into())), "{off}");
+        }
+        assert!(!env_allows_local(None));
+    }
 
     #[test]
     fn private_ranges() {

@@ -24,6 +24,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 mod connections;
+mod retention;
 
 pub use connections::HttpLimits;
 
@@ -49,6 +50,19 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     config.validate().map_err(anyhow::Error::msg)?;
+    // Everything parsed from the settings is built before anything is written: a bad setting
+    // stops the server before it creates a data directory, a key or a database.
+    let retry = RetryPolicy::parse(&config.delivery_retry_schedule).map_err(anyhow::Error::msg)?;
+    let mailer = match &config.smtp_url {
+        Some(url) => Some(Arc::new(Mailer::new(url, config.smtp_from.as_deref())?)),
+        None => None,
+    };
+    let run_retention = retention::RunRetention::from_config(&config);
+    if !crate::netguard::set_dev_allow_local(config.dev_allow_local_destinations) {
+        tracing::warn!(
+            "HOOKFLOW_DEV_ALLOW_LOCAL_DESTINATIONS was already decided in this process; keeping that value"
+        );
+    }
     // Built once, on a blocking thread while the rest starts: the first sign-in with an unknown
     // email then costs one argon2 verification, like a wrong password.
     let decoy_hash = tokio::task::spawn_blocking(crate::access::password::decoy_hash);
@@ -115,17 +129,12 @@ pub async fn run(
     let secret_box = SecretBox::load(config.secret_key.as_deref(), &config.data_dir)?;
     let secret_box = Arc::new(secret_box);
     let secrets = Arc::new(Secrets::new(store.clone(), secret_box.clone()));
-    let retry = RetryPolicy::parse(&config.delivery_retry_schedule).map_err(anyhow::Error::msg)?;
     let destinations = Arc::new(Destinations::new(
         store.clone(),
         secret_box,
         retry,
         crate::netguard::dev_allow_local(),
     ));
-    let mailer = match &config.smtp_url {
-        Some(url) => Some(Arc::new(Mailer::new(url, config.smtp_from.as_deref())?)),
-        None => None,
-    };
     let executor = Executor::new(sandbox.clone(), Some(secrets.clone()))
         .with_mailer(mailer.clone())
         .with_memory(Arc::new(StoreMemory(store.clone())))
@@ -225,6 +234,12 @@ pub async fn run(
                 retention_job(store.clone(), days, archive.clone(), every, stop.clone())
             })
         });
+        if let Some(retention) = run_retention {
+            let (store, stop) = (store.clone(), stop_rx.clone());
+            background.push(supervisor.spawn("run_retention", stop_rx.clone(), move || {
+                retention::run_retention_job(store.clone(), retention.clone(), stop.clone())
+            }));
+        }
         background.push({
             let (store, flows, queue, stop) =
                 (store.clone(), flows.clone(), queue.clone(), stop_rx.clone());
@@ -370,7 +385,7 @@ async fn plugin_sync_loop(
 /// Enforces audit retention now and then every `every`, until shutdown.
 async fn retention_job(
     store: DynStore,
-    days: u32,
+    days: f64,
     archive: Option<PathBuf>,
     every: Duration,
     mut shutdown: watch::Receiver<bool>,

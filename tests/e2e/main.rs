@@ -27,6 +27,7 @@ mod python;
 mod queue;
 mod receiver;
 mod recovery;
+mod retention;
 mod routing;
 mod sandbox;
 mod steps;

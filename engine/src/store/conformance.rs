@@ -198,6 +198,7 @@ conformance!(
     audit_chain_filters_and_retention,
     concurrent_audit_appends_keep_one_chain,
     destinations_crud_and_outbox,
+    run_retention_deletes_finished_runs_in_batches,
     concurrent_delivery_claims_share_nothing,
     delivery_batches_keep_order,
     flow_memory_first_sighting,
@@ -3196,3 +3197,92 @@ async fn window_updates_are_atomic_across_processes(h: Harness) {
     assert!(stores[0].delete_expired_windows(100).await.expect("sweep") <= 3);
 }
 
+/// Run retention deletes only terminal runs finished before the cut-off, a bounded batch at a
+/// time, keeps QUEUED and RUNNING runs whatever their age, and keeps a flow with its own
+/// retention out of the default's batches.
+async fn run_retention_deletes_finished_runs_in_batches(h: Harness) {
+    let store = &h.store;
+    let own = flow(store, "own-retention").await.id;
+    let kept_by_own = accept_new(store, &own, Some("own-1")).await;
+    let claimed = store.claim_runs("w", 1, 60_000).await.expect("claim own");
+    assert_eq!(claimed[0].id, kept_by_own);
+    assert!(
+        store
+            .finish_run(outcome(&kept_by_own, "w", RunStatus::Succeeded, vec![]))
+            .await
+            .expect("finish own")
+    );
+    let other = flow(store, "default-retention").await.id;
+    let mut runs = Vec::new();
+    for i in 0..5 {
+        runs.push(accept_new(store, &other, Some(&format!("d-{i}"))).await);
+    }
+    let claimed = store.claim_runs("w", 3, 60_000).await.expect("claim");
+    assert_eq!(claimed.len(), 3);
+    let (finished, running) = (&claimed[..2], &claimed[2..]);
+    for run in finished {
+        let steps = vec![step("a", 0, StepStatus::Succeeded)];
+        assert!(
+            store
+                .finish_run(outcome(&run.id, "w", RunStatus::Failed, steps))
+                .await
+                .expect("finish")
+        );
+    }
+    let future = "9999-12-31T00:00:00.000Z";
+    let default = RetentionScope::AllExcept(vec![own.clone()]);
+
+    // A cut-off before everything deletes nothing.
+    let none = store
+        .delete_expired_runs(&default, "2000-01-01T00:00:00.000Z", None, 10)
+        .await
+        .expect("nothing expired");
+    assert_eq!(none, RetentionBatch::default());
+
+    // Batches of one: each deletes one finished run and moves the cursor on.
+    let mut after = None;
+    let mut deleted = 0;
+    for _ in 0..10 {
+        let batch = store
+            .delete_expired_runs(&default, future, after.as_deref(), 1)
+            .await
+            .expect("batch");
+        if batch.last_id.is_none() {
+            break;
+        }
+        assert_eq!(batch.runs, 1);
+        deleted += batch.runs;
+        after = batch.last_id;
+    }
+    assert_eq!(deleted, 2);
+    for run in finished {
+        assert!(store.get_run(&run.id).await.expect("get").is_none());
+    }
+    // Live runs stay, whatever the cut-off.
+    let live = store
+        .get_run(&running[0].id)
+        .await
+        .expect("get")
+        .expect("running kept");
+    assert_eq!(live.summary.status, RunStatus::Running);
+    let queued: Vec<_> = runs
+        .iter()
+        .filter(|id| !claimed.iter().any(|c| &c.id == *id))
+        .collect();
+    assert_eq!(queued.len(), 2);
+    for id in queued {
+        let run = store.get_run(id).await.expect("get").expect("queued kept");
+        assert_eq!(run.summary.status, RunStatus::Queued);
+    }
+    // The flow with its own retention was left to its own scope.
+    assert!(store.get_run(&kept_by_own).await.expect("get").is_some());
+    let own_batch = store
+        .delete_expired_runs(&RetentionScope::Flow(own.clone()), future, None, 10)
+        .await
+        .expect("own batch");
+    assert_eq!(own_batch.runs, 1);
+    assert!(store.get_run(&kept_by_own).await.expect("get").is_none());
+    // A deleted run's event went with it: the same event key is accepted as new again.
+    let again = accept_new(store, &own, Some("own-1")).await;
+    assert_ne!(again, kept_by_own);
+}
