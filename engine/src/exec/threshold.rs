@@ -3,9 +3,7 @@
 //! brought the count to the threshold.
 
 use super::{Executor, RunState, millis, set_step_context};
-use crate::detect::{
-    self, Observation, ScratchWindows, Verdict, WindowId, WindowSpec,
-};
+use crate::detect::{self, Observation, ScratchWindows, Verdict, WindowId, WindowSpec};
 use crate::flow::{ThresholdStep, template};
 use crate::store::{Environment, RunStatus, StepKind, StepRecord, StepStatus, epoch_ms};
 use chrono::{DateTime, SecondsFormat};
@@ -106,7 +104,11 @@ impl Executor {
             );
         }
         let (status, output, error) = match verdict {
-            Ok(verdict) => (StepStatus::Succeeded, Some(output(&key, step, &verdict)), None),
+            Ok(verdict) => (
+                StepStatus::Succeeded,
+                Some(output(&key, step, &verdict)),
+                None,
+            ),
             Err(error) => (StepStatus::Failed, None, Some(error.to_string())),
         };
         set_step_context(
@@ -158,7 +160,10 @@ fn output(key: &str, step: &ThresholdStep, v: &Verdict) -> Value {
 }
 
 fn crossed(output: Option<&Value>) -> bool {
-    output.and_then(|o| o.get("crossed")).and_then(Value::as_bool) == Some(true)
+    output
+        .and_then(|o| o.get("crossed"))
+        .and_then(Value::as_bool)
+        == Some(true)
 }
 
 /// A template rendered as text: strings as they are, other values as compact JSON, a missing
