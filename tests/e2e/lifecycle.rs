@@ -222,3 +222,139 @@ async fn a_version_reads_as_yaml() {
         "{body}"
     );
 }
+
+/// The console's flow page: an editor saves a draft, publishes it, disables and enables the
+/// flow with its buttons (each through the API, so the same rules and audit events apply).
+#[tokio::test]
+async fn the_console_saves_drafts_publishes_and_disables() {
+    use crate::common::{PASSWORD, create_user};
+    let server = Server::start().await;
+    create_user(
+        &server,
+        "editor@example.com",
+        json!({"projectId": "default", "role": "editor"}),
+    )
+    .await;
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let r = client
+        .post(server.url("/sign-in"))
+        .form(&[
+            ("email", "editor@example.com"),
+            ("password", PASSWORD),
+            ("next", "/flows"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let cookie = r.headers()["set-cookie"].to_str().unwrap();
+    let cookie = cookie.split(';').next().unwrap().to_string();
+    let page = |path: String| {
+        let (client, cookie, url) = (client.clone(), cookie.clone(), server.url(&path));
+        async move {
+            let r = client
+                .get(url)
+                .header("cookie", cookie)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), StatusCode::OK);
+            r.text().await.unwrap()
+        }
+    };
+    let post = |path: String, fields: Vec<(&'static str, String)>| {
+        let (client, cookie, url) = (client.clone(), cookie.clone(), server.url(&path));
+        async move {
+            let r = client
+                .post(url)
+                .header("cookie", cookie)
+                .form(&fields)
+                .send()
+                .await
+                .unwrap();
+            let status = r.status();
+            (status, r.text().await.unwrap())
+        }
+    };
+    let csrf_of = |html: &str| {
+        let at = html.find("name=\"csrf\" value=\"").expect("csrf") + 19;
+        html[at..].split('"').next().unwrap().to_string()
+    };
+
+    let id = server
+        .create_flow(webhook_flow(
+            "console life",
+            json!([log_step("first", "v1")]),
+        ))
+        .await;
+    let show = page(format!("/flows/{id}")).await;
+    assert!(
+        show.contains(">ENABLED<") && show.contains("Disable flow"),
+        "{show}"
+    );
+    assert!(!show.contains("Publish draft"));
+    let csrf = csrf_of(&show);
+
+    let yaml = "name: console life\ntrigger:\n  type: webhook\nsteps:\n- name: second\n  type: action\n  plugin: log@0.1.0\n  input:\n    message: v2\n";
+    let (status, body) = post(
+        format!("/flows/{id}/save"),
+        vec![
+            ("csrf", csrf.clone()),
+            ("yaml", yaml.into()),
+            ("draft", "1".into()),
+        ],
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "{body}");
+    let show = page(format!("/flows/{id}")).await;
+    assert!(show.contains("draft version 2 not published"), "{show}");
+    assert!(show.contains("Publish draft"));
+    assert!(show.contains("2 (draft)") && show.contains("1 (published)"));
+    // The editor holds the draft.
+    assert!(show.contains("message: v2"), "{show}");
+    assert_eq!(ran(&server.run_flow(&id, &json!({})).await), ["first"]);
+
+    let (status, _) = post(
+        format!("/flows/{id}/lifecycle/publish"),
+        vec![("csrf", csrf.clone())],
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(ran(&server.run_flow(&id, &json!({})).await), ["second"]);
+
+    let (status, _) = post(
+        format!("/flows/{id}/lifecycle/disable"),
+        vec![("csrf", csrf.clone())],
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        server.post_event(&id, &json!({})).await.status(),
+        StatusCode::NOT_FOUND
+    );
+    let show = page(format!("/flows/{id}")).await;
+    assert!(
+        show.contains(">DISABLED<") && show.contains("Enable flow"),
+        "{show}"
+    );
+
+    let (status, _) = post(
+        format!("/flows/{id}/lifecycle/enable"),
+        vec![("csrf", csrf.clone())],
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        server.post_event(&id, &json!({})).await.status(),
+        StatusCode::ACCEPTED
+    );
+    let (status, _) = post(
+        format!("/flows/{id}/lifecycle/explode"),
+        vec![("csrf", csrf)],
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}

@@ -7,7 +7,7 @@ use crate::store::Role;
 use axum::Router;
 use axum::extract::Path;
 use axum::http::Method;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::{Value, json};
 use std::fmt::Write;
@@ -21,6 +21,7 @@ pub fn routes() -> Router<Console> {
         .route("/flows/{id}/save", post(save))
         .route("/flows/{id}/test", post(test))
         .route("/flows/{id}/delete", post(delete))
+        .route("/flows/{id}/lifecycle/{action}", post(lifecycle))
         .route("/flows/{id}/diff", get(diff))
 }
 
@@ -257,14 +258,56 @@ async fn flow_page(ctx: &Ctx, id: &str, extras: Extras) -> Response {
     }
     let flow = reply.body;
     let definition = &flow["definition"];
-    let stored_yaml = crate::yaml::to_string(definition).unwrap_or_default();
+    // With a draft pending, the editor holds the draft: that is what the next save builds on.
+    let draft = flow["draftVersion"].as_i64();
+    let mut editing = definition.clone();
+    if let Some(n) = draft {
+        let reply = ctx
+            .get(&format!("/v1/flows/{}/versions/{n}", enc(id)))
+            .await;
+        if reply.ok() {
+            editing = reply.body["definition"].clone();
+        }
+    }
+    let stored_yaml = crate::yaml::to_string(&editing).unwrap_or_default();
     let yaml = extras.yaml.clone().unwrap_or(stored_yaml);
+    let state = if flow["enabled"] == false {
+        "<span class=\"badge badge-disabled\" data-testid=\"flow-state\">DISABLED</span>"
+    } else {
+        "<span class=\"badge badge-enabled\" data-testid=\"flow-state\">ENABLED</span>"
+    };
+    let pending = draft
+        .map(|n| format!(" · draft version {n} not published"))
+        .unwrap_or_default();
     let mut body = format!(
-        "<p>Version {} · updated {} · webhook <code>POST {}</code></p>",
+        "<p>{state} Published version {}{pending} · updated {} · webhook <code>POST {}</code></p>",
         t(&flow["version"]),
         t(&flow["updated"]),
         t(&flow["webhookUrl"])
     );
+    if ctx.can(Role::Editor) {
+        body.push_str("<p data-testid=\"lifecycle\">");
+        if draft.is_some() {
+            body.push_str(&html::button_form(
+                &format!("/flows/{id}/lifecycle/publish"),
+                "Publish draft",
+                &ctx.csrf,
+                None,
+            ));
+        }
+        let (action, label) = if flow["enabled"] == false {
+            ("enable", "Enable flow")
+        } else {
+            ("disable", "Disable flow")
+        };
+        body.push_str(&html::button_form(
+            &format!("/flows/{id}/lifecycle/{action}"),
+            label,
+            &ctx.csrf,
+            None,
+        ));
+        body.push_str("</p>");
+    }
     if let Some(description) = definition["description"].as_str() {
         let _ = write!(body, "<p>{}</p>", esc(description));
     }
@@ -312,7 +355,7 @@ async fn flow_page(ctx: &Ctx, id: &str, extras: Extras) -> Response {
         let marked = yaml_errors(&yaml, &extras.errors);
         let _ = write!(
             body,
-            r#"<h2>Edit</h2><form method="post" action="/flows/{id}/save" class="card" data-testid="editor">{csrf}{marked}<label>YAML <textarea name="yaml" spellcheck="false" aria-describedby="yaml-error">{yaml}</textarea></label><button type="submit">Save new version</button></form>"#,
+            r#"<h2>Edit</h2><form method="post" action="/flows/{id}/save" class="card" data-testid="editor">{csrf}{marked}<label>YAML <textarea name="yaml" spellcheck="false" aria-describedby="yaml-error">{yaml}</textarea></label><button type="submit">Save new version</button> <button type="submit" name="draft" value="1">Save as draft</button></form>"#,
             id = esc(id),
             csrf = csrf_field(&ctx.csrf),
             yaml = esc(&yaml),
@@ -339,9 +382,16 @@ async fn flow_page(ctx: &Ctx, id: &str, extras: Extras) -> Response {
                 )
             })
             .unwrap_or_default();
+        let mark = if v["published"] == true {
+            " (published)"
+        } else if v["draft"] == true {
+            " (draft)"
+        } else {
+            ""
+        };
         let _ = write!(
             body,
-            "<tr><td>{}</td><td>{}</td><td>{diff}</td></tr>",
+            "<tr><td>{}{mark}</td><td>{}</td><td>{diff}</td></tr>",
             t(&v["version"]),
             t(&v["created"])
         );
@@ -404,10 +454,12 @@ fn yaml_errors(yaml: &str, errors: &[(String, String)]) -> String {
 async fn save(ctx: Ctx, Path(id): Path<String>, body: axum::body::Bytes) -> Response {
     let form = Form::parse(&body);
     let yaml = form.get("yaml").to_string();
+    let draft = form.get("draft") == "1";
+    let query = if draft { "?draft=true" } else { "" };
     let reply = ctx
         .api(
             Method::PUT,
-            &format!("/v1/flows/{}", enc(&id)),
+            &format!("/v1/flows/{}{query}", enc(&id)),
             Some(form.get("csrf")),
             Some(("application/yaml", yaml.clone().into_bytes())),
         )
@@ -420,10 +472,39 @@ async fn save(ctx: Ctx, Path(id): Path<String>, body: axum::body::Bytes) -> Resp
         };
         return flow_page(&ctx, &id, extras).await;
     }
-    done(
-        &format!("/flows/{}", enc(&id)),
-        &format!("Saved version {}", t(&reply.body["version"])),
-    )
+    let notice = if draft {
+        format!("Saved draft version {}", t(&reply.body["draftVersion"]))
+    } else {
+        format!("Saved and published version {}", t(&reply.body["version"]))
+    };
+    done(&format!("/flows/{}", enc(&id)), &notice)
+}
+
+/// Publish the draft, enable or disable the flow, through the API like every console action.
+async fn lifecycle(
+    ctx: Ctx,
+    Path((id, action)): Path<(String, String)>,
+    body: axum::body::Bytes,
+) -> Response {
+    let notice = match action.as_str() {
+        "publish" => "Draft published",
+        "enable" => "Flow enabled",
+        "disable" => "Flow disabled: its webhook answers 404 and its schedule is idle",
+        _ => return (axum::http::StatusCode::NOT_FOUND, "no such action").into_response(),
+    };
+    let form = Form::parse(&body);
+    let reply = ctx
+        .api(
+            Method::POST,
+            &format!("/v1/flows/{}/{action}", enc(&id)),
+            Some(form.get("csrf")),
+            None,
+        )
+        .await;
+    if !reply.ok() {
+        return api_error(&ctx, "flows", &reply);
+    }
+    done(&format!("/flows/{}", enc(&id)), notice)
 }
 
 async fn test(ctx: Ctx, Path(id): Path<String>, body: axum::body::Bytes) -> Response {
