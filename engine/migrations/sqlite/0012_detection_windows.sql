@@ -1,7 +1,7 @@
 -- State of `threshold` steps: per flow, step and group key, the recent events and the last
 -- alert (`detect::window::KeyState` as JSON). `expires_at` (ms since the epoch) is when the
 -- state can no longer change an outcome; expired rows are deleted when the step next sees a
--- new key and by the retention pass.
+-- new key and swept by every process now and then.
 CREATE TABLE detection_windows (
     flow_id    TEXT NOT NULL,
     step       TEXT NOT NULL,

@@ -57,11 +57,34 @@ pub trait WindowStates: Send + Sync {
 /// Windows in the store: shared by every process, atomic per key.
 pub struct StoreWindows {
     store: DynStore,
+    /// Observations so far, to sweep expired state of every flow now and then.
+    seen: std::sync::atomic::AtomicU64,
 }
+
+/// Every this many observations a process deletes up to [`SWEEP_BATCH`] expired key states
+/// of any flow (a step deletes its own expired keys whenever it sees a new key; this catches
+/// steps that stopped receiving events).
+const SWEEP_EVERY: u64 = 4096;
+const SWEEP_BATCH: i64 = 1000;
 
 impl StoreWindows {
     pub fn new(store: DynStore) -> StoreWindows {
-        StoreWindows { store }
+        StoreWindows {
+            store,
+            seen: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    fn sweep_now_and_then(&self) {
+        if self.seen.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY != SWEEP_EVERY - 1 {
+            return;
+        }
+        let store = self.store.clone();
+        tokio::spawn(async move {
+            if let Err(error) = store.delete_expired_windows(SWEEP_BATCH).await {
+                tracing::warn!(%error, "sweeping expired threshold state failed; the next sweep retries");
+            }
+        });
     }
 }
 
@@ -74,6 +97,7 @@ impl WindowStates for StoreWindows {
         obs: Observation,
     ) -> Result<Verdict, DetectError> {
         check_key(id.key)?;
+        self.sweep_now_and_then();
         let now = obs.now_ms;
         let written = self
             .store
