@@ -181,3 +181,48 @@ fn bad_settings_stop_serve_with_one_line_before_anything_is_created() {
         );
     }
 }
+
+#[tokio::test]
+async fn every_test_run_and_replay_is_audited_with_who_started_it() {
+    let server = Server::start().await;
+    let flow = server
+        .create_flow(webhook_flow("tested", json!([log_step("a", "hi")])))
+        .await;
+    let mut runs = Vec::new();
+    for live in [false, true] {
+        let (status, run) =
+            crate::common::test_run(&server, &flow, json!({"payload": {"n": 1}, "live": live}))
+                .await;
+        assert_eq!(status, StatusCode::OK, "{run}");
+        assert_eq!(run["environment"], "TESTING", "{run}");
+        runs.push((run["id"].as_str().unwrap().to_string(), live));
+    }
+    let replay = server
+        .admin(Method::POST, &format!("/v1/flows/{flow}/replay"))
+        .json(&json!({"events": [{"n": 1}, {"n": 2}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(replay.status(), StatusCode::OK);
+
+    let tested = server.get_json("/v1/audit-events?action=flow.tested").await;
+    let tested = tested["data"].as_array().unwrap();
+    assert_eq!(tested.len(), 2, "{tested:?}");
+    for (run_id, live) in &runs {
+        let event = tested
+            .iter()
+            .find(|e| e["data"]["flowRun"]["id"] == run_id.as_str())
+            .unwrap_or_else(|| panic!("no flow.tested for {run_id}: {tested:?}"));
+        assert_eq!(event["userId"], "admin", "{event}");
+        assert_eq!(event["data"]["live"], *live, "{event}");
+        assert_eq!(event["data"]["flow"]["id"], flow.as_str(), "{event}");
+    }
+    let replayed = server
+        .get_json("/v1/audit-events?action=flow.replayed")
+        .await;
+    let replayed = replayed["data"].as_array().unwrap();
+    assert_eq!(replayed.len(), 1, "{replayed:?}");
+    assert_eq!(replayed[0]["userId"], "admin");
+    assert_eq!(replayed[0]["data"]["events"], 2);
+    assert_eq!(replayed[0]["data"]["flow"]["id"], flow.as_str());
+}

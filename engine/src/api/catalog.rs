@@ -2,11 +2,13 @@
 //! `/v1/flows/{id}/test` (synchronous test runs).
 
 use super::guard::{self, Caller, Route};
-use super::{ApiError, ApiResult, AppState, Params};
+use super::{ApiError, ApiResult, AppState, Params, RequestActor};
 use crate::access::{Need, Target};
 use crate::catalog::Catalog;
 use crate::generate::{self, GenerateError};
-use crate::store::{Environment, NewEvent, Role, RunOutcome, Scope, new_id};
+use crate::store::{
+    AuditAction, AuditDraft, Environment, NewEvent, Role, RunOutcome, Scope, new_id,
+};
 use crate::testrun::{self, TestInput};
 use axum::Json;
 use axum::extract::{Path, State};
@@ -176,6 +178,7 @@ struct TestRequest {
 
 async fn test_flow(
     State(app): State<AppState>,
+    RequestActor(actor): RequestActor,
     Path(id): Path<String>,
     body: axum::body::Bytes,
 ) -> ApiResult<Json<Value>> {
@@ -201,6 +204,22 @@ async fn test_flow(
         platform_id: active.record.platform_id.clone(),
         project_id: active.record.project_id.clone(),
     };
+    // Recorded before the run starts, and the run does not start unless it is: a live test run
+    // has real side effects, and who caused them must be in the audit log even if the run or
+    // the process dies halfway.
+    app.store
+        .record_audit(vec![AuditDraft::new(
+            &scope.platform_id,
+            Some(&scope.project_id),
+            &actor,
+            AuditAction::FlowTested,
+            json!({
+                "flow": {"id": id, "displayName": active.record.name},
+                "flowRun": {"id": run_id, "environment": Environment::Testing},
+                "live": request.live,
+            }),
+        )])
+        .await?;
     let result = testrun::execute(
         &app.executor,
         &scope,

@@ -3,11 +3,11 @@
 //! own stored live events or from the engine's audit log in a time range.
 
 use super::guard::{self, Route};
-use super::{ApiError, ApiResult, AppState};
+use super::{ApiError, ApiResult, AppState, RequestActor};
 use crate::access::{Need, Target};
 use crate::exec::Executor;
 use crate::replay::{self, MAX_REPLAY_EVENTS};
-use crate::store::{AuditFilter, Cursor, Role, Scope};
+use crate::store::{AuditAction, AuditDraft, AuditFilter, Cursor, Role, Scope};
 use axum::Json;
 use axum::extract::{Path, State};
 use serde::Deserialize;
@@ -54,6 +54,7 @@ const DEFAULT_STORED_LIMIT: u32 = 100_000;
 
 async fn replay_flow(
     State(app): State<AppState>,
+    RequestActor(actor): RequestActor,
     Path(id): Path<String>,
     body: axum::body::Bytes,
 ) -> ApiResult<Json<Value>> {
@@ -121,6 +122,21 @@ async fn replay_flow(
             }
         }
     };
+    // Who replayed what is recorded before the replay runs (its steps that send are skipped,
+    // but it reads the flow's stored events or the audit log).
+    app.store
+        .record_audit(vec![AuditDraft::new(
+            &scope.platform_id,
+            Some(&scope.project_id),
+            &actor,
+            AuditAction::FlowReplayed,
+            json!({
+                "flow": {"id": id, "displayName": active.record.name},
+                "events": events.len(),
+                "live": false,
+            }),
+        )])
+        .await?;
     // Granted secrets read as absent and nothing is remembered: steps that send are skipped
     // in a replay anyway, and a replay must not touch what live runs keep.
     let executor = Executor::new(app.sandbox.clone(), None)

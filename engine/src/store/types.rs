@@ -136,6 +136,8 @@ string_enum!(
         FlowRunStarted => "flow.run.started",
         FlowRunFinished => "flow.run.finished",
         FlowRunRetried => "flow.run.retried",
+        FlowTested => "flow.tested",
+        FlowReplayed => "flow.replayed",
         SecretUpserted => "secret.upserted",
         SecretDeleted => "secret.deleted",
         DestinationCreated => "destination.created",
