@@ -208,13 +208,9 @@ fn at_minute(minute: u32) -> String {
         .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
-fn failure(id: &str, minute: u32, user: &str) -> Value {
-    json!({"id": id, "action": "user.signed.in", "userEmail": user, "ip": "203.0.113.9",
-           "created": at_minute(minute), "data": {"success": false}})
-}
-
-#[tokio::test]
-async fn a_live_threshold_alerts_once_per_crossing_despite_redeliveries_and_late_events() {
+/// A server allowed to call loopback, a receiver answering `/alert`, and a stored
+/// [`live_detection`] flow with `threshold`.
+async fn alerting_flow(threshold: u32) -> (Server, Receiver, String) {
     let server = Server::start_with(Options {
         env: vec![("HOOKFLOW_DEV_ALLOW_LOCAL_DESTINATIONS", "1".into())],
         ..Options::default()
@@ -222,7 +218,20 @@ async fn a_live_threshold_alerts_once_per_crossing_despite_redeliveries_and_late
     .await;
     let receiver = Receiver::start().await;
     receiver.answer("/alert", 200, "application/json", "{}");
-    let flow_id = server.create_flow(live_detection(&receiver, 5)).await;
+    let flow_id = server
+        .create_flow(live_detection(&receiver, threshold))
+        .await;
+    (server, receiver, flow_id)
+}
+
+fn failure(id: &str, minute: u32, user: &str) -> Value {
+    json!({"id": id, "action": "user.signed.in", "userEmail": user, "ip": "203.0.113.9",
+           "created": at_minute(minute), "data": {"success": false}})
+}
+
+#[tokio::test]
+async fn a_live_threshold_alerts_once_per_crossing_despite_redeliveries_and_late_events() {
+    let (server, receiver, flow_id) = alerting_flow(5).await;
     // Four failures (the third redelivered): nothing yet.
     for (id, minute) in [("a1", 0), ("a2", 5), ("a3", 10)] {
         let run = server
@@ -298,14 +307,7 @@ async fn a_live_threshold_alerts_once_per_crossing_despite_redeliveries_and_late
 
 #[tokio::test]
 async fn test_runs_count_in_a_scratch_window_and_leave_live_state_alone() {
-    let server = Server::start_with(Options {
-        env: vec![("HOOKFLOW_DEV_ALLOW_LOCAL_DESTINATIONS", "1".into())],
-        ..Options::default()
-    })
-    .await;
-    let receiver = Receiver::start().await;
-    receiver.answer("/alert", 200, "application/json", "{}");
-    let flow_id = server.create_flow(live_detection(&receiver, 2)).await;
+    let (server, receiver, flow_id) = alerting_flow(2).await;
     for _ in 0..3 {
         let (status, run) = test_run(
             &server,
