@@ -21,6 +21,7 @@ pub mod cli;
 pub mod config;
 #[cfg(feature = "runtime")]
 pub mod console;
+pub mod detect;
 #[cfg(feature = "runtime")]
 pub mod exec;
 pub mod files;
@@ -36,6 +37,8 @@ pub mod plugins;
 pub mod queue;
 #[cfg(feature = "runtime")]
 pub mod registry;
+#[cfg(feature = "runtime")]
+pub mod replay;
 #[cfg(feature = "runtime")]
 pub mod schedule;
 pub mod secrets;
