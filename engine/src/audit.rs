@@ -727,13 +727,26 @@ fn own_summary(action: &str, event: &Value) -> Option<String> {
     let data = &event["data"];
     let text = |v: &Value| v.as_str().unwrap_or("?").to_string();
     Some(match action {
-        "flow.created" | "flow.updated" | "flow.deleted" => {
+        "flow.created" | "flow.updated" | "flow.deleted" | "flow.published" => {
             let verb = action.trim_start_matches("flow.");
+            let draft = if data["draft"] == true {
+                " as a draft"
+            } else {
+                ""
+            };
             format!(
-                "Flow {} was {verb} (version {})",
+                "Flow {} was {verb}{draft} (version {})",
                 text(&data["flow"]["displayName"]),
                 data["flow"]["version"]
             )
+        }
+        "flow.activated" | "flow.deactivated" => {
+            let state = if action == "flow.activated" {
+                "enabled"
+            } else {
+                "disabled"
+            };
+            format!("Flow {} was {state}", text(&data["flow"]["displayName"]))
         }
         "user.signed.in" if data["user"]["method"] == "admin-token" => {
             format!(
