@@ -359,19 +359,11 @@ impl Executor {
             && matches!(prior.status, StepStatus::Succeeded | StepStatus::Skipped)
         {
             let mut reused = (*prior).clone();
-            reused.seq = state.steps.len() as i64;
             // Recorded by an earlier attempt, perhaps by a version that redacted less.
             if let Some(output) = &mut reused.output {
                 redactor.redact_value(output);
             }
-            set_step_context(
-                &mut state.ctx,
-                &step.name,
-                reused.status,
-                reused.output.as_ref(),
-                None,
-            );
-            state.steps.push(reused);
+            reuse(state, reused);
             return;
         }
         let started = Instant::now();
@@ -701,6 +693,20 @@ fn render_input(input: &Map<String, Value>, ctx: &Value, raw: &[String]) -> Map<
             (k.clone(), value)
         })
         .collect()
+}
+
+/// Takes a step's result from an earlier attempt of the run as it was: numbered in this run
+/// and visible to later templates.
+fn reuse(state: &mut RunState<'_>, mut record: StepRecord) {
+    record.seq = state.steps.len() as i64;
+    set_step_context(
+        &mut state.ctx,
+        &record.name,
+        record.status,
+        record.output.as_ref(),
+        None,
+    );
+    state.steps.push(record);
 }
 
 /// Makes a step's result visible to later templates as `steps.NAME.output` / `.status` / `.error`.

@@ -2,7 +2,7 @@
 //! window (see [`crate::detect`]), record what was counted, and walk `crossed` when the event
 //! brought the count to the threshold.
 
-use super::{Executor, RunState, millis, set_step_context};
+use super::{Executor, RunState, millis, reuse, set_step_context};
 use crate::detect::{self, Observation, ScratchWindows, Verdict, WindowId, WindowSpec};
 use crate::flow::{ThresholdStep, template};
 use crate::store::{Environment, RunStatus, StepKind, StepRecord, StepStatus, epoch_ms};
@@ -17,17 +17,9 @@ impl Executor {
         if let Some(prior) = state.prior.get(step.name.as_str())
             && prior.status == StepStatus::Succeeded
         {
-            let mut reused = (*prior).clone();
-            reused.seq = state.steps.len() as i64;
+            let reused = (*prior).clone();
             let crossed = crossed(reused.output.as_ref());
-            set_step_context(
-                &mut state.ctx,
-                &step.name,
-                reused.status,
-                reused.output.as_ref(),
-                None,
-            );
-            state.steps.push(reused);
+            reuse(state, reused);
             if crossed {
                 self.run_steps(state, &step.crossed).await;
             }
