@@ -74,6 +74,8 @@ async fn changes_and_runs_are_audited_with_actor_ip_and_summary() {
             "flow.run.finished",
             "flow.run.started",
             "secret.upserted",
+            // A plain PUT saves and publishes: both are events.
+            "flow.published",
             "flow.updated",
             "user.signed.in",
             "flow.created",
@@ -81,13 +83,13 @@ async fn changes_and_runs_are_audited_with_actor_ip_and_summary() {
         ]
     );
     // One sign-in per client address: the first through the trusted proxy, then direct.
-    assert_eq!(page["data"][7]["ip"], "203.0.113.9");
-    assert_eq!(page["data"][5]["ip"], "127.0.0.1");
+    assert_eq!(page["data"][8]["ip"], "203.0.113.9");
+    assert_eq!(page["data"][6]["ip"], "127.0.0.1");
     assert_eq!(
-        page["data"][5]["summary"],
+        page["data"][6]["summary"],
         "Admin signed in with the admin token from 127.0.0.1"
     );
-    let created = &page["data"][6];
+    let created = &page["data"][7];
     assert_eq!(
         created["ip"], "203.0.113.9",
         "X-Forwarded-For from a trusted proxy"
@@ -96,7 +98,7 @@ async fn changes_and_runs_are_audited_with_actor_ip_and_summary() {
     assert_eq!(created["platformId"], "default");
     assert_eq!(created["projectId"], "default");
     assert_eq!(created["data"]["flow"]["displayName"], "audited");
-    assert_eq!(page["data"][4]["ip"], "127.0.0.1");
+    assert_eq!(page["data"][5]["ip"], "127.0.0.1");
     let finished = &page["data"][1];
     assert_eq!(finished["data"]["flowRun"]["status"], "SUCCEEDED");
     assert_eq!(finished["data"]["flowRun"]["flowDisplayName"], "audited");
@@ -123,7 +125,7 @@ async fn changes_and_runs_are_audited_with_actor_ip_and_summary() {
             .as_array()
             .unwrap()
             .len(),
-        6
+        7
     );
     assert_eq!(
         audit(&server, "projectId=other").await["data"]
@@ -144,7 +146,7 @@ async fn changes_and_runs_are_audited_with_actor_ip_and_summary() {
             .as_array()
             .unwrap()
             .len(),
-        8
+        9
     );
     let r = server
         .admin(Method::GET, "/v1/audit-events?createdAfter=yesterday")
