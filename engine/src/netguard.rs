@@ -8,21 +8,38 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 /// plain `http://`.
 pub const DEV_ALLOW_LOCAL_ENV: &str = "HOOKFLOW_DEV_ALLOW_LOCAL_DESTINATIONS";
 
-/// The development switch, decided once per process: by [`set_dev_allow_local`] (`hookflow
-/// serve`, from its validated `ServeConfig`) or, when nothing set it (local CLI commands), from
-/// the environment at the first read. One value for the whole process, so deliveries and plugin
-/// HTTP can never disagree.
-static DEV_ALLOW_LOCAL: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+/// The development switch for the whole process: 0 not decided yet, 1 off, 2 on. `hookflow
+/// serve` sets it from its validated `ServeConfig` ([`set_dev_allow_local`]) before it builds
+/// anything that connects out; processes that never set it (local CLI commands) read the
+/// environment once, at the first use. One value per process, so deliveries and plugin HTTP
+/// cannot disagree.
+static DEV_ALLOW_LOCAL: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
 
 /// Whether the development switch is on.
 pub fn dev_allow_local() -> bool {
-    *DEV_ALLOW_LOCAL.get_or_init(|| env_allows_local(std::env::var(DEV_ALLOW_LOCAL_ENV).ok()))
+    use std::sync::atomic::Ordering;
+    match DEV_ALLOW_LOCAL.load(Ordering::Acquire) {
+        0 => {
+            let from_env = encode(env_allows_local(std::env::var(DEV_ALLOW_LOCAL_ENV).ok()));
+            // A concurrent `set_dev_allow_local` wins over the environment.
+            match DEV_ALLOW_LOCAL.compare_exchange(0, from_env, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => from_env == 2,
+                Err(set) => set == 2,
+            }
+        }
+        state => state == 2,
+    }
 }
 
-/// Installs the server's setting before anything reads it. Returns false when the switch was
-/// already decided with another value (it is never changed once read).
-pub fn set_dev_allow_local(allow: bool) -> bool {
-    *DEV_ALLOW_LOCAL.get_or_init(|| allow) == allow
+/// Installs the server's setting (`--dev-allow-local-destinations`); called once at start,
+/// before the executor and the delivery client are built.
+pub fn set_dev_allow_local(allow: bool) {
+    DEV_ALLOW_LOCAL.store(encode(allow), std::sync::atomic::Ordering::Release);
+}
+
+fn encode(allow: bool) -> u8 {
+    if allow { 2 } else { 1 }
 }
 
 /// The environment's spelling of "on" for CLI processes, which have no `ServeConfig`: the same

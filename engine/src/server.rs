@@ -58,11 +58,7 @@ pub async fn run(
         None => None,
     };
     let run_retention = retention::RunRetention::from_config(&config);
-    if !crate::netguard::set_dev_allow_local(config.dev_allow_local_destinations) {
-        tracing::warn!(
-            "HOOKFLOW_DEV_ALLOW_LOCAL_DESTINATIONS was already decided in this process; keeping that value"
-        );
-    }
+    crate::netguard::set_dev_allow_local(config.dev_allow_local_destinations);
     // Built once, on a blocking thread while the rest starts: the first sign-in with an unknown
     // email then costs one argon2 verification, like a wrong password.
     let decoy_hash = tokio::task::spawn_blocking(crate::access::password::decoy_hash);

@@ -3,7 +3,7 @@
 //! intake, which shares the store's writer, is never queued behind more than one batch.
 
 use crate::config::ServeConfig;
-use crate::store::{DynStore, RETENTION_BATCH, RetentionScope, StoreResult};
+use crate::store::{DynStore, RETENTION_BATCH, RetentionScope, StoreResult, TERMINAL_STATUSES};
 use std::time::Duration;
 use tokio::sync::watch;
 
@@ -69,22 +69,24 @@ pub async fn pass(
 ) -> StoreResult<u64> {
     let mut total = 0;
     for (scope, cutoff) in retention.scopes(chrono::Utc::now()) {
-        let mut after: Option<String> = None;
-        loop {
-            if *shutdown.borrow() {
-                return Ok(total);
+        for status in TERMINAL_STATUSES {
+            let mut after: Option<String> = None;
+            loop {
+                if *shutdown.borrow() {
+                    return Ok(total);
+                }
+                let batch = store
+                    .delete_expired_runs(&scope, status, &cutoff, after.as_deref(), RETENTION_BATCH)
+                    .await?;
+                if batch.last_id.is_none() {
+                    break;
+                }
+                total += batch.runs;
+                crate::metrics::RUNS_DELETED
+                    .fetch_add(batch.runs, std::sync::atomic::Ordering::Relaxed);
+                after = batch.last_id;
+                tokio::time::sleep(BATCH_PAUSE).await;
             }
-            let batch = store
-                .delete_expired_runs(&scope, &cutoff, after.as_deref(), RETENTION_BATCH)
-                .await?;
-            if batch.last_id.is_none() {
-                break;
-            }
-            total += batch.runs;
-            crate::metrics::RUNS_DELETED
-                .fetch_add(batch.runs, std::sync::atomic::Ordering::Relaxed);
-            after = batch.last_id;
-            tokio::time::sleep(BATCH_PAUSE).await;
         }
     }
     Ok(total)

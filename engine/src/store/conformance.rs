@@ -3234,7 +3234,13 @@ async fn run_retention_deletes_finished_runs_in_batches(h: Harness) {
 
     // A cut-off before everything deletes nothing.
     let none = store
-        .delete_expired_runs(&default, "2000-01-01T00:00:00.000Z", None, 10)
+        .delete_expired_runs(
+            &default,
+            RunStatus::Failed,
+            "2000-01-01T00:00:00.000Z",
+            None,
+            10,
+        )
         .await
         .expect("nothing expired");
     assert_eq!(none, RetentionBatch::default());
@@ -3244,7 +3250,7 @@ async fn run_retention_deletes_finished_runs_in_batches(h: Harness) {
     let mut deleted = 0;
     for _ in 0..10 {
         let batch = store
-            .delete_expired_runs(&default, future, after.as_deref(), 1)
+            .delete_expired_runs(&default, RunStatus::Failed, future, after.as_deref(), 1)
             .await
             .expect("batch");
         if batch.last_id.is_none() {
@@ -3258,7 +3264,15 @@ async fn run_retention_deletes_finished_runs_in_batches(h: Harness) {
     for run in finished {
         assert!(store.get_run(&run.id).await.expect("get").is_none());
     }
-    // Live runs stay, whatever the cut-off.
+    // Live runs stay, whatever the cut-off: live statuses are refused outright.
+    for live in [RunStatus::Queued, RunStatus::Running] {
+        assert!(matches!(
+            store
+                .delete_expired_runs(&default, live, future, None, 10)
+                .await,
+            Err(StoreError::Conflict(_))
+        ));
+    }
     let live = store
         .get_run(&running[0].id)
         .await
@@ -3277,7 +3291,13 @@ async fn run_retention_deletes_finished_runs_in_batches(h: Harness) {
     // The flow with its own retention was left to its own scope.
     assert!(store.get_run(&kept_by_own).await.expect("get").is_some());
     let own_batch = store
-        .delete_expired_runs(&RetentionScope::Flow(own.clone()), future, None, 10)
+        .delete_expired_runs(
+            &RetentionScope::Flow(own.clone()),
+            RunStatus::Succeeded,
+            future,
+            None,
+            10,
+        )
         .await
         .expect("own batch");
     assert_eq!(own_batch.runs, 1);
