@@ -651,6 +651,14 @@ async fn scaffolded_plugin_builds_runs_locally_and_installs() {
             .code(),
         Some(2)
     );
+    // The project carries its own copy of the SDK and the WIT interface: nothing points back
+    // into this repository, so someone with only the binary can build it.
+    let manifest = std::fs::read_to_string(project.join("Cargo.toml")).unwrap();
+    assert!(manifest.contains("path = \"sdk\""), "{manifest}");
+    assert!(!manifest.contains(env!("CARGO_MANIFEST_DIR")), "{manifest}");
+    for file in ["sdk/Cargo.toml", "sdk/src/lib.rs", "sdk/wit/plugin.wit", "Cargo.lock"] {
+        assert!(project.join(file).is_file(), "{file}");
+    }
 
     // Share the plugins' build directory so the SDK is not compiled again.
     let target = concat!(env!("CARGO_MANIFEST_DIR"), "/../plugins/target");

@@ -6,6 +6,7 @@ mod local_run;
 mod people;
 mod remote;
 mod replay;
+mod scaffold;
 mod table;
 mod trace;
 
@@ -105,9 +106,10 @@ enum PluginCommand {
         /// Directory to create. Default: ./NAME
         #[arg(long)]
         dir: Option<PathBuf>,
-        /// Path to the hookflow plugin SDK crate. Default: the one this binary was built from.
-        #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../plugins/sdk"))]
-        sdk: PathBuf,
+        /// Use the plugin SDK crate at this path (a hookflow checkout's `plugins/sdk`) instead of
+        /// writing a copy into the project's `sdk/` (the default: the project builds on its own).
+        #[arg(long)]
+        sdk: Option<PathBuf>,
     },
     #[command(flatten)]
     Remote(remote::plugins::PluginRemoteCommand),
@@ -411,7 +413,9 @@ async fn dispatch(command: Command) -> Result<ExitCode, Failure> {
         Command::User(command) => people::user(command).await,
         Command::Project(command) => people::project(command).await,
         Command::ApiKey(command) => people::api_key(command).await,
-        Command::Plugin(PluginCommand::New { name, dir, sdk }) => scaffold_plugin(&name, dir, &sdk),
+        Command::Plugin(PluginCommand::New { name, dir, sdk }) => {
+            scaffold_plugin(&name, dir, sdk.as_deref())
+        }
         Command::Plugin(PluginCommand::Remote(command)) => remote::plugins::run(command).await,
         Command::Audit(AuditCommand::Export {
             db,
@@ -916,7 +920,11 @@ const PLUGIN_FLOW: &str = include_str!("../../../templates/plugin/flow.yaml.tmpl
 const PLUGIN_EVENT: &str = include_str!("../../../templates/plugin/event.json.tmpl");
 
 /// `hookflow plugin new`: a project that builds as is, with a flow and event to try it.
-fn scaffold_plugin(name: &str, dir: Option<PathBuf>, sdk: &Path) -> Result<ExitCode, Failure> {
+fn scaffold_plugin(
+    name: &str,
+    dir: Option<PathBuf>,
+    sdk: Option<&Path>,
+) -> Result<ExitCode, Failure> {
     let valid = !name.is_empty()
         && name.len() <= 64
         && name.starts_with(|c: char| c.is_ascii_lowercase())
@@ -932,12 +940,16 @@ fn scaffold_plugin(name: &str, dir: Option<PathBuf>, sdk: &Path) -> Result<ExitC
     if dir.exists() {
         return Err(usage(format!("{} already exists", dir.display())));
     }
-    let sdk = std::fs::canonicalize(sdk).map_err(|_| {
-        usage(format!(
-            "--sdk {}: no such directory (point it at hookflow's plugins/sdk)",
-            sdk.display()
-        ))
-    })?;
+    let vendored = sdk.is_none();
+    let sdk = match sdk {
+        Some(sdk) => std::fs::canonicalize(sdk).map_err(|_| {
+            usage(format!(
+                "--sdk {}: no such directory (point it at hookflow's plugins/sdk)",
+                sdk.display()
+            ))
+        })?,
+        None => PathBuf::from("sdk"),
+    };
     let fill = |t: &str| {
         t.replace("{{name}}", name)
             .replace("{{crate}}", &name.replace('-', "_"))
@@ -949,6 +961,16 @@ fn scaffold_plugin(name: &str, dir: Option<PathBuf>, sdk: &Path) -> Result<ExitC
     };
     std::fs::create_dir_all(dir.join("src"))
         .map_err(|e| usage(format!("cannot create {}: {e}", dir.display())))?;
+    if vendored {
+        for file in scaffold::vendored_sdk(&dir.join("sdk")) {
+            if let Some(parent) = file.path.parent() {
+                std::fs::create_dir_all(parent)
+                    .map_err(|e| usage(format!("cannot create {}: {e}", parent.display())))?;
+            }
+            write(file.path, file.text)?;
+        }
+        write(dir.join("Cargo.lock"), scaffold::lock_file().to_owned())?;
+    }
     write(dir.join("Cargo.toml"), fill(PLUGIN_CARGO))?;
     write(dir.join("src/lib.rs"), fill(PLUGIN_LIB))?;
     write(dir.join("flow.yaml"), fill(PLUGIN_FLOW))?;
