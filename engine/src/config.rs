@@ -36,11 +36,6 @@ impl Role {
     }
 }
 
-/// Longest HTTP timeout or shutdown deadline accepted (an hour): longer ones are a typo.
-const MAX_TIMEOUT_SECS: u64 = 3600;
-/// Most client connections `--max-connections` allows (the cap is a semaphore of this size).
-const MAX_CONNECTIONS: usize = 1 << 20;
-
 /// Highest `--max-batch-events`: a batch is written in one transaction, which should stay
 /// far from anything a database or the group commit's 2,000-request batches ever see.
 pub const MAX_BATCH_EVENTS: usize = 10_000;
