@@ -48,6 +48,7 @@ pub async fn run(
     listener: TcpListener,
     config: ServeConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
+    ready: impl FnOnce(std::net::SocketAddr),
 ) -> anyhow::Result<()> {
     config.validate().map_err(anyhow::Error::msg)?;
     // Everything parsed from the settings is built before anything is written: a bad setting
@@ -276,6 +277,9 @@ pub async fn run(
         http_shutdown_secs = config.http_shutdown_secs,
         "connection limits"
     );
+    // Only now, with every setting checked, the database open and migrated and the plugins
+    // compiled, does the server say it is listening.
+    ready(listener.local_addr()?);
     connections::serve(listener, routes, limits, shutdown).await;
     tracing::info!("intake stopped; draining runs");
     let _ = stop_tx.send(true);

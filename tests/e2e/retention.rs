@@ -226,3 +226,52 @@ async fn every_test_run_and_replay_is_audited_with_who_started_it() {
     assert_eq!(replayed[0]["data"]["events"], 2);
     assert_eq!(replayed[0]["data"]["flow"]["id"], flow.as_str());
 }
+
+/// Test runs are kept apart: the run list shows live runs unless asked for `TESTING` or `ALL`.
+#[tokio::test]
+async fn the_run_list_keeps_test_runs_apart() {
+    let server = Server::start().await;
+    let flow_id = server
+        .create_flow(webhook_flow("apart", json!([log_step("note", "hi")])))
+        .await;
+    let live = server.run_flow(&flow_id, &json!({"id": "live-1"})).await;
+    let (status, test) =
+        crate::common::test_run(&server, &flow_id, json!({"payload": {"id": "t"}})).await;
+    assert_eq!(status, StatusCode::OK);
+    let ids = |page: serde_json::Value| -> Vec<String> {
+        page["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let base = format!("/v1/flow-runs?flowId={flow_id}");
+    assert_eq!(
+        ids(server.get_json(&base).await),
+        [live["id"].as_str().unwrap()]
+    );
+    assert_eq!(
+        ids(server
+            .get_json(&format!("{base}&environment=TESTING"))
+            .await),
+        [test["id"].as_str().unwrap()]
+    );
+    assert_eq!(
+        ids(server.get_json(&format!("{base}&environment=all")).await).len(),
+        2
+    );
+    let r = server
+        .admin(Method::GET, "/v1/flow-runs?environment=STAGING")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let problem: serde_json::Value = r.json().await.unwrap();
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("environment")
+    );
+}

@@ -3,7 +3,7 @@
 use super::guard::{self, Caller, Route};
 use super::{ApiError, ApiResult, AppState, PageParams, Params, RequestActor};
 use crate::access::{Need, Target};
-use crate::store::{Role, RunFilter, RunStatus};
+use crate::store::{Environment, Role, RunFilter, RunStatus};
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -35,6 +35,9 @@ pub fn routes() -> Vec<Route> {
 struct ListParams {
     flow_id: Option<String>,
     status: Option<String>,
+    /// `PRODUCTION` (the default: live runs only), `TESTING` (test runs and replays' records)
+    /// or `ALL`.
+    environment: Option<String>,
     project_id: Option<String>,
     created_after: Option<String>,
     created_before: Option<String>,
@@ -60,6 +63,15 @@ async fn list(
                 .map_err(|e| ApiError::bad_request(format!("status: {e}")))?,
         ),
     };
+    let environment = match params.environment.as_deref() {
+        None => Some(Environment::Production),
+        Some(text) if text.eq_ignore_ascii_case("all") => None,
+        Some(text) => Some(text.to_ascii_uppercase().parse::<Environment>().map_err(|_| {
+            ApiError::bad_request(format!(
+                "environment: {text:?} is not PRODUCTION, TESTING or ALL"
+            ))
+        })?),
+    };
     let filter = RunFilter {
         flow_id: params.flow_id,
         projects: super::narrow(caller.visible, params.project_id),
@@ -74,6 +86,7 @@ async fn list(
             .map(|v| super::rfc3339("createdBefore", v))
             .transpose()?,
         status,
+        environment,
         limit,
         cursor,
     };

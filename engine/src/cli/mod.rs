@@ -553,13 +553,14 @@ async fn serve(config: ServeConfig) -> Result<ExitCode, Failure> {
     let listener = tokio::net::TcpListener::bind(&config.listen)
         .await
         .map_err(|e| usage(format!("cannot listen on {}: {e}", config.listen)))?;
-    // One machine-readable line on stdout: scripts and tests that pass port 0 read the address.
-    if let Ok(address) = listener.local_addr() {
+    // One machine-readable line on stdout, once the server can serve (settings checked, store
+    // open, plugins compiled): scripts and tests that pass port 0 read the address.
+    server::run(listener, config, shutdown_signal(), |address| {
         use std::io::Write;
         println!("hookflow listening on http://{address}");
         let _ = std::io::stdout().flush();
-    }
-    server::run(listener, config, shutdown_signal()).await?;
+    })
+    .await?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -616,10 +617,10 @@ fn log_settings(config: &ServeConfig) {
         audit_retention_days = config.audit_retention_days,
         "settings"
     );
-    if crate::netguard::dev_allow_local() {
+    if config.dev_allow_local_destinations {
         tracing::warn!(
-            "{} is set: plugins and destinations may reach loopback and private addresses over \
-             plain HTTP. Never use this in production.",
+            "--dev-allow-local-destinations ({}) is on: plugins and destinations may reach \
+             loopback and private addresses over plain HTTP. Never use this in production.",
             crate::netguard::DEV_ALLOW_LOCAL_ENV
         );
     }

@@ -491,6 +491,10 @@ pub async fn list(c: &mut dyn Conn, filter: &RunFilter) -> StoreResult<Page<RunS
         sql.push_str(" AND status = ?");
         args.push(Param::from(status.as_str()));
     }
+    if let Some(environment) = filter.environment {
+        sql.push_str(" AND environment = ?");
+        args.push(Param::from(environment.as_str()));
+    }
     if let Some(projects) = &filter.projects {
         let (cond, values) = in_list("project_id", projects);
         sql.push_str(&format!(" AND {cond}"));

@@ -360,6 +360,8 @@ pub struct RunFilter {
     /// RFC 3339 (stored form), exclusive.
     pub created_before: Option<String>,
     pub status: Option<RunStatus>,
+    /// Only live runs (PRODUCTION) or only test runs (TESTING); `None` is both.
+    pub environment: Option<Environment>,
     pub limit: u32,
     pub cursor: Option<Cursor>,
 }
