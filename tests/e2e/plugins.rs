@@ -656,7 +656,12 @@ async fn scaffolded_plugin_builds_runs_locally_and_installs() {
     let manifest = std::fs::read_to_string(project.join("Cargo.toml")).unwrap();
     assert!(manifest.contains("path = \"sdk\""), "{manifest}");
     assert!(!manifest.contains(env!("CARGO_MANIFEST_DIR")), "{manifest}");
-    for file in ["sdk/Cargo.toml", "sdk/src/lib.rs", "sdk/wit/plugin.wit", "Cargo.lock"] {
+    for file in [
+        "sdk/Cargo.toml",
+        "sdk/src/lib.rs",
+        "sdk/wit/plugin.wit",
+        "Cargo.lock",
+    ] {
         assert!(project.join(file).is_file(), "{file}");
     }
 

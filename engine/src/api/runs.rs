@@ -66,11 +66,15 @@ async fn list(
     let environment = match params.environment.as_deref() {
         None => Some(Environment::Production),
         Some(text) if text.eq_ignore_ascii_case("all") => None,
-        Some(text) => Some(text.to_ascii_uppercase().parse::<Environment>().map_err(|_| {
-            ApiError::bad_request(format!(
-                "environment: {text:?} is not PRODUCTION, TESTING or ALL"
-            ))
-        })?),
+        Some(text) => Some(
+            text.to_ascii_uppercase()
+                .parse::<Environment>()
+                .map_err(|_| {
+                    ApiError::bad_request(format!(
+                        "environment: {text:?} is not PRODUCTION, TESTING or ALL"
+                    ))
+                })?,
+        ),
     };
     let filter = RunFilter {
         flow_id: params.flow_id,

@@ -1,6 +1,6 @@
-//! `hookflow plugin list|install|show|remove`: the plugins a server runs.
+//! `hookflow plugin list|install|show`: the plugins a server runs.
 
-use super::{Body, Connect, encode, print_json, text};
+use super::{Body, Connect, print_json, text};
 use crate::cli::table::Table;
 use crate::cli::{Failure, usage};
 use reqwest::Method;
@@ -25,13 +25,6 @@ pub enum PluginRemoteCommand {
     /// Show a plugin: description, side effects, digest and inputs.
     Show {
         /// NAME or NAME@VERSION (every installed version of NAME without one).
-        plugin: String,
-        #[command(flatten)]
-        connect: Connect,
-    },
-    /// Remove an installed plugin version that no flow uses.
-    Remove {
-        /// NAME@VERSION.
         plugin: String,
         #[command(flatten)]
         connect: Connect,
@@ -152,27 +145,6 @@ pub async fn run(command: PluginRemoteCommand) -> Result<ExitCode, Failure> {
                     println!();
                     table.print();
                 }
-            }
-            Ok(ExitCode::SUCCESS)
-        }
-        PluginRemoteCommand::Remove { plugin, connect } => {
-            let Some((name, version)) = plugin.split_once('@') else {
-                return Err(usage(format!(
-                    "{plugin}: give NAME@VERSION (versions are removed one at a time)"
-                )));
-            };
-            let remote = connect.remote()?;
-            remote
-                .call(
-                    Method::DELETE,
-                    &format!("/v1/plugins/{}/{}", encode(name), encode(version)),
-                    Body::None,
-                )
-                .await?;
-            if connect.json {
-                print_json(&json!({"name": name, "version": version, "removed": true}));
-            } else {
-                println!("removed {name}@{version}");
             }
             Ok(ExitCode::SUCCESS)
         }
