@@ -740,6 +740,23 @@ fn own_summary(action: &str, event: &Value) -> Option<String> {
                 data["flow"]["version"]
             )
         }
+        "flow.tested" => {
+            let live = if data["live"] == true {
+                " live (steps with side effects ran)"
+            } else {
+                ""
+            };
+            format!(
+                "Flow {} was test-run{live} (run {})",
+                text(&data["flow"]["displayName"]),
+                text(&data["flowRun"]["id"])
+            )
+        }
+        "flow.replayed" => format!(
+            "Flow {} was replayed over {} past events",
+            text(&data["flow"]["displayName"]),
+            data["events"]
+        ),
         "flow.activated" | "flow.deactivated" => {
             let state = if action == "flow.activated" {
                 "enabled"
