@@ -478,33 +478,40 @@ fn parse_stored(record: &FlowRecord) -> Result<Flow, StoreError> {
     })
 }
 
+/// A registry over a fresh SQLite store in a temporary directory (kept alive by the first
+/// value), with a sandbox that has no plugins: for unit tests of the registry and its users.
+#[cfg(test)]
+pub(crate) async fn test_registry() -> (tempfile::TempDir, DynStore, FlowRegistry) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("h.db").display());
+    let store = crate::store::open(
+        &crate::store::DatabaseUrl::parse(&url).unwrap(),
+        &crate::store::OpenOptions::default(),
+    )
+    .await
+    .unwrap()
+    .store;
+    let sandbox = Arc::new(
+        Sandbox::new(crate::wasm::SandboxConfig {
+            max_concurrency: 1,
+            ..crate::wasm::SandboxConfig::default()
+        })
+        .unwrap(),
+    );
+    let registry = FlowRegistry::new(store.clone(), sandbox);
+    (dir, store, registry)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wasm::SandboxConfig;
     use serde_json::json;
 
     /// Regression (hardening I): a late read cannot put an older version back in the cache,
     /// nor resurrect a deleted flow.
     #[tokio::test]
     async fn late_reads_never_replace_newer_versions_or_undo_deletions() {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("h.db").display());
-        let store = crate::store::open(
-            &crate::store::DatabaseUrl::parse(&url).unwrap(),
-            &crate::store::OpenOptions::default(),
-        )
-        .await
-        .unwrap()
-        .store;
-        let sandbox = Arc::new(
-            Sandbox::new(SandboxConfig {
-                max_concurrency: 1,
-                ..SandboxConfig::default()
-            })
-            .unwrap(),
-        );
-        let registry = FlowRegistry::new(store.clone(), sandbox);
+        let (_dir, store, registry) = test_registry().await;
         let actor = Actor::system();
         let scope = Scope {
             platform_id: "default".into(),

@@ -84,29 +84,12 @@ pub async fn fire_due(
 mod tests {
     use super::*;
     use crate::store::Actor;
-    use crate::wasm::{Sandbox, SandboxConfig};
 
     /// A disabled scheduled flow does not fire; enabled again, it does (the registry's list of
     /// scheduled flows holds only flows that may serve).
     #[tokio::test]
     async fn a_disabled_schedule_does_not_fire() {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("h.db").display());
-        let store = crate::store::open(
-            &crate::store::DatabaseUrl::parse(&url).unwrap(),
-            &crate::store::OpenOptions::default(),
-        )
-        .await
-        .unwrap()
-        .store;
-        let sandbox = Arc::new(
-            Sandbox::new(SandboxConfig {
-                max_concurrency: 1,
-                ..SandboxConfig::default()
-            })
-            .unwrap(),
-        );
-        let flows = FlowRegistry::new(store.clone(), sandbox);
+        let (_dir, store, flows) = crate::registry::test_registry().await;
         let actor = Actor::system();
         let scope = Scope {
             platform_id: "default".into(),
