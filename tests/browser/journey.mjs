@@ -44,8 +44,14 @@ async function main() {
       await generator.locator(`input[type=checkbox][value="activepieces|${event}"]`).check();
     }
     await generator.locator('button[type=submit]').click();
-    await page.waitForURL((url) => /^\/flows\/[0-9a-f-]+$/.test(url.pathname));
-    const flowId = new URL(page.url()).pathname.split('/').pop();
+    // The flow is live with a webhook credential, shown this once above the flow's page.
+    const card = page.locator('[data-testid=webhook-credential-card]');
+    await card.waitFor();
+    const flowId = await card.getAttribute('data-flow');
+    const credential = await page.locator('[data-testid=webhook-credential]').inputValue();
+    if (!/^whsec_[A-Za-z0-9+/=]{40,}$/.test(credential)) throw new Error(`webhook credential looks wrong: ${credential}`);
+    const webhookUrl = await page.locator('[data-testid=webhook-url]').inputValue();
+    if (!webhookUrl.endsWith(`/v1/webhooks/${flowId}`)) throw new Error(`webhook URL looks wrong: ${webhookUrl}`);
     console.log(`flow ${flowId}`);
     await page.locator('[data-testid=flow-graph]').waitFor();
     await expectText(page.locator('[data-testid=flow-graph]'), 'Failed run', 'the graph shows the nested router');
@@ -91,7 +97,7 @@ async function main() {
     await page.goto(`${root}/flows`);
     await page.locator('[data-testid=generate] input[type=checkbox][value="activepieces|flow.deleted"]').check();
     await page.locator('[data-testid=generate] button[type=submit]').click();
-    await page.waitForURL((url) => /^\/flows\/[0-9a-f-]+$/.test(url.pathname));
+    await page.locator('[data-testid=webhook-credential-card]').waitFor();
     let delivered = false;
     for (let i = 0; i < 40 && !delivered; i++) {
       await page.goto(`${root}/event-streaming/${destinationId}`);

@@ -492,3 +492,71 @@ async fn an_invitation_link_opens_a_page_that_makes_the_account() {
         "an editor may generate"
     );
 }
+
+/// Regression: the console's generate button made a live flow whose webhook credential nobody
+/// ever saw (the API shows it once; the console redirected and lost it). The page after
+/// generating shows it, it opens the webhook, and the flow's page never shows it again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flow_generated_in_the_console_shows_its_webhook_credential_once() {
+    let server = Server::start_with(Options::default()).await;
+    create_user(
+        &server,
+        "admin@example.com",
+        json!({"platformRole": "platform-admin"}),
+    )
+    .await;
+    let cookie = console_sign_in(&server, "admin@example.com").await;
+    let (_, flows) = page(&server, &cookie, "/flows").await;
+    let (status, body) = post_form(
+        &server,
+        &cookie,
+        "/flows/generate",
+        &[
+            ("csrf", &csrf_of(&flows)),
+            ("event", "gitlab|repository_git_operation"),
+        ],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(
+        body.contains("data-testid=\"webhook-credential-card\""),
+        "{body}"
+    );
+    let input = |testid: &str| {
+        let marker = format!("data-testid=\"{testid}\"");
+        let before = body.split(&marker).next().unwrap();
+        let at = before.rfind("value=\"").expect("an input's value") + 7;
+        before[at..].split('"').next().unwrap().to_string()
+    };
+    let header = input("webhook-credential-header");
+    let credential = input("webhook-credential");
+    let url = input("webhook-url");
+    assert_eq!(header, "X-Gitlab-Event-Streaming-Token");
+    assert!(credential.starts_with("hft_"), "{credential}");
+    let flow_id = url.rsplit('/').next().unwrap().to_string();
+    assert!(url.ends_with(&format!("/v1/webhooks/{flow_id}")), "{url}");
+
+    // The credential shown is the one the webhook takes.
+    let event = json!({"event_name": "repository_git_operation", "id": 1});
+    let refused = client()
+        .post(server.url(&format!("/v1/webhooks/{flow_id}")))
+        .json(&event)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+    let accepted = client()
+        .post(server.url(&format!("/v1/webhooks/{flow_id}")))
+        .header(header.as_str(), credential.as_str())
+        .json(&event)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(accepted.status(), StatusCode::ACCEPTED);
+
+    // Shown once: the flow's own page does not show it again.
+    let (status, again) = page(&server, &cookie, &format!("/flows/{flow_id}")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(!again.contains(&credential));
+    assert!(!again.contains("webhook-credential-card"));
+}

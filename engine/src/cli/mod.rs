@@ -308,7 +308,10 @@ struct UsageError(String);
 
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => return clap_exit(&error),
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -329,6 +332,42 @@ pub fn main() -> ExitCode {
             eprintln!("error: {error:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// clap's own outcomes: help and version print as clap prints them; a usage error (an
+/// unknown flag, a missing argument, `--workers abc`) is the one line that says what is
+/// wrong, exit code 2, like every other usage error here — not clap's usage block and tips.
+fn clap_exit(error: &clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    match error.kind() {
+        ErrorKind::DisplayHelp
+        | ErrorKind::DisplayVersion
+        | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            let _ = error.print();
+            ExitCode::from(if error.use_stderr() { 2 } else { 0 })
+        }
+        _ => {
+            eprintln!("{}", clap_error_line(&error.render().to_string()));
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// The first paragraph of a clap message on one line: a message that lists what is missing
+/// on the lines after its colon keeps the list.
+fn clap_error_line(rendered: &str) -> String {
+    let line = rendered
+        .lines()
+        .map(str::trim)
+        .skip_while(|l| l.is_empty())
+        .take_while(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ");
+    if line.is_empty() {
+        "error: invalid arguments (see --help)".to_string()
+    } else {
+        line
     }
 }
 
@@ -985,4 +1024,31 @@ fn scaffold_plugin(
     );
     println!("  hookflow plugin install target/wasm32-wasip2/release/{crate_name}_plugin.wasm");
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn usage_line(args: &[&str]) -> String {
+        let error = Cli::try_parse_from(args).expect_err("a usage error");
+        clap_error_line(&error.render().to_string())
+    }
+
+    #[test]
+    fn a_bad_setting_is_one_line_naming_it() {
+        let line = usage_line(&["hookflow", "serve", "--workers", "abc"]);
+        assert!(!line.contains('\n'));
+        assert!(line.starts_with("error: invalid value 'abc'"), "{line}");
+        assert!(line.contains("--workers"), "{line}");
+        assert!(!line.contains("For more information"), "{line}");
+    }
+
+    #[test]
+    fn a_missing_argument_keeps_the_list_of_what_is_missing() {
+        let line = usage_line(&["hookflow", "flow", "validate"]);
+        assert!(!line.contains('\n'));
+        assert!(line.contains("required"), "{line}");
+        assert!(line.contains('<'), "names the argument: {line}");
+    }
 }

@@ -170,9 +170,70 @@ async fn generate(ctx: Ctx, body: axum::body::Bytes) -> Response {
     if !reply.ok() {
         return render_list(&ctx, &reply.errors(), &[], "", &checked).await;
     }
-    done(
-        &format!("/flows/{}", t(&reply.body["id"])),
-        "Handler flow generated",
+    generated_page(&ctx, reply.body).await
+}
+
+/// The page after a handler flow is generated: the flow's own page with its webhook credential
+/// on top. The API returns the credential once and masks it ever after, so this page — not a
+/// redirect that would lose it — is the one place a console user can copy it.
+pub async fn generated_page(ctx: &Ctx, created: Value) -> Response {
+    let id = t(&created["id"]);
+    let extras = Extras {
+        generated: Some(created),
+        ..Extras::default()
+    };
+    flow_page(ctx, &id, extras).await
+}
+
+/// The card showing a generated flow's webhook credential and how to call the webhook with it.
+fn credential_card(created: &Value) -> String {
+    let url = t(&created["webhookUrl"]);
+    let id = esc(&t(&created["id"]));
+    let auth = &created["credential"];
+    let (fields, header) = match auth["type"].as_str() {
+        Some("header") => {
+            let name = t(&auth["header"]);
+            let value = t(&auth["value"]);
+            (
+                html::copyable("Header", &name, "webhook-credential-header")
+                    + &html::copyable("Value", &value, "webhook-credential"),
+                format!("-H '{name}: {value}'"),
+            )
+        }
+        Some("bearer") => {
+            let token = t(&auth["token"]);
+            (
+                html::copyable("Bearer token", &token, "webhook-credential"),
+                format!("-H 'Authorization: Bearer {token}'"),
+            )
+        }
+        Some("standardWebhooks") => (
+            html::copyable(
+                "Standard Webhooks signing secret",
+                &t(&auth["secret"]),
+                "webhook-credential",
+            ),
+            String::new(),
+        ),
+        _ => {
+            return format!(
+                "<div class=\"card\" data-testid=\"webhook-credential-card\" data-flow=\"{id}\"><p><b>This webhook takes events without a credential.</b> Anyone who knows its address can start runs: add <code>trigger.auth</code> below unless that is what you want.</p>{}</div>",
+                html::copyable("Webhook URL", &url, "webhook-url")
+            );
+        }
+    };
+    let example = if header.is_empty() {
+        "Senders sign each event with this secret (<code>webhook-id</code>, <code>webhook-timestamp</code>, <code>webhook-signature</code> headers), as Standard Webhooks libraries do.".to_string()
+    } else {
+        format!(
+            "<pre class=\"listing\">curl -X POST {} \\\n  -H 'Content-Type: application/json' {} \\\n  -d '{{\"action\": \"flow.run.finished\"}}'</pre>",
+            esc(&url),
+            esc(&header)
+        )
+    };
+    format!(
+        "<div class=\"card\" data-testid=\"webhook-credential-card\" data-flow=\"{id}\"><p><b>Copy the webhook credential now: it is not shown again.</b> The flow is live; events without it are refused.</p>{}{fields}{example}</div>",
+        html::copyable("Webhook URL", &url, "webhook-url")
     )
 }
 
@@ -203,6 +264,8 @@ struct Extras {
     errors: Vec<(String, String)>,
     /// The trace of a test run just made.
     trace: Option<Value>,
+    /// A handler flow just generated: the API's answer, whose `credential` is shown this once.
+    generated: Option<Value>,
 }
 
 async fn show(ctx: Ctx, Path(id): Path<String>) -> Response {
@@ -307,6 +370,9 @@ async fn flow_page(ctx: &Ctx, id: &str, extras: Extras) -> Response {
             None,
         ));
         body.push_str("</p>");
+    }
+    if let Some(created) = &extras.generated {
+        body.push_str(&credential_card(created));
     }
     if let Some(description) = definition["description"].as_str() {
         let _ = write!(body, "<p>{}</p>", esc(description));
@@ -468,7 +534,7 @@ async fn save(ctx: Ctx, Path(id): Path<String>, body: axum::body::Bytes) -> Resp
         let extras = Extras {
             yaml: Some(yaml),
             errors: reply.errors(),
-            trace: None,
+            ..Extras::default()
         };
         return flow_page(&ctx, &id, extras).await;
     }

@@ -281,10 +281,7 @@ async fn create(ctx: Ctx, body: axum::body::Bytes) -> Response {
             if !reply.ok() {
                 return render_list(&ctx, &form, &reply.errors(), None).await;
             }
-            done(
-                &format!("/flows/{}", t(&reply.body["id"])),
-                "Handler flow generated for the selected events",
-            )
+            super::flows::generated_page(&ctx, reply.body).await
         }
         "test" => {
             let event = form

@@ -483,6 +483,7 @@ impl Executor {
                     &grants,
                 )
                 .await;
+            crate::metrics::recorded().plugin_called(&plugin.name, call_started.elapsed());
             logs.extend(report.logs);
             refused.extend(report.refused_requests);
             let (status, message, retryable) = match report.outcome {
