@@ -12,7 +12,6 @@
 
 use futures::FutureExt as _;
 use std::collections::{BTreeMap, VecDeque};
-use std::fmt::Write as _;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex};
@@ -60,7 +59,7 @@ struct TaskState {
     last_failure: String,
 }
 
-/// The supervised tasks of a process: restart counters and health. `/metrics` renders it and
+/// The supervised tasks of a process: restart counters and health. `/metrics` reports it and
 /// `/healthz` asks it (it lives in [`crate::metrics::Metrics`]).
 #[derive(Debug, Default)]
 pub struct Tasks {
@@ -119,27 +118,28 @@ impl Tasks {
         self.with(|tasks| tasks.get(task).map_or(0, |s| s.restarts))
     }
 
-    /// The Prometheus lines: restarts per task (a counter) and whether each task is up.
-    pub fn render(&self, out: &mut String) {
+    /// Every task by name: its restarts so far and whether it is down (for `/metrics`).
+    pub fn snapshot(&self) -> Vec<TaskSnapshot> {
         self.with(|tasks| {
-            out.push_str("# HELP hookflow_background_task_restarts_total Restarts of a background task after it panicked or ended early.\n# TYPE hookflow_background_task_restarts_total counter\n");
-            for (name, state) in tasks.iter() {
-                let _ = writeln!(
-                    out,
-                    "hookflow_background_task_restarts_total{{task=\"{name}\"}} {}",
-                    state.restarts
-                );
-            }
-            out.push_str("# HELP hookflow_background_task_up Whether a background task is running (0 while it waits for a restart).\n# TYPE hookflow_background_task_up gauge\n");
-            for (name, state) in tasks.iter() {
-                let _ = writeln!(
-                    out,
-                    "hookflow_background_task_up{{task=\"{name}\"}} {}",
-                    u8::from(!state.down)
-                );
-            }
-        });
+            tasks
+                .iter()
+                .map(|(name, state)| TaskSnapshot {
+                    name,
+                    restarts: state.restarts,
+                    down: state.down,
+                })
+                .collect()
+        })
     }
+}
+
+/// One task as [`Tasks::snapshot`] reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskSnapshot {
+    pub name: &'static str,
+    pub restarts: u64,
+    /// Between a failure and the restart.
+    pub down: bool,
 }
 
 /// Starts background tasks and restarts them when they fail.
@@ -295,12 +295,14 @@ mod tests {
                 }
             }
         });
-        let mut text = String::new();
-        tasks.render(&mut text);
-        assert!(
-            text.contains("hookflow_background_task_restarts_total{task=\"flaky\"} 0"),
-            "{text}"
-        );
+        let flaky = |restarts, down| {
+            vec![TaskSnapshot {
+                name: "flaky",
+                restarts,
+                down,
+            }]
+        };
+        assert_eq!(tasks.snapshot(), flaky(0, false));
 
         // First panic: down (and named) until the restart.
         until("the first panic", || tasks.health().is_err()).await;
@@ -318,13 +320,7 @@ mod tests {
             reason.contains("\"flaky\" failed 2 times") && reason.contains("boom 2"),
             "{reason}"
         );
-        let mut text = String::new();
-        tasks.render(&mut text);
-        assert!(
-            text.contains("hookflow_background_task_restarts_total{task=\"flaky\"} 2")
-                && text.contains("hookflow_background_task_up{task=\"flaky\"} 1"),
-            "{text}"
-        );
+        assert_eq!(tasks.snapshot(), flaky(2, false));
         until("the window passes", || tasks.health().is_ok()).await;
 
         // Returning at shutdown ends it for good.

@@ -245,6 +245,7 @@ async fn remove(
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
     if app.store.delete_destination(&actor, &id).await? {
+        app.metrics.forget_destination(&id);
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::not_found(format!("destination {id} not found")))

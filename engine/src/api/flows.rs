@@ -328,6 +328,7 @@ async fn remove(
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
     if app.flows.delete(&actor, &id).await? {
+        app.metrics.forget_flow(&id);
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::not_found(format!("flow {id} not found")))

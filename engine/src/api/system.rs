@@ -1,9 +1,10 @@
 //! `/healthz` and `/metrics`: unauthenticated, for load balancers and Prometheus.
 
 use super::{ApiResult, AppState};
+use crate::metrics::{Format, MAX_COUNTED_BACKLOG, MAX_SAMPLED_DESTINATIONS, Sample};
 use axum::Router;
 use axum::extract::State;
-use axum::http::header;
+use axum::http::{HeaderMap, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 
@@ -34,8 +35,28 @@ async fn healthz(State(app): State<AppState>) -> axum::response::Response {
     }
 }
 
-async fn metrics(State(app): State<AppState>) -> ApiResult<impl IntoResponse> {
+/// Prometheus metrics ([`crate::metrics`]) in the format the `Accept` header asks for:
+/// OpenMetrics text when it names it (Prometheus does), else the Prometheus text format.
+/// Queue depth and the per-destination backlog are read from the store now, so every process
+/// reports the same values for them.
+async fn metrics(State(app): State<AppState>, headers: HeaderMap) -> ApiResult<impl IntoResponse> {
     let (queued, running) = app.store.queue_depth().await?;
-    let text = app.metrics.render(queued, running, app.queue.in_flight());
-    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text))
+    let destinations = app
+        .store
+        .delivery_backlog(MAX_SAMPLED_DESTINATIONS, MAX_COUNTED_BACKLOG)
+        .await?;
+    let sample = Sample {
+        queued,
+        running,
+        in_flight: app.queue.in_flight(),
+        destinations,
+        now_ms: crate::store::epoch_ms(),
+    };
+    let format = Format::from_accept(
+        headers
+            .get(header::ACCEPT)
+            .and_then(|value| value.to_str().ok()),
+    );
+    let text = app.metrics.render(&sample, format);
+    Ok(([(header::CONTENT_TYPE, format.content_type())], text))
 }

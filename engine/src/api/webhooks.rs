@@ -57,10 +57,22 @@ async fn receive(
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<Response> {
-    let request = logged(&flow_id, check(&app, &flow_id, &headers, body).await)?;
+    let active = serving_flow(&app, &flow_id).await?;
+    let answer = receive_found(&app, &flow_id, active, &headers, body).await;
+    counted(&app, &flow_id, answer)
+}
+
+async fn receive_found(
+    app: &AppState,
+    flow_id: &str,
+    active: Arc<ActiveFlow>,
+    headers: &HeaderMap,
+    body: Body,
+) -> ApiResult<Response> {
+    let request = logged(flow_id, check(app, flow_id, active, headers, body).await)?;
     match request.events {
         Events::One(event) => {
-            let (accepted, _) = logged(&flow_id, store_one(&app, &request.active, event).await)?;
+            let (accepted, _) = logged(flow_id, store_one(app, &request.active, event).await)?;
             Ok(match accepted {
                 Accepted::New { run_id } => {
                     (StatusCode::ACCEPTED, Json(json!({ "runId": run_id }))).into_response()
@@ -73,7 +85,7 @@ async fn receive(
             })
         }
         Events::Batch(events) => {
-            let answers = logged(&flow_id, store_batch(&app, &request.active, events).await)?;
+            let answers = logged(flow_id, store_batch(app, &request.active, events).await)?;
             Ok(batch_response(&answers))
         }
     }
@@ -110,6 +122,19 @@ async fn receive_sync(
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<Response> {
+    let active = serving_flow(&app, &flow_id).await?;
+    let answer = receive_sync_found(&app, &flow_id, active, params, &headers, body).await;
+    counted(&app, &flow_id, answer)
+}
+
+async fn receive_sync_found(
+    app: &AppState,
+    flow_id: &str,
+    active: Arc<ActiveFlow>,
+    params: SyncParams,
+    headers: &HeaderMap,
+    body: Body,
+) -> ApiResult<Response> {
     let wait = params
         .timeout_ms
         .map(Duration::from_millis)
@@ -120,13 +145,13 @@ async fn receive_sync(
             MAX_SYNC_WAIT.as_millis()
         )));
     }
-    let request = logged(&flow_id, check(&app, &flow_id, &headers, body).await)?;
+    let request = logged(flow_id, check(app, flow_id, active, headers, body).await)?;
     // One caller waits for one run's answer; a batch has many runs and no one answer to wait
     // for, so it is refused before anything is stored.
     let Events::One(event) = request.events else {
         app.metrics.event_rejected(Rejection::Body);
         return logged(
-            &flow_id,
+            flow_id,
             Err(ApiError::bad_request(
                 "a batch (JSON array or JSON lines) cannot be sent to /sync, which answers \
                  for one run: send it to POST /v1/webhooks/{flowId}, or one event per /sync call",
@@ -134,7 +159,7 @@ async fn receive_sync(
         );
     };
     let answer = request.answer;
-    let (accepted, started) = logged(&flow_id, store_one(&app, &request.active, event).await)?;
+    let (accepted, started) = logged(flow_id, store_one(app, &request.active, event).await)?;
     let (run_id, duplicate) = match accepted {
         Accepted::New { run_id } => (run_id, false),
         Accepted::Duplicate { run_id } => (run_id, true),
@@ -220,6 +245,35 @@ struct Incoming {
     body: String,
 }
 
+/// The serving flow a webhook call is for. A call refused here (404: no such flow, or it is
+/// disabled; 5xx: the registry could not be read) is logged and counted under
+/// [`crate::metrics::UNKNOWN_FLOW`]: the id in its path is whatever the caller sent, so it is
+/// no label.
+async fn serving_flow(app: &AppState, flow_id: &str) -> ApiResult<Arc<ActiveFlow>> {
+    let found: ApiResult<Arc<ActiveFlow>> = async {
+        app.flows
+            .serving(flow_id)
+            .await?
+            .ok_or_else(|| ApiError::not_found(format!("flow {flow_id} not found")))
+    }
+    .await;
+    if let Err(error) = &found {
+        app.metrics.webhook_answered(None, error.status.as_u16());
+    }
+    logged(flow_id, found)
+}
+
+/// Passes the answer to a call for a flow that was found through, counted under the flow's id
+/// and the answer's status code.
+fn counted(app: &AppState, flow_id: &str, answer: ApiResult<Response>) -> ApiResult<Response> {
+    let status = match &answer {
+        Ok(response) => response.status(),
+        Err(error) => error.status,
+    };
+    app.metrics.webhook_answered(Some(flow_id), status.as_u16());
+    answer
+}
+
 /// Passes `result` through, logging a refusal first.
 fn logged<T>(flow_id: &str, result: ApiResult<T>) -> ApiResult<T> {
     if let Err(error) = &result {
@@ -241,22 +295,18 @@ fn log_refusal(flow_id: &str, error: &ApiError) {
     }
 }
 
-/// Everything before the write: the flow, the body within the size limit, authentication,
-/// parsing (one event or a batch, every element checked as the run will parse it) and each
-/// event's identity. A refused call stores nothing.
+/// Everything before the write for the flow [`serving_flow`] found (a disabled flow answers
+/// exactly as a missing one, before any authentication, so the answer tells a stranger
+/// nothing): the body within the size limit, authentication, parsing (one event or a batch,
+/// every element checked as the run will parse it) and each event's identity. A refused call
+/// stores nothing.
 async fn check(
     app: &AppState,
     flow_id: &str,
+    active: Arc<ActiveFlow>,
     headers: &HeaderMap,
     body: Body,
 ) -> ApiResult<Request> {
-    // A disabled flow answers exactly as a missing one (before any authentication, so the
-    // answer tells a stranger nothing) and stores nothing.
-    let active = app
-        .flows
-        .serving(flow_id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("flow {flow_id} not found")))?;
     let Trigger::Webhook {
         auth,
         sync_response: answer,

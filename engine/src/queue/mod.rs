@@ -527,6 +527,7 @@ impl Queue {
             return;
         }
         let status = outcome.status;
+        let took = Duration::from_secs_f64(outcome.duration_ms.max(0.0) / 1000.0);
         let response = crate::exec::sync_response(&outcome.steps);
         if status != RunStatus::Succeeded {
             // One line per run that did not succeed: which flow, which run, why.
@@ -539,7 +540,7 @@ impl Queue {
             );
         }
         match self.store.finish_run(outcome).await {
-            Ok(true) => metrics.run_finished(status),
+            Ok(true) => metrics.run_finished(status, took),
             Ok(false) => {
                 tracing::warn!(%run_id, "run finished after its lease was lost; result dropped")
             }

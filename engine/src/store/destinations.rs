@@ -12,8 +12,9 @@ use super::audit::{self, AuditDraft};
 use super::rows::{delivery_record, destination, in_list, lock_in_order};
 use super::sql::{CHUNK, Col, Conn, Param, Ty, params};
 use super::{
-    Actor, AuditAction, DeliveryNext, DeliveryRecord, DeliveryResult, DestinationRecord,
-    DueDelivery, Redelivery, StoreError, StoreResult, epoch_ms, new_id, now_text,
+    Actor, AuditAction, DeliveryNext, DeliveryRecord, DeliveryResult, DestinationBacklog,
+    DestinationRecord, DueDelivery, Redelivery, StoreError, StoreResult, epoch_ms, new_id,
+    now_text,
 };
 use serde_json::{Value, json};
 
@@ -155,6 +156,42 @@ pub async fn list(
         }
     };
     c.query(&sql, args).await?.iter().map(destination).collect()
+}
+
+/// The first `destinations` destinations by id with their PENDING outbox entries counted up
+/// to `max_counted` and their oldest PENDING entry's creation time: two lookups per
+/// destination on the `outbox_pending` index, each bounded, so a scrape costs the same whatever
+/// the backlog.
+pub async fn backlog(
+    c: &mut dyn Conn,
+    destinations: u32,
+    max_counted: u32,
+) -> StoreResult<Vec<DestinationBacklog>> {
+    let rows = c
+        .query(
+            "SELECT d.id, d.enabled, d.paused_until, \
+               (SELECT COUNT(*) FROM (SELECT 1 FROM outbox o \
+                  WHERE o.destination_id = d.id AND o.status = 'PENDING' LIMIT ?) AS p) AS pending, \
+               (SELECT o.created FROM outbox o WHERE o.destination_id = d.id AND o.status = 'PENDING' \
+                  ORDER BY o.audit_seq LIMIT 1) AS oldest \
+             FROM destinations d ORDER BY d.id LIMIT ?",
+            params![i64::from(max_counted), i64::from(destinations)],
+        )
+        .await?;
+    rows.iter()
+        .map(|row| {
+            let oldest = row.opt_text("oldest")?;
+            Ok(DestinationBacklog {
+                id: row.text("id")?,
+                pending: row.int("pending")?,
+                oldest_pending_ms: oldest
+                    .and_then(|t| chrono::DateTime::parse_from_rfc3339(&t).ok())
+                    .map(|t| t.timestamp_millis()),
+                enabled: row.bool("enabled")?,
+                paused_until: row.opt_int("paused_until")?,
+            })
+        })
+        .collect()
 }
 
 /// Claims up to `per_destination` consecutive due entries from the head of up to

@@ -347,6 +347,20 @@ impl Store {
         on!(self.read, [], |c| destinations::list(c, only.as_deref()))
     }
 
+    /// Per destination (the first `destinations` by id): PENDING entries counted up to
+    /// `max_counted`, the oldest one's age, and the breaker state; what `/metrics` samples.
+    pub async fn delivery_backlog(
+        &self,
+        destinations: u32,
+        max_counted: u32,
+    ) -> StoreResult<Vec<DestinationBacklog>> {
+        on!(self.read, [], |c| destinations::backlog(
+            c,
+            destinations,
+            max_counted
+        ))
+    }
+
     /// Claims, for up to `destinations` destinations, up to `per_destination` consecutive due
     /// entries from the head of each one's queue, in event order: a worker sends them one after
     /// the other over one connection, so order holds and throughput does not hinge on one

@@ -548,6 +548,20 @@ pub struct DueDelivery {
     pub attempts: i64,
 }
 
+/// A destination's delivery queue and breaker as `/metrics` samples them
+/// ([`crate::store::Store::delivery_backlog`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DestinationBacklog {
+    pub id: String,
+    /// PENDING outbox entries, counted up to the limit the query was given.
+    pub pending: i64,
+    /// When the oldest PENDING entry was created (ms since the epoch).
+    pub oldest_pending_ms: Option<i64>,
+    pub enabled: bool,
+    /// Paused by the circuit breaker until then (ms since the epoch).
+    pub paused_until: Option<i64>,
+}
+
 /// What happens to an outbox entry after an attempt.
 #[derive(Debug, Clone, PartialEq)]
 pub enum DeliveryNext {

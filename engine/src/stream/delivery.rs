@@ -269,6 +269,7 @@ async fn deliver_in_order(
                 break;
             }
         };
+        crate::metrics::recorded().delivery_attempted(&result.destination_id, &result.next);
         let delivered = result.next == DeliveryNext::Delivered;
         if !delivered {
             log_failure(&result);

@@ -468,6 +468,9 @@ impl Sandbox {
             },
             Ok(Err(error)) => self.classify_trap(&error, store.data(), started.elapsed()),
         };
+        if matches!(outcome, StepOutcome::TimedOut { .. }) {
+            crate::metrics::recorded().sandbox_timed_out();
+        }
         let state = store.data_mut();
         let logs = state.take_logs();
         let end_run = state.take_end_run();
@@ -512,6 +515,7 @@ impl Sandbox {
         if error.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
             return StepOutcome::TimedOut { after: elapsed };
         }
+        crate::metrics::recorded().sandbox_trapped(state.memory_limit_hit());
         let trap = match error.downcast_ref::<Trap>() {
             Some(trap) => format!("plugin trapped: {trap}"),
             None => format!("plugin failed: {}", error.root_cause()),
