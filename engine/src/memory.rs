@@ -2,8 +2,10 @@
 //! this IP?") and caches short-lived values (Auth0 Actions' `api.cache`). Durable in the store
 //! for the server, shared by every process; in-process for local CLI runs.
 
+use crate::secrets::Redactor;
 use crate::store::{CacheEntry, CacheRefusal, DynStore, epoch_ms};
 use async_trait::async_trait;
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
@@ -189,6 +191,10 @@ pub struct MemoryGrant {
     /// only, so the code under test reads back what it wrote and the real cache stays as it
     /// was. `None` marks a deleted key.
     pub scratch: Arc<Mutex<HashMap<String, Option<CacheEntry>>>>,
+    /// The secrets the step holds, redacted from what it writes to the flow's memory as from
+    /// its output: the cache and the remembered keys are shared with the flow's other steps
+    /// (and its later runs), which may not hold them. `None` for a step without secrets.
+    redactor: Option<Arc<Redactor>>,
 }
 
 impl MemoryGrant {
@@ -199,22 +205,49 @@ impl MemoryGrant {
             flow_id: flow_id.to_string(),
             record,
             scratch: Arc::default(),
+            redactor: None,
+        }
+    }
+
+    /// This grant for a step holding the secrets `redactor` redacts: what it caches (values and
+    /// keys) and the keys it remembers are stored redacted, so the secret stays with the step.
+    /// Keys are redacted the same way on every call, so the step still finds what it stored.
+    pub fn redacting(mut self, redactor: &Redactor) -> MemoryGrant {
+        self.redactor = (!redactor.is_empty()).then(|| Arc::new(redactor.clone()));
+        self
+    }
+
+    /// `text` with the step's secrets redacted.
+    fn redacted<'a>(&self, text: &'a str) -> Cow<'a, str> {
+        match &self.redactor {
+            Some(redactor) => {
+                let mut owned = text.to_string();
+                redactor.redact_text(&mut owned);
+                if owned == text {
+                    Cow::Borrowed(text)
+                } else {
+                    Cow::Owned(owned)
+                }
+            }
+            None => Cow::Borrowed(text),
         }
     }
 
     /// Checks the key and asks the memory.
     pub async fn remember(&self, key: &str) -> Result<bool, String> {
         check_key(key)?;
-        self.memory.remember(&self.flow_id, key, self.record).await
+        let key = self.redacted(key);
+        self.memory.remember(&self.flow_id, &key, self.record).await
     }
 
     /// The live cached value of `key`.
     pub async fn cache_get(&self, key: &str) -> Result<Option<CacheEntry>, CacheError> {
         check_key(key).map_err(CacheError::invalid)?;
-        if let Some(local) = self.scratch().get(key) {
+        let key = self.redacted(key);
+        if let Some(local) = self.scratch().get(key.as_ref()) {
             return Ok(local.clone().filter(|e| e.expires_at > epoch_ms()));
         }
-        self.memory.cache_get(&self.flow_id, key).await
+        self.memory.cache_get(&self.flow_id, &key).await
     }
 
     /// Stores `value` until `expires_at` (ms since the epoch) or for `ttl_ms`; with neither for
@@ -246,13 +279,14 @@ impl MemoryGrant {
             ));
         }
         let entry = CacheEntry {
-            value: value.to_string(),
+            value: self.redacted(value).into_owned(),
             expires_at: wanted.min(latest),
         };
+        let key = self.redacted(key);
         if self.record {
-            self.memory.cache_set(&self.flow_id, key, &entry).await?;
+            self.memory.cache_set(&self.flow_id, &key, &entry).await?;
         } else {
-            self.scratch().insert(key.to_string(), Some(entry.clone()));
+            self.scratch().insert(key.into_owned(), Some(entry.clone()));
         }
         Ok(entry)
     }
@@ -261,10 +295,13 @@ impl MemoryGrant {
     pub async fn cache_delete(&self, key: &str) -> Result<bool, CacheError> {
         check_key(key).map_err(CacheError::invalid)?;
         if self.record {
-            return self.memory.cache_delete(&self.flow_id, key).await;
+            return self
+                .memory
+                .cache_delete(&self.flow_id, &self.redacted(key))
+                .await;
         }
         let existed = self.cache_get(key).await?.is_some();
-        self.scratch().insert(key.to_string(), None);
+        self.scratch().insert(self.redacted(key).into_owned(), None);
         Ok(existed)
     }
 
@@ -347,5 +384,57 @@ mod tests {
         assert!(live.cache_delete("token").await.unwrap());
         assert!(!live.cache_delete("token").await.unwrap());
         assert_eq!(live.cache_get("token").await, Ok(None));
+    }
+
+    /// A step holding a secret cannot pass it to the flow's other steps through the cache or
+    /// the remembered keys: what it writes is redacted like its output.
+    #[tokio::test]
+    async fn a_step_holding_secrets_writes_them_redacted() {
+        use base64::Engine as _;
+        let secret = "tok-cache-s3cret";
+        let memory: Arc<dyn FlowMemory> = Arc::new(LocalMemory::default());
+        let holder =
+            MemoryGrant::new(memory.clone(), "f", true).redacting(&Redactor::new([secret]));
+        let other = MemoryGrant::new(memory.clone(), "f", true);
+        let encoded = base64::engine::general_purpose::STANDARD.encode(secret);
+        let stored = holder
+            .cache_set("copy", &format!("Bearer {secret} / {encoded}"), None, None)
+            .await
+            .unwrap();
+        assert_eq!(stored.value, "Bearer **REDACTED** / **REDACTED**");
+        let seen = other.cache_get("copy").await.unwrap().unwrap().value;
+        assert!(!seen.contains(secret) && !seen.contains(&encoded), "{seen}");
+
+        // A key made of the secret is stored redacted; the holder still finds it by the secret.
+        holder
+            .cache_set(&format!("k-{secret}"), "v", None, None)
+            .await
+            .unwrap();
+        assert_eq!(
+            holder
+                .cache_get(&format!("k-{secret}"))
+                .await
+                .unwrap()
+                .unwrap()
+                .value,
+            "v"
+        );
+        assert_eq!(other.cache_get(&format!("k-{secret}")).await.unwrap(), None);
+        assert!(other.cache_get("k-**REDACTED**").await.unwrap().is_some());
+        assert!(holder.cache_delete(&format!("k-{secret}")).await.unwrap());
+        assert_eq!(holder.remember(&format!("ip|{secret}")).await, Ok(true));
+        assert_eq!(other.remember("ip|**REDACTED**").await, Ok(false));
+
+        // A test run's scratch copy gets the same.
+        let test = MemoryGrant::new(memory, "f", false).redacting(&Redactor::new([secret]));
+        let scratch = test.cache_set("copy", secret, None, None).await.unwrap();
+        assert_eq!(scratch.value, "**REDACTED**");
+        // Without secrets nothing changes.
+        assert!(
+            MemoryGrant::new(Arc::new(LocalMemory::default()), "f", true)
+                .redacting(&Redactor::default())
+                .redactor
+                .is_none()
+        );
     }
 }

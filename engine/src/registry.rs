@@ -5,6 +5,7 @@
 //! re-read after [`SHARED_CACHE_TTL`].
 
 use crate::flow::{self, Flow, Problem, Problems};
+use crate::secrets::SecretBox;
 use crate::store::{Actor, Cursor, DynStore, FlowRecord, FlowState, Page, Scope, StoreError};
 use crate::wasm::Sandbox;
 use serde_json::Value;
@@ -40,6 +41,9 @@ pub const SHARED_CACHE_TTL: Duration = Duration::from_secs(1);
 pub struct FlowRegistry {
     store: DynStore,
     sandbox: Arc<Sandbox>,
+    /// Seals literal trigger credentials before they are stored and opens them when a stored
+    /// flow is parsed: the database holds them encrypted, the parsed flows in clear.
+    sbox: Arc<SecretBox>,
     current: RwLock<HashMap<String, (Arc<ActiveFlow>, Instant)>>,
     versions: RwLock<HashMap<(String, i64), Arc<Flow>>>,
     /// Flows with a cron trigger; `None` after any save until the scheduler reloads it.
@@ -59,10 +63,11 @@ pub struct FlowRegistry {
 const MAX_DELETED: usize = 100_000;
 
 impl FlowRegistry {
-    pub fn new(store: DynStore, sandbox: Arc<Sandbox>) -> FlowRegistry {
+    pub fn new(store: DynStore, sandbox: Arc<Sandbox>, sbox: Arc<SecretBox>) -> FlowRegistry {
         FlowRegistry {
             store,
             sandbox,
+            sbox,
             current: RwLock::default(),
             versions: RwLock::default(),
             scheduled: RwLock::default(),
@@ -94,6 +99,42 @@ impl FlowRegistry {
         }
     }
 
+    /// Validates a definition to be saved as flow `id` and gives the text to store: its
+    /// literal credential sealed for this flow. A sealed credential the definition comes with
+    /// (the API restores the stored one for the mask) must open for this flow, and is kept when
+    /// unchanged.
+    fn prepare(&self, id: &str, mut definition: Value) -> Result<(Flow, Value), SaveError> {
+        let kept = self
+            .sbox
+            .open_credential(id, &mut definition)
+            .map_err(|e| {
+                SaveError::Invalid(Problems(vec![Problem {
+                    path: format!("trigger.auth.{}", e.field),
+                    message: "an encrypted credential that does not belong to this flow; send the \
+                          credential itself or {{secrets.NAME}}"
+                        .into(),
+                }]))
+            })?;
+        let flow = self.check(definition).map_err(SaveError::Invalid)?;
+        let mut stored = flow.to_value();
+        self.sbox.seal_credential(id, &mut stored, kept.as_deref());
+        Ok((flow, stored))
+    }
+
+    /// Seals the literal trigger credentials that flows and flow versions stored before they
+    /// were encrypted at rest. Idempotent (sealed rows are not read again), so every start runs
+    /// it; returns how many rows it sealed.
+    pub async fn seal_stored_credentials(&self) -> Result<u64, StoreError> {
+        let sbox = self.sbox.clone();
+        self.store
+            .rewrite_flow_definitions(
+                "%\"auth\"%",
+                crate::secrets::SEALED_CREDENTIAL,
+                Arc::new(move |id, definition| sbox.seal_credential(id, definition, None)),
+            )
+            .await
+    }
+
     /// Validates and stores a new flow.
     pub async fn create(
         &self,
@@ -101,10 +142,11 @@ impl FlowRegistry {
         scope: &Scope,
         definition: Value,
     ) -> Result<Arc<ActiveFlow>, SaveError> {
-        let flow = self.check(definition).map_err(SaveError::Invalid)?;
+        let id = crate::store::new_id();
+        let (flow, stored) = self.prepare(&id, definition)?;
         let record = self
             .store
-            .create_flow(actor, scope, &flow.name, &flow.to_value())
+            .create_flow_as(actor, scope, &id, &flow.name, &stored)
             .await?;
         let state = FlowState {
             enabled: true,
@@ -120,9 +162,9 @@ impl FlowRegistry {
         id: &str,
         definition: Value,
     ) -> Result<Arc<ActiveFlow>, SaveError> {
-        let flow = self.check(definition).map_err(SaveError::Invalid)?;
+        let (flow, stored) = self.prepare(id, definition)?;
         self.store
-            .update_flow(actor, id, &flow.name, &flow.to_value())
+            .update_flow(actor, id, &flow.name, &stored)
             .await?;
         self.reload(id)
             .await?
@@ -137,11 +179,8 @@ impl FlowRegistry {
         id: &str,
         definition: Value,
     ) -> Result<(Arc<ActiveFlow>, i64), SaveError> {
-        let flow = self.check(definition).map_err(SaveError::Invalid)?;
-        let (_, draft) = self
-            .store
-            .save_flow_draft(actor, id, &flow.to_value())
-            .await?;
+        let (flow, stored) = self.prepare(id, definition)?;
+        let (_, draft) = self.store.save_flow_draft(actor, id, &stored).await?;
         self.versions
             .write()
             .expect("flow cache poisoned")
@@ -162,7 +201,8 @@ impl FlowRegistry {
             return Err(StoreError::Conflict(format!("flow {id} has no draft to publish")).into());
         };
         if let Some(record) = self.store.get_flow_version(id, draft).await? {
-            self.check(record.definition).map_err(SaveError::Invalid)?;
+            self.check(self.opened(&record)?)
+                .map_err(SaveError::Invalid)?;
         }
         self.store.publish_flow(actor, id).await?;
         self.reload(id)
@@ -199,7 +239,7 @@ impl FlowRegistry {
                 .remove(id);
             return Ok(None);
         };
-        let flow = parse_stored(&record)?;
+        let flow = self.parse_stored(&record)?;
         Ok(Some(self.saved(record, flow, state)))
     }
 
@@ -235,7 +275,7 @@ impl FlowRegistry {
             // Read before the deletion committed, answered after it: the flow is gone.
             return Ok(None);
         }
-        let flow = parse_stored(&record)?;
+        let flow = self.parse_stored(&record)?;
         Ok(Some(self.remember(record, flow, state, writes)))
     }
 
@@ -254,7 +294,7 @@ impl FlowRegistry {
         let Some(record) = self.store.get_flow_version(id, version).await? else {
             return Ok(None);
         };
-        let flow = Arc::new(parse_stored(&record)?);
+        let flow = Arc::new(self.parse_stored(&record)?);
         self.versions
             .write()
             .expect("flow cache poisoned")
@@ -344,6 +384,30 @@ impl FlowRegistry {
             current.insert(active.record.id.clone(), (active.clone(), Instant::now()));
         }
         active
+    }
+
+    /// A stored definition with its credential opened.
+    fn opened(&self, record: &FlowRecord) -> Result<Value, StoreError> {
+        let mut definition = record.definition.clone();
+        self.sbox
+            .open_credential(&record.id, &mut definition)
+            .map_err(|e| {
+                StoreError::Corrupt(format!(
+                    "stored flow {} v{}: {e}",
+                    record.id, record.version
+                ))
+            })?;
+        Ok(definition)
+    }
+
+    /// A stored flow, parsed with its credential opened (what webhooks are verified against).
+    fn parse_stored(&self, record: &FlowRecord) -> Result<Flow, StoreError> {
+        flow::flow_from_value(self.opened(record)?).map_err(|problems| {
+            StoreError::Corrupt(format!(
+                "stored flow {} v{} is invalid: {problems}",
+                record.id, record.version
+            ))
+        })
     }
 
     fn is_deleted(&self, id: &str) -> bool {
@@ -469,15 +533,6 @@ fn json_type_matches(expected: &str, value: &Value) -> bool {
     }
 }
 
-fn parse_stored(record: &FlowRecord) -> Result<Flow, StoreError> {
-    flow::flow_from_value(record.definition.clone()).map_err(|problems| {
-        StoreError::Corrupt(format!(
-            "stored flow {} v{} is invalid: {problems}",
-            record.id, record.version
-        ))
-    })
-}
-
 /// A registry over a fresh SQLite store in a temporary directory (kept alive by the first
 /// value), with a sandbox that has no plugins: for unit tests of the registry and its users.
 #[cfg(test)]
@@ -498,7 +553,8 @@ pub(crate) async fn test_registry() -> (tempfile::TempDir, DynStore, FlowRegistr
         })
         .unwrap(),
     );
-    let registry = FlowRegistry::new(store.clone(), sandbox);
+    let sbox = Arc::new(SecretBox::load(None, dir.path()).unwrap());
+    let registry = FlowRegistry::new(store.clone(), sandbox, sbox);
     (dir, store, registry)
 }
 
@@ -542,7 +598,7 @@ mod tests {
         assert!(state.enabled);
         let disabled = registry.set_enabled(&actor, &id, false).await.unwrap();
         assert!(!disabled.unwrap().state.enabled);
-        let flow = parse_stored(&before).unwrap();
+        let flow = registry.parse_stored(&before).unwrap();
         registry.remember(before, flow, state, writes);
         assert!(
             registry.serving(&id).await.unwrap().is_none(),
@@ -571,11 +627,67 @@ mod tests {
 
         let late = store.get_flow(&id).await.unwrap().unwrap();
         assert!(registry.delete(&actor, &id).await.unwrap());
-        let flow = parse_stored(&late).unwrap();
+        let flow = registry.parse_stored(&late).unwrap();
         registry.remember(late, flow, state, 0);
         assert!(
             registry.current(&id).await.unwrap().is_none(),
             "deleted stays deleted"
+        );
+    }
+
+    /// A literal webhook credential is stored sealed for its flow, in the flow and in every
+    /// version, and the parsed flow holds it in clear; rows written before are sealed once.
+    #[tokio::test]
+    async fn literal_credentials_are_stored_sealed_and_parsed_in_clear() {
+        let (_dir, store, registry) = test_registry().await;
+        let actor = Actor::system();
+        let scope = store.default_scope().await.unwrap();
+        let bearer = |token: &str| {
+            json!({"name": "hook", "trigger": {"type": "webhook",
+                "auth": {"type": "bearer", "token": token}}, "steps": []})
+        };
+        let token = "tok-at-rest-1234";
+        let active = registry
+            .create(&actor, &scope, bearer(token))
+            .await
+            .unwrap();
+        let id = active.record.id.clone();
+        let credential = |flow: &Flow| match &flow.trigger {
+            flow::model::Trigger::Webhook { auth, .. } => auth.credential().map(String::from),
+            _ => None,
+        };
+        assert_eq!(credential(&active.flow).as_deref(), Some(token));
+        let stored = store.get_flow(&id).await.unwrap().unwrap().definition;
+        assert!(!stored.to_string().contains(token), "{stored}");
+
+        // Saving back what was stored (the API restores it for the mask) keeps it unchanged.
+        let saved = registry.update(&actor, &id, stored.clone()).await.unwrap();
+        assert_eq!(saved.record.definition, stored);
+        assert_eq!(credential(&saved.flow).as_deref(), Some(token));
+        for version in [1, 2] {
+            let v = store.get_flow_version(&id, version).await.unwrap().unwrap();
+            assert!(!v.definition.to_string().contains(token));
+        }
+        // Sealed for this flow only.
+        let other = registry.create(&actor, &scope, stored.clone()).await;
+        assert!(
+            matches!(&other, Err(SaveError::Invalid(p)) if p.0[0].path == "trigger.auth.token"),
+            "{other:?}"
+        );
+
+        // A flow stored in clear before: sealed by the start-up pass, once.
+        let old = store
+            .create_flow(&actor, &scope, "old", &bearer("tok-written-before"))
+            .await
+            .unwrap();
+        assert_eq!(registry.seal_stored_credentials().await.unwrap(), 2);
+        assert_eq!(registry.seal_stored_credentials().await.unwrap(), 0);
+        let sealed = store.get_flow(&old.id).await.unwrap().unwrap();
+        assert!(!sealed.definition.to_string().contains("tok-written-before"));
+        let served = registry.current(&old.id).await.unwrap().unwrap();
+        assert_eq!(
+            credential(&served.flow).as_deref(),
+            Some("tok-written-before")
         );
     }
 }

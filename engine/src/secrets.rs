@@ -98,6 +98,83 @@ impl SecretBox {
     }
 }
 
+/// What a trigger credential sealed at rest starts with; `<nonce>:<ciphertext>` (base64) follow.
+pub const SEALED_CREDENTIAL: &str = "hookflow-sealed:v1:";
+
+/// A sealed trigger credential that does not open for this flow with this server's key: sealed
+/// for another flow or field, by another key, or altered.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "trigger.auth.{field}: the encrypted credential does not belong to this flow or cannot be \
+     decrypted with this server's key"
+)]
+pub struct UnreadableCredential {
+    /// The `trigger.auth` field that holds it.
+    pub field: &'static str,
+}
+
+/// Literal webhook credentials of flow definitions (`trigger.auth`), sealed in the stored
+/// definition and opened only where a webhook is verified. The flow id and the field are the
+/// associated data, so a sealed value copied into another flow or field does not open there;
+/// the prefix keeps these apart from secret names, which cannot hold `:`.
+impl SecretBox {
+    fn credential_aad(flow_id: &str, field: &str) -> String {
+        format!("flow-credential:{flow_id}:trigger.auth.{field}")
+    }
+
+    /// Seals the literal credential of `definition` for `flow_id` in place; a sealed one or a
+    /// `{{secrets.NAME}}` reference stays. `keep` is the sealed text the save came with (from
+    /// [`SecretBox::open_credential`]): when it still holds the same value it is kept, so an
+    /// unchanged credential is stored unchanged. Returns true when it sealed something.
+    pub fn seal_credential(
+        &self,
+        flow_id: &str,
+        definition: &mut Value,
+        keep: Option<&str>,
+    ) -> bool {
+        let Some((field, value)) = crate::flow::model::literal_credential_mut(definition) else {
+            return false;
+        };
+        if value.starts_with(SEALED_CREDENTIAL) {
+            return false;
+        }
+        let aad = Self::credential_aad(flow_id, field);
+        if let Some(kept) = keep
+            && self.open_sealed(&aad, kept).as_deref() == Some(value.as_str())
+        {
+            *value = kept.to_string();
+        } else {
+            let (nonce, sealed) = self.seal(&aad, value);
+            *value = format!("{SEALED_CREDENTIAL}{nonce}:{sealed}");
+        }
+        true
+    }
+
+    /// Opens a sealed credential of `definition` in place and returns the sealed text it held
+    /// (`None` for a literal, a reference or no credential).
+    pub fn open_credential(
+        &self,
+        flow_id: &str,
+        definition: &mut Value,
+    ) -> Result<Option<String>, UnreadableCredential> {
+        let Some((field, value)) = crate::flow::model::literal_credential_mut(definition) else {
+            return Ok(None);
+        };
+        if !value.starts_with(SEALED_CREDENTIAL) {
+            return Ok(None);
+        }
+        let plain = self
+            .open_sealed(&Self::credential_aad(flow_id, field), value)
+            .ok_or(UnreadableCredential { field })?;
+        Ok(Some(std::mem::replace(value, plain)))
+    }
+
+    fn open_sealed(&self, aad: &str, text: &str) -> Option<String> {
+        let (nonce, sealed) = text.strip_prefix(SEALED_CREDENTIAL)?.split_once(':')?;
+        self.open(aad, nonce, sealed).ok()
+    }
+}
+
 /// Secrets service over the store.
 pub struct Secrets {
     store: DynStore,
@@ -339,6 +416,64 @@ mod tests {
         let again = SecretBox::load(None, dir.path()).unwrap();
         assert_eq!(again.open("SLACK", &nonce, &sealed).unwrap(), "xoxb-1");
         assert!(SecretBox::load(Some("c2hvcnQ="), dir.path()).is_err());
+    }
+
+    #[test]
+    fn trigger_credentials_are_sealed_for_one_flow_and_field() {
+        let dir = tempfile::tempdir().unwrap();
+        let sbox = SecretBox::load(None, dir.path()).unwrap();
+        let plain = serde_json::json!({"trigger": {"type": "webhook",
+            "auth": {"type": "bearer", "token": "tok-literal-1"}}});
+        let mut stored = plain.clone();
+        assert!(sbox.seal_credential("f1", &mut stored, None));
+        let sealed = stored["trigger"]["auth"]["token"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert!(sealed.starts_with(SEALED_CREDENTIAL), "{sealed}");
+        assert!(!stored.to_string().contains("tok-literal-1"));
+        // Idempotent: sealing again changes nothing.
+        assert!(!sbox.seal_credential("f1", &mut stored, None));
+        assert_eq!(stored["trigger"]["auth"]["token"], sealed.as_str());
+
+        let mut opened = stored.clone();
+        assert_eq!(
+            sbox.open_credential("f1", &mut opened).unwrap(),
+            Some(sealed.clone())
+        );
+        assert_eq!(opened, plain);
+        // The same value sealed again reuses the text it came with; another value does not.
+        let mut again = plain.clone();
+        sbox.seal_credential("f1", &mut again, Some(&sealed));
+        assert_eq!(again, stored);
+        let mut changed = serde_json::json!({"trigger": {"type": "webhook",
+            "auth": {"type": "bearer", "token": "tok-literal-2"}}});
+        sbox.seal_credential("f1", &mut changed, Some(&sealed));
+        assert_ne!(changed["trigger"]["auth"]["token"], sealed.as_str());
+
+        // Moved to another flow, or to another field of the same flow, it does not open.
+        assert_eq!(
+            sbox.open_credential("f2", &mut stored.clone())
+                .unwrap_err()
+                .field,
+            "token"
+        );
+        let mut moved = serde_json::json!({"trigger": {"type": "webhook",
+            "auth": {"type": "header", "header": "X-T", "value": sealed}}});
+        assert!(sbox.open_credential("f1", &mut moved).is_err());
+        // Another key does not open it either.
+        let other = SecretBox::load(Some(&STANDARD.encode([7u8; 32])), dir.path()).unwrap();
+        assert!(other.open_credential("f1", &mut stored.clone()).is_err());
+
+        // References and flows without a credential are left alone.
+        let reference = serde_json::json!({"trigger": {"type": "webhook",
+            "auth": {"type": "bearer", "token": "{{secrets.HOOK}}"}}});
+        let mut kept = reference.clone();
+        assert!(!sbox.seal_credential("f1", &mut kept, None));
+        assert_eq!(sbox.open_credential("f1", &mut kept).unwrap(), None);
+        assert_eq!(kept, reference);
+        let mut none = serde_json::json!({"trigger": {"type": "webhook"}});
+        assert!(!sbox.seal_credential("f1", &mut none, None));
     }
 
     #[test]

@@ -424,10 +424,9 @@ impl Executor {
                     .filter_map(|r| RecipientPattern::parse(r).ok())
                     .collect(),
             },
-            memory: self
-                .memory
-                .clone()
-                .map(|memory| MemoryGrant::new(memory, state.req.flow_id, !test_run)),
+            memory: self.memory.clone().map(|memory| {
+                MemoryGrant::new(memory, state.req.flow_id, !test_run).redacting(&redactor)
+            }),
             event: info
                 .as_ref()
                 .is_some_and(|i| i.wants_event)

@@ -166,24 +166,27 @@ fn credential_field(auth: &Map<String, Value>) -> Option<&'static str> {
 /// an API answer never carries it. A `{{secrets.NAME}}` reference stays as written: it names
 /// a secret, it is not one.
 pub fn mask_credentials(definition: &mut Value) {
-    let Some(auth) = definition
-        .pointer_mut("/trigger/auth")
-        .and_then(Value::as_object_mut)
-    else {
-        return;
-    };
-    let Some(field) = credential_field(auth) else {
-        return;
-    };
-    if let Some(Value::String(value)) = auth.get_mut(field)
-        && secret_reference(value).is_none()
-    {
+    if let Some((_, value)) = literal_credential_mut(definition) {
         *value = CREDENTIAL_MASK.to_string();
     }
 }
 
 /// Puts the stored credential back where a new definition sends [`CREDENTIAL_MASK`] for the
 /// same auth type, so a client that saves what it read keeps the credential. A mask with no
+/// The literal credential of a raw flow definition's `trigger.auth` and the field holding it
+/// (`token`, `value`, …): what the API masks and what is sealed at rest. `None` when the auth
+/// type has no credential or the credential is a `{{secrets.NAME}}` reference.
+pub fn literal_credential_mut(definition: &mut Value) -> Option<(&'static str, &mut String)> {
+    let auth = definition
+        .pointer_mut("/trigger/auth")
+        .and_then(Value::as_object_mut)?;
+    let field = credential_field(auth)?;
+    match auth.get_mut(field) {
+        Some(Value::String(value)) if secret_reference(value).is_none() => Some((field, value)),
+        _ => None,
+    }
+}
+
 /// stored credential of that type to stand for stays, and validation refuses it.
 pub fn restore_masked_credentials(definition: &mut Value, stored: &Value) {
     let Some(old) = stored.pointer("/trigger/auth").and_then(Value::as_object) else {

@@ -500,13 +500,16 @@ pub async fn redeliver(
     }
     let selected = c
         .query(
-            &format!("SELECT seq, body FROM audit_events{filter} ORDER BY seq"),
+            &format!("SELECT seq, body, hash FROM audit_events{filter} ORDER BY seq"),
             args,
         )
         .await?;
     let created = now_text();
     for event in selected {
         let seq = event.int("seq")?;
+        // What the stream sends (`seq` and `chainHash` with the envelope), also for an entry
+        // queued before the stream carried them.
+        let payload = audit::streamed_payload(seq, &event.text("body")?, &event.text("hash")?)?;
         let existing = c
             .query_opt(
                 "SELECT id, status FROM outbox WHERE destination_id = ? AND audit_seq = ? \
@@ -520,8 +523,8 @@ pub async fn redeliver(
                 queued += c
                     .execute(
                         "UPDATE outbox SET status = 'PENDING', attempts = 0, \
-                         lease_expires = NULL, next_attempt = ? WHERE id = ?",
-                        params![now, entry.text("id")?],
+                         lease_expires = NULL, next_attempt = ?, payload = ? WHERE id = ?",
+                        params![now, &payload, entry.text("id")?],
                     )
                     .await?;
             }
@@ -530,14 +533,7 @@ pub async fn redeliver(
                     .execute(
                         "INSERT INTO outbox (id, destination_id, audit_seq, payload, status, \
                          attempts, next_attempt, created) VALUES (?, ?, ?, ?, 'PENDING', 0, ?, ?)",
-                        params![
-                            new_id(),
-                            destination_id,
-                            seq,
-                            event.text("body")?,
-                            now,
-                            &created
-                        ],
+                        params![new_id(), destination_id, seq, &payload, now, &created],
                     )
                     .await?;
             }

@@ -5,18 +5,21 @@ use super::rows::{flow_record, in_list, paginate, push_cursor};
 use super::sql::{Conn, Param, params};
 use super::{
     Actor, AuditAction, Cursor, FlowRecord, FlowState, Page, Scope, StoreError, StoreResult,
-    new_id, now_text,
+    now_text,
 };
 use serde_json::{Value, json};
 
+/// Stores a new flow at version 1 under `id` (chosen by the caller, so a definition can be
+/// bound to its flow before it is written: see [`super::Store::create_flow_as`]).
 pub async fn create(
     c: &mut dyn Conn,
     actor: &Actor,
     scope: &Scope,
+    id: &str,
     name: &str,
     definition: &Value,
 ) -> StoreResult<FlowRecord> {
-    let id = new_id();
+    let id = id.to_string();
     let now = now_text();
     let text = definition.to_string();
     c.execute(
@@ -201,6 +204,21 @@ pub async fn get_with_state(
     Ok(Some((flow_record(&row)?, flow_state(&row)?)))
 }
 
+/// The lifecycle state of each of `ids` that exists and is not deleted (a page of the list).
+pub async fn states(c: &mut dyn Conn, ids: &[String]) -> StoreResult<Vec<(String, FlowState)>> {
+    let mut states = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(super::sql::CHUNK) {
+        let (cond, args) = in_list("id", chunk);
+        let sql = format!(
+            "SELECT id, enabled, draft_version FROM flows WHERE deleted IS NULL AND {cond}"
+        );
+        for row in c.query(&sql, args).await? {
+            states.push((row.text("id")?, flow_state(&row)?));
+        }
+    }
+    Ok(states)
+}
+
 fn flow_state(row: &super::sql::Row) -> StoreResult<FlowState> {
     Ok(FlowState {
         enabled: row.int("enabled")? != 0,
@@ -367,8 +385,91 @@ async fn insert_version(
     Ok(())
 }
 
+/// Rewrites the stored definitions of every flow (deleted ones too) and every stored version
+/// where `rewrite` changes them, skipping rows already carrying `done` (a text every rewritten
+/// definition holds); `candidates` narrows the rows read (a `LIKE` pattern). A row that changed
+/// meanwhile keeps its newer text (the update compares the text it read). Returns the rows
+/// rewritten.
+pub async fn rewrite_definitions(
+    c: &mut dyn Conn,
+    candidates: &str,
+    done: &str,
+    rewrite: &DefinitionRewrite,
+) -> StoreResult<u64> {
+    let skip = format!("%{done}%");
+    let mut count = 0;
+    // The flows (keyed by id) and the versions (by flow id and version).
+    for (table, id_column, version) in [
+        ("flows", "id", ""),
+        ("flow_versions", "flow_id", " AND version = ?"),
+    ] {
+        let versioned = !version.is_empty();
+        let rows = c
+            .query(
+                &format!(
+                    "SELECT {id_column} AS id, {}definition FROM {table} \
+                     WHERE definition LIKE ? AND definition NOT LIKE ?",
+                    if versioned { "version, " } else { "" }
+                ),
+                params![candidates, &skip],
+            )
+            .await?;
+        for row in rows {
+            let (id, text) = (row.text("id")?, row.text("definition")?);
+            let Ok(mut definition) = serde_json::from_str::<Value>(&text) else {
+                continue;
+            };
+            if !rewrite(&id, &mut definition) {
+                continue;
+            }
+            let mut args = params![definition.to_string(), &id];
+            if versioned {
+                args.push(Param::from(row.int("version")?));
+            }
+            args.push(Param::from(&text));
+            let update = format!(
+                "UPDATE {table} SET definition = ? WHERE {id_column} = ?{version} AND definition = ?"
+            );
+            count += c.execute(&update, args).await?;
+        }
+    }
+    Ok(count)
+}
+
+/// What [`rewrite_definitions`] applies: `(flow id, definition)`, true when it changed it.
+pub type DefinitionRewrite = dyn Fn(&str, &mut Value) -> bool + Send + Sync;
+
 /// The lifecycle operations, run as jobs like the rest of [`super::Store`]'s flow calls.
 impl super::Store {
+    /// Saves a new flow at version 1 under an id the caller chose ([`super::new_id`]).
+    pub async fn create_flow_as(
+        &self,
+        actor: &Actor,
+        scope: &Scope,
+        id: &str,
+        name: &str,
+        definition: &Value,
+    ) -> StoreResult<FlowRecord> {
+        on!(self.write, [actor, scope, id, name, definition], |c| {
+            create(c, &actor, &scope, &id, &name, &definition)
+        })
+    }
+
+    /// Rewrites stored flow definitions; see [`rewrite_definitions`].
+    pub async fn rewrite_flow_definitions(
+        &self,
+        candidates: &str,
+        done: &str,
+        rewrite: std::sync::Arc<DefinitionRewrite>,
+    ) -> StoreResult<u64> {
+        on!(self.write, [candidates, done], |c| rewrite_definitions(
+            c,
+            &candidates,
+            &done,
+            &*rewrite
+        ))
+    }
+
     /// Saves a draft version of a flow; see [`save_draft`].
     pub async fn save_flow_draft(
         &self,
@@ -399,6 +500,11 @@ impl super::Store {
         on!(self.write, [actor, id], |c| set_enabled(
             c, &actor, &id, enabled
         ))
+    }
+
+    /// The lifecycle state of each listed flow; see [`states`].
+    pub async fn flow_states(&self, ids: Vec<String>) -> StoreResult<Vec<(String, FlowState)>> {
+        on!(self.read, [], |c| states(c, &ids))
     }
 
     /// The published version of a flow with its lifecycle state.

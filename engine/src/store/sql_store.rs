@@ -71,9 +71,8 @@ impl Store {
         name: &str,
         definition: &Value,
     ) -> StoreResult<FlowRecord> {
-        on!(self.write, [actor, scope, name, definition], |c| {
-            flows::create(c, &actor, &scope, &name, &definition)
-        })
+        self.create_flow_as(actor, scope, &super::new_id(), name, definition)
+            .await
     }
 
     /// Saves a new version of an existing flow.
