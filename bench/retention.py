@@ -3,21 +3,27 @@
 
   1. A server creates the schema and one flow with no steps (intake only), then stops.
   2. N finished runs (default 1,000,000), each with its event and one step result, finished 30
-     days ago, are written straight into the stopped server's SQLite file.
+     days ago, are written straight into the stopped server's SQLite file, which is then copied
+     aside: every window below starts from that same file.
   3. A: the server again without run retention; webhook intake at a fixed rate for D seconds
-     (after 2 s of the same load, discarded, in A and B alike).
+     (after 2 s of the same load, discarded, in every window alike).
   4. B: the server again with HOOKFLOW_RUN_RETENTION_DAYS=1, so a pass starts at once and
-     deletes the whole backlog in 1,000-run transactions; the same intake load for D seconds
-     while the pass runs (hookflow_runs_deleted_total is sampled before and after).
-  Reported: intake p50/p99 in A and B and their ratio (same machine, same run, same database
-  size), and how many runs the pass deleted inside B's window.
+     deletes the backlog; the same intake load for D seconds while the pass runs
+     (hookflow_runs_deleted_total is sampled before and after), then the pass is let finish.
+  5. C (with --archive): as B, with HOOKFLOW_RUN_ARCHIVE_DIR set, so every deleted run is first
+     written to gzip JSON Lines.
+  Reported: intake p50/p99/max per window and B's and C's p99 as ratios of A's (same machine,
+  same run, same database), how many runs each pass deleted inside its window and how long the
+  whole pass took.
 
 Usage: retention.py --bin target/release/hookflow [--runs 1000000] [--rate 200] [--seconds 20]
+                    [--archive]
 """
 
 import argparse
 import json
 import os
+import shutil
 import sqlite3
 import sys
 import tempfile
@@ -117,56 +123,80 @@ def deleted(server):
     return int(server.metrics().get("hookflow_runs_deleted_total", 0))
 
 
+def restore(db_path, pristine):
+    """The seeded database again, as it was before any window (the server is stopped)."""
+    for suffix in ("-wal", "-shm"):
+        if os.path.exists(db_path + suffix):
+            os.remove(db_path + suffix)
+    shutil.copyfile(pristine, db_path)
+
+
+def window(args, env, url_path, runs):
+    """Warm-up, then D seconds of intake; with retention in `env`, the pass's progress in the
+    window and the time it took to finish after it."""
+    s = bench.Server(args.bin, "retention", extra_env=env)
+    try:
+        paced_load(s.base + url_path, args.rate, 2)
+        before = deleted(s)
+        result = paced_load(s.base + url_path, args.rate, args.seconds)
+        if "HOOKFLOW_RUN_RETENTION_DAYS" in env:
+            result["deleted_in_window"] = deleted(s) - before
+            # Let the pass finish (bounded) to report its length.
+            t0 = time.monotonic()
+            while deleted(s) < runs and time.monotonic() - t0 < 1800:
+                time.sleep(0.5)
+            result["pass_seconds_after_window"] = round(time.monotonic() - t0, 1)
+            result["deleted_total"] = deleted(s)
+    finally:
+        s.stop()
+    return result
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin", default="target/release/hookflow")
     ap.add_argument("--runs", type=int, default=1_000_000)
     ap.add_argument("--rate", type=float, default=200.0)
     ap.add_argument("--seconds", type=float, default=20.0)
+    ap.add_argument("--archive", action="store_true",
+                    help="also window C: retention with HOOKFLOW_RUN_ARCHIVE_DIR")
     args = ap.parse_args()
     data = tempfile.mkdtemp(prefix="hookflow-bench-retention-")
     env = {"HOOKFLOW_DATA_DIR": data, "HOOKFLOW_WORKERS": "8"}
+    db_path = os.path.join(data, "hookflow.db")
 
     s = bench.Server(args.bin, "retention-setup", extra_env=env)
     flow_id = s.create_flow(EMPTY_FLOW)
     s.stop()
-    seed_s = seed(os.path.join(data, "hookflow.db"), flow_id, args.runs)
+    seed_s = seed(db_path, flow_id, args.runs)
+    pristine = os.path.join(data, "seeded.db")
+    shutil.copyfile(db_path, pristine)
     print(f"seeded {args.runs} finished runs in {seed_s:.1f} s", flush=True)
+    path = f"/v1/webhooks/{flow_id}"
 
-    a = bench.Server(args.bin, "retention-a", extra_env=env)
-    try:
-        # Warm-up (discarded): the first requests after a start pay for the page cache.
-        paced_load(a.base + f"/v1/webhooks/{flow_id}", args.rate, 2)
-        base = paced_load(a.base + f"/v1/webhooks/{flow_id}", args.rate, args.seconds)
-    finally:
-        a.stop()
+    base = window(args, env, path, args.runs)
     print("A (no retention):", base, flush=True)
-
-    env_b = dict(env, HOOKFLOW_RUN_RETENTION_DAYS="1")
-    b = bench.Server(args.bin, "retention-b", extra_env=env_b)
-    try:
-        paced_load(b.base + f"/v1/webhooks/{flow_id}", args.rate, 2)
-        before = deleted(b)
-        during = paced_load(b.base + f"/v1/webhooks/{flow_id}", args.rate, args.seconds)
-        after = deleted(b)
-        # Let the pass finish (bounded) to report its length.
-        t0 = time.monotonic()
-        while deleted(b) < args.runs and time.monotonic() - t0 < 1800:
-            time.sleep(1)
-        rest_s = time.monotonic() - t0
-        total = deleted(b)
-    finally:
-        b.stop()
-    during["deleted_in_window"] = after - before
+    restore(db_path, pristine)
+    retention = dict(env, HOOKFLOW_RUN_RETENTION_DAYS="1")
+    during = window(args, retention, path, args.runs)
     print("B (retention pass running):", during, flush=True)
     result = {
         "runs_seeded": args.runs, "rate_rps": args.rate, "seconds": args.seconds,
         "binary": args.bin, "a_no_retention": base, "b_during_retention": during,
         "p99_ratio_b_over_a": round(during["p99_ms"] / base["p99_ms"], 2) if base["p99_ms"] else None,
-        "deleted_total": total,
-        "pass_seconds_after_window": round(rest_s, 1),
     }
+    if args.archive:
+        restore(db_path, pristine)
+        archive = os.path.join(data, "run-archive")
+        archived = window(args, dict(retention, HOOKFLOW_RUN_ARCHIVE_DIR=archive), path, args.runs)
+        archived["archive_bytes"] = sum(
+            os.path.getsize(os.path.join(archive, f)) for f in os.listdir(archive))
+        print("C (retention pass with archive):", archived, flush=True)
+        result["c_during_retention_with_archive"] = archived
+        result["p99_ratio_c_over_a"] = (
+            round(archived["p99_ms"] / base["p99_ms"], 2) if base["p99_ms"] else None)
     print(json.dumps(result, indent=2))
+    shutil.rmtree(data, ignore_errors=True)
 
 
 if __name__ == "__main__":

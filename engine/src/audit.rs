@@ -578,7 +578,6 @@ async fn retire(
     archive_dir: Option<&std::path::Path>,
 ) -> anyhow::Result<u64> {
     use sha2::Digest;
-    use std::io::Write;
     let (first, last) = (&batch[0], &batch[batch.len() - 1]);
     let archive_digest = match archive_dir {
         None => None,
@@ -589,26 +588,12 @@ async fn retire(
                 .map(|r| (r.created.chars().take(10).collect(), r.body.clone()))
                 .collect();
             let digest = tokio::task::spawn_blocking(move || -> anyhow::Result<String> {
-                crate::files::create_private_dir(&dir)?;
                 let mut digest = sha2::Sha256::new();
-                let mut by_day: std::collections::BTreeMap<String, Vec<String>> =
-                    std::collections::BTreeMap::new();
-                for (day, body) in days {
+                for (_, body) in &days {
                     digest.update(body.as_bytes());
                     digest.update(b"\n");
-                    by_day.entry(day).or_default().push(body);
                 }
-                for (day, bodies) in by_day {
-                    let path = dir.join(format!("audit-{day}.jsonl.gz"));
-                    let file = crate::files::open_private_append(&path)?;
-                    let mut gz =
-                        flate2::write::GzEncoder::new(file, flate2::Compression::default());
-                    for body in bodies {
-                        gz.write_all(body.as_bytes())?;
-                        gz.write_all(b"\n")?;
-                    }
-                    gz.finish()?.sync_all()?;
-                }
+                crate::archive::append_by_day(&dir, "audit", days)?;
                 Ok(digest
                     .finalize()
                     .iter()

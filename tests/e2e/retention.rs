@@ -16,11 +16,20 @@ async fn run_status(server: &Server, run_id: &str) -> StatusCode {
         .status()
 }
 
-#[tokio::test]
-async fn finished_runs_past_retention_are_deleted_and_a_flow_with_its_own_retention_keeps_its_runs()
-{
-    // The first server makes the runs; the second, on the same data directory and database,
-    // enforces a retention of about a second on every flow but `kept`.
+/// Two flows' runs made by a first server, and a second server on the same database that
+/// enforces a retention of about a second on every flow but `kept` (its own: ten years).
+pub struct Expiring {
+    /// Stopped; holds the data directory and database (dropping it removes them).
+    _first: Server,
+    pub second: Server,
+    pub expiring: String,
+    pub kept_runs: Vec<serde_json::Value>,
+    pub expiring_runs: Vec<serde_json::Value>,
+}
+
+/// [`Expiring`] with `extra` settings for the second server; returns once every run of
+/// `expiring` is gone (bounded: 60 s).
+pub async fn expire_runs(extra: Vec<(&'static str, String)>) -> Expiring {
     let mut first = Server::start().await;
     let kept = first
         .create_flow(webhook_flow("kept", json!([log_step("a", "kept")])))
@@ -56,6 +65,7 @@ async fn finished_runs_past_retention_are_deleted_and_a_flow_with_its_own_retent
     if let Some(dir) = data_dir {
         env.push(("HOOKFLOW_DATA_DIR", dir));
     }
+    env.extend(extra);
     let second = Server::start_with(Options {
         env,
         ..Options::default()
@@ -73,13 +83,28 @@ async fn finished_runs_past_retention_are_deleted_and_a_flow_with_its_own_retent
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
-    for run in &kept_runs {
+    Expiring {
+        _first: first,
+        second,
+        expiring,
+        kept_runs,
+        expiring_runs,
+    }
+}
+
+#[tokio::test]
+async fn finished_runs_past_retention_are_deleted_and_a_flow_with_its_own_retention_keeps_its_runs()
+{
+    // Not destructured: the stopped first server holds the database.
+    let expired = expire_runs(Vec::new()).await;
+    let (second, expiring, kept_runs) = (&expired.second, &expired.expiring, &expired.kept_runs);
+    for run in kept_runs {
         let id = run["id"].as_str().unwrap();
-        assert_eq!(run_status(&second, id).await, StatusCode::OK, "{id}");
+        assert_eq!(run_status(second, id).await, StatusCode::OK, "{id}");
     }
     // The deleted runs' events went with them: a redelivery is a new run, which intake takes
     // while retention keeps running.
-    let again = second.run_flow(&expiring, &json!({"id": "e0"})).await;
+    let again = second.run_flow(expiring, &json!({"id": "e0"})).await;
     assert_eq!(again["status"], "SUCCEEDED", "{again}");
     let metrics = second
         .admin(Method::GET, "/metrics")
@@ -149,6 +174,8 @@ fn bad_settings_stop_serve_with_one_line_before_anything_is_created() {
         ),
         ("HOOKFLOW_SMTP_URL", "not a url", "smtp-url"),
         ("HOOKFLOW_PUBLIC_URL", "hooks.example.com", "public-url"),
+        // An archive directory that is a file.
+        ("HOOKFLOW_RUN_ARCHIVE_DIR", "/dev/null", "run-archive-dir"),
     ] {
         let (code, err, created) = serve_with(&[(name, value)]);
         assert_eq!(code, Some(2), "{name}={value}: {err}");
@@ -174,6 +201,7 @@ fn bad_settings_stop_serve_with_one_line_before_anything_is_created() {
         "HOOKFLOW_DEV_ALLOW_LOCAL_DESTINATIONS",
         "HOOKFLOW_RUN_RETENTION_DAYS",
         "HOOKFLOW_RUN_RETENTION_FLOW_DAYS",
+        "HOOKFLOW_RUN_ARCHIVE_DIR",
     ] {
         assert!(
             help.contains(documented),

@@ -637,6 +637,10 @@ fn init_tracing() -> Result<(), Failure> {
 /// is redacted, credentials are only said to be set), and a loud warning for the development
 /// switch that opens private addresses to plugins and destinations.
 fn log_settings(config: &ServeConfig) {
+    let archive = |dir: &Option<PathBuf>| {
+        dir.as_ref()
+            .map_or_else(|| "(not set)".to_string(), |d| d.display().to_string())
+    };
     let database = config
         .database()
         .map(|url| url.redacted())
@@ -654,6 +658,10 @@ fn log_settings(config: &ServeConfig) {
         trusted_proxies = config.trusted_proxies.len(),
         smtp = config.smtp_url.is_some(),
         audit_retention_days = config.audit_retention_days,
+        audit_archive = %archive(&config.audit_archive_dir),
+        run_retention_days = ?config.run_retention_days,
+        run_retention_flows = config.run_retention_flow_days.len(),
+        run_archive = %archive(&config.run_archive_dir),
         "settings"
     );
     if config.dev_allow_local_destinations {

@@ -3198,8 +3198,9 @@ async fn window_updates_are_atomic_across_processes(h: Harness) {
 }
 
 /// Run retention deletes only terminal runs finished before the cut-off, a bounded batch at a
-/// time, keeps QUEUED and RUNNING runs whatever their age, and keeps a flow with its own
-/// retention out of the default's batches.
+/// time, keeps QUEUED and RUNNING runs whatever their age, keeps a flow with its own retention
+/// out of the default's batches, and deletes a batch's run only while it is still in the state
+/// it was read (and archived) in.
 async fn run_retention_deletes_finished_runs_in_batches(h: Harness) {
     let store = &h.store;
     let own = flow(store, "own-retention").await.id;
@@ -3214,12 +3215,12 @@ async fn run_retention_deletes_finished_runs_in_batches(h: Harness) {
     );
     let other = flow(store, "default-retention").await.id;
     let mut runs = Vec::new();
-    for i in 0..5 {
+    for i in 0..6 {
         runs.push(accept_new(store, &other, Some(&format!("d-{i}"))).await);
     }
-    let claimed = store.claim_runs("w", 3, 60_000).await.expect("claim");
-    assert_eq!(claimed.len(), 3);
-    let (finished, running) = (&claimed[..2], &claimed[2..]);
+    let claimed = store.claim_runs("w", 4, 60_000).await.expect("claim");
+    assert_eq!(claimed.len(), 4);
+    let (finished, running) = (&claimed[..3], &claimed[3..]);
     for run in finished {
         let steps = vec![step("a", 0, StepStatus::Succeeded)];
         assert!(
@@ -3231,10 +3232,11 @@ async fn run_retention_deletes_finished_runs_in_batches(h: Harness) {
     }
     let future = "9999-12-31T00:00:00.000Z";
     let default = RetentionScope::AllExcept(vec![own.clone()]);
+    let ids = |runs: &[RunSummary]| runs.iter().map(|r| r.id.clone()).collect::<Vec<_>>();
 
-    // A cut-off before everything deletes nothing.
+    // A cut-off before everything takes nothing.
     let none = store
-        .delete_expired_runs(
+        .expired_runs(
             &default,
             RunStatus::Failed,
             "2000-01-01T00:00:00.000Z",
@@ -3243,32 +3245,64 @@ async fn run_retention_deletes_finished_runs_in_batches(h: Harness) {
         )
         .await
         .expect("nothing expired");
-    assert_eq!(none, RetentionBatch::default());
+    assert!(none.is_empty());
 
-    // Batches of one: each deletes one finished run and moves the cursor on.
+    // A run retried after its batch was read (and archived) is not deleted with the batch.
+    let batch = store
+        .expired_runs(&default, RunStatus::Failed, future, None, 10)
+        .await
+        .expect("batch");
+    assert_eq!(ids(&batch).len(), 3);
+    let retried = &finished[0].id;
+    store.retry_run(&actor(), retried).await.expect("retry");
+    let first_two = ids(&batch[..2]);
+    assert!(first_two.contains(retried));
+    assert_eq!(
+        store
+            .delete_expired_runs(&first_two, RunStatus::Failed, future)
+            .await
+            .expect("delete"),
+        1
+    );
+    let again = store
+        .get_run(retried)
+        .await
+        .expect("get")
+        .expect("retried kept");
+    assert_eq!(again.summary.status, RunStatus::Queued);
+    assert_eq!(again.steps.len(), 1, "its step results stay with it");
+
+    // Batches of one: each takes one finished run and moves the cursor on.
     let mut after = None;
     let mut deleted = 0;
     for _ in 0..10 {
         let batch = store
-            .delete_expired_runs(&default, RunStatus::Failed, future, after.as_deref(), 1)
+            .expired_runs(&default, RunStatus::Failed, future, after.as_deref(), 1)
             .await
             .expect("batch");
-        if batch.last_id.is_none() {
+        let Some(last) = batch.last() else {
             break;
-        }
-        assert_eq!(batch.runs, 1);
-        deleted += batch.runs;
-        after = batch.last_id;
+        };
+        assert_eq!(batch.len(), 1);
+        after = Some(last.id.clone());
+        deleted += store
+            .delete_expired_runs(&ids(&batch), RunStatus::Failed, future)
+            .await
+            .expect("delete");
     }
-    assert_eq!(deleted, 2);
-    for run in finished {
+    assert_eq!(deleted, 1, "the one left of the first batch");
+    for run in finished.iter().filter(|r| &r.id != retried) {
         assert!(store.get_run(&run.id).await.expect("get").is_none());
     }
     // Live runs stay, whatever the cut-off: live statuses are refused outright.
     for live in [RunStatus::Queued, RunStatus::Running] {
         assert!(matches!(
+            store.expired_runs(&default, live, future, None, 10).await,
+            Err(StoreError::Conflict(_))
+        ));
+        assert!(matches!(
             store
-                .delete_expired_runs(&default, live, future, None, 10)
+                .delete_expired_runs(&[running[0].id.clone()], live, future)
                 .await,
             Err(StoreError::Conflict(_))
         ));
@@ -3288,10 +3322,11 @@ async fn run_retention_deletes_finished_runs_in_batches(h: Harness) {
         let run = store.get_run(id).await.expect("get").expect("queued kept");
         assert_eq!(run.summary.status, RunStatus::Queued);
     }
-    // The flow with its own retention was left to its own scope.
+    // The flow with its own retention was left to its own scope, where its run is archived
+    // with its event before it is deleted.
     assert!(store.get_run(&kept_by_own).await.expect("get").is_some());
     let own_batch = store
-        .delete_expired_runs(
+        .expired_runs(
             &RetentionScope::Flow(own.clone()),
             RunStatus::Succeeded,
             future,
@@ -3300,7 +3335,21 @@ async fn run_retention_deletes_finished_runs_in_batches(h: Harness) {
         )
         .await
         .expect("own batch");
-    assert_eq!(own_batch.runs, 1);
+    let own_ids = ids(&own_batch);
+    assert_eq!(own_ids.as_slice(), std::slice::from_ref(&kept_by_own));
+    let records = store.archive_records(own_batch).await.expect("records");
+    assert_eq!(records.len(), 1);
+    let event = records[0].event.as_ref().expect("its event");
+    assert_eq!(event.run_id, kept_by_own);
+    assert_eq!(event.event_key.as_deref(), Some("own-1"));
+    assert_eq!(records[0].run.status, RunStatus::Succeeded);
+    assert_eq!(
+        store
+            .delete_expired_runs(&own_ids, RunStatus::Succeeded, future)
+            .await
+            .expect("own delete"),
+        1
+    );
     assert!(store.get_run(&kept_by_own).await.expect("get").is_none());
     // A deleted run's event went with it: the same event key is accepted as new again.
     let again = accept_new(store, &own, Some("own-1")).await;

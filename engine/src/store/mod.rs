@@ -47,7 +47,9 @@ pub use audit::AuditDraft;
 pub use cache::{CacheEntry, CacheRefusal};
 pub use open::{DatabaseUrl, OpenOptions, OpenedStore, open, open_read_only};
 pub use postgres::{Hints, WorkListener};
-pub use retention::{RETENTION_BATCH, RetentionBatch, RetentionScope, TERMINAL_STATUSES};
+pub use retention::{
+    ArchivedEvent, ArchivedRun, RETENTION_BATCH, RetentionScope, TERMINAL_STATUSES,
+};
 pub use sql_store::Store;
 pub use types::*;
 pub use windows::{WindowRefusal, WindowWrite};

@@ -1,26 +1,37 @@
-//! Run retention: deletes finished runs, their step results and their events once they are
-//! older than the configured number of days, a bounded batch per transaction.
+//! Run retention's storage side: which finished runs a batch takes, what is archived of them,
+//! and their delete with their step results and events.
 //!
-//! Why batches: on SQLite every write goes through the one writer thread, and on PostgreSQL a
-//! long delete holds row locks and bloats one transaction. A batch of [`RETENTION_BATCH`] runs is
-//! one short transaction, so webhook intake (queued behind it on the same writer) waits for at
-//! most one batch, never for the whole pass. The caller pauses between batches.
+//! A batch is split so the store's writer is held for the delete only: on SQLite every write
+//! goes through its one writer thread, where webhook intake's group commits queue behind
+//! whatever runs there, and on PostgreSQL a long delete holds row locks. So
+//! 1. [`expired_runs`] reads the batch's runs on a reader connection (no lock);
+//! 2. [`archive_records`] reads their events and step results, when an archive is kept (the
+//!    caller writes and syncs the archive, off the writer);
+//! 3. [`delete_runs`] deletes exactly those runs in one short write transaction, each only if it
+//!    is still in the status it was read in and still finished before the cut-off, and with
+//!    them only the step results and events of the runs it did delete.
+//!
+//! Step 3's re-check is what makes the archive safe: a run that changed between the read and the
+//! delete (retried: QUEUED again, or finished again later) is not deleted, so nothing is
+//! deleted in another state than the one archived; it is taken, and archived again, by a later
+//! pass. Two processes (PostgreSQL) may both archive a batch; one of them deletes it.
 //!
 //! Only terminal runs (SUCCEEDED, FAILED, TIMEOUT, CANCELED) with a `finished` time before the
-//! cut-off are ever selected: a QUEUED or RUNNING run is live whatever its age. On PostgreSQL
-//! the selected rows are locked with `SKIP LOCKED`, so a run another process is retrying right
-//! now is left for the next pass.
-//!
-//! Each batch reads one status in id order from the `(status, id)` index, between the previous
-//! batch's last id and the cut-off's UUIDv7 prefix (a run is created, and gets its time-ordered
-//! id, before it finishes): no batch sorts or scans the whole table, whatever its size. Bench:
+//! cut-off are ever selected: a QUEUED or RUNNING run is live whatever its age. Each batch reads
+//! one status in id order from the `(status, id)` index, between the previous batch's last id
+//! and the cut-off's UUIDv7 prefix (a run is created, and gets its time-ordered id, before it
+//! finishes): no batch sorts or scans the whole table, whatever its size. Bench:
 //! `bench/retention.py`.
 
-use super::rows::in_list;
+use super::rows::{in_list, run_summary, step_record};
 use super::sql::{Conn, Param};
-use super::{RunStatus, Store, StoreError, StoreResult};
+use super::{RunStatus, RunSummary, StepRecord, Store, StoreError, StoreResult};
+use serde::Serialize;
+use serde_json::Value;
+use std::collections::HashMap;
 
-/// Runs deleted per transaction.
+/// Runs one batch takes at most (the pass adapts its batches below this to how long a delete
+/// takes).
 pub const RETENTION_BATCH: u32 = 1000;
 
 /// Which flows a retention batch covers.
@@ -32,15 +43,6 @@ pub enum RetentionScope {
     AllExcept(Vec<String>),
 }
 
-/// What one batch did.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct RetentionBatch {
-    /// Runs deleted (with their step results and events).
-    pub runs: u64,
-    /// The greatest run id looked at: the next batch of the same pass starts after it.
-    pub last_id: Option<String>,
-}
-
 /// The statuses retention deletes, one index range each.
 pub const TERMINAL_STATUSES: [RunStatus; 4] = [
     RunStatus::Succeeded,
@@ -48,6 +50,31 @@ pub const TERMINAL_STATUSES: [RunStatus; 4] = [
     RunStatus::Timeout,
     RunStatus::Canceled,
 ];
+
+/// One run as the run archive keeps it: one JSON line per run.
+#[derive(Debug, Clone, Serialize)]
+pub struct ArchivedRun {
+    /// The run record, as `GET /v1/flow-runs/{id}` shows it (without trigger and steps).
+    pub run: RunSummary,
+    /// The event that started the run; `None` only if it was already gone.
+    pub event: Option<ArchivedEvent>,
+    /// Its step results, in execution order.
+    pub steps: Vec<StepRecord>,
+}
+
+/// A stored webhook event, as archived with its run.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ArchivedEvent {
+    pub id: String,
+    pub flow_id: String,
+    /// The sender's id the event was deduplicated by.
+    pub event_key: Option<String>,
+    pub run_id: String,
+    pub headers: Value,
+    pub body: Value,
+    pub received: String,
+}
 
 /// The smallest UUIDv7 text of the millisecond `finished_before` names: every run created
 /// before it has a smaller id. `None` when the time is not in the stored form.
@@ -59,27 +86,34 @@ fn id_bound(finished_before: &str) -> Option<String> {
     Some(format!("{:08x}-{:04x}", ms >> 16, ms & 0xFFFF))
 }
 
-/// Deletes at most `limit` runs in `status` (a terminal one) of `scope` finished before
-/// `finished_before` (RFC 3339, the stored form) with ids after `after`, and their step results
-/// and events, in the caller's transaction. `last_id == None` means this status is done.
-pub async fn delete_expired_runs(
+/// Refuses a status retention must never delete.
+fn check_terminal(status: RunStatus) -> StoreResult<()> {
+    if status.is_terminal() {
+        Ok(())
+    } else {
+        Err(StoreError::Conflict(format!(
+            "retention never deletes {} runs",
+            status.as_str()
+        )))
+    }
+}
+
+/// At most `limit` runs in `status` (a terminal one) of `scope` finished before
+/// `finished_before` (RFC 3339, the stored form) with ids after `after`, in id order. Empty
+/// when this status has no more.
+pub async fn expired_runs(
     c: &mut dyn Conn,
     scope: &RetentionScope,
     status: RunStatus,
     finished_before: &str,
     after: Option<&str>,
     limit: u32,
-) -> StoreResult<RetentionBatch> {
-    if !status.is_terminal() {
-        return Err(StoreError::Conflict(format!(
-            "retention never deletes {} runs",
-            status.as_str()
-        )));
-    }
+) -> StoreResult<Vec<RunSummary>> {
+    check_terminal(status)?;
     let bound = id_bound(finished_before)
         .ok_or_else(|| StoreError::Conflict(format!("not a stored time: {finished_before:?}")))?;
     let mut sql = String::from(
-        "SELECT id, event_id FROM runs \
+        "SELECT * FROM runs \
          WHERE status = ? AND id < ? AND finished IS NOT NULL AND finished < ?",
     );
     let mut args = vec![
@@ -105,10 +139,84 @@ pub async fn delete_expired_runs(
     }
     sql.push_str(" ORDER BY id LIMIT ?");
     args.push(Param::from(i64::from(limit)));
-    sql.push_str(c.dialect().skip_locked());
-    let rows = c.query(&sql, args).await?;
+    c.query(&sql, args).await?.iter().map(run_summary).collect()
+}
+
+/// `runs` with their events and step results, for the archive.
+pub async fn archive_records(
+    c: &mut dyn Conn,
+    runs: Vec<RunSummary>,
+) -> StoreResult<Vec<ArchivedRun>> {
+    let ids: Vec<String> = runs.iter().map(|r| r.id.clone()).collect();
+    let event_ids: Vec<String> = runs.iter().map(|r| r.event_id.clone()).collect();
+    let (cond, args) = in_list("run_id", &ids);
+    let mut steps: HashMap<String, Vec<StepRecord>> = HashMap::new();
+    for row in c
+        .query(
+            &format!("SELECT * FROM step_results WHERE {cond} ORDER BY run_id, seq"),
+            args,
+        )
+        .await?
+    {
+        steps
+            .entry(row.text("run_id")?)
+            .or_default()
+            .push(step_record(&row)?);
+    }
+    let (cond, args) = in_list("id", &event_ids);
+    let mut events: HashMap<String, ArchivedEvent> = HashMap::new();
+    for row in c
+        .query(&format!("SELECT * FROM events WHERE {cond}"), args)
+        .await?
+    {
+        let event = ArchivedEvent {
+            id: row.text("id")?,
+            flow_id: row.text("flow_id")?,
+            event_key: row.opt_text("event_key")?,
+            run_id: row.text("run_id")?,
+            headers: row.json("headers")?,
+            body: row.json("body")?,
+            received: row.text("received")?,
+        };
+        events.insert(event.id.clone(), event);
+    }
+    Ok(runs
+        .into_iter()
+        .map(|run| ArchivedRun {
+            event: events.remove(&run.event_id),
+            steps: steps.remove(&run.id).unwrap_or_default(),
+            run,
+        })
+        .collect())
+}
+
+/// Deletes the runs `ids` that are still in `status` and finished before `finished_before`,
+/// with their step results and the events they were started by, in the caller's transaction.
+/// Returns how many runs it deleted.
+pub async fn delete_runs(
+    c: &mut dyn Conn,
+    ids: &[String],
+    status: RunStatus,
+    finished_before: &str,
+) -> StoreResult<u64> {
+    check_terminal(status)?;
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    let (cond, mut args) = in_list("id", ids);
+    args.push(Param::from(status.as_str()));
+    args.push(Param::from(finished_before));
+    let rows = c
+        .query(
+            &format!(
+                "DELETE FROM runs WHERE {cond} AND status = ? \
+                 AND finished IS NOT NULL AND finished < ? RETURNING id, event_id"
+            ),
+            args,
+        )
+        .await?;
     if rows.is_empty() {
-        return Ok(RetentionBatch::default());
+        return Ok(0);
     }
     let mut runs = Vec::with_capacity(rows.len());
     let mut events = Vec::with_capacity(rows.len());
@@ -131,29 +239,41 @@ pub async fn delete_expired_runs(
         event_args,
     )
     .await?;
-    let (id_cond, id_args) = in_list("id", &runs);
-    let deleted = c
-        .execute(&format!("DELETE FROM runs WHERE {id_cond}"), id_args)
-        .await?;
-    Ok(RetentionBatch {
-        runs: deleted,
-        last_id: runs.last().cloned(),
-    })
+    Ok(runs.len() as u64)
 }
 
 impl Store {
-    /// One retention batch ([`delete_expired_runs`]) in its own write transaction.
-    pub async fn delete_expired_runs(
+    /// The runs the next retention batch takes ([`expired_runs`]), read without the writer.
+    pub async fn expired_runs(
         &self,
         scope: &RetentionScope,
         status: RunStatus,
         finished_before: &str,
         after: Option<&str>,
         limit: u32,
-    ) -> StoreResult<RetentionBatch> {
+    ) -> StoreResult<Vec<RunSummary>> {
         let after = after.map(str::to_string);
-        on!(self.write, [scope, finished_before], |c| {
-            delete_expired_runs(c, &scope, status, &finished_before, after.as_deref(), limit)
+        on!(self.read, [scope, finished_before], |c| {
+            expired_runs(c, &scope, status, &finished_before, after.as_deref(), limit)
+        })
+    }
+
+    /// `runs` with their events and step results ([`archive_records`]), read without the writer.
+    pub async fn archive_records(&self, runs: Vec<RunSummary>) -> StoreResult<Vec<ArchivedRun>> {
+        on!(self.read, [], |c| archive_records(c, runs))
+    }
+
+    /// Deletes those of `ids` still expired ([`delete_runs`]) in one write transaction, not synced
+    /// on its own ([`Backend::write_relaxed`](super::sql::Backend::write_relaxed)): a delete
+    /// lost to a power failure leaves its runs to the next pass, which archives them again.
+    pub async fn delete_expired_runs(
+        &self,
+        ids: &[String],
+        status: RunStatus,
+        finished_before: &str,
+    ) -> StoreResult<u64> {
+        on!(self.write_relaxed, [ids, finished_before], |c| {
+            delete_runs(c, &ids, status, &finished_before)
         })
     }
 }

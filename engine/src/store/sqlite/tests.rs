@@ -538,3 +538,43 @@ async fn concurrent_writes_and_reads() {
     }
     assert_eq!(names(&backend).await.len(), 200);
 }
+
+/// The writer's `synchronous` level as a write job sees it (2: `FULL`, 1: `NORMAL`).
+async fn writer_synchronous(backend: &SqliteBackend, relaxed: bool) -> i64 {
+    let level = job(|c| {
+        Box::pin(async move {
+            c.query_opt("PRAGMA synchronous", params![])
+                .await?
+                .expect("a row")
+                .int("synchronous")
+        })
+    });
+    if relaxed {
+        backend.write_relaxed(level)
+    } else {
+        backend.write(level)
+    }
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_relaxed_write_commits_without_its_own_sync_and_the_next_write_syncs_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = open(&dir.path().join("x.db"));
+    exec(&backend, CREATE_T, params![]).await.unwrap();
+    assert_eq!(writer_synchronous(&backend, false).await, 2);
+    assert_eq!(writer_synchronous(&backend, true).await, 1);
+    let inserted = backend
+        .write_relaxed(job(|c| {
+            Box::pin(async move {
+                c.execute("INSERT INTO t (name) VALUES (?)", params!["r"])
+                    .await
+            })
+        }))
+        .await
+        .unwrap();
+    assert_eq!(inserted, 1);
+    assert_eq!(names(&backend).await, ["r"]);
+    assert_eq!(writer_synchronous(&backend, false).await, 2);
+}
