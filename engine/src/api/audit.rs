@@ -2,20 +2,82 @@
 //! each event with its human summary.
 
 use super::guard::{self, Caller, Route};
+use super::openapi::Object;
 use super::{ApiError, ApiResult, AppState, PageParams};
 use crate::access::Need;
 use crate::audit::ExportFormat;
 use crate::store::AuditFilter;
 use axum::Json;
 use axum::extract::State;
+use axum::http::StatusCode;
 use serde_json::{Value, json};
 
 pub fn routes() -> Vec<Route> {
     vec![
-        guard::get("/audit-events", Need::AuditLog, list),
-        guard::get("/audit-events/export", Need::AuditLog, export),
-        guard::get("/audit-events/verify", Need::AuditLog, verify),
+        guard::get("/audit-events", Need::AuditLog, list)
+            .doc("Lists the engine's audit events, newest first, each with its summary")
+            .query::<AuditParams>()
+            .page::<Object>(),
+        guard::get("/audit-events/export", Need::AuditLog, export)
+            .doc("Exports the filtered audit events as JSON Lines or CSV")
+            .query::<ExportParams>()
+            .returns_as::<String>(StatusCode::OK, "application/x-ndjson")
+            .returns_as::<String>(StatusCode::OK, "text/csv"),
+        guard::get("/audit-events/verify", Need::AuditLog, verify)
+            .doc("Verifies the keyed hash chain, naming every problem found")
+            .query::<VerifyParams>()
+            .returns::<Object>(StatusCode::OK),
     ]
+}
+
+/// The query of `/audit-events`, for the document: [`crate::audit::query::parse`] reads it by
+/// hand (repeated names), and a test holds the two to the same names.
+#[derive(schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[allow(dead_code)]
+struct AuditParams {
+    /// Only these actions (repeat the parameter for more).
+    action: Option<Vec<String>>,
+    /// Only these projects (repeat the parameter for more).
+    project_id: Option<Vec<String>>,
+    user_id: Option<String>,
+    /// RFC 3339, inclusive.
+    created_after: Option<String>,
+    /// RFC 3339, exclusive.
+    created_before: Option<String>,
+    /// 1 to 500 (default 50).
+    limit: Option<u32>,
+    cursor: Option<String>,
+}
+
+/// The query of `/audit-events/export`: the list's filters and the format.
+#[derive(schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[allow(dead_code)]
+struct ExportParams {
+    /// `jsonl` (the default) or `csv`.
+    format: Option<ExportName>,
+    action: Option<Vec<String>>,
+    project_id: Option<Vec<String>>,
+    user_id: Option<String>,
+    created_after: Option<String>,
+    created_before: Option<String>,
+}
+
+#[derive(schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
+#[allow(dead_code)]
+enum ExportName {
+    Jsonl,
+    Csv,
+}
+
+/// The query of `/audit-events/verify`.
+#[derive(schemars::JsonSchema)]
+#[allow(dead_code)]
+struct VerifyParams {
+    /// A head kept elsewhere, `SEQ:HASH[:SIG]` as `hookflow audit head` printed it.
+    head: Option<String>,
 }
 
 /// Walks the whole hash chain with this server's audit key ([`crate::audit::verify`]): intact
@@ -167,6 +229,29 @@ async fn list(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The document names exactly the parameters the hand-written parser reads.
+    #[test]
+    fn documented_parameters_are_the_parsed_ones() {
+        let schema = schemars::schema_for!(AuditParams);
+        let names: Vec<&String> = schema.as_object().unwrap()["properties"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .collect();
+        assert_eq!(names.len(), 7);
+        for name in names {
+            let value = match name.as_str() {
+                "limit" => "10".to_string(),
+                "createdAfter" | "createdBefore" => "2026-01-01T00:00:00Z".to_string(),
+                "cursor" => crate::store::Cursor::After("x".into()).encode(),
+                _ => "x".to_string(),
+            };
+            let query = format!("{name}={value}");
+            assert!(filter_from_query(Some(&query)).is_ok(), "{query}");
+        }
+        assert!(filter_from_query(Some("undocumented=1")).is_err());
+    }
 
     #[test]
     fn repeated_and_encoded_parameters() {

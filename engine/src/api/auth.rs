@@ -8,6 +8,7 @@
 //! `data.success`.
 
 use super::guard::{self, CSRF_HEADER, Caller, Route, SESSION_COOKIE};
+use super::openapi::Object;
 use super::{ApiError, ApiResult, AppState, client_ip_of, served_over_https};
 use crate::access::{Need, Via, password, token};
 use crate::store::access::Invitee;
@@ -22,17 +23,27 @@ use std::time::Duration;
 
 pub fn routes() -> Vec<Route> {
     vec![
-        guard::post("/auth/sign-in", Need::Public, sign_in),
-        guard::post("/auth/sign-out", Need::SignedIn, sign_out),
-        guard::get("/auth/me", Need::SignedIn, me),
-        guard::post("/auth/accept-invitation", Need::Public, accept_invitation),
+        guard::post("/auth/sign-in", Need::Public, sign_in)
+            .doc("Signs in: a session cookie and the CSRF token for changes")
+            .body::<SignIn>()
+            .returns::<Object>(StatusCode::OK),
+        guard::post("/auth/sign-out", Need::SignedIn, sign_out)
+            .doc("Ends the console session")
+            .empty(StatusCode::NO_CONTENT),
+        guard::get("/auth/me", Need::SignedIn, me)
+            .doc("Who the credential belongs to, and their roles")
+            .returns::<Object>(StatusCode::OK),
+        guard::post("/auth/accept-invitation", Need::Public, accept_invitation)
+            .doc("Accepts a project invitation (creating the account if needed)")
+            .body::<Acceptance>()
+            .returns::<Object>(StatusCode::OK),
     ]
 }
 
 /// Longest email accepted (RFC 5321's path limit).
 const MAX_EMAIL: usize = 320;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct SignIn {
     email: String,
@@ -236,7 +247,7 @@ async fn me(State(app): State<AppState>, caller: Caller) -> ApiResult<Json<Value
     })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct Acceptance {
     token: String,

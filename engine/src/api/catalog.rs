@@ -2,12 +2,14 @@
 //! `/v1/flows/{id}/test` (synchronous test runs).
 
 use super::guard::{self, Caller, Route};
+use super::openapi::Object;
 use super::{ApiError, ApiResult, AppState, Params, RequestActor};
 use crate::access::{Need, Target};
 use crate::catalog::Catalog;
 use crate::generate::{self, GenerateError};
 use crate::store::{
-    AuditAction, AuditDraft, Environment, NewEvent, Role, RunOutcome, Scope, new_id,
+    AuditAction, AuditDraft, Environment, FlowRecord, NewEvent, Role, RunDetail, RunOutcome, Scope,
+    new_id,
 };
 use crate::testrun::{self, TestInput};
 use axum::Json;
@@ -19,21 +21,30 @@ use serde_json::{Value, json};
 
 pub fn routes() -> Vec<Route> {
     vec![
-        guard::get("/event-types", Need::SignedIn, event_types),
+        guard::get("/event-types", Need::SignedIn, event_types)
+            .doc("The event types the catalog knows, with summaries and samples")
+            .query::<EventTypeParams>()
+            .page::<Object>(),
         guard::post(
             "/handler-flows",
             Need::Project(Role::Editor, Target::QueryProject),
             handler_flow,
-        ),
+        )
+        .doc("Generates a handler flow from event types or a template and saves it")
+        .body::<HandlerFlowRequest>()
+        .returns::<FlowRecord>(StatusCode::CREATED),
         guard::post(
             "/flows/{id}/test",
             Need::Project(Role::Operator, Target::Flow),
             test_flow,
-        ),
+        )
+        .doc("Runs the flow now on a sample or given payload, as a test run: the whole run")
+        .body::<TestRequest>()
+        .returns::<RunDetail>(StatusCode::OK),
     ]
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 struct EventTypeParams {
     source: Option<String>,
 }
@@ -70,7 +81,7 @@ async fn event_types(Params(params): Params<EventTypeParams>) -> ApiResult<Json<
     ))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct HandlerFlowRequest {
     #[serde(default)]
@@ -167,7 +178,7 @@ fn absolute_url(app: &AppState, headers: &header::HeaderMap, path: &str) -> Stri
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct TestRequest {
     event: Option<String>,

@@ -2,11 +2,12 @@
 //! attempts, redelivery, secret rotation and the "test webhook" send.
 
 use super::guard::{self, Caller, Route};
+use super::openapi::Object;
 use super::{ApiError, ApiResult, AppState, RequestActor};
 use crate::access::{Need, Target};
 use crate::catalog::Catalog;
-use crate::store::{DestinationRecord, DestinationScope, Role, Scope, new_id};
-use crate::stream::{DestinationError, DestinationInput};
+use crate::store::{DeliveryRecord, DestinationRecord, DestinationScope, Role, Scope, new_id};
+use crate::stream::{DestinationError, DestinationInput, DestinationView};
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
@@ -25,15 +26,37 @@ pub fn routes() -> Vec<Route> {
             "/event-destinations",
             Need::Project(Role::Admin, Target::Visible),
             list,
-        ),
-        guard::post("/event-destinations", new, create),
-        guard::post("/event-destinations/test", new, test),
-        guard::get("/event-destinations/{id}", one, read),
-        guard::patch("/event-destinations/{id}", one, patch),
-        guard::delete("/event-destinations/{id}", one, remove),
-        guard::get("/event-destinations/{id}/deliveries", one, deliveries),
-        guard::post("/event-destinations/{id}/redeliver", one, redeliver),
-        guard::post("/event-destinations/{id}/rotate-secret", one, rotate),
+        )
+        .doc("Lists the event destinations the caller manages")
+        .page::<DestinationView>(),
+        guard::post("/event-destinations", new, create)
+            .doc("Creates a destination: its verification token and signing secret are shown here")
+            .body::<DestinationInput>()
+            .returns::<DestinationView>(StatusCode::CREATED),
+        guard::post("/event-destinations/test", new, test)
+            .doc("Sends the catalog's sample of an event, signed, and reports the answer")
+            .body::<TestBody>()
+            .returns::<Object>(StatusCode::OK),
+        guard::get("/event-destinations/{id}", one, read)
+            .doc("One destination (header values masked, no secrets)")
+            .returns::<DestinationView>(StatusCode::OK),
+        guard::patch("/event-destinations/{id}", one, patch)
+            .doc("Changes a destination; absent fields stay as they are")
+            .body::<DestinationInput>()
+            .returns::<DestinationView>(StatusCode::OK),
+        guard::delete("/event-destinations/{id}", one, remove)
+            .doc("Deletes a destination")
+            .empty(StatusCode::NO_CONTENT),
+        guard::get("/event-destinations/{id}/deliveries", one, deliveries)
+            .doc("The latest delivery attempts to a destination")
+            .page::<DeliveryRecord>(),
+        guard::post("/event-destinations/{id}/redeliver", one, redeliver)
+            .doc("Queues audit events for delivery again (one, a time range, or every failed one)")
+            .body::<RedeliverBody>()
+            .returns::<Object>(StatusCode::OK),
+        guard::post("/event-destinations/{id}/rotate-secret", one, rotate)
+            .doc("Rotates the signing secret; the old one signs too for 24 hours")
+            .returns::<DestinationView>(StatusCode::OK),
     ]
 }
 
@@ -281,7 +304,7 @@ async fn deliveries(State(app): State<AppState>, Path(id): Path<String>) -> ApiR
 /// whether they were delivered, failed or never sent (created before the destination), within
 /// the destination's `events` filter and scope; at most
 /// 10,000 per call (a wider range is a 422).
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct RedeliverBody {
     event_id: Option<String>,
@@ -326,7 +349,7 @@ async fn redeliver(
     Ok(Json(json!({ "queued": queued })))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct TestBody {
     destination_id: Option<String>,

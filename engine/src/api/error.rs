@@ -1,11 +1,35 @@
 //! The API's one error type, rendered as RFC 9457 `application/problem+json`.
 
-use crate::flow::Problems;
+use crate::flow::{Problem as FlowProblem, Problems};
 use crate::registry::SaveError;
 use crate::store::StoreError;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::{Value, json};
+use serde_json::{Map, Value};
+
+/// The body of every error answer (RFC 9457), as the OpenAPI document describes it.
+#[derive(Debug, serde::Serialize, schemars::JsonSchema)]
+pub struct Problem {
+    /// Always `about:blank`: the status says what kind of problem it is.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    /// The status's reason phrase.
+    pub title: &'static str,
+    pub status: u16,
+    /// What went wrong, naming the field or parameter at fault.
+    pub detail: String,
+    /// An invalid flow's problems, by path.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub errors: Option<Vec<FlowProblem>>,
+    /// Members some answers add (`runId` on a `/sync` timeout).
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// Marks a response the API passes on as written: a flow's `respond` step chose its status and
+/// body, so [`problem_for_rejections`] leaves it alone.
+#[derive(Debug, Clone, Copy)]
+pub struct Verbatim;
 
 /// An error answer: status, a short title, a human detail and optional structured extras.
 #[derive(Debug)]
@@ -100,20 +124,18 @@ impl From<SaveError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut body = json!({
-            "type": "about:blank",
-            "title": self.status.canonical_reason().unwrap_or("Error"),
-            "status": self.status.as_u16(),
-            "detail": self.detail,
-        });
-        if let Some(problems) = &self.problems {
-            body["errors"] = json!(problems.0);
-        }
-        if let (Some(extra), Value::Object(map)) = (self.extra, &mut body)
-            && let Value::Object(extra) = *extra
-        {
-            map.extend(extra);
-        }
+        let extra = match self.extra.map(|extra| *extra) {
+            Some(Value::Object(map)) => map,
+            _ => Map::new(),
+        };
+        let body = Problem {
+            kind: "about:blank",
+            title: self.status.canonical_reason().unwrap_or("Error"),
+            status: self.status.as_u16(),
+            detail: self.detail,
+            errors: self.problems.map(|problems| problems.0),
+            extra,
+        };
         let retry_after = self.retry_after;
         let mut response = (self.status, axum::Json(body)).into_response();
         response.headers_mut().insert(
@@ -132,4 +154,48 @@ impl IntoResponse for ApiError {
         }
         response
     }
+}
+
+/// Most of a rejection's text kept as the problem's detail.
+const MAX_REJECTION_TEXT: usize = 4 << 10;
+
+/// Answers axum's own rejections as problem+json like every other error: a path segment that
+/// is not UTF-8, a body past the route's limit (413), a method the route does not serve (405,
+/// an empty body from the method router). Handlers' errors already are problems, and a flow's
+/// `respond` answer ([`Verbatim`]) is passed on as written.
+pub async fn problem_for_rejections(response: Response) -> Response {
+    let status = response.status();
+    let is_problem = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/problem+json"));
+    if !(status.is_client_error() || status.is_server_error())
+        || is_problem
+        || response.extensions().get::<Verbatim>().is_some()
+    {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, MAX_REJECTION_TEXT)
+        .await
+        .map(|bytes| String::from_utf8_lossy(&bytes).trim().to_string())
+        .unwrap_or_default();
+    let detail = if text.is_empty() {
+        status.canonical_reason().unwrap_or("error").to_lowercase()
+    } else {
+        text
+    };
+    let mut error = ApiError::new(status, detail);
+    error.retry_after = parts
+        .headers
+        .get(header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok()?.parse().ok());
+    let mut answer = error.into_response();
+    // `Allow` on a 405 and the like stay; the body and its type are the problem's.
+    for (name, value) in &parts.headers {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            answer.headers_mut().entry(name).or_insert(value.clone());
+        }
+    }
+    answer
 }

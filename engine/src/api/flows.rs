@@ -15,10 +15,12 @@
 //! (the console's YAML editor, `flow export` then deploy) does not lose it.
 
 use super::guard::{self, Caller, Route};
+use super::openapi::{FLOW_MEDIA, Object};
 use super::{ApiError, ApiResult, AppState, PageParams, Params, RequestActor};
 use crate::access::{Need, Target};
+use crate::flow::Flow;
 use crate::registry::ActiveFlow;
-use crate::store::Role;
+use crate::store::{FlowRecord, Role};
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -27,53 +29,49 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 pub fn routes() -> Vec<Route> {
+    let viewer = Need::Project(Role::Viewer, Target::Flow);
+    let editor = Need::Project(Role::Editor, Target::Flow);
     vec![
-        guard::get("/flows", Need::Project(Role::Viewer, Target::Visible), list),
+        guard::get("/flows", Need::Project(Role::Viewer, Target::Visible), list)
+            .doc("Lists flows (their published versions), newest first")
+            .query::<ListParams>()
+            .page::<FlowRecord>(),
         guard::post(
             "/flows",
             Need::Project(Role::Editor, Target::QueryProject),
             create,
-        ),
-        guard::get(
-            "/flows/{id}",
-            Need::Project(Role::Viewer, Target::Flow),
-            read,
-        ),
-        guard::put(
-            "/flows/{id}",
-            Need::Project(Role::Editor, Target::Flow),
-            replace,
-        ),
-        guard::delete(
-            "/flows/{id}",
-            Need::Project(Role::Editor, Target::Flow),
-            remove,
-        ),
-        guard::get(
-            "/flows/{id}/versions",
-            Need::Project(Role::Viewer, Target::Flow),
-            versions,
-        ),
-        guard::get(
-            "/flows/{id}/versions/{version}",
-            Need::Project(Role::Viewer, Target::Flow),
-            version,
-        ),
-        guard::post(
-            "/flows/{id}/publish",
-            Need::Project(Role::Editor, Target::Flow),
-            publish,
-        ),
-        guard::post(
-            "/flows/{id}/enable",
-            Need::Project(Role::Editor, Target::Flow),
-            enable,
-        ),
-        guard::post(
-            "/flows/{id}/disable",
-            Need::Project(Role::Editor, Target::Flow),
-            disable,
-        ),
+        )
+        .doc("Creates a flow from its definition (JSON or YAML)")
+        .body_as::<Flow>(FLOW_MEDIA)
+        .returns::<FlowRecord>(StatusCode::CREATED),
+        guard::get("/flows/{id}", viewer, read)
+            .doc("The flow as it serves now, with its webhook URL and any pending draft")
+            .returns::<FlowRecord>(StatusCode::OK),
+        guard::put("/flows/{id}", editor, replace)
+            .doc("Saves a new version: published at once, or kept as a draft with ?draft=true")
+            .query::<ReplaceParams>()
+            .body_as::<Flow>(FLOW_MEDIA)
+            .returns::<FlowRecord>(StatusCode::OK),
+        guard::delete("/flows/{id}", editor, remove)
+            .doc("Deletes a flow")
+            .empty(StatusCode::NO_CONTENT),
+        guard::get("/flows/{id}/versions", viewer, versions)
+            .doc("Every saved version of a flow, newest first")
+            .page::<Object>(),
+        guard::get("/flows/{id}/versions/{version}", viewer, version)
+            .doc("One saved version: the record as JSON, or its definition alone as YAML")
+            .query::<VersionParams>()
+            .returns::<FlowRecord>(StatusCode::OK)
+            .returns_as::<Flow>(StatusCode::OK, "application/yaml"),
+        guard::post("/flows/{id}/publish", editor, publish)
+            .doc("Publishes the flow's draft (409 when there is none)")
+            .returns::<FlowRecord>(StatusCode::OK),
+        guard::post("/flows/{id}/enable", editor, enable)
+            .doc("Turns the flow on: its webhook and schedule run again")
+            .returns::<FlowRecord>(StatusCode::OK),
+        guard::post("/flows/{id}/disable", editor, disable)
+            .doc("Turns the flow off: its webhook answers 404 and its schedule is idle")
+            .returns::<FlowRecord>(StatusCode::OK),
     ]
 }
 
@@ -164,7 +162,7 @@ pub(crate) fn check_save(value: &Value) -> ApiResult<()> {
 
 /// `?format=yaml` (or `Accept: application/yaml`) answers a version's definition alone as YAML,
 /// ready to edit and save again.
-#[derive(Debug, serde::Deserialize)]
+#[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
 struct VersionParams {
     format: Option<String>,
 }
@@ -254,8 +252,9 @@ async fn create(
 }
 
 /// `projectId` narrows the list to one (visible) project.
-#[derive(Debug, serde::Deserialize)]
+#[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(rename = "FlowListParams")]
 struct ListParams {
     limit: Option<u32>,
     cursor: Option<String>,
@@ -293,7 +292,7 @@ async fn read(State(app): State<AppState>, Path(id): Path<String>) -> ApiResult<
 }
 
 /// `?draft=true` saves a draft instead of publishing.
-#[derive(Debug, serde::Deserialize)]
+#[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
 struct ReplaceParams {
     draft: Option<bool>,
 }

@@ -30,7 +30,39 @@ pub struct Route {
     /// Below `/v1`, in axum's syntax (`/flows/{id}`).
     pub path: &'static str,
     pub need: Need,
+    /// What the OpenAPI document says of it ([`super::openapi`]), declared beside the handler.
+    pub doc: Doc,
     handler: MethodRouter<AppState>,
+}
+
+/// The JSON Schema of one type, from the document's generator (so named types land in
+/// `components/schemas` once and are `$ref`ed).
+pub type SchemaFn = fn(&mut schemars::SchemaGenerator) -> schemars::Schema;
+
+/// A route's part of the OpenAPI document: the request it takes and the success it answers.
+/// Errors need no declaration: every route may answer problem+json ([`super::ApiError`]).
+#[derive(Default)]
+pub struct Doc {
+    pub summary: &'static str,
+    /// The query string, as the struct the handler deserializes it into.
+    pub query: Option<SchemaFn>,
+    pub body: Option<RequestBody>,
+    /// Each success status and, unless it answers no content, its media type and schema.
+    pub success: Vec<(StatusCode, Option<(&'static str, SchemaFn)>)>,
+    /// The answer may be whatever the flow's `respond` step set (any status, any body).
+    pub verbatim: bool,
+}
+
+/// A request body: the media types it is accepted as, with one schema.
+pub struct RequestBody {
+    pub media: &'static [&'static str],
+    pub schema: SchemaFn,
+}
+
+fn schema_of<T: schemars::JsonSchema>(
+    generator: &mut schemars::SchemaGenerator,
+) -> schemars::Schema {
+    generator.subschema_for::<T>()
 }
 
 macro_rules! route_fn {
@@ -41,7 +73,13 @@ macro_rules! route_fn {
             H: Handler<T, AppState>,
             T: 'static,
         {
-            Route { method: Method::$method, path, need, handler: axum::routing::$name(handler) }
+            Route {
+                method: Method::$method,
+                path,
+                need,
+                doc: Doc::default(),
+                handler: axum::routing::$name(handler),
+            }
         }
     )+};
 }
@@ -53,6 +91,79 @@ impl Route {
         self.handler = self
             .handler
             .layer(axum::extract::DefaultBodyLimit::max(bytes));
+        self
+    }
+}
+
+/// The document's side of a declaration: `guard::post(…).doc("Creates a flow")
+/// .body::<Flow>().returns::<FlowView>(StatusCode::CREATED)`.
+impl Route {
+    /// The one-line summary of the operation.
+    pub fn doc(mut self, summary: &'static str) -> Route {
+        self.doc.summary = summary;
+        self
+    }
+
+    /// The query parameters: the fields of `Q`, the struct the handler parses the query into.
+    pub fn query<Q: schemars::JsonSchema>(mut self) -> Route {
+        self.doc.query = Some(schema_of::<Q>);
+        self
+    }
+
+    /// A JSON request body of type `T`.
+    pub fn body<T: schemars::JsonSchema>(self) -> Route {
+        self.body_as::<T>(&["application/json"])
+    }
+
+    /// A request body of type `T` accepted as each of `media` (flows: JSON or YAML).
+    pub fn body_as<T: schemars::JsonSchema>(mut self, media: &'static [&'static str]) -> Route {
+        self.doc.body = Some(RequestBody {
+            media,
+            schema: schema_of::<T>,
+        });
+        self
+    }
+
+    /// A request body of raw bytes as `media` (plugin components).
+    pub fn binary_body(mut self, media: &'static [&'static str]) -> Route {
+        self.doc.body = Some(RequestBody {
+            media,
+            schema: |_| schemars::json_schema!({"type": "string", "format": "binary"}),
+        });
+        self
+    }
+
+    /// Answers `status` with a JSON body of type `T`.
+    pub fn returns<T: schemars::JsonSchema>(self, status: StatusCode) -> Route {
+        self.returns_as::<T>(status, "application/json")
+    }
+
+    /// Answers `status` with a body of type `T` as `media`.
+    pub fn returns_as<T: schemars::JsonSchema>(
+        mut self,
+        status: StatusCode,
+        media: &'static str,
+    ) -> Route {
+        self.doc
+            .success
+            .push((status, Some((media, schema_of::<T>))));
+        self
+    }
+
+    /// Answers 200 with one page of `T`s: `{"data": [...], "next", "previous"}`.
+    pub fn page<T: schemars::JsonSchema>(self) -> Route {
+        self.returns::<crate::store::Page<T>>(StatusCode::OK)
+    }
+
+    /// Answers `status` with no body (`204`).
+    pub fn empty(mut self, status: StatusCode) -> Route {
+        self.doc.success.push((status, None));
+        self
+    }
+
+    /// `/sync`: besides its declared answers, whatever the flow's `respond` step set.
+    pub fn verbatim(mut self) -> Route {
+        self.doc.verbatim = true;
         self
     }
 }

@@ -9,6 +9,7 @@ mod destinations;
 mod error;
 mod flows;
 pub mod guard;
+pub mod openapi;
 mod people;
 mod plugins;
 mod replay;
@@ -103,6 +104,7 @@ pub fn routes() -> Vec<guard::Route> {
         audit::routes(),
         destinations::routes(),
         webhooks::routes(),
+        openapi::routes(),
     ]
     .into_iter()
     .flatten()
@@ -117,7 +119,12 @@ pub fn route_table() -> Vec<(axum::http::Method, String, crate::access::Need)> {
 /// The whole HTTP surface.
 pub fn router(app: AppState) -> Router {
     Router::new()
-        .nest("/v1", guard::guarded(&app, routes()))
+        .nest(
+            "/v1",
+            guard::guarded(&app, routes()).layer(axum::middleware::map_response(
+                error::problem_for_rejections,
+            )),
+        )
         .merge(system::routes())
         .fallback(|| async { ApiError::not_found("no such route") })
         .method_not_allowed_fallback(|| async {

@@ -4,11 +4,12 @@
 
 use super::auth::{new_password_hash, rfc3339_ms};
 use super::guard::{self, Caller, Route};
+use super::openapi::Object;
 use super::{ApiError, ApiResult, AppState};
 use crate::access::{Need, Target, token};
 use crate::store::{
-    ApiKeyRecord, InvitationRecord, NewApiKey, NewUser, ProjectRecord, Role, UserChange, epoch_ms,
-    new_id, now_text,
+    ApiKeyRecord, InvitationRecord, MemberRecord, NewApiKey, NewUser, ProjectRecord, Role,
+    UserChange, UserRecord, epoch_ms, new_id, now_text,
 };
 use axum::Json;
 use axum::extract::{Path, State};
@@ -21,37 +22,83 @@ pub fn routes() -> Vec<Route> {
     let viewer = Need::Project(Role::Viewer, Target::PathProject);
     let admin = Need::Project(Role::Admin, Target::PathProject);
     vec![
-        guard::get("/users", Need::Platform, list_users),
-        guard::post("/users", Need::Platform, create_user),
-        guard::get("/users/{id}", Need::Platform, read_user),
-        guard::patch("/users/{id}", Need::Platform, update_user),
-        guard::get("/projects", Need::SignedIn, list_projects),
-        guard::post("/projects", Need::Platform, create_project),
-        guard::get("/projects/{id}", viewer, read_project),
-        guard::get("/projects/{id}/members", viewer, list_members),
-        guard::post("/projects/{id}/members", admin, put_member),
-        guard::delete("/projects/{id}/members/{user_id}", admin, remove_member),
-        guard::get("/projects/{id}/invitations", admin, list_invitations),
-        guard::post("/projects/{id}/invitations", admin, invite),
+        guard::get("/users", Need::Platform, list_users)
+            .doc("Lists the people of the platform")
+            .page::<UserRecord>(),
+        guard::post("/users", Need::Platform, create_user)
+            .doc("Creates a person (and optionally a first membership)")
+            .body::<NewUserBody>()
+            .returns::<UserRecord>(StatusCode::CREATED),
+        guard::get("/users/{id}", Need::Platform, read_user)
+            .doc("One person with their project roles")
+            .returns::<UserRecord>(StatusCode::OK),
+        guard::patch("/users/{id}", Need::Platform, update_user)
+            .doc("Renames, disables, resets the password of or changes the platform role of a person")
+            .body::<UserPatch>()
+            .returns::<UserRecord>(StatusCode::OK),
+        guard::get("/projects", Need::SignedIn, list_projects)
+            .doc("Lists the projects the caller sees, with their role in each")
+            .page::<Object>(),
+        guard::post("/projects", Need::Platform, create_project)
+            .doc("Creates a project")
+            .body::<NewProject>()
+            .returns::<Object>(StatusCode::CREATED),
+        guard::get("/projects/{id}", viewer, read_project)
+            .doc("One project, with the caller's role in it")
+            .returns::<Object>(StatusCode::OK),
+        guard::get("/projects/{id}/members", viewer, list_members)
+            .doc("Lists the members of a project")
+            .page::<MemberRecord>(),
+        guard::post("/projects/{id}/members", admin, put_member)
+            .doc("Adds a person to the project (201) or changes their role (200)")
+            .body::<MemberBody>()
+            .returns::<Object>(StatusCode::OK)
+            .returns::<Object>(StatusCode::CREATED),
+        guard::delete("/projects/{id}/members/{user_id}", admin, remove_member)
+            .doc("Removes a person from the project")
+            .empty(StatusCode::NO_CONTENT),
+        guard::get("/projects/{id}/invitations", admin, list_invitations)
+            .doc("Lists the open invitations of a project")
+            .page::<Object>(),
+        guard::post("/projects/{id}/invitations", admin, invite)
+            .doc("Invites an email to the project: the one-time link token is shown only here")
+            .body::<InvitationBody>()
+            .returns::<Object>(StatusCode::CREATED),
         guard::delete(
             "/projects/{id}/invitations/{invitation_id}",
             admin,
             revoke_invitation,
-        ),
-        guard::get("/projects/{id}/api-keys", admin, list_project_keys),
-        guard::post("/projects/{id}/api-keys", admin, create_project_key),
+        )
+        .doc("Revokes an invitation")
+        .empty(StatusCode::NO_CONTENT),
+        guard::get("/projects/{id}/api-keys", admin, list_project_keys)
+            .doc("Lists the API keys of a project (prefixes only)")
+            .page::<Object>(),
+        guard::post("/projects/{id}/api-keys", admin, create_project_key)
+            .doc("Creates a project API key: the key is shown only here")
+            .body::<KeyBody>()
+            .returns::<Object>(StatusCode::CREATED),
         guard::delete(
             "/projects/{id}/api-keys/{key_id}",
             admin,
             revoke_project_key,
-        ),
-        guard::get("/platform/api-keys", Need::Platform, list_platform_keys),
-        guard::post("/platform/api-keys", Need::Platform, create_platform_key),
+        )
+        .doc("Revokes a project API key")
+        .empty(StatusCode::NO_CONTENT),
+        guard::get("/platform/api-keys", Need::Platform, list_platform_keys)
+            .doc("Lists the platform-wide API keys (prefixes only)")
+            .page::<Object>(),
+        guard::post("/platform/api-keys", Need::Platform, create_platform_key)
+            .doc("Creates a platform-wide API key: the key is shown only here")
+            .body::<KeyBody>()
+            .returns::<Object>(StatusCode::CREATED),
         guard::delete(
             "/platform/api-keys/{key_id}",
             Need::Platform,
             revoke_platform_key,
-        ),
+        )
+        .doc("Revokes a platform-wide API key")
+        .empty(StatusCode::NO_CONTENT),
     ]
 }
 
@@ -118,7 +165,7 @@ fn check_name(field: &str, name: &str) -> ApiResult<String> {
     Ok(name.to_string())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct NewUserBody {
     email: String,
@@ -197,14 +244,15 @@ async fn read_user(State(app): State<AppState>, Path(id): Path<String>) -> ApiRe
     Ok(Json(body))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct UserPatch {
     name: Option<String>,
     password: Option<String>,
     disabled: Option<bool>,
     /// `null` removes the platform role.
-    #[serde(default, with = "double_option")]
+    #[serde(default, deserialize_with = "double_option::deserialize")]
+    #[schemars(with = "Option<String>")]
     platform_role: Option<Option<String>>,
 }
 
@@ -269,7 +317,7 @@ async fn list_projects(State(app): State<AppState>, caller: Caller) -> ApiResult
     )))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct NewProject {
     name: String,
@@ -309,7 +357,7 @@ async fn list_members(State(app): State<AppState>, caller: Caller) -> ApiResult<
     Ok(list(json!(app.store.list_members(&project.id).await?)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct MemberBody {
     user_id: Option<String>,
@@ -378,7 +426,7 @@ async fn remove_member(
 /// How long an invitation link stays valid unless asked otherwise.
 const INVITATION_DAYS: i64 = 7;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct InvitationBody {
     email: String,
@@ -505,7 +553,7 @@ async fn revoke_invitation(
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct KeyBody {
     name: String,

@@ -5,7 +5,7 @@
 use super::guard::{self, Route};
 use super::{ApiError, ApiResult, AppState, RequestActor};
 use crate::access::Need;
-use crate::wasm::LoadError;
+use crate::wasm::{LoadError, PluginInfo};
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -18,9 +18,18 @@ pub const MAX_UPLOAD_BYTES: usize = 32 << 20;
 /// admin's call; everyone signed in may list them (to write steps).
 pub fn routes() -> Vec<Route> {
     vec![
-        guard::get("/plugins", Need::SignedIn, list),
-        guard::post("/plugins", Need::Platform, install).body_limit(MAX_UPLOAD_BYTES),
-        guard::get("/plugins/{name}/{version}", Need::SignedIn, show),
+        guard::get("/plugins", Need::SignedIn, list)
+            .doc("Lists the plugins this server runs (built-in and installed)")
+            .page::<PluginInfo>(),
+        guard::post("/plugins", Need::Platform, install)
+            .body_limit(MAX_UPLOAD_BYTES)
+            .doc("Installs a plugin component (201), or finds the same bytes installed (200)")
+            .binary_body(&["application/wasm", "application/octet-stream"])
+            .returns::<PluginInfo>(StatusCode::CREATED)
+            .returns::<PluginInfo>(StatusCode::OK),
+        guard::get("/plugins/{name}/{version}", Need::SignedIn, show)
+            .doc("One plugin version: description, input schema, side effects, digest")
+            .returns::<PluginInfo>(StatusCode::OK),
     ]
 }
 

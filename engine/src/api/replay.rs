@@ -3,6 +3,7 @@
 //! own stored live events or from the engine's audit log in a time range.
 
 use super::guard::{self, Route};
+use super::openapi::Object;
 use super::{ApiError, ApiResult, AppState, RequestActor};
 use crate::access::{Need, Target};
 use crate::exec::Executor;
@@ -10,20 +11,26 @@ use crate::replay::{self, MAX_REPLAY_EVENTS};
 use crate::store::{AuditAction, AuditDraft, AuditFilter, Cursor, Role, Scope};
 use axum::Json;
 use axum::extract::{Path, State};
+use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::sync::Arc;
 
 pub fn routes() -> Vec<Route> {
-    vec![guard::post(
-        "/flows/{id}/replay",
-        Need::Project(Role::Operator, Target::Flow),
-        replay_flow,
-    )]
+    vec![
+        guard::post(
+            "/flows/{id}/replay",
+            Need::Project(Role::Operator, Target::Flow),
+            replay_flow,
+        )
+        .doc("Runs the flow over past events as test runs: the alerts and would-be actions")
+        .body::<ReplayRequest>()
+        .returns::<Object>(StatusCode::OK),
+    ]
 }
 
 /// Where a replay's events come from.
-#[derive(Debug, Default, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Default, Deserialize, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 enum Source {
     /// The `events` array of the request.
@@ -35,7 +42,7 @@ enum Source {
     AuditLog,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct ReplayRequest {
     #[serde(default)]

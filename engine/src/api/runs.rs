@@ -1,9 +1,10 @@
 //! `/v1/flow-runs`: list and inspect runs, retry a failed run from its failed step.
 
 use super::guard::{self, Caller, Route};
+use super::openapi::Object;
 use super::{ApiError, ApiResult, AppState, PageParams, Params, RequestActor};
 use crate::access::{Need, Target};
-use crate::store::{Environment, Role, RunFilter, RunStatus};
+use crate::store::{Environment, Role, RunDetail, RunFilter, RunStatus, RunSummary};
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -16,22 +17,30 @@ pub fn routes() -> Vec<Route> {
             "/flow-runs",
             Need::Project(Role::Viewer, Target::Visible),
             list,
-        ),
+        )
+        .doc("Lists runs, newest first (live runs unless environment says otherwise)")
+        .query::<ListParams>()
+        .page::<RunSummary>(),
         guard::get(
             "/flow-runs/{id}",
             Need::Project(Role::Viewer, Target::Run),
             read,
-        ),
+        )
+        .doc("One run with its trigger event and every step")
+        .returns::<RunDetail>(StatusCode::OK),
         guard::post(
             "/flow-runs/{id}/retry",
             Need::Project(Role::Operator, Target::Run),
             retry,
-        ),
+        )
+        .doc("Queues a failed run again from its failed step")
+        .returns::<Object>(StatusCode::ACCEPTED),
     ]
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(rename = "RunListParams")]
 struct ListParams {
     flow_id: Option<String>,
     status: Option<String>,

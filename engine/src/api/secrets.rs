@@ -1,6 +1,7 @@
 //! `/v1/secrets`: write-only secrets. Values go in and are never returned, logged or traced.
 
 use super::guard::{self, Caller, Route};
+use super::openapi::Object;
 use super::{ApiError, ApiResult, AppState};
 use crate::access::{Need, Target};
 use crate::flow::validate::check_secret_name;
@@ -15,17 +16,25 @@ use serde_json::{Value, json};
 pub fn routes() -> Vec<Route> {
     let project = Target::QueryProject;
     vec![
-        guard::get("/secrets", Need::Project(Role::Editor, project), list),
-        guard::put("/secrets/{name}", Need::Project(Role::Admin, project), set),
+        guard::get("/secrets", Need::Project(Role::Editor, project), list)
+            .doc("Lists the names of the project's secrets (never values)")
+            .page::<Object>(),
+        guard::put("/secrets/{name}", Need::Project(Role::Admin, project), set)
+            .doc("Sets a secret: created (201) or replaced (204)")
+            .body::<SecretBody>()
+            .empty(StatusCode::CREATED)
+            .empty(StatusCode::NO_CONTENT),
         guard::delete(
             "/secrets/{name}",
             Need::Project(Role::Admin, project),
             remove,
-        ),
+        )
+        .doc("Deletes a secret")
+        .empty(StatusCode::NO_CONTENT),
     ]
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct SecretBody {
     value: String,

@@ -11,6 +11,7 @@
 //! answer lists every element's run: `{"events": [{"index", "runId", "duplicate"}]}`. `/sync`
 //! refuses batches (400): it answers for one run.
 
+use super::openapi::Object;
 use super::{ApiError, ApiResult, AppState, Params};
 use crate::flow::{SyncAnswer, Trigger};
 use crate::metrics::Rejection;
@@ -36,8 +37,17 @@ pub fn routes() -> Vec<super::guard::Route> {
     use super::guard;
     use crate::access::Need;
     vec![
-        guard::post("/webhooks/{flow_id}", Need::Public, receive),
-        guard::post("/webhooks/{flow_id}/sync", Need::Public, receive_sync),
+        guard::post("/webhooks/{flow_id}", Need::Public, receive)
+            .doc("Accepts an event (or a batch) for the flow: 202 with the run, 200 for a duplicate")
+            .body::<serde_json::Value>()
+            .returns::<Object>(StatusCode::ACCEPTED)
+            .returns::<Object>(StatusCode::OK),
+        guard::post("/webhooks/{flow_id}/sync", Need::Public, receive_sync)
+            .doc("Accepts one event and answers when its run finished: the respond step's answer, or the run")
+            .query::<SyncParams>()
+            .body::<serde_json::Value>()
+            .returns::<Object>(StatusCode::OK)
+            .verbatim(),
     ]
 }
 
@@ -45,7 +55,7 @@ pub fn routes() -> Vec<super::guard::Route> {
 const MAX_SYNC_WAIT: Duration = Duration::from_secs(300);
 const DEFAULT_SYNC_WAIT: Duration = Duration::from_secs(30);
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 struct SyncParams {
     timeout_ms: Option<u64>,
@@ -208,6 +218,7 @@ async fn receive_sync_found(
 fn http_response(set: SyncResponse) -> Response {
     let mut response = Response::new(Body::from(set.body));
     *response.status_mut() = StatusCode::from_u16(set.status).unwrap_or(StatusCode::OK);
+    response.extensions_mut().insert(super::error::Verbatim);
     let headers = response.headers_mut();
     for (name, value) in set.headers {
         // Checked when the plugin set them; anything unparsable is dropped, not fatal.

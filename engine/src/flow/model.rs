@@ -29,7 +29,7 @@ where
 }
 
 /// A complete workflow: what starts it and which steps run.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Flow {
     /// Human readable name shown in the UI and logs (1..=200 chars).
@@ -48,7 +48,7 @@ pub struct Flow {
 }
 
 /// What starts a run.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "type", rename_all = "camelCase")]
 pub enum Trigger {
     /// An HTTP request to the flow's webhook URL, optionally authenticated.
@@ -75,7 +75,9 @@ pub enum Trigger {
 }
 
 /// What a `/sync` webhook caller receives when no `respond` step set a response.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "camelCase")]
 pub enum SyncAnswer {
     /// `{id, flowId, status, error?, durationMs}`: nothing a step read or wrote.
@@ -93,7 +95,7 @@ impl SyncAnswer {
 
 /// Authentication required from webhook callers, so audit endpoints are not
 /// open to anyone who learns the URL.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "type", rename_all = "camelCase")]
 pub enum WebhookAuth {
     /// No authentication (the URL itself is the secret).
@@ -252,7 +254,7 @@ impl WebhookAuth {
 /// One step of a flow: a branching router, a plugin action, or a windowed count.
 // Built once per flow save and shared behind `Arc`; boxing actions would only add indirection.
 #[allow(clippy::large_enum_variant)]
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "type", rename_all = "camelCase")]
 pub enum Step {
     /// Chooses which nested branch(es) run.
@@ -296,7 +298,7 @@ impl Step {
 /// thresholds): events are grouped by a key and counted over a sliding window in event time;
 /// the event that brings a key's count to `threshold` runs the `crossed` steps, and the key
 /// then stays quiet for `suppressFor`. See [`crate::detect`] for the exact semantics.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ThresholdStep {
     /// Unique step name.
@@ -408,6 +410,20 @@ impl fmt::Display for Span {
     }
 }
 
+impl schemars::JsonSchema for Span {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Span".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "description": "A duration: numbers with units ms, s, m, h, d (`90s`, `1h30m`, `7d`).",
+            "pattern": "^([0-9]+(ms|s|m|h|d))+$"
+        })
+    }
+}
+
 impl Serialize for Span {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.collect_str(self)
@@ -422,7 +438,7 @@ impl<'de> Deserialize<'de> for Span {
 }
 
 /// A router: evaluates branch conditions and runs the selected branches.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RouterStep {
     /// Unique step name.
@@ -436,7 +452,9 @@ pub struct RouterStep {
 }
 
 /// How many matching branches of a router run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "camelCase")]
 pub enum RouterMode {
     /// Only the first matching branch (like `if / else if`).
@@ -447,7 +465,7 @@ pub enum RouterMode {
 }
 
 /// One branch of a router.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Branch {
     /// Free text label shown in traces.
@@ -475,7 +493,7 @@ pub struct Branch {
 
 /// A single comparison, evaluated with Activepieces' semantics (see
 /// [`super::condition`]).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Condition {
     /// First operand; any JSON value, strings may hold templates.
@@ -502,7 +520,7 @@ pub struct Condition {
 /// The 22 Activepieces branch operators, with the same wire names so
 /// conditions can be copied between the two systems, and hookflow's four calendar operators
 /// (see [`super::calendar`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum Operator {
     /// Left text contains right text.
@@ -683,7 +701,7 @@ impl FromStr for Operator {
 }
 
 /// A step that runs a plugin.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ActionStep {
     /// Unique step name.
@@ -734,7 +752,7 @@ pub struct ActionStep {
 
 /// A plugin reference `name@version`, pinned so a flow keeps working when a
 /// newer plugin version is installed.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(try_from = "String", into = "String")]
 pub struct PluginRef {
     /// Plugin name, `^[a-z0-9][a-z0-9-]*$`.
@@ -847,7 +865,7 @@ fn default_max_backoff_ms() -> u64 {
 
 /// How often and how patiently a failed action is retried (exponential
 /// backoff, so flaky endpoints are not hammered).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RetryPolicy {
     /// Total attempts including the first (1..=10).

@@ -48,8 +48,9 @@ pub const MAX_THRESHOLD: u32 = 1000;
 
 /// One thing wrong with a flow definition, located by a JSON-ish path so an
 /// editor can highlight the field.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(rename = "FlowProblem")]
 pub struct Problem {
     /// Where the problem is (`steps[0].name`); empty for the whole document.
     pub path: String,

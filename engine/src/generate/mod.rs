@@ -110,7 +110,9 @@ pub fn from_template(catalog: &Catalog, name: &str) -> Result<Value, GenerateErr
 
 /// How a generated flow's webhook makes its callers authenticate. A generated flow goes live
 /// the moment it is saved, so it gets a fresh credential unless `None` is asked for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "camelCase")]
 pub enum AuthChoice {
     /// A token in a header: GitLab's `X-Gitlab-Event-Streaming-Token` for `gitlab`,

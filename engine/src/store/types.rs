@@ -8,7 +8,7 @@ use std::str::FromStr;
 
 /// The tenant a record belongs to. Every flow, run and event is scoped from the start so that
 /// projects and per-project API keys can arrive later without a data migration.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Scope {
     pub platform_id: String,
@@ -16,7 +16,7 @@ pub struct Scope {
 }
 
 /// A stored flow at one version.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct FlowRecord {
     pub id: String,
@@ -41,7 +41,7 @@ pub struct FlowState {
 macro_rules! string_enum {
     ($(#[$meta:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
         $(#[$meta])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
         pub enum $name { $(#[serde(rename = $text)] $variant),+ }
 
         impl $name {
@@ -272,7 +272,7 @@ pub enum Accepted {
 }
 
 /// The record of one executed step.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct StepRecord {
     pub name: String,
@@ -320,7 +320,7 @@ pub struct RunOutcome {
 }
 
 /// A run without its steps, for lists.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RunSummary {
     pub id: String,
@@ -340,7 +340,7 @@ pub struct RunSummary {
 }
 
 /// A run with its trigger event and every step.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RunDetail {
     #[serde(flatten)]
@@ -463,11 +463,17 @@ pub struct SecretInfo {
 }
 
 /// One page of a list, in the shape every list endpoint answers.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+// Component names may not hold `<>`: `FlowRecordPage`.
+#[schemars(rename = "{T}Page")]
 pub struct Page<T> {
     pub data: Vec<T>,
     pub next: Option<String>,
+    /// The cursor of the next page; `null` on the last.
+    #[schemars(required, extend("type" = ["string", "null"]))]
     pub previous: Option<String>,
+    /// The cursor of the previous page; `null` on the first.
+    #[schemars(required, extend("type" = ["string", "null"]))]
 }
 
 /// An installed plugin component as the store keeps it.
@@ -598,7 +604,7 @@ pub struct Redelivery {
 }
 
 /// A recorded delivery attempt, as the API shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DeliveryRecord {
     pub id: String,
@@ -612,7 +618,7 @@ pub struct DeliveryRecord {
 }
 
 /// A person as the store and the API show them: never the password hash.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct UserRecord {
     pub id: String,
@@ -644,7 +650,7 @@ pub struct UserChange {
 }
 
 /// A project.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ProjectRecord {
     pub id: String,
@@ -654,7 +660,7 @@ pub struct ProjectRecord {
 }
 
 /// A person's role in a project.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct MemberRecord {
     pub project_id: String,

@@ -42,7 +42,7 @@ const RESERVED: &[&str] = &[
 const ROTATION_OVERLAP_MS: i64 = 24 * 3600 * 1000;
 
 /// Create or patch body. Every field optional for PATCH; `name` and `url` required to create.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DestinationInput {
     pub name: Option<String>,
@@ -59,7 +59,7 @@ pub struct DestinationInput {
 
 /// A destination as the API shows it: custom header values masked, secrets absent except
 /// right after creation or rotation.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DestinationView {
     pub id: String,

@@ -75,7 +75,7 @@ impl Default for SandboxConfig {
 }
 
 /// What a plugin says about itself.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PluginInfo {
     pub name: String,
