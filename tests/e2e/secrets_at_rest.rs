@@ -105,6 +105,25 @@ async fn literal_trigger_credentials_are_encrypted_at_rest_and_still_verify() {
     assert_verifies(&server, &reference, "tok-from-a-secret").await;
     let read = server.get_json(&format!("/v1/flows/{id}")).await;
     assert_eq!(read["definition"]["trigger"]["auth"]["token"], "********");
+    // `flow export` of a stored version shows the mask: neither the credential nor its sealed
+    // form leaves the server.
+    let (base, flow) = (server.base.clone(), id.clone());
+    let export = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_hookflow"))
+            .args(["flow", "export", &flow, "--version", "1", "--json"])
+            .args(["--url", &base, "--token", ADMIN_TOKEN])
+            .env_remove("HOOKFLOW_URL")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(export.status.success(), "{export:?}");
+    let exported: Value = serde_json::from_slice(&export.stdout).unwrap();
+    assert_eq!(
+        exported["trigger"]["auth"]["token"], "********",
+        "{exported}"
+    );
 
     // A sealed credential copied into another flow does not open there: that flow refuses it.
     let sealed = database_texts(
