@@ -1,6 +1,7 @@
 //! Per-step host state: the WASI context (nothing granted), the memory limiter and the log
 //! capture behind the `hookflow:plugin/log` import.
 
+use super::budget::{BudgetExceeded, HostMemory};
 use super::hookflow::plugin::log::{Host as LogHost, Level};
 use super::http::HttpPolicy;
 use crate::mail::{MailGrant, MailRequest};
@@ -20,14 +21,13 @@ const MAX_LOG_LINES: usize = 200;
 const MAX_LOG_LINE_BYTES: usize = 4096;
 /// Bytes of stdout+stderr kept per step. Writes past this fail inside the guest.
 const STDIO_CAPACITY: usize = 64 << 10;
-/// Host objects (header maps, requests, streams, pollables, ...) one step may hold at once. A
-/// plugin creating them in a loop is refused here instead of growing the server's memory
-/// outside its linear-memory limit; real plugins hold a few dozen.
+/// Host objects (header maps, requests, streams, pollables, ...) one step may hold at once,
+/// whatever their size; real plugins hold a few dozen. The bytes they hold are limited by the
+/// step's [`HostMemory`] account.
 const MAX_HOST_RESOURCES: usize = 4096;
-/// Bytes one header map a plugin builds may hold (names and values). With
-/// [`MAX_HOST_RESOURCES`] this bounds what a step can make the host keep for it (64 MiB, like
-/// its linear memory); real request headers are a few KiB.
-const MAX_FIELDS_BYTES: usize = 16 << 10;
+/// Bytes one header map a plugin builds may hold (names and values): what the host-memory
+/// account charges per entry. Real request headers are a few KiB.
+const MAX_FIELDS_BYTES: usize = super::budget::ENTRY_BYTES;
 
 /// Severity of a plugin log line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -95,6 +95,7 @@ pub struct HostState {
     wasi: WasiCtx,
     table: ResourceTable,
     limits: MemoryLimits,
+    host_memory: HostMemory,
     logs: Vec<LogLine>,
     dropped_logs: usize,
     stdio: MemoryOutputPipe,
@@ -171,6 +172,7 @@ impl SyncResponse {
 impl HostState {
     pub fn new(
         limits: MemoryLimits,
+        host_memory: HostMemory,
         http_policy: HttpPolicy,
         secrets: HashMap<String, String>,
         mail: MailGrant,
@@ -193,6 +195,7 @@ impl HostState {
             wasi,
             table,
             limits,
+            host_memory,
             logs: Vec::new(),
             dropped_logs: 0,
             stdio,
@@ -218,6 +221,11 @@ impl HostState {
     /// The largest linear memory the step grew to, in bytes.
     pub fn memory_peak(&self) -> usize {
         self.limits.peak
+    }
+
+    /// Why the step was stopped for what it made the host hold, once it was.
+    pub fn host_memory_exceeded(&self) -> Option<&BudgetExceeded> {
+        self.host_memory.exceeded()
     }
 
     fn push_log(&mut self, level: LogLevel, mut message: String) {
@@ -294,9 +302,10 @@ impl HostState {
 
 impl WasiView for HostState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
+        // Every `wasi:*` host call gets its table here: the step's account sees each one.
         WasiCtxView {
             ctx: &mut self.wasi,
-            table: &mut self.table,
+            table: self.host_memory.table_for_call(&mut self.table),
         }
     }
 }
@@ -461,7 +470,7 @@ impl WasiHttpView for HostState {
     fn http(&mut self) -> WasiHttpCtxView<'_> {
         WasiHttpCtxView {
             ctx: &mut self.http,
-            table: &mut self.table,
+            table: self.host_memory.table_for_call(&mut self.table),
             hooks: &mut self.http_policy,
         }
     }

@@ -29,6 +29,10 @@ use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttpH
 const MAX_REFUSALS_KEPT: usize = 20;
 /// Largest response body a plugin may read.
 const MAX_RESPONSE_BYTES: usize = 8 << 20;
+/// Largest write into an outgoing body, which buffers one such chunk until it is sent: no more
+/// than the host-memory account charges per entry (wasmtime's default is 1 MiB, which a plugin
+/// could leave buffered in thousands of bodies it never sends).
+const BODY_CHUNK_BYTES: usize = super::budget::ENTRY_BYTES;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const FIRST_BYTE_TIMEOUT: Duration = Duration::from_secs(30);
 const BETWEEN_BYTES_TIMEOUT: Duration = Duration::from_secs(30);
@@ -139,6 +143,10 @@ type Sent = Box<dyn Future<Output = Result<(), HttpError>> + Send>;
 type SendResult = Result<(http::Response<WasiBody>, Sent), HttpError>;
 
 impl WasiHttpHooks for HttpPolicy {
+    fn p2_outgoing_body_chunk_size(&mut self) -> usize {
+        BODY_CHUNK_BYTES
+    }
+
     fn send_request(
         &mut self,
         request: http::Request<WasiBody>,

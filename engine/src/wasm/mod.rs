@@ -12,14 +12,21 @@
 //! only as the step's grants allow (the `hookflow:plugin/*` interfaces). A step without
 //! `allowedHosts` is not linked to the real outgoing handler at all: its instance comes from a
 //! second linker whose `outgoing-handler.handle` only refuses ([`http::add_refusing_handler`]).
+//!
+//! Plugin code runs on the sandbox's own lower-priority threads ([`threads`]), not on the
+//! runtime serving HTTP intake, and what plugins make the host hold for them (header maps,
+//! requests, bodies, streams) is limited per step and across the process ([`budget`]).
 
+mod budget;
 mod cache;
 mod host;
 mod http;
+mod threads;
 
 use crate::flow::hosts::HostPattern;
 use crate::mail::MailGrant;
 use crate::memory::MemoryGrant;
+use budget::{HostMemory, HostMemoryPool};
 use host::{HostState, MemoryLimits};
 use http::HttpPolicy;
 use serde::Serialize;
@@ -60,6 +67,11 @@ pub struct SandboxConfig {
     pub max_output_bytes: usize,
     /// Largest component accepted.
     pub max_component_bytes: usize,
+    /// Bytes all running steps together may make the host hold for them (header maps,
+    /// requests, bodies, streams); one step may hold a quarter of it.
+    pub host_memory_budget: usize,
+    /// Threads plugin code runs on (at a lower priority than the server's).
+    pub threads: usize,
 }
 
 impl Default for SandboxConfig {
@@ -70,6 +82,8 @@ impl Default for SandboxConfig {
             memory_limit: 64 << 20,
             max_output_bytes: 1 << 20,
             max_component_bytes: 32 << 20,
+            host_memory_budget: 64 << 20,
+            threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
         }
     }
 }
@@ -131,6 +145,23 @@ pub struct StepReport {
     pub response: Option<SyncResponse>,
     /// The largest linear memory the step's instance grew to, in bytes.
     pub peak_memory_bytes: usize,
+}
+
+impl StepReport {
+    /// A step that failed before or around its plugin call, with nothing logged.
+    fn failed(message: String) -> StepReport {
+        StepReport {
+            outcome: StepOutcome::Failed {
+                message,
+                retryable: false,
+            },
+            logs: Vec::new(),
+            end_run: None,
+            refused_requests: Vec::new(),
+            response: None,
+            peak_memory_bytes: 0,
+        }
+    }
 }
 
 /// What the flow grants one step: hosts it may call, the secrets it may read and whom it may
@@ -207,7 +238,10 @@ pub struct Sandbox {
     offline_linker: Linker<HostState>,
     config: SandboxConfig,
     plugins: RwLock<HashMap<(String, String), Arc<LoadedPlugin>>>,
-    slots: Semaphore,
+    slots: Arc<Semaphore>,
+    host_memory: Arc<HostMemoryPool>,
+    /// Where plugin code runs: the sandbox's own threads, not the runtime serving HTTP.
+    threads: threads::SandboxThreads,
 }
 
 /// Interfaces a plugin may import. Anything else (sockets, HTTP, ...) is refused at load time.
@@ -272,7 +306,9 @@ impl Sandbox {
             <HostState as wasmtime_wasi_http::WasiHttpView>::http,
         )
         .map_err(wasmtime_error)?;
-        let slots = Semaphore::new(config.max_concurrency as usize);
+        let slots = Arc::new(Semaphore::new(config.max_concurrency as usize));
+        let host_memory = HostMemoryPool::new(config.host_memory_budget);
+        let threads = threads::SandboxThreads::new(config.threads)?;
         Ok(Sandbox {
             engine,
             linker,
@@ -280,6 +316,8 @@ impl Sandbox {
             config,
             plugins: RwLock::new(HashMap::new()),
             slots,
+            host_memory,
+            threads,
         })
     }
 
@@ -324,26 +362,27 @@ impl Sandbox {
             None
         };
         // The epoch deadline stops a describe() that computes forever; one that waits in a host
-        // call (a sleep) is cut off here, so an install or a start never hangs on it.
-        let describing = async {
-            let mut store = self.new_store(Instant::now() + DESCRIBE_DEADLINE, &Grants::default());
-            let plugin = offline
-                .instantiate_async(&mut store)
-                .await
-                .map_err(|e| LoadError::Describe(format!("{e:#}")))?;
-            plugin
-                .call_describe(&mut store)
-                .await
-                .map_err(|e| LoadError::Describe(format!("{e:#}")))
+        // call (a sleep) is cut off here, so an install or a start never hangs on it. It runs on
+        // the sandbox threads like a step.
+        let mut store = self.new_store(Instant::now() + DESCRIBE_DEADLINE, &Grants::default());
+        let pre = offline.clone();
+        let describing = async move {
+            let plugin = pre.instantiate_async(&mut store).await?;
+            plugin.call_describe(&mut store).await
         };
-        let descriptor = tokio::time::timeout(DESCRIBE_DEADLINE + HOST_CALL_MARGIN, describing)
+        let describing = tokio::time::timeout(DESCRIBE_DEADLINE + HOST_CALL_MARGIN, describing);
+        let descriptor = self
+            .threads
+            .run(describing)
             .await
+            .map_err(|e| LoadError::Describe(format!("{e}")))?
             .map_err(|_| {
                 LoadError::Describe(format!(
                     "describe() did not answer within {} s",
                     DESCRIBE_DEADLINE.as_secs()
                 ))
-            })??;
+            })?
+            .map_err(|e| LoadError::Describe(format!("{e:#}")))?;
         let input_schema: Value = serde_json::from_str(&descriptor.input_schema)
             .map_err(|e| LoadError::BadSchema(e.to_string()))?;
         if !input_schema.is_object() {
@@ -423,25 +462,17 @@ impl Sandbox {
         grants: &Grants,
     ) -> StepReport {
         let Some(plugin) = self.lookup(name, version) else {
-            return StepReport {
-                outcome: StepOutcome::Failed {
-                    message: format!("plugin {name}@{version} is not installed"),
-                    retryable: false,
-                },
-                logs: Vec::new(),
-                end_run: None,
-                refused_requests: Vec::new(),
-                response: None,
-                peak_memory_bytes: 0,
-            };
+            return StepReport::failed(format!("plugin {name}@{version} is not installed"));
         };
-        let _slot = self
+        let slot = self
             .slots
-            .acquire()
+            .clone()
+            .acquire_owned()
             .await
             .expect("sandbox semaphore closed");
         let started = Instant::now();
         let mut store = self.new_store(started + timeout, grants);
+        let pre = plugin.pre_for(grants).clone();
         let wit_ctx = WitRunContext {
             run_id: ctx.run_id.clone(),
             flow_id: ctx.flow_id.clone(),
@@ -449,14 +480,24 @@ impl Sandbox {
             attempt: ctx.attempt,
             test_run: ctx.test_run,
         };
-        let call = async {
-            let instance = plugin.pre_for(grants).instantiate_async(&mut store).await?;
-            instance.call_run(&mut store, &wit_ctx, input).await
+        let input = input.to_owned();
+        // On the sandbox threads, holding the pool slot until the instance is gone. Epochs stop
+        // guest code at the deadline; the outer timeout also covers time spent in host calls (a
+        // guest sleeping), which epochs cannot interrupt. The small margin lets the epoch path
+        // win for guest code, so its trap is reported with the guest's logs.
+        let call = async move {
+            let result = tokio::time::timeout(timeout + HOST_CALL_MARGIN, async {
+                let instance = pre.instantiate_async(&mut store).await?;
+                instance.call_run(&mut store, &wit_ctx, &input).await
+            })
+            .await;
+            drop(slot);
+            (result, store)
         };
-        // Epochs stop guest code at the deadline; the outer timeout also covers time spent in
-        // host calls (a guest sleeping), which epochs cannot interrupt. The small margin lets the
-        // epoch path win for guest code, so its trap is reported with the guest's logs.
-        let result = tokio::time::timeout(timeout + HOST_CALL_MARGIN, call).await;
+        let (result, mut store) = match self.threads.run(call).await {
+            Ok(done) => done,
+            Err(error) => return StepReport::failed(format!("the step's task ended: {error}")),
+        };
         let outcome = match result {
             Err(_) => StepOutcome::TimedOut {
                 after: started.elapsed(),
@@ -516,6 +557,14 @@ impl Sandbox {
             return StepOutcome::TimedOut { after: elapsed };
         }
         crate::metrics::recorded().sandbox_trapped(state.memory_limit_hit());
+        // Over its host-memory budget: its host calls trapped on the refused table, or the
+        // epoch callback stopped it.
+        if let Some(exceeded) = state.host_memory_exceeded() {
+            return StepOutcome::Failed {
+                message: exceeded.message.clone(),
+                retryable: exceeded.retryable,
+            };
+        }
         let trap = match error.downcast_ref::<Trap>() {
             Some(trap) => format!("plugin trapped: {trap}"),
             None => format!("plugin failed: {}", error.root_cause()),
@@ -538,6 +587,7 @@ impl Sandbox {
         let policy = HttpPolicy::new(grants.allowed_hosts.clone(), grants.allow_local);
         let state = HostState::new(
             MemoryLimits::new(self.config.memory_limit),
+            HostMemory::new(self.host_memory.clone(), self.config.host_memory_budget / 4),
             policy,
             grants.secrets.clone(),
             grants.mail.clone(),
@@ -547,7 +597,11 @@ impl Sandbox {
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| s.limits());
         store.set_epoch_deadline(1);
-        store.epoch_deadline_callback(move |_| {
+        store.epoch_deadline_callback(move |store| {
+            if let Some(exceeded) = store.data().host_memory_exceeded() {
+                // Its host calls already trap; a guest that only computes stops here.
+                return Err(wasmtime::Error::msg(exceeded.message.clone()));
+            }
             if Instant::now() >= deadline {
                 Ok(wasmtime::UpdateDeadline::Interrupt)
             } else {

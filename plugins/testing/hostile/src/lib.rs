@@ -78,7 +78,16 @@ impl Plugin for Hostile {
                     None => 12 << 10,
                     Some(_) => uint(&input, "bytes")?,
                 };
-                hoard_fields(bytes as usize)
+                let count = match input.get("count") {
+                    None => usize::MAX,
+                    Some(_) => uint(&input, "count")? as usize,
+                };
+                let kept = hoard_fields(bytes as usize, count)?;
+                // Hold them (`holdMs`), so that several steps hoard at the same time.
+                if input.get("holdMs").is_some() {
+                    std::thread::sleep(Duration::from_millis(uint(&input, "holdMs")?));
+                }
+                Ok(json!({ "headerMaps": kept.len() }))
             }
             "log" => {
                 let count = match input.get("count") {
@@ -127,12 +136,13 @@ fn hoard() -> ! {
     }
 }
 
-/// Creates `wasi:http` header maps holding `bytes` each and keeps them all: memory the host
-/// holds for the guest, outside its linear-memory limit. Ends only when the host refuses.
-fn hoard_fields(bytes: usize) -> Result<Value, StepError> {
+/// Creates `count` `wasi:http` header maps holding `bytes` each and returns them all: memory
+/// the host holds for the guest, outside its linear-memory limit. Fails when the host refuses
+/// a header (a host that refuses a new map traps the step instead).
+fn hoard_fields(bytes: usize, count: usize) -> Result<Vec<wasi::http::types::Fields>, StepError> {
     let value = vec![b'v'; bytes];
     let mut kept = Vec::new();
-    loop {
+    while kept.len() < count {
         let fields = wasi::http::types::Fields::new();
         if let Err(error) = fields.append("x-hoard", &value) {
             return Err(StepError::fatal(format!(
@@ -143,6 +153,7 @@ fn hoard_fields(bytes: usize) -> Result<Value, StepError> {
         kept.push(fields);
         core::hint::black_box(&kept);
     }
+    Ok(kept)
 }
 
 /// Writes to stdout forever, ignoring write errors so a host that closes or caps stdout still
