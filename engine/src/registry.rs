@@ -123,14 +123,26 @@ impl FlowRegistry {
 
     /// Seals the literal trigger credentials that flows and flow versions stored before they
     /// were encrypted at rest. Idempotent (sealed rows are not read again), so every start runs
-    /// it; returns how many rows it sealed.
+    /// it; returns how many rows it sealed. A flow's rows holding the same credential get the
+    /// same sealed text, as saves write it, so the next save's `changes` see no trigger change.
     pub async fn seal_stored_credentials(&self) -> Result<u64, StoreError> {
         let sbox = self.sbox.clone();
+        let sealed: std::sync::Mutex<HashMap<String, String>> = Default::default();
         self.store
             .rewrite_flow_definitions(
                 "%\"auth\"%",
                 crate::secrets::SEALED_CREDENTIAL,
-                Arc::new(move |id, definition| sbox.seal_credential(id, definition, None)),
+                Arc::new(move |id, definition| {
+                    let mut sealed = sealed.lock().expect("sealing pass poisoned");
+                    let kept = sealed.get(id).map(String::as_str);
+                    if !sbox.seal_credential(id, definition, kept) {
+                        return false;
+                    }
+                    if let Some((_, text)) = flow::model::literal_credential_mut(definition) {
+                        sealed.insert(id.to_string(), text.clone());
+                    }
+                    true
+                }),
             )
             .await
     }
@@ -684,6 +696,11 @@ mod tests {
         assert_eq!(registry.seal_stored_credentials().await.unwrap(), 0);
         let sealed = store.get_flow(&old.id).await.unwrap().unwrap();
         assert!(!sealed.definition.to_string().contains("tok-written-before"));
+        let version = store.get_flow_version(&old.id, 1).await.unwrap().unwrap();
+        assert_eq!(
+            version.definition, sealed.definition,
+            "one sealed text per credential"
+        );
         let served = registry.current(&old.id).await.unwrap().unwrap();
         assert_eq!(
             credential(&served.flow).as_deref(),

@@ -263,16 +263,14 @@ impl Store {
         on!(self.read, [], |c| archive_records(c, runs))
     }
 
-    /// Deletes those of `ids` still expired ([`delete_runs`]) in one write transaction, not synced
-    /// on its own ([`Backend::write_relaxed`](super::sql::Backend::write_relaxed)): a delete
-    /// lost to a power failure leaves its runs to the next pass, which archives them again.
+    /// Deletes those of `ids` still expired ([`delete_runs`]) in one write transaction.
     pub async fn delete_expired_runs(
         &self,
         ids: &[String],
         status: RunStatus,
         finished_before: &str,
     ) -> StoreResult<u64> {
-        on!(self.write_relaxed, [ids, finished_before], |c| {
+        on!(self.write, [ids, finished_before], |c| {
             delete_runs(c, &ids, status, &finished_before)
         })
     }

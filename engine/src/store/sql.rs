@@ -316,14 +316,6 @@ pub trait Backend: Send + Sync + 'static {
     /// fails (or panics: the caller gets an error, the backend goes on).
     fn write<T: Send + 'static>(&self, job: Job<T>) -> BoxFut<'_, StoreResult<T>>;
 
-    /// [`Backend::write`] for a transaction that may be lost to a power failure or an OS crash
-    /// because it is done again if it is (run retention's deletes): the backend may answer once
-    /// it committed, before the commit is on disk, so the job keeps the writer for its
-    /// statements only. The next durable commit makes it durable too. A plain write by default.
-    fn write_relaxed<T: Send + 'static>(&self, job: Job<T>) -> BoxFut<'_, StoreResult<T>> {
-        self.write(job)
-    }
-
     /// Runs `job` on a connection that sees committed data (it must not write).
     fn read<T: Send + 'static>(&self, job: Job<T>) -> BoxFut<'_, StoreResult<T>>;
 
@@ -357,7 +349,6 @@ pub type Erased = Box<dyn std::any::Any + Send>;
 /// [`Backend`] as a trait object: what [`super::Store`] holds. Every backend is one.
 pub trait AnyBackend: Send + Sync + 'static {
     fn write_erased(&self, job: Job<Erased>) -> BoxFut<'_, StoreResult<Erased>>;
-    fn write_relaxed_erased(&self, job: Job<Erased>) -> BoxFut<'_, StoreResult<Erased>>;
     fn read_erased(&self, job: Job<Erased>) -> BoxFut<'_, StoreResult<Erased>>;
     fn health(&self) -> BoxFut<'_, StoreResult<()>>;
     fn batch_writers(&self) -> usize;
@@ -368,9 +359,6 @@ pub trait AnyBackend: Send + Sync + 'static {
 impl<B: Backend> AnyBackend for B {
     fn write_erased(&self, job: Job<Erased>) -> BoxFut<'_, StoreResult<Erased>> {
         Backend::write(self, job)
-    }
-    fn write_relaxed_erased(&self, job: Job<Erased>) -> BoxFut<'_, StoreResult<Erased>> {
-        Backend::write_relaxed(self, job)
     }
     fn read_erased(&self, job: Job<Erased>) -> BoxFut<'_, StoreResult<Erased>> {
         Backend::read(self, job)
@@ -401,15 +389,6 @@ fn unerase<T: 'static>(value: Erased) -> StoreResult<T> {
 /// Runs `job` in one write transaction of `backend` (see [`Backend::write`]).
 pub async fn write<T: Send + 'static>(backend: &dyn AnyBackend, job: Job<T>) -> StoreResult<T> {
     unerase(backend.write_erased(erase(job)).await?)
-}
-
-/// Runs `job` in one write transaction of `backend` that need not be durable at once (see
-/// [`Backend::write_relaxed`]).
-pub async fn write_relaxed<T: Send + 'static>(
-    backend: &dyn AnyBackend,
-    job: Job<T>,
-) -> StoreResult<T> {
-    unerase(backend.write_relaxed_erased(erase(job)).await?)
 }
 
 /// Runs `job` on a read connection of `backend` (see [`Backend::read`]).

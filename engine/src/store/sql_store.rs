@@ -5,7 +5,7 @@
 use super::audit::AuditDraft;
 #[cfg(test)]
 use super::sql::job;
-use super::sql::{AnyBackend, Backend, Job, read, write, write_relaxed};
+use super::sql::{AnyBackend, Backend, Job, read, write};
 use super::*;
 use tokio::sync::{mpsc, oneshot};
 
@@ -27,10 +27,6 @@ impl Store {
 
     pub(super) async fn write<T: Send + 'static>(&self, job: Job<T>) -> StoreResult<T> {
         write(&*self.backend, job).await
-    }
-
-    pub(super) async fn write_relaxed<T: Send + 'static>(&self, job: Job<T>) -> StoreResult<T> {
-        write_relaxed(&*self.backend, job).await
     }
 
     pub(super) async fn read<T: Send + 'static>(&self, job: Job<T>) -> StoreResult<T> {

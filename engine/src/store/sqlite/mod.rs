@@ -170,34 +170,22 @@ fn thread_failed(which: &str, error: std::io::Error) -> StoreError {
     StoreError::Unavailable(format!("cannot start the SQLite {which} thread: {error}"))
 }
 
-impl SqliteBackend {
-    /// Sends `job` to the writer thread (`relaxed`: see [`Backend::write_relaxed`]) and awaits
-    /// its result.
-    async fn send_write<T: Send + 'static>(&self, job: Job<T>, relaxed: bool) -> StoreResult<T> {
-        let Some(writer) = &self.writer else {
-            return Err(StoreError::ReadOnly);
-        };
-        if let Some(reason) = self.health.dead() {
-            return Err(StoreError::Unavailable(reason));
-        }
-        let (work, reply) = task::pack(job);
-        // Once sent, the job runs to its end even if this future is dropped.
-        if writer.sender.send(Msg::Work { work, relaxed }).is_err() {
-            return Err(self.writer_gone());
-        }
-        reply.await.unwrap_or_else(|_| Err(self.writer_gone()))
-    }
-}
-
 impl Backend for SqliteBackend {
     fn write<T: Send + 'static>(&self, job: Job<T>) -> BoxFut<'_, StoreResult<T>> {
-        Box::pin(self.send_write(job, false))
-    }
-
-    /// Committed with `synchronous = NORMAL`: no sync of its own; the next `FULL` commit syncs
-    /// the WAL, this transaction's frames with it.
-    fn write_relaxed<T: Send + 'static>(&self, job: Job<T>) -> BoxFut<'_, StoreResult<T>> {
-        Box::pin(self.send_write(job, true))
+        Box::pin(async move {
+            let Some(writer) = &self.writer else {
+                return Err(StoreError::ReadOnly);
+            };
+            if let Some(reason) = self.health.dead() {
+                return Err(StoreError::Unavailable(reason));
+            }
+            let (work, reply) = task::pack(job);
+            // Once sent, the job runs to its end even if this future is dropped.
+            if writer.sender.send(Msg::Work(work)).is_err() {
+                return Err(self.writer_gone());
+            }
+            reply.await.unwrap_or_else(|_| Err(self.writer_gone()))
+        })
     }
 
     fn read<T: Send + 'static>(&self, job: Job<T>) -> BoxFut<'_, StoreResult<T>> {

@@ -74,30 +74,6 @@ impl Worker {
         }
     }
 
-    /// [`Worker::serve`] with `synchronous = NORMAL` for this one transaction on a writer that is
-    /// otherwise `FULL` (SQLite refuses the change inside a transaction). Should `FULL` not come
-    /// back, the connection is reopened, which sets it again: no later commit goes unsynced.
-    pub(super) fn serve_relaxed(&mut self, work: BoxWork) -> Result<(), String> {
-        let Role::Writer {
-            synchronous_full: true,
-        } = self.role
-        else {
-            return self.serve(work);
-        };
-        if self
-            .conn
-            .execute_batch("PRAGMA synchronous = NORMAL")
-            .is_err()
-        {
-            return self.serve(work);
-        }
-        self.serve(work)?;
-        match self.conn.execute_batch("PRAGMA synchronous = FULL") {
-            Ok(()) => Ok(()),
-            Err(error) => self.reopen(&format!("restoring synchronous = FULL: {error}")),
-        }
-    }
-
     /// Commits (`ok`) or rolls back the job's transaction. A failed `COMMIT` is rolled back, so
     /// the transaction never stays open.
     fn end(&mut self, ok: bool) -> rusqlite::Result<()> {

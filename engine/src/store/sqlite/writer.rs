@@ -19,8 +19,8 @@ use std::thread::{self, JoinHandle};
 
 /// What the writer's channel carries.
 pub(super) enum Msg {
-    /// A write job; `relaxed`: its commit need not be synced ([`Worker::serve_relaxed`]).
-    Work { work: BoxWork, relaxed: bool },
+    /// A write job.
+    Work(BoxWork),
     /// Stop as if the writer had failed for `reason` (tests of the health report).
     #[cfg(test)]
     Stop(String),
@@ -91,13 +91,8 @@ fn serve(receiver: flume::Receiver<Msg>, mut worker: Worker, health: Health) {
             return;
         };
         match msg {
-            Msg::Work { work, relaxed } => {
-                let served = if relaxed {
-                    worker.serve_relaxed(work)
-                } else {
-                    worker.serve(work)
-                };
-                if let Err(why) = served {
+            Msg::Work(work) => {
+                if let Err(why) = worker.serve(work) {
                     tracing::error!("the SQLite writer stopped: {why}");
                     watch.reason = Some(format!("the SQLite writer stopped: {why}"));
                     return;
