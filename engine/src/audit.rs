@@ -822,10 +822,11 @@ fn own_summary(action: &str, event: &Value) -> Option<String> {
         ),
         "secret.upserted" => format!("Secret {} was set", text(&data["secret"]["name"])),
         "secret.deleted" => format!("Secret {} was deleted", text(&data["secret"]["name"])),
-        "plugin.installed" => format!(
-            "Plugin {}@{} was installed",
+        "plugin.installed" | "plugin.removed" => format!(
+            "Plugin {}@{} was {}",
             text(&data["plugin"]["name"]),
-            text(&data["plugin"]["version"])
+            text(&data["plugin"]["version"]),
+            action.trim_start_matches("plugin.")
         ),
         "destination.created" | "destination.updated" | "destination.deleted" => {
             format!(

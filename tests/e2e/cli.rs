@@ -807,3 +807,252 @@ fn validate_reads_stdin_and_takes_plugins_that_are_not_installed() {
         with.stdout
     );
 }
+
+#[tokio::test]
+async fn flow_lifecycle_list_show_draft_test_publish_disable_and_export_many() {
+    let server = Server::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("flow.yaml");
+    std::fs::write(&file, FLOW_V1).unwrap();
+    let id = cli(
+        &server,
+        &["flow", "deploy", file.to_str().unwrap(), "--json"],
+    )
+    .await
+    .json()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = server
+        .admin(reqwest::Method::PUT, &format!("/v1/flows/{id}?draft=true"))
+        .header("content-type", "application/yaml")
+        .body(FLOW_V2)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), reqwest::StatusCode::OK);
+
+    let table = cli(&server, &["flow", "list"]).await;
+    let table = table.ok();
+    let header = table.lines().next().unwrap();
+    let row = table.lines().find(|l| l.contains(&id)).expect("flow row");
+    let cell = |name: &str| {
+        let at = header.find(name).unwrap();
+        row[at..].split_whitespace().next().unwrap().to_string()
+    };
+    assert_eq!(
+        (cell("ENABLED"), cell("PUBLISHED"), cell("DRAFT")),
+        ("yes".into(), "1".into(), "2".into()),
+        "{table}"
+    );
+    let shown = cli(&server, &["flow", "show", &id]).await;
+    assert!(
+        shown.ok().contains("draft:    version 2 pending"),
+        "{}",
+        shown.stdout
+    );
+
+    // The draft test-runs before it is published; the published version by default.
+    let draft = cli(
+        &server,
+        &[
+            "flow",
+            "test",
+            &id,
+            "--payload",
+            file_with(&dir, "{}"),
+            "--draft",
+            "--json",
+        ],
+    )
+    .await;
+    let draft = draft.json();
+    assert_eq!(draft["flowVersion"], 2, "{draft}");
+    assert_eq!(draft["steps"].as_array().unwrap().len(), 2, "{draft}");
+    let published = cli(
+        &server,
+        &["flow", "test", &id, "--payload", file_with(&dir, "{}")],
+    )
+    .await;
+    assert!(
+        published
+            .ok()
+            .starts_with(&format!("flow {id} version 1\n")),
+        "{}",
+        published.stdout
+    );
+
+    let published = cli(&server, &["flow", "publish", &id]).await;
+    assert!(published.ok().contains("version 2 published, enabled"));
+    let disabled = cli(&server, &["flow", "disable", &id]).await;
+    assert!(disabled.ok().contains("disabled"), "{}", disabled.stdout);
+    let listed = cli(&server, &["flow", "list", "--json"]).await.json();
+    let item = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["id"] == id.as_str())
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (&item["enabled"], &item["draftVersion"]),
+        (&json!(false), &Value::Null)
+    );
+    let none = cli(&server, &["flow", "show", &id]).await;
+    assert!(none.ok().contains("enabled:  no"), "{}", none.stdout);
+    assert!(
+        none.stdout.contains("draft:    none pending"),
+        "{}",
+        none.stdout
+    );
+    cli(&server, &["flow", "enable", &id]).await.ok();
+
+    // Several flows: one file each in the output directory; a file name is needed.
+    let other = server
+        .create_flow(webhook_flow("second", json!([log_step("x", "y")])))
+        .await;
+    let out = dir.path().join("export");
+    let many = cli(
+        &server,
+        &["flow", "export", &id, &other, "-o", out.to_str().unwrap()],
+    )
+    .await;
+    many.ok();
+    assert!(many.stderr.contains("exported 2 flows"), "{}", many.stderr);
+    assert!(
+        std::fs::read_to_string(out.join(format!("{id}.yaml")))
+            .unwrap()
+            .contains("message: second")
+    );
+    assert!(out.join(format!("{other}.yaml")).exists());
+    let all = cli(
+        &server,
+        &[
+            "flow",
+            "export",
+            "--all",
+            "--json",
+            "-q",
+            "-o",
+            out.to_str().unwrap(),
+        ],
+    )
+    .await;
+    all.ok();
+    assert_eq!(all.stderr, "", "quiet");
+    assert!(out.join(format!("{other}.json")).exists());
+    let refused = cli(&server, &["flow", "export", &id, &other]).await;
+    assert_eq!(refused.code, Some(2));
+    assert!(refused.stderr.contains("--output"), "{}", refused.stderr);
+}
+
+/// Writes `text` into a file in `dir` and returns its path (leaked for the CLI arguments).
+fn file_with(dir: &tempfile::TempDir, text: &str) -> &'static str {
+    let path = dir.path().join(format!("{}.json", uuid::Uuid::new_v4()));
+    std::fs::write(&path, text).unwrap();
+    Box::leak(path.to_string_lossy().into_owned().into_boxed_str())
+}
+
+#[tokio::test]
+async fn plugin_install_shows_upload_progress_and_remove_takes_a_version_out() {
+    let server = Server::start().await;
+    // greet@1.0.0 padded past 4 MiB with a custom section: large enough for progress off a
+    // terminal, and bytes no other test installs.
+    let greet = std::fs::read(hookflow::builtins::GREET_PLUGIN_PATHS[0]).unwrap();
+    let mut padding = uuid::Uuid::new_v4().as_bytes().to_vec();
+    padding.resize(5 << 20, b'.');
+    let big = crate::plugins::with_custom_section(&greet, &padding);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("greet.wasm");
+    std::fs::write(&file, &big).unwrap();
+
+    let quiet = cli(
+        &server,
+        &["plugin", "install", file.to_str().unwrap(), "-q"],
+    )
+    .await;
+    assert!(
+        quiet.ok().contains("installed greet@1.0.0"),
+        "{}",
+        quiet.stdout
+    );
+    assert_eq!(quiet.stderr, "", "quiet");
+    let removed = cli(&server, &["plugin", "remove", "greet@1.0.0"]).await;
+    assert_eq!(removed.ok().trim(), "removed greet@1.0.0");
+
+    let loud = cli(&server, &["plugin", "install", file.to_str().unwrap()]).await;
+    loud.ok();
+    let lines: Vec<&str> = loud.stderr.lines().collect();
+    assert!(lines.len() >= 10, "a line per tenth: {}", loud.stderr);
+    assert!(
+        lines
+            .iter()
+            .all(|l| l.starts_with("uploading ") && l.contains(" MiB (")),
+        "{}",
+        loud.stderr
+    );
+    assert!(
+        lines
+            .last()
+            .unwrap()
+            .ends_with("(100%); the server compiles it now"),
+        "{}",
+        loud.stderr
+    );
+
+    // A version a flow uses stays, and the refusal names the flow; built-ins always stay.
+    let id = server
+        .create_flow(webhook_flow(
+            "greets",
+            json!([{"name": "greet", "type": "action", "plugin": "greet@1.0.0",
+                    "input": {"who": "x"}}]),
+        ))
+        .await;
+    let used = cli(&server, &["plugin", "remove", "greet@1.0.0"]).await;
+    assert_eq!(used.code, Some(2), "{}", used.stderr);
+    assert!(used.stderr.contains(&id), "{}", used.stderr);
+    assert_eq!(used.stderr.trim().lines().count(), 1, "{}", used.stderr);
+    let builtin = cli(&server, &["plugin", "remove", "log@0.1.0"]).await;
+    assert_eq!(builtin.code, Some(2));
+    assert!(builtin.stderr.contains("built-in"), "{}", builtin.stderr);
+    let bare = cli(&server, &["plugin", "remove", "greet"]).await;
+    assert_eq!(bare.code, Some(2));
+    assert!(bare.stderr.contains("NAME@VERSION"), "{}", bare.stderr);
+}
+
+#[test]
+fn replay_shows_progress_off_a_terminal_only_for_long_work_and_quiet_silences_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let flow = dir.path().join("flow.yaml");
+    std::fs::write(&flow, "name: empty\ntrigger:\n  type: webhook\nsteps: []\n").unwrap();
+    let events = dir.path().join("events.jsonl");
+    let lines: String = (0..10_000).map(|i| format!("{{\"id\": {i}}}\n")).collect();
+    std::fs::write(&events, lines).unwrap();
+    let replay = |extra: &[&str]| {
+        let mut args = vec![
+            "flow",
+            "replay",
+            flow.to_str().unwrap(),
+            "--events",
+            events.to_str().unwrap(),
+        ];
+        args.extend(extra);
+        finish(command(&args).output().unwrap())
+    };
+    let loud = replay(&[]);
+    loud.ok();
+    let progress: Vec<&str> = loud.stderr.lines().collect();
+    assert_eq!(progress.len(), 10, "{}", loud.stderr);
+    assert_eq!(progress[0], "replaying: 1000/10000 events (10%), 0 alerts");
+    assert_eq!(
+        progress[9],
+        "replaying: 10000/10000 events (100%), 0 alerts"
+    );
+    let quiet = replay(&["--quiet"]);
+    quiet.ok();
+    assert_eq!(quiet.stderr, "");
+    std::fs::write(&events, "{\"id\": 1}\n").unwrap();
+    let short = replay(&[]);
+    short.ok();
+    assert_eq!(short.stderr, "", "short work shows nothing off a terminal");
+}

@@ -358,3 +358,141 @@ async fn the_console_saves_drafts_publishes_and_disables() {
     .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
+
+/// The flow `id` as `GET /v1/flows` lists it.
+async fn listed(server: &Server, id: &str) -> Value {
+    let page = server.get_json("/v1/flows?limit=500").await;
+    page["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["id"] == id)
+        .cloned()
+        .unwrap()
+}
+
+/// Runs `POST /v1/flows/{id}/test` (with `query`) on a literal payload with `extra` body members.
+async fn test_run(server: &Server, id: &str, query: &str, extra: Value) -> (StatusCode, Value) {
+    let mut body = json!({"payload": {"n": 1}});
+    body.as_object_mut()
+        .unwrap()
+        .extend(extra.as_object().unwrap().clone());
+    send(
+        server,
+        Method::POST,
+        &format!("/v1/flows/{id}/test{query}"),
+        Some(body),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn test_runs_target_the_draft_or_a_version_and_lists_show_the_lifecycle() {
+    let server = Server::start().await;
+    let id = server
+        .create_flow(webhook_flow("tested", json!([log_step("published", "v1")])))
+        .await;
+    let (status, _) = send(
+        &server,
+        Method::PUT,
+        &format!("/v1/flows/{id}?draft=true"),
+        Some(webhook_flow("tested", json!([log_step("drafted", "v2")]))),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+
+    // The published version by default; the draft when asked, by name, by ?draft=true or by
+    // its number; an older version by number. The run says which version ran.
+    for (query, extra, version, step) in [
+        ("", json!({}), 1, "published"),
+        ("", json!({"version": "published"}), 1, "published"),
+        ("", json!({"version": "draft"}), 2, "drafted"),
+        ("?draft=true", json!({}), 2, "drafted"),
+        ("", json!({"version": 2}), 2, "drafted"),
+        ("", json!({"version": 1}), 1, "published"),
+    ] {
+        let (status, run) = test_run(&server, &id, query, extra.clone()).await;
+        assert_eq!(status, StatusCode::OK, "{query} {extra}: {run}");
+        assert_eq!(run["flowVersion"], version, "{query} {extra}: {run}");
+        assert_eq!(ran(&run), vec![step.to_string()], "{query} {extra}");
+        assert_eq!(run["environment"], "TESTING");
+    }
+    let tested = audit(&server, "flow.tested", &id).await;
+    assert_eq!(tested.len(), 6);
+    assert!(
+        tested
+            .iter()
+            .any(|e| e["data"]["flowVersion"] == json!({"version": 2, "draft": true})),
+        "{tested:?}"
+    );
+    // Webhooks still run the published version.
+    let run = server.run_flow(&id, &json!({})).await;
+    assert_eq!(ran(&run), vec!["published".to_string()]);
+
+    // Refusals name the field.
+    for (query, extra, want) in [
+        ("", json!({"version": 9}), StatusCode::NOT_FOUND),
+        ("", json!({"version": "latest"}), StatusCode::BAD_REQUEST),
+        ("", json!({"version": true}), StatusCode::BAD_REQUEST),
+        (
+            "?draft=true",
+            json!({"version": "published"}),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "?draft=true",
+            json!({"version": 1}),
+            StatusCode::BAD_REQUEST,
+        ),
+    ] {
+        let (status, problem) = test_run(&server, &id, query, extra.clone()).await;
+        assert_eq!(status, want, "{query} {extra}: {problem}");
+        let detail = problem["detail"].as_str().unwrap();
+        assert!(detail.contains("version"), "{query} {extra}: {detail}");
+    }
+
+    // Lists show enabled, published and draft versions, like a single read.
+    let item = listed(&server, &id).await;
+    assert_eq!(
+        (
+            &item["enabled"],
+            &item["publishedVersion"],
+            &item["draftVersion"]
+        ),
+        (&json!(true), &json!(1), &json!(2)),
+        "{item}"
+    );
+    let one = server.get_json(&format!("/v1/flows/{id}")).await;
+    assert_eq!(one["publishedVersion"], 1, "{one}");
+    send(
+        &server,
+        Method::POST,
+        &format!("/v1/flows/{id}/disable"),
+        None,
+    )
+    .await;
+    send(
+        &server,
+        Method::POST,
+        &format!("/v1/flows/{id}/publish"),
+        None,
+    )
+    .await;
+    let item = listed(&server, &id).await;
+    assert_eq!(
+        (
+            &item["enabled"],
+            &item["publishedVersion"],
+            &item["draftVersion"]
+        ),
+        (&json!(false), &json!(2), &Value::Null),
+        "{item}"
+    );
+    // Published now: no draft to test.
+    let (status, problem) = test_run(&server, &id, "", json!({"version": "draft"})).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{problem}");
+    assert!(
+        problem["detail"].as_str().unwrap().contains("no draft"),
+        "{problem}"
+    );
+}

@@ -760,3 +760,236 @@ async fn a_describe_that_never_answers_fails_the_install_at_its_deadline() {
     let plugins = server.get_json("/v1/plugins").await;
     assert!(!plugins["data"].as_array().unwrap().is_empty(), "{plugins}");
 }
+
+/// `component` with a custom section appended: the same plugin (name, version, code) in other
+/// bytes, so its digest is new to every test and to the shared compile cache.
+pub(crate) fn with_custom_section(component: &[u8], tag: &[u8]) -> Vec<u8> {
+    fn leb128(mut n: usize, out: &mut Vec<u8>) {
+        loop {
+            let byte = (n & 0x7f) as u8;
+            n >>= 7;
+            if n == 0 {
+                out.push(byte);
+                return;
+            }
+            out.push(byte | 0x80);
+        }
+    }
+    let name = b"hookflow-test";
+    let mut body = Vec::new();
+    leb128(name.len(), &mut body);
+    body.extend(name);
+    body.extend(tag);
+    let mut bytes = component.to_vec();
+    bytes.push(0);
+    leb128(body.len(), &mut bytes);
+    bytes.extend(body);
+    bytes
+}
+
+async fn install(server: &Server, wasm: Vec<u8>) -> (StatusCode, Value) {
+    let r = server
+        .admin(Method::POST, "/v1/plugins")
+        .header("content-type", "application/wasm")
+        .body(wasm)
+        .send()
+        .await
+        .unwrap();
+    (r.status(), r.json().await.unwrap())
+}
+
+async fn remove(server: &Server, label: &str) -> (StatusCode, Value) {
+    let (name, version) = label.split_once('@').unwrap();
+    let r = server
+        .admin(Method::DELETE, &format!("/v1/plugins/{name}/{version}"))
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    let text = r.text().await.unwrap();
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+/// Compiled copies of the component with `digest` in the compile cache every test server
+/// shares.
+fn cached_copies(digest: &str) -> usize {
+    let dir = concat!(env!("CARGO_TARGET_TMPDIR"), "/plugin-cache");
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .filter(|e| e.file_name().to_string_lossy().starts_with(digest))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+fn greet_flow(name: &str) -> Value {
+    webhook_flow(
+        name,
+        json!([{"name": "greet", "type": "action", "plugin": "greet@1.0.0",
+                "input": {"who": "{{trigger.body.who}}"}}]),
+    )
+}
+
+async fn put_flow(server: &Server, id: &str, flow: &Value, draft: bool) -> Value {
+    let query = if draft { "?draft=true" } else { "" };
+    let r = server
+        .admin(Method::PUT, &format!("/v1/flows/{id}{query}"))
+        .json(flow)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK, "PUT {id}{query}");
+    r.json().await.unwrap()
+}
+
+#[tokio::test]
+async fn a_plugin_version_no_flow_uses_is_removed_unloaded_and_can_be_installed_again() {
+    // The hostile set puts effect.wasm in the plugin directory.
+    let server = Server::start_with(Options {
+        hostile: true,
+        ..Options::default()
+    })
+    .await;
+    let greet = std::fs::read(hookflow::builtins::GREET_PLUGIN_PATHS[0]).unwrap();
+    let first = with_custom_section(&greet, uuid::Uuid::new_v4().as_bytes());
+    let (status, info) = install(&server, first).await;
+    assert_eq!(status, StatusCode::CREATED, "{info}");
+    let digest = info["digest"].as_str().unwrap().to_string();
+    assert_eq!(cached_copies(&digest), 1, "compiled into the cache");
+
+    // Used by the published version: refused, naming the flow.
+    let id = server.create_flow(greet_flow("greets")).await;
+    let (status, problem) = remove(&server, "greet@1.0.0").await;
+    assert_eq!(status, StatusCode::CONFLICT, "{problem}");
+    let detail = problem["detail"].as_str().unwrap();
+    assert!(
+        detail.contains(&id) && detail.contains("published version 1"),
+        "{detail}"
+    );
+    assert_eq!(problem["flows"][0]["flowId"], id.as_str(), "{problem}");
+    assert_eq!(problem["flows"][0]["draft"], false, "{problem}");
+
+    // Published without it, but a pending draft uses it: still refused, naming the draft.
+    let plain = webhook_flow("greets", json!([log_step("log", "hi")]));
+    put_flow(&server, &id, &plain, false).await;
+    put_flow(&server, &id, &greet_flow("greets"), true).await;
+    let (status, problem) = remove(&server, "greet@1.0.0").await;
+    assert_eq!(status, StatusCode::CONFLICT, "{problem}");
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("draft version 3"),
+        "{problem}"
+    );
+    assert_eq!(problem["flows"][0]["draft"], true, "{problem}");
+
+    // A draft without it replaces that one: only history (versions 1 and 3) names it now.
+    put_flow(&server, &id, &plain, true).await;
+    let (status, body) = remove(&server, "greet@1.0.0").await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    let r = server
+        .admin(Method::GET, "/v1/plugins/greet/1.0.0")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND, "no longer served");
+    assert_eq!(cached_copies(&digest), 0, "its compiled copy is deleted");
+    let events = server
+        .get_json("/v1/audit-events?action=plugin.removed")
+        .await;
+    assert_eq!(events["data"].as_array().unwrap().len(), 1, "{events}");
+    assert_eq!(
+        events["data"][0]["data"]["plugin"]["digest"],
+        digest.as_str()
+    );
+    assert_eq!(
+        events["data"][0]["summary"],
+        "Plugin greet@1.0.0 was removed"
+    );
+    // A test run of a version in history that names it says so instead of running.
+    let (status, problem) = test_run(
+        &server,
+        &id,
+        json!({"payload": {"who": "Ana"}, "version": 1}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{problem}");
+    assert!(problem.to_string().contains("greet@1.0.0"), "{problem}");
+    let (status, _) = remove(&server, "greet@1.0.0").await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "removed already");
+
+    // Built-ins and plugin-directory files are not removable through the API.
+    let (status, problem) = remove(&server, "log@0.1.0").await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert!(problem["detail"].as_str().unwrap().contains("built-in"));
+    let (status, problem) = remove(&server, "effect@0.1.0").await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("plugin directory")
+    );
+
+    // The same name@version with other bytes installs now, and runs.
+    let second = with_custom_section(&greet, uuid::Uuid::new_v4().as_bytes());
+    let (status, info) = install(&server, second).await;
+    assert_eq!(status, StatusCode::CREATED, "{info}");
+    assert_ne!(info["digest"], digest.as_str());
+    let again = server.create_flow(greet_flow("greets again")).await;
+    let run = server.run_flow(&again, &json!({"who": "Bo"})).await;
+    assert_eq!(step(&run, "greet")["output"]["greeting"], "hello, Bo");
+}
+
+/// Runs on PostgreSQL whatever `HOOKFLOW_TEST_DATABASE` says: several processes need it.
+#[tokio::test]
+async fn a_plugin_removed_through_one_process_stops_serving_in_the_others() {
+    let database = TestDatabase::create();
+    let a = database.start_server(&[]).await;
+    let b = database.start_server(&[]).await;
+    let greet = std::fs::read(hookflow::builtins::GREET_PLUGIN_PATHS[0]).unwrap();
+    let (status, _) = install(&a, greet.clone()).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let served = |server: &Server| {
+        let r = server.admin(Method::GET, "/v1/plugins/greet/1.0.0").send();
+        async move { r.await.unwrap().status() == StatusCode::OK }
+    };
+    // B loads it (announced), then A removes it and B unloads it, announced the same way: the
+    // bound is below B's 10 s fallback check.
+    for (want, what) in [(true, "load"), (false, "unload")] {
+        if !want {
+            let (status, body) = remove(&a, "greet@1.0.0").await;
+            assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+            assert!(!served(&a).await);
+        }
+        let mut polls = 0;
+        while served(&b).await != want {
+            polls += 1;
+            assert!(
+                polls < 40,
+                "B did not {what} greet@1.0.0 before its fallback check"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+    }
+    // A flow saved on B cannot use it now; a new install with other bytes reaches B.
+    let r = b
+        .admin(Method::POST, "/v1/flows")
+        .json(&greet_flow("greets"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let (status, _) = install(&a, with_custom_section(&greet, b"again")).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let mut polls = 0;
+    while !served(&b).await {
+        polls += 1;
+        assert!(polls < 40, "B did not load the new bytes");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    drop((a, b));
+}

@@ -1,12 +1,15 @@
 //! `/v1/event-types` (the catalog), `/v1/handler-flows` (the generator) and
-//! `/v1/flows/{id}/test` (synchronous test runs).
+//! `/v1/flows/{id}/test` (synchronous test runs, of the published version unless asked for the
+//! draft or a saved version by number).
 
 use super::guard::{self, Caller, Route};
 use super::openapi::Object;
 use super::{ApiError, ApiResult, AppState, Params, RequestActor};
 use crate::access::{Need, Target};
 use crate::catalog::Catalog;
+use crate::flow::Flow;
 use crate::generate::{self, GenerateError};
+use crate::registry::ActiveFlow;
 use crate::store::{
     AuditAction, AuditDraft, Environment, FlowRecord, NewEvent, Role, RunDetail, RunOutcome, Scope,
     new_id,
@@ -18,6 +21,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use std::sync::Arc;
 
 pub fn routes() -> Vec<Route> {
     vec![
@@ -39,6 +43,7 @@ pub fn routes() -> Vec<Route> {
             test_flow,
         )
         .doc("Runs the flow now on a sample or given payload, as a test run: the whole run")
+        .query::<TestParams>()
         .body::<TestRequest>()
         .returns::<RunDetail>(StatusCode::OK),
     ]
@@ -185,12 +190,106 @@ struct TestRequest {
     payload: Option<Value>,
     #[serde(default)]
     live: bool,
+    /// Which version to run: `"published"` (the default), `"draft"` (the pending draft, to try
+    /// it before publishing) or a saved version's number. Read by hand, so a wrong type is
+    /// refused naming the field.
+    #[schemars(with = "Option<TestVersion>")]
+    version: Option<Value>,
+}
+
+/// `version` of a test run: a name or a saved version's number.
+#[derive(Debug, Clone, schemars::JsonSchema)]
+#[serde(untagged)]
+enum TestVersion {
+    Number(i64),
+    Name(String),
+}
+
+impl TestVersion {
+    fn parse(value: Value) -> ApiResult<TestVersion> {
+        match &value {
+            Value::String(name) => return Ok(TestVersion::Name(name.clone())),
+            Value::Number(n) => {
+                if let Some(number) = n.as_i64() {
+                    return Ok(TestVersion::Number(number));
+                }
+            }
+            _ => {}
+        }
+        Err(ApiError::bad_request(format!(
+            "version: expected \"published\", \"draft\" or a version number, not {value}"
+        )))
+    }
+}
+
+/// `?draft=true` asks for the draft, like `PUT /v1/flows/{id}?draft=true` saves one.
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+struct TestParams {
+    draft: Option<bool>,
+}
+
+/// The version a test run runs (number, parsed flow, whether it is the pending draft): the
+/// published one unless the body's `version` or `?draft=true` asks for another. A version that
+/// names a plugin no longer installed (one removed since: history does not keep plugins) is
+/// refused with the problem by path, before anything is recorded.
+async fn tested_version(
+    app: &AppState,
+    active: &ActiveFlow,
+    asked: Option<TestVersion>,
+    draft_param: bool,
+) -> ApiResult<(i64, Arc<Flow>, bool)> {
+    let id = &active.record.id;
+    let asked = match (asked, draft_param) {
+        (None, true) => Some(TestVersion::Name("draft".into())),
+        (Some(TestVersion::Name(name)), true) if name != "draft" => {
+            return Err(ApiError::bad_request(format!(
+                "version: {name:?} contradicts ?draft=true"
+            )));
+        }
+        (Some(TestVersion::Number(n)), true) if Some(n) != active.state.draft_version => {
+            return Err(ApiError::bad_request(format!(
+                "version: {n} is not the draft ?draft=true asks for"
+            )));
+        }
+        (asked, _) => asked,
+    };
+    let number = match asked {
+        None => return Ok((active.record.version, active.flow.clone(), false)),
+        Some(TestVersion::Name(name)) if name == "published" => {
+            return Ok((active.record.version, active.flow.clone(), false));
+        }
+        Some(TestVersion::Name(name)) if name == "draft" => {
+            active.state.draft_version.ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::CONFLICT,
+                    format!(
+                        "version: flow {id} has no draft (save one with PUT /v1/flows/{id}?draft=true)"
+                    ),
+                )
+            })?
+        }
+        Some(TestVersion::Name(name)) => {
+            return Err(ApiError::bad_request(format!(
+                "version: expected \"published\", \"draft\" or a version number, not {name:?}"
+            )));
+        }
+        Some(TestVersion::Number(n)) => n,
+    };
+    let flow = app.flows.version(id, number).await?.ok_or_else(|| {
+        ApiError::not_found(format!("version: flow {id} has no version {number}"))
+    })?;
+    let problems = crate::registry::plugin_problems(&flow, &app.sandbox);
+    if !problems.is_empty() {
+        return Err(ApiError::invalid(crate::flow::Problems(problems)));
+    }
+    Ok((number, flow, Some(number) == active.state.draft_version))
 }
 
 async fn test_flow(
     State(app): State<AppState>,
     RequestActor(actor): RequestActor,
     Path(id): Path<String>,
+    Params(params): Params<TestParams>,
     body: axum::body::Bytes,
 ) -> ApiResult<Json<Value>> {
     let request: TestRequest = super::json_body(&body)?;
@@ -208,7 +307,10 @@ async fn test_flow(
         .current(&id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("flow {id} not found")))?;
-    let payload = testrun::resolve_payload(&active.flow, &input)
+    let asked = request.version.map(TestVersion::parse).transpose()?;
+    let (flow_version, flow, draft) =
+        tested_version(&app, &active, asked, params.draft == Some(true)).await?;
+    let payload = testrun::resolve_payload(&flow, &input)
         .map_err(|e| ApiError::bad_request(format!("event: {e}")))?;
     let run_id = new_id();
     let scope = Scope {
@@ -226,6 +328,7 @@ async fn test_flow(
             AuditAction::FlowTested,
             json!({
                 "flow": {"id": id, "displayName": active.record.name},
+                "flowVersion": {"version": flow_version, "draft": draft},
                 "flowRun": {"id": run_id, "environment": Environment::Testing},
                 "live": request.live,
             }),
@@ -236,7 +339,7 @@ async fn test_flow(
         &scope,
         &run_id,
         &id,
-        &active.flow,
+        &flow,
         payload.clone(),
         request.live,
     )
@@ -245,7 +348,7 @@ async fn test_flow(
         event_id: new_id(),
         run_id: run_id.clone(),
         flow_id: id.clone(),
-        flow_version: active.record.version,
+        flow_version,
         scope: Scope {
             platform_id: active.record.platform_id.clone(),
             project_id: active.record.project_id.clone(),

@@ -20,7 +20,7 @@ use super::{ApiError, ApiResult, AppState, PageParams, Params, RequestActor};
 use crate::access::{Need, Target};
 use crate::flow::Flow;
 use crate::registry::ActiveFlow;
-use crate::store::{FlowRecord, Role};
+use crate::store::{FlowRecord, FlowState, Role};
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -227,9 +227,17 @@ fn render(active: &ActiveFlow) -> Value {
     let r = &active.record;
     let mut body = masked_record(r);
     body["webhookUrl"] = json!(format!("/v1/webhooks/{}", r.id));
-    body["enabled"] = json!(active.state.enabled);
-    body["draftVersion"] = json!(active.state.draft_version);
+    lifecycle(&mut body, &active.state);
     body
+}
+
+/// A flow's lifecycle beside its record (whose `version` is the published one): `enabled`,
+/// `publishedVersion` and `draftVersion` (`null` when no draft is pending), in every answer that
+/// shows a flow, lists included.
+fn lifecycle(body: &mut Value, state: &FlowState) {
+    body["enabled"] = json!(state.enabled);
+    body["publishedVersion"] = body["version"].clone();
+    body["draftVersion"] = json!(state.draft_version);
 }
 
 async fn create(
@@ -273,10 +281,17 @@ async fn list(
     .parse()?;
     let only = super::narrow(caller.visible, params.project_id);
     let page = app.flows.list(limit, cursor, only).await?;
+    let ids = page.data.iter().map(|r| r.id.clone()).collect();
+    let states: std::collections::HashMap<String, FlowState> =
+        app.store.flow_states(ids).await?.into_iter().collect();
     let mut body = json!(page);
     if let Some(records) = body["data"].as_array_mut() {
         for record in records {
             crate::flow::model::mask_credentials(&mut record["definition"]);
+            // Deleted between the two reads: shown as it was listed, without a state.
+            if let Some(state) = record["id"].as_str().and_then(|id| states.get(id)) {
+                lifecycle(record, state);
+            }
         }
     }
     Ok(Json(body))

@@ -4,6 +4,7 @@
 mod http;
 mod local_run;
 mod people;
+mod progress;
 mod remote;
 mod replay;
 mod scaffold;
@@ -152,6 +153,9 @@ enum AuditCommand {
         /// Write to this file instead of stdout.
         #[arg(short, long)]
         output: Option<PathBuf>,
+        /// No progress on standard error.
+        #[arg(long, short)]
+        quiet: bool,
     },
     /// Check the keyed hash chain, the head and retention checkpoints; name every problem.
     Verify {
@@ -264,8 +268,19 @@ enum FlowCommand {
         /// Also run steps whose plugin has side effects.
         #[arg(long)]
         live: bool,
+        /// A flow on a server: run its pending draft instead of the published version.
+        #[arg(long, conflicts_with = "flow_version")]
+        draft: bool,
+        /// A flow on a server: run this saved version instead of the published one.
+        #[arg(long)]
+        flow_version: Option<i64>,
         /// Server for flow ids.
-        #[arg(long, env = "HOOKFLOW_URL", default_value = "http://127.0.0.1:8080")]
+        #[arg(
+            long = "url",
+            visible_alias = "server",
+            env = "HOOKFLOW_URL",
+            default_value = "http://127.0.0.1:8080"
+        )]
         server: String,
         /// Admin token for flow ids.
         #[arg(long, env = "HOOKFLOW_ADMIN_TOKEN", hide_env_values = true)]
@@ -415,10 +430,17 @@ async fn dispatch(command: Command) -> Result<ExitCode, Failure> {
             event,
             payload,
             live,
+            draft,
+            flow_version,
             server,
             token,
             json,
         }) => {
+            let version = match (draft, flow_version) {
+                (true, _) => Some(json!("draft")),
+                (false, Some(n)) => Some(json!(n)),
+                (false, None) => None,
+            };
             let input = match (event, payload) {
                 (Some(event), None) => TestInput::Event(event),
                 (None, Some(path)) => TestInput::Payload(
@@ -427,7 +449,13 @@ async fn dispatch(command: Command) -> Result<ExitCode, Failure> {
                 ),
                 _ => return Err(usage("give --event TYPE or --payload FILE")),
             };
-            test_flow(&flow, input, live, &server, token.as_deref(), json).await
+            let target = TestTarget {
+                flow: &flow,
+                version,
+                server: &server,
+                token: token.as_deref(),
+            };
+            test_flow(target, input, live, json).await
         }
         Command::Flow(FlowCommand::Replay {
             flow,
@@ -461,14 +489,17 @@ async fn dispatch(command: Command) -> Result<ExitCode, Failure> {
             format,
             action,
             output,
+            quiet,
         }) => {
             use std::io::Write;
+            let mut progress = remote::audit::export_progress(quiet);
             if let Some(remote) = db.server.remote()? {
                 let format = match format {
                     crate::audit::ExportFormat::Csv => "csv",
                     crate::audit::ExportFormat::Jsonl => "jsonl",
                 };
-                return remote::audit::export(&remote, format, &action, output.as_deref()).await;
+                let to = output.as_deref();
+                return remote::audit::export(&remote, format, &action, to, progress).await;
             }
             let store = db.open().await?;
             let mut out: Box<dyn Write> = match &output {
@@ -496,12 +527,14 @@ async fn dispatch(command: Command) -> Result<ExitCode, Failure> {
                         .map_err(io)?;
                     count += 1;
                 }
+                progress.show(count, String::new);
                 match page.next.as_deref().and_then(crate::store::Cursor::decode) {
                     Some(next) => filter.cursor = Some(next),
                     None => break,
                 }
             }
             out.flush().map_err(io)?;
+            progress.finish(count, String::new);
             if output.is_some() {
                 eprintln!("exported {count} events");
             }
@@ -861,16 +894,34 @@ fn generate_flow(
     Ok(ExitCode::SUCCESS)
 }
 
+/// What `flow test` runs: a flow file here, or a flow on a server (a version of it, with
+/// `version`: `"draft"` or a number).
+struct TestTarget<'a> {
+    flow: &'a str,
+    version: Option<Value>,
+    server: &'a str,
+    token: Option<&'a str>,
+}
+
 async fn test_flow(
-    target: &str,
+    target: TestTarget<'_>,
     input: TestInput,
     live: bool,
-    server: &str,
-    token: Option<&str>,
     as_json: bool,
 ) -> Result<ExitCode, Failure> {
+    let TestTarget {
+        flow: target,
+        version,
+        server,
+        token,
+    } = target;
     let path = Path::new(target);
-    let (flow, result, run_id) = if path.exists() {
+    let (flow, result, run_id, tested) = if path.exists() {
+        if version.is_some() {
+            return Err(usage(format!(
+                "{target} is a file: --draft and --flow-version pick a version of a flow on a server"
+            )));
+        }
         let sandbox = Arc::new(
             crate::plugins::sandbox_with_plugins(
                 crate::plugins::user_cache_dir(),
@@ -895,13 +946,16 @@ async fn test_flow(
             live,
         )
         .await;
-        (flow, result, run_id)
+        (flow, result, run_id, None)
     } else {
         let token = token.ok_or_else(|| usage(format!("{target} is not a file; to test a flow on a server set HOOKFLOW_ADMIN_TOKEN or --token")))?;
-        let body = match &input {
+        let mut body = match &input {
             TestInput::Event(e) => json!({"event": e, "live": live}),
             TestInput::Payload(p) => json!({"payload": p, "live": live}),
         };
+        if let Some(version) = version {
+            body["version"] = version;
+        }
         let (status, run) = http::request(
             server,
             "POST",
@@ -916,8 +970,13 @@ async fn test_flow(
                 run["detail"].as_str().unwrap_or("(no detail)")
             )));
         }
-        let (status, record) =
-            http::request(server, "GET", &format!("/v1/flows/{target}"), token, None).await?;
+        // The trace is drawn over the version that ran.
+        let ran = run["flowVersion"].as_i64();
+        let record_path = match ran {
+            Some(v) => format!("/v1/flows/{target}/versions/{v}"),
+            None => format!("/v1/flows/{target}"),
+        };
+        let (status, record) = http::request(server, "GET", &record_path, token, None).await?;
         if status != 200 {
             return Err(usage(format!("server answered {status} for flow {target}")));
         }
@@ -935,9 +994,21 @@ async fn test_flow(
             flow,
             result,
             run["id"].as_str().unwrap_or_default().to_string(),
+            ran,
         )
     };
-    print_run(&flow, &result, &run_id, as_json);
+    if let Some(version) = tested {
+        if as_json {
+            let mut out = run_json(&result, &run_id);
+            out["flowVersion"] = json!(version);
+            println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+        } else {
+            println!("flow {target} version {version}");
+            print_run(&flow, &result, &run_id, false);
+        }
+    } else {
+        print_run(&flow, &result, &run_id, as_json);
+    }
     Ok(if result.status == RunStatus::Succeeded {
         ExitCode::SUCCESS
     } else {
@@ -945,9 +1016,14 @@ async fn test_flow(
     })
 }
 
+/// A run as `--json` prints it.
+fn run_json(result: &RunResult, run_id: &str) -> Value {
+    json!({ "runId": run_id, "status": result.status, "error": result.error, "durationMs": result.duration_ms, "steps": result.steps })
+}
+
 fn print_run(flow: &flow::Flow, result: &RunResult, run_id: &str, as_json: bool) {
     if as_json {
-        let out = json!({ "runId": run_id, "status": result.status, "error": result.error, "durationMs": result.duration_ms, "steps": result.steps });
+        let out = run_json(result, run_id);
         println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
     } else {
         print!("{}", trace::render(flow, result, trace::use_color()));

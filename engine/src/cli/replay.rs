@@ -2,11 +2,12 @@
 //! reports what its `threshold` steps would have fired (see [`crate::replay`]). FLOW is a flow
 //! file, or the id of a flow on a server whose definition is fetched and replayed here.
 
+use super::progress::{Progress, Unit};
 use super::{Failure, http, load_flow, local_scope, usage};
 use crate::exec::Executor;
 use crate::flow;
 use crate::replay::{self, ReplayReport};
-use std::io::{IsTerminal, Read, Write};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -22,6 +23,9 @@ pub(super) struct ReplayArgs {
     pub json: bool,
     pub quiet: bool,
 }
+
+/// Off a terminal, a replay of fewer events is quick enough to need no progress.
+const PROGRESS_FROM: u64 = 10_000;
 
 pub(super) async fn replay_command(args: ReplayArgs) -> Result<ExitCode, Failure> {
     for p in &args.plugins {
@@ -84,17 +88,24 @@ pub(super) async fn replay_command(args: ReplayArgs) -> Result<ExitCode, Failure
     let executor =
         Executor::new(sandbox, None).with_memory(Arc::new(crate::memory::LocalMemory::default()));
     let started = Instant::now();
-    let mut meter = Progress::new(!args.quiet, events.len());
+    let total = events.len() as u64;
+    let mut meter = Progress::new(
+        "replaying",
+        Unit::Items("events"),
+        Some(total),
+        PROGRESS_FROM,
+        args.quiet,
+    );
     let report = replay::replay(
         &executor,
         &local_scope(),
         &flow_id,
         &flow,
         events,
-        |done, total, alerts| meter.show(done, total, alerts),
+        |done, _, alerts| meter.show(done as u64, || format!(", {alerts} alerts")),
     )
     .await;
-    meter.finish();
+    meter.finish(total, || format!(", {} alerts", report.alerts.len()));
     let seconds = started.elapsed().as_secs_f64();
     if args.json {
         println!(
@@ -138,61 +149,6 @@ fn print_report(name: &str, report: &ReplayReport, seconds: f64) {
         println!("{} run(s) did not succeed:", report.failed_runs);
         for error in &report.errors {
             println!("  {error}");
-        }
-    }
-}
-
-/// Progress on standard error: a line rewritten in place on a terminal, a line per tenth of
-/// the work otherwise; nothing for small inputs or with `--quiet`.
-struct Progress {
-    enabled: bool,
-    terminal: bool,
-    last_shown: usize,
-    step: usize,
-}
-
-/// Below this many events a replay is quick enough to need no progress.
-const PROGRESS_FROM: usize = 10_000;
-
-impl Progress {
-    fn new(wanted: bool, total: usize) -> Progress {
-        let terminal = std::io::stderr().is_terminal();
-        Progress {
-            enabled: wanted && total >= PROGRESS_FROM,
-            terminal,
-            last_shown: 0,
-            step: if terminal {
-                1000
-            } else {
-                total.div_ceil(10).max(1)
-            },
-        }
-    }
-
-    fn show(&mut self, done: usize, total: usize, alerts: usize) {
-        if !self.enabled || (done - self.last_shown < self.step && done != total) {
-            return;
-        }
-        self.last_shown = done;
-        let percent = done * 100 / total.max(1);
-        let mut err = std::io::stderr().lock();
-        if self.terminal {
-            let _ = write!(
-                err,
-                "\rreplaying: {done}/{total} events ({percent}%), {alerts} alerts"
-            );
-            let _ = err.flush();
-        } else {
-            let _ = writeln!(
-                err,
-                "replaying: {done}/{total} events ({percent}%), {alerts} alerts"
-            );
-        }
-    }
-
-    fn finish(&self) {
-        if self.enabled && self.terminal {
-            eprintln!();
         }
     }
 }

@@ -46,6 +46,7 @@ mod windows;
 pub use audit::AuditDraft;
 pub use cache::{CacheEntry, CacheRefusal};
 pub use open::{DatabaseUrl, OpenOptions, OpenedStore, open, open_read_only};
+pub use plugins::{PluginRemoval, PluginUser};
 pub use postgres::{Hints, WorkListener};
 pub use retention::{
     ArchivedEvent, ArchivedRun, RETENTION_BATCH, RetentionScope, TERMINAL_STATUSES,

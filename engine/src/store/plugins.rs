@@ -48,6 +48,101 @@ pub async fn save(c: &mut dyn Conn, plugin: &StoredPlugin, draft: AuditDraft) ->
     c.notify(PLUGINS_CHANNEL).await
 }
 
+/// A flow that still runs a plugin version: its published version or its pending draft names
+/// it, so removing the version would break the flow's next run or publish.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PluginUser {
+    pub flow_id: String,
+    pub flow_name: String,
+    /// The flow version that names the plugin.
+    pub version: i64,
+    /// True when that version is the pending draft, false when it is the published one.
+    pub draft: bool,
+}
+
+/// What [`remove`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PluginRemoval {
+    Removed,
+    /// No stored component with that name, version and digest.
+    NotFound,
+    /// Refused: these flows use it (nothing changed).
+    InUse(Vec<PluginUser>),
+}
+
+/// Deletes the stored component `name@version` with `digest`, with its audit event, and tells
+/// every process to stop serving it; refused while a flow that is not deleted names it in its
+/// published version or its pending draft (decided in the same transaction as the delete).
+/// Older versions in a flow's history do not count: they run only when asked for by number,
+/// and such a run then fails naming the missing plugin. The digest guards against removing a
+/// component installed again (other bytes) since the caller read it.
+pub async fn remove(
+    c: &mut dyn Conn,
+    name: &str,
+    version: &str,
+    digest: &str,
+    draft: AuditDraft,
+) -> StoreResult<PluginRemoval> {
+    let label = format!("{name}@{version}");
+    // A cheap text match narrows the flows; parsing each candidate decides (the label could
+    // appear in an input value too).
+    let pattern = format!("%\"{label}\"%");
+    let rows = c
+        .query(
+            "SELECT f.id, f.name, f.version, f.definition, f.draft_version, v.definition AS draft \
+             FROM flows f LEFT JOIN flow_versions v ON v.flow_id = f.id AND v.version = f.draft_version \
+             WHERE f.deleted IS NULL AND (f.definition LIKE ? OR v.definition LIKE ?) ORDER BY f.id",
+            params![&pattern, &pattern],
+        )
+        .await?;
+    let mut users = Vec::new();
+    for row in &rows {
+        let published = (row.int("version")?, false, Some(row.json("definition")?));
+        let draft = (
+            row.opt_int("draft_version")?.unwrap_or_default(),
+            true,
+            row.opt_json("draft")?,
+        );
+        for (number, is_draft, definition) in [published, draft] {
+            if definition.is_some_and(|d| uses_plugin(d, &label)) {
+                users.push(PluginUser {
+                    flow_id: row.text("id")?,
+                    flow_name: row.text("name")?,
+                    version: number,
+                    draft: is_draft,
+                });
+            }
+        }
+    }
+    if !users.is_empty() {
+        return Ok(PluginRemoval::InUse(users));
+    }
+    let deleted = c
+        .execute(
+            "DELETE FROM plugins WHERE name = ? AND version = ? AND digest = ?",
+            params![name, version, digest],
+        )
+        .await?;
+    if deleted == 0 {
+        return Ok(PluginRemoval::NotFound);
+    }
+    audit::append(c, &[draft]).await?;
+    c.notify(PLUGINS_CHANNEL).await?;
+    Ok(PluginRemoval::Removed)
+}
+
+/// Whether a stored flow definition has an action step calling `label` (`name@version`).
+fn uses_plugin(definition: serde_json::Value, label: &str) -> bool {
+    match crate::flow::flow_from_value(definition) {
+        Ok(flow) => flow
+            .action_steps()
+            .any(|step| step.plugin.to_string() == label),
+        // A stored definition that no longer parses matched the text: count it, as the safe side.
+        Err(_) => true,
+    }
+}
+
 /// `(name, version, digest)` of every stored component.
 pub async fn digests(c: &mut dyn Conn) -> StoreResult<Vec<(String, String, String)>> {
     c.query(

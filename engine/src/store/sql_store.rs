@@ -425,6 +425,20 @@ impl Store {
         on!(self.write, [plugin], |c| plugins::save(c, &plugin, draft))
     }
 
+    /// Deletes a stored plugin component (`name@version` with `digest`) with its audit event,
+    /// unless a flow's published version or pending draft uses it (see [`plugins::remove`]).
+    pub async fn remove_plugin(
+        &self,
+        name: &str,
+        version: &str,
+        digest: &str,
+        draft: AuditDraft,
+    ) -> StoreResult<PluginRemoval> {
+        on!(self.write, [name, version, digest], |c| plugins::remove(
+            c, &name, &version, &digest, draft
+        ))
+    }
+
     /// `(name, version, digest)` of every stored plugin, by name and version.
     pub async fn plugin_digests(&self) -> StoreResult<Vec<(String, String, String)>> {
         on!(self.read, [], |c| plugins::digests(c))

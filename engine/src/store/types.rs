@@ -146,6 +146,7 @@ string_enum!(
         DestinationDisabled => "destination.disabled",
         DestinationLoopStopped => "destination.loop.stopped",
         PluginInstalled => "plugin.installed",
+        PluginRemoved => "plugin.removed",
         UserSignedIn => "user.signed.in",
         UserSignedOut => "user.signed.out",
         UserSignedUp => "user.signed.up",

@@ -31,7 +31,7 @@ pub fn compile(
     let Some(dir) = dir else {
         return Component::new(engine, wasm);
     };
-    let path = dir.join(format!("{digest}-{}.cwasm", engine_key(engine)));
+    let path = entry(engine, dir, digest);
     if path.exists() {
         // SAFETY: the file was written by this process family from `Component::serialize` under
         // a name that includes the engine's compatibility hash; the directory is ours.
@@ -53,6 +53,25 @@ pub fn compile(
     match unsafe { Component::deserialize_file(engine, &path) } {
         Ok(mapped) => Ok(mapped),
         Err(_) => Ok(component),
+    }
+}
+
+/// Where the compiled copy of the component with `digest` is kept in `dir`.
+fn entry(engine: &Engine, dir: &Path, digest: &str) -> std::path::PathBuf {
+    dir.join(format!("{digest}-{}.cwasm", engine_key(engine)))
+}
+
+/// Deletes the compiled copy of a removed component, so its disk space is returned and nothing
+/// compiled from it outlives the removal. A copy that is not there is fine; one that cannot be
+/// deleted is only logged (it is never served without its component being installed again).
+pub fn forget(engine: &Engine, dir: &Path, digest: &str) {
+    let path = entry(engine, dir, digest);
+    match std::fs::remove_file(&path) {
+        Ok(()) => {}
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+        Err(error) => {
+            tracing::warn!(%error, path = %path.display(), "could not delete a removed plugin's compiled copy")
+        }
     }
 }
 

@@ -419,6 +419,25 @@ impl Sandbox {
         info
     }
 
+    /// Stops serving `name@version` when it is registered with `digest` (a built-in, or other
+    /// bytes registered meanwhile under that version, stay), and deletes its compiled copy from
+    /// the disk cache. Steps already running it finish on the instance they hold; its compiled
+    /// code and linked instances are freed when the last of them ends.
+    pub fn unload(&self, name: &str, version: &str, digest: &str) -> Option<PluginInfo> {
+        let key = (name.to_string(), version.to_string());
+        let removed = {
+            let mut plugins = self.plugins.write().expect("plugin map poisoned");
+            match plugins.get(&key) {
+                Some(p) if p.info.digest == digest && !p.info.builtin => plugins.remove(&key)?,
+                _ => return None,
+            }
+        };
+        if let Some(dir) = &self.config.cache_dir {
+            cache::forget(&self.engine, dir, digest);
+        }
+        Some(removed.info.clone())
+    }
+
     /// [`Sandbox::prepare`] then [`Sandbox::register`].
     pub async fn load(&self, wasm: &[u8], builtin: bool) -> Result<PluginInfo, LoadError> {
         Ok(self.register(self.prepare(wasm, builtin).await?))

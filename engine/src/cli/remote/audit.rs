@@ -4,6 +4,7 @@
 //! the same commands read the database directly (`cli::mod`), as before.
 
 use super::{Remote, encode, print_json, text};
+use crate::cli::progress::{Progress, Unit};
 use crate::cli::table::Table;
 use crate::cli::{Failure, usage};
 use serde_json::Value;
@@ -85,12 +86,28 @@ pub fn print_events(events: &[Value]) {
     }
 }
 
+/// Off a terminal, an audit export reports every this many events.
+const EXPORT_PROGRESS_EVERY: u64 = 10_000;
+
+/// The progress of `audit export`, through a server or from the database (the number of events
+/// is not known in advance).
+pub fn export_progress(quiet: bool) -> Progress {
+    Progress::new(
+        "exporting",
+        Unit::Items("events"),
+        None,
+        EXPORT_PROGRESS_EVERY,
+        quiet,
+    )
+}
+
 /// Streams the server's export (JSONL or CSV) to `output` or stdout as it arrives.
 pub async fn export(
     remote: &Remote,
     format: &str,
     actions: &[String],
     output: Option<&Path>,
+    mut progress: Progress,
 ) -> Result<ExitCode, Failure> {
     let path = format!(
         "/v1/audit-events/export?format={}{}",
@@ -118,18 +135,28 @@ pub async fn export(
         let Some(chunk) = chunk else { break };
         lines += chunk.iter().filter(|b| **b == b'\n').count();
         out.write_all(&chunk).map_err(io)?;
+        progress.show(events(format, lines), String::new);
     }
     out.flush().map_err(io)?;
+    progress.finish(events(format, lines), String::new);
     if let Some(path) = output {
-        // The CSV header is a line too; JSON Lines have none.
-        let events = if format == "csv" {
-            lines.saturating_sub(1)
-        } else {
-            lines
-        };
-        eprintln!("exported {events} events to {}", path.display());
+        eprintln!(
+            "exported {} events to {}",
+            events(format, lines),
+            path.display()
+        );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Events in an export of `lines` lines: the CSV header is a line too; JSON Lines have none.
+fn events(format: &str, lines: usize) -> u64 {
+    let lines = lines as u64;
+    if format == "csv" {
+        lines.saturating_sub(1)
+    } else {
+        lines
+    }
 }
 
 /// The chain verdict: exit 0 when intact, 1 when broken (as the local `audit verify`).

@@ -1,6 +1,8 @@
-//! `hookflow flow deploy|list|show|export|delete|versions|diff`: flows on a server.
+//! `hookflow flow deploy|list|show|export|publish|enable|disable|delete|versions|diff`: flows on
+//! a server.
 
 use super::{Body, Connect, Remote, encode, print_json, text};
+use crate::cli::progress::{Progress, Unit};
 use crate::cli::table::Table;
 use crate::cli::{Failure, usage};
 use crate::flow::{self, Format};
@@ -39,15 +41,45 @@ pub enum FlowRemoteCommand {
         #[command(flatten)]
         connect: Connect,
     },
-    /// Print a flow's definition as YAML (or JSON with --json).
+    /// Print a flow's definition as YAML (or JSON with --json); several flows (or --all) are
+    /// written one file each (ID.yaml) into the --output directory.
     Export {
-        id: String,
-        /// A saved version instead of the current one.
+        /// The flows to export.
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        ids: Vec<String>,
+        /// Every flow the token sees (with --project: that project's).
+        #[arg(long)]
+        all: bool,
+        /// With --all: only this project's flows.
+        #[arg(long, requires = "all")]
+        project: Option<String>,
+        /// A saved version instead of the current one (one flow only).
         #[arg(long)]
         version: Option<i64>,
-        /// Write to this file instead of stdout.
+        /// Write to this file (one flow) or directory (several) instead of stdout.
         #[arg(short, long)]
         output: Option<PathBuf>,
+        /// Nothing on standard error but errors (no progress, no summary).
+        #[arg(long, short)]
+        quiet: bool,
+        #[command(flatten)]
+        connect: Connect,
+    },
+    /// Make a flow's pending draft the version its webhook and schedule run.
+    Publish {
+        id: String,
+        #[command(flatten)]
+        connect: Connect,
+    },
+    /// Turn a flow on again (its webhook answers, its schedule fires).
+    Enable {
+        id: String,
+        #[command(flatten)]
+        connect: Connect,
+    },
+    /// Turn a flow off: its webhook answers 404 and stores nothing, its schedule idles.
+    Disable {
+        id: String,
         #[command(flatten)]
         connect: Connect,
     },
@@ -96,12 +128,23 @@ pub async fn run(command: FlowRemoteCommand) -> Result<ExitCode, Failure> {
                 println!("no flows");
                 return Ok(ExitCode::SUCCESS);
             }
-            let mut table = Table::new(&["ID", "NAME", "VERSION", "TRIGGER", "PROJECT", "UPDATED"]);
+            let mut table = Table::new(&[
+                "ID",
+                "NAME",
+                "ENABLED",
+                "PUBLISHED",
+                "DRAFT",
+                "TRIGGER",
+                "PROJECT",
+                "UPDATED",
+            ]);
             for f in &flows {
                 table.row([
                     text(&f["id"]),
                     text(&f["name"]),
+                    enabled(&f["enabled"]).into(),
                     text(&f["version"]),
+                    text(&f["draftVersion"]),
                     text(&f["definition"]["trigger"]["type"]),
                     text(&f["projectId"]),
                     text(&f["updated"]),
@@ -121,7 +164,14 @@ pub async fn run(command: FlowRemoteCommand) -> Result<ExitCode, Failure> {
             let definition = &record["definition"];
             println!("id:       {}", text(&record["id"]));
             println!("name:     {}", text(&record["name"]));
-            println!("version:  {}", text(&record["version"]));
+            println!("version:  {} (published)", text(&record["version"]));
+            println!("enabled:  {}", enabled(&record["enabled"]));
+            match record["draftVersion"].as_i64() {
+                Some(draft) => println!(
+                    "draft:    version {draft} pending (try it: hookflow flow test {id} --draft; publish it: hookflow flow publish {id})"
+                ),
+                None => println!("draft:    none pending"),
+            }
             println!("project:  {}", text(&record["projectId"]));
             println!("trigger:  {}", trigger_line(&definition["trigger"]));
             if definition["trigger"]["type"] == "webhook" {
@@ -140,20 +190,29 @@ pub async fn run(command: FlowRemoteCommand) -> Result<ExitCode, Failure> {
             Ok(ExitCode::SUCCESS)
         }
         FlowRemoteCommand::Export {
-            id,
+            ids,
+            all,
+            project,
             version,
             output,
+            quiet,
             connect,
         } => {
             let remote = connect.remote()?;
-            let definition = definition(&remote, &id, version).await?;
-            let text = if connect.json {
-                serde_json::to_string_pretty(&definition)
-                    .map_err(|e| Failure::Internal(e.into()))?
-                    + "\n"
-            } else {
-                crate::yaml::to_string(&definition).map_err(|e| Failure::Internal(e.into()))?
+            let id = match ids.as_slice() {
+                [one] if !all => one.clone(),
+                _ => {
+                    let many = Export {
+                        ids,
+                        all,
+                        project,
+                        quiet,
+                    };
+                    return export_many(&remote, many, version, output, connect.json).await;
+                }
             };
+            let definition = definition(&remote, &id, version).await?;
+            let text = document(&definition, connect.json)?;
             match output {
                 None => print!("{text}"),
                 Some(path) => {
@@ -164,6 +223,9 @@ pub async fn run(command: FlowRemoteCommand) -> Result<ExitCode, Failure> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        FlowRemoteCommand::Publish { id, connect } => lifecycle(&id, "publish", &connect).await,
+        FlowRemoteCommand::Enable { id, connect } => lifecycle(&id, "enable", &connect).await,
+        FlowRemoteCommand::Disable { id, connect } => lifecycle(&id, "disable", &connect).await,
         FlowRemoteCommand::Delete { id, connect } => {
             let remote = connect.remote()?;
             remote
@@ -332,6 +394,134 @@ async fn deploy(
         println!("(the credential is shown only this once: keep it now)");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Which flows `flow export` writes when there are several.
+struct Export {
+    ids: Vec<String>,
+    all: bool,
+    project: Option<String>,
+    quiet: bool,
+}
+
+/// Off a terminal, exports of fewer flows show no progress.
+const EXPORT_PROGRESS_FROM: u64 = 50;
+
+/// `flow export` of several flows (or `--all`): one file per flow, `ID.yaml` (`ID.json` with
+/// `--json`), in the `--output` directory, with progress on standard error.
+async fn export_many(
+    remote: &Remote,
+    which: Export,
+    version: Option<i64>,
+    output: Option<PathBuf>,
+    json: bool,
+) -> Result<ExitCode, Failure> {
+    if version.is_some() {
+        return Err(usage("--version exports one flow; give a single ID"));
+    }
+    let Some(dir) = output else {
+        return Err(usage(
+            "several flows are written one file each: give --output DIRECTORY",
+        ));
+    };
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| usage(format!("cannot create {}: {e}", dir.display())))?;
+    let records: Vec<Value> = if which.all {
+        let path = match &which.project {
+            Some(p) => format!("/v1/flows?projectId={}", encode(p)),
+            None => "/v1/flows".to_string(),
+        };
+        remote.get_all(&path).await?
+    } else {
+        let mut records = Vec::with_capacity(which.ids.len());
+        for id in &which.ids {
+            records.push(remote.get(&format!("/v1/flows/{}", encode(id))).await?);
+        }
+        records
+    };
+    let total = records.len() as u64;
+    let mut progress = Progress::new(
+        "exporting",
+        Unit::Items("flows"),
+        Some(total),
+        EXPORT_PROGRESS_FROM,
+        which.quiet,
+    );
+    let extension = if json { "json" } else { "yaml" };
+    for (done, record) in records.iter().enumerate() {
+        let id = record["id"].as_str().unwrap_or_default();
+        // Ids come from the server: keep only what is safe in a file name.
+        let stem: String = id
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_'))
+            .collect();
+        if stem.is_empty() {
+            return Err(Failure::Internal(anyhow::anyhow!(
+                "the server answered a flow without a usable id: {}",
+                text(&record["id"])
+            )));
+        }
+        let path = dir.join(format!("{stem}.{extension}"));
+        std::fs::write(&path, document(&record["definition"], json)?)
+            .map_err(|e| usage(format!("cannot write {}: {e}", path.display())))?;
+        progress.show(done as u64 + 1, String::new);
+    }
+    progress.finish(total, String::new);
+    if !which.quiet {
+        eprintln!(
+            "exported {total} flow{} to {}",
+            if total == 1 { "" } else { "s" },
+            dir.display()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A definition as a file holds it: YAML, or pretty JSON.
+fn document(definition: &Value, json: bool) -> Result<String, Failure> {
+    if json {
+        Ok(
+            serde_json::to_string_pretty(definition).map_err(|e| Failure::Internal(e.into()))?
+                + "\n",
+        )
+    } else {
+        crate::yaml::to_string(definition).map_err(|e| Failure::Internal(e.into()))
+    }
+}
+
+/// `flow publish|enable|disable ID`: the lifecycle call, then where the flow stands.
+async fn lifecycle(id: &str, action: &str, connect: &Connect) -> Result<ExitCode, Failure> {
+    let remote = connect.remote()?;
+    let record = remote
+        .call(
+            Method::POST,
+            &format!("/v1/flows/{}/{action}", encode(id)),
+            Body::None,
+        )
+        .await?;
+    if connect.json {
+        print_json(&record);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "flow {id}: version {} published, {}",
+        text(&record["version"]),
+        if record["enabled"] == false {
+            "disabled"
+        } else {
+            "enabled"
+        }
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `enabled` as the table shows it (`-` when the server does not say).
+fn enabled(value: &Value) -> &'static str {
+    match value.as_bool() {
+        Some(true) => "yes",
+        Some(false) => "no",
+        None => "-",
+    }
 }
 
 /// The credential a save answered with, when the server returns one (a generated webhook token

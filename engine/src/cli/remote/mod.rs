@@ -15,6 +15,7 @@ pub mod plugins;
 pub mod runs;
 pub mod secrets;
 
+use super::progress::Progress;
 use super::{Failure, usage};
 use anyhow::anyhow;
 use serde_json::Value;
@@ -61,7 +62,26 @@ pub struct Remote {
 pub enum Body<'a> {
     None,
     Json(&'a Value),
-    Raw(&'a str, Vec<u8>),
+    /// Bytes of this content type, sent in chunks that move the progress as they go out.
+    Upload(&'a str, Vec<u8>, Progress),
+}
+
+/// Size of the chunks an upload is handed to the connection in (one progress step each).
+const UPLOAD_CHUNK: usize = 64 << 10;
+
+/// `bytes` as a streamed body that reports each chunk taken by the connection to `progress`.
+fn upload_body(bytes: Vec<u8>, mut progress: Progress) -> reqwest::Body {
+    let bytes = bytes::Bytes::from(bytes);
+    let total = bytes.len();
+    let chunks = (0..total).step_by(UPLOAD_CHUNK).map(move |start| {
+        let end = (start + UPLOAD_CHUNK).min(total);
+        progress.show(end as u64, String::new);
+        if end == total {
+            progress.finish(end as u64, || "; the server compiles it now".into());
+        }
+        Ok::<_, std::io::Error>(bytes.slice(start..end))
+    });
+    reqwest::Body::wrap_stream(futures::stream::iter(chunks))
 }
 
 impl Remote {
@@ -103,9 +123,10 @@ impl Remote {
             Body::Json(value) => request
                 .header(reqwest::header::CONTENT_TYPE, "application/json")
                 .body(value.to_string()),
-            Body::Raw(content_type, bytes) => request
+            Body::Upload(content_type, bytes, progress) => request
                 .header(reqwest::header::CONTENT_TYPE, content_type)
-                .body(bytes),
+                .header(reqwest::header::CONTENT_LENGTH, bytes.len())
+                .body(upload_body(bytes, progress)),
         };
         let response = request
             .send()

@@ -1,6 +1,7 @@
-//! `hookflow plugin list|install|show`: the plugins a server runs.
+//! `hookflow plugin list|install|show|remove`: the plugins a server runs.
 
-use super::{Body, Connect, print_json, text};
+use super::{Body, Connect, encode, print_json, text};
+use crate::cli::progress::{Progress, Unit};
 use crate::cli::table::Table;
 use crate::cli::{Failure, usage};
 use reqwest::Method;
@@ -14,6 +15,17 @@ pub enum PluginRemoteCommand {
     Install {
         /// The `.wasm` component.
         file: PathBuf,
+        /// No upload progress on standard error.
+        #[arg(long, short)]
+        quiet: bool,
+        #[command(flatten)]
+        connect: Connect,
+    },
+    /// Remove an installed plugin version that no flow's published version or draft uses
+    /// (older versions in flows' histories do not count).
+    Remove {
+        /// NAME@VERSION.
+        plugin: String,
         #[command(flatten)]
         connect: Connect,
     },
@@ -33,23 +45,26 @@ pub enum PluginRemoteCommand {
 
 pub async fn run(command: PluginRemoteCommand) -> Result<ExitCode, Failure> {
     match command {
-        PluginRemoteCommand::Install { file, connect } => {
+        PluginRemoteCommand::Install {
+            file,
+            quiet,
+            connect,
+        } => {
             let wasm = std::fs::read(&file)
                 .map_err(|e| usage(format!("cannot read {}: {e}", file.display())))?;
             let remote = connect.remote()?;
-            let size = wasm.len();
-            if size > 4 << 20 && !connect.json {
-                eprintln!(
-                    "uploading {} ({:.1} MiB); the server compiles it before answering",
-                    file.display(),
-                    size as f64 / (1 << 20) as f64
-                );
-            }
+            let progress = Progress::new(
+                &format!("uploading {}", file.display()),
+                Unit::Bytes,
+                Some(wasm.len() as u64),
+                LARGE_COMPONENT,
+                quiet,
+            );
             let info = remote
                 .call(
                     Method::POST,
                     "/v1/plugins",
-                    Body::Raw("application/wasm", wasm),
+                    Body::Upload("application/wasm", wasm, progress),
                 )
                 .await?;
             if connect.json {
@@ -81,6 +96,27 @@ pub async fn run(command: PluginRemoteCommand) -> Result<ExitCode, Failure> {
                 ]);
             }
             table.print();
+            Ok(ExitCode::SUCCESS)
+        }
+        PluginRemoteCommand::Remove { plugin, connect } => {
+            let Some((name, version)) = plugin.split_once('@') else {
+                return Err(usage(format!(
+                    "{plugin}: give NAME@VERSION (versions are removed one at a time)"
+                )));
+            };
+            let remote = connect.remote()?;
+            remote
+                .call(
+                    Method::DELETE,
+                    &format!("/v1/plugins/{}/{}", encode(name), encode(version)),
+                    Body::None,
+                )
+                .await?;
+            if connect.json {
+                print_json(&json!({"name": name, "version": version, "removed": true}));
+            } else {
+                println!("removed {name}@{version}");
+            }
             Ok(ExitCode::SUCCESS)
         }
         PluginRemoteCommand::Show { plugin, connect } => {
@@ -150,6 +186,9 @@ pub async fn run(command: PluginRemoteCommand) -> Result<ExitCode, Failure> {
         }
     }
 }
+
+/// Off a terminal, only components at least this big show upload progress.
+const LARGE_COMPONENT: u64 = 4 << 20;
 
 fn kind(p: &Value) -> &'static str {
     if p["builtin"] == true {
