@@ -87,8 +87,9 @@ pub struct ServeConfig {
     #[arg(long, env = "HOOKFLOW_AUDIT_RETENTION_DAYS", default_value_t = 90.0)]
     pub audit_retention_days: f64,
     /// Finished runs (with their step results and events) older than this many days are deleted
-    /// in batches of 1,000 rows per transaction (fractions allowed: `0.5` is 12 hours). Queued
-    /// and running runs are never deleted. Unset: runs are kept.
+    /// in short transactions of at most 1,000 runs, sized and spaced so intake keeps its writes
+    /// flowing (fractions allowed: `0.5` is 12 hours). Queued and running runs are never
+    /// deleted. Unset: runs are kept.
     #[arg(long, env = "HOOKFLOW_RUN_RETENTION_DAYS")]
     pub run_retention_days: Option<f64>,
     /// Per-flow run retention overriding `--run-retention-days`: `FLOW_ID=DAYS`, comma-separated
@@ -108,6 +109,11 @@ pub struct ServeConfig {
         hide = true
     )]
     pub run_retention_interval_secs: u64,
+    /// Where run retention archives what it deletes, before the delete: each run with its event
+    /// and step results as one JSON line, gzip, one owner-only file per day the run was created
+    /// (`runs-YYYY-MM-DD.jsonl.gz`), synced first. Unset: runs are only deleted.
+    #[arg(long, env = "HOOKFLOW_RUN_ARCHIVE_DIR")]
+    pub run_archive_dir: Option<PathBuf>,
     /// Allow destinations and plugin HTTP to reach loopback, private ranges and plain `http://`
     /// (development only; link-local cloud metadata stays refused).
     #[arg(
@@ -238,6 +244,21 @@ fn check_run_days(flag: &str, days: f64) -> Result<(), String> {
     Ok(())
 }
 
+/// Checks an archive directory: named, and a directory if it exists (it is created, owner-only,
+/// at the first archive).
+fn check_archive_dir(flag: &str, dir: &std::path::Path) -> Result<(), String> {
+    if dir.as_os_str().is_empty() {
+        return Err(format!("{flag} must name a directory, got an empty path"));
+    }
+    if dir.exists() && !dir.is_dir() {
+        return Err(format!(
+            "{flag} must be a directory, {} is not one",
+            dir.display()
+        ));
+    }
+    Ok(())
+}
+
 impl ServeConfig {
     /// The database URL as given, defaulting to `<data dir>/hookflow.db`.
     pub fn database_url(&self) -> String {
@@ -359,6 +380,20 @@ impl ServeConfig {
                 &format!("--run-retention-flow-days (HOOKFLOW_RUN_RETENTION_FLOW_DAYS) for {flow}"),
                 *days,
             )?;
+        }
+        for (flag, dir) in [
+            (
+                "--audit-archive-dir (HOOKFLOW_AUDIT_ARCHIVE_DIR)",
+                &self.audit_archive_dir,
+            ),
+            (
+                "--run-archive-dir (HOOKFLOW_RUN_ARCHIVE_DIR)",
+                &self.run_archive_dir,
+            ),
+        ] {
+            if let Some(dir) = dir {
+                check_archive_dir(flag, dir)?;
+            }
         }
         crate::stream::RetryPolicy::parse(&self.delivery_retry_schedule)
             .map_err(|e| format!("--delivery-retry-schedule ({e})"))?;

@@ -11,6 +11,7 @@
 pub mod access;
 #[cfg(feature = "runtime")]
 pub mod api;
+pub mod archive;
 pub mod audit;
 #[cfg(feature = "runtime")]
 pub mod builtins;

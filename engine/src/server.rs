@@ -106,13 +106,28 @@ pub async fn run(
         )
         .await?,
     );
-    crate::plugins::sync_plugins(&sandbox, &store).await?;
+    let plugin_sync = Arc::new(crate::plugins::PluginSync::new(&sandbox));
+    plugin_sync.run(&sandbox, &store).await?;
     release_startup_memory();
     let admin_token = admin_token(&config)?;
     let metrics = Arc::new(Metrics::default());
-    let mut flows = FlowRegistry::new(store.clone(), sandbox.clone());
+    let secret_box = Arc::new(SecretBox::load(
+        config.secret_key.as_deref(),
+        &config.data_dir,
+    )?);
+    let mut flows = FlowRegistry::new(store.clone(), sandbox.clone(), secret_box.clone());
     if config.is_shared_database() {
         flows = flows.shared(crate::registry::SHARED_CACHE_TTL);
+    }
+    let sealed = flows
+        .seal_stored_credentials()
+        .await
+        .context("encrypting the trigger credentials stored in clear")?;
+    if sealed > 0 {
+        tracing::info!(
+            rows = sealed,
+            "encrypted trigger credentials stored in clear"
+        );
     }
     let flows = Arc::new(flows);
     let queue = Queue::new(
@@ -123,8 +138,6 @@ pub async fn run(
             ..QueueConfig::default()
         },
     );
-    let secret_box = SecretBox::load(config.secret_key.as_deref(), &config.data_dir)?;
-    let secret_box = Arc::new(secret_box);
     let secrets = Arc::new(Secrets::new(store.clone(), secret_box.clone()));
     let destinations = Arc::new(Destinations::new(
         store.clone(),
@@ -189,6 +202,7 @@ pub async fn run(
         let (store, installed, stop) = (store.clone(), plugins_installed.clone(), stop_rx.clone());
         background.push(supervisor.spawn("plugin_sync", stop_rx.clone(), move || {
             plugin_sync_loop(
+                plugin_sync.clone(),
                 sandbox_for_sync.clone(),
                 store.clone(),
                 installed.clone(),
@@ -362,9 +376,10 @@ fn admin_token(config: &ServeConfig) -> anyhow::Result<String> {
 /// when no notification came (a missed `hookflow_plugins` hint, e.g. across a reconnect).
 const PLUGIN_SYNC_INTERVAL: Duration = Duration::from_secs(10);
 
-/// Loads plugins installed through other processes: as soon as an install is announced, and
-/// every [`PLUGIN_SYNC_INTERVAL`] regardless.
+/// Loads plugins installed through other processes and unloads those they removed: as soon as
+/// a change is announced, and every [`PLUGIN_SYNC_INTERVAL`] regardless.
 async fn plugin_sync_loop(
+    sync: Arc<crate::plugins::PluginSync>,
     sandbox: Arc<Sandbox>,
     store: DynStore,
     installed: Arc<tokio::sync::Notify>,
@@ -376,8 +391,8 @@ async fn plugin_sync_loop(
             _ = tokio::time::sleep(PLUGIN_SYNC_INTERVAL) => {}
             _ = shutdown.changed() => return,
         }
-        if let Err(error) = crate::plugins::sync_plugins(&sandbox, &store).await {
-            tracing::warn!(%error, "looking for newly installed plugins failed");
+        if let Err(error) = sync.run(&sandbox, &store).await {
+            tracing::warn!(%error, "looking for installed or removed plugins failed");
         }
     }
 }

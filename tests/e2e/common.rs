@@ -228,9 +228,14 @@ impl Server {
         std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
     }
 
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("server running").id()
+    }
+
     /// Resident memory of the server process, in bytes (Linux `/proc`).
     pub fn resident_bytes(&self) -> u64 {
-        let pid = self.child.as_ref().expect("server running").id();
+        let pid = self.pid();
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
         status
             .lines()
@@ -455,4 +460,36 @@ pub async fn flow_from_template(server: &Server, template: &str) -> String {
 /// A webhook flow with no authentication.
 pub fn webhook_flow(name: &str, steps: Value) -> Value {
     json!({"name": name, "trigger": {"type": "webhook"}, "steps": steps})
+}
+
+/// Runs `statement` on a server's database (`Server::database_url`) behind its back, as someone
+/// with access to the database would.
+pub async fn database_execute(db: &str, statement: &str) {
+    if db.starts_with("postgres") {
+        let pool = sqlx::PgPool::connect(db).await.unwrap();
+        sqlx::query(statement).execute(&pool).await.unwrap();
+        pool.close().await;
+    } else {
+        let conn = rusqlite::Connection::open(db.trim_start_matches("sqlite://")).unwrap();
+        conn.execute(statement, []).unwrap();
+    }
+}
+
+/// Every value of the first (text) column `select` returns, read from a server's database
+/// behind its back.
+pub async fn database_texts(db: &str, select: &str) -> Vec<String> {
+    if db.starts_with("postgres") {
+        let pool = sqlx::PgPool::connect(db).await.unwrap();
+        let rows: Vec<(String,)> = sqlx::query_as(select).fetch_all(&pool).await.unwrap();
+        pool.close().await;
+        rows.into_iter().map(|(text,)| text).collect()
+    } else {
+        let conn = rusqlite::Connection::open(db.trim_start_matches("sqlite://")).unwrap();
+        let mut statement = conn.prepare(select).unwrap();
+        statement
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    }
 }
