@@ -498,15 +498,8 @@ async fn plugins_install_without_restart_and_bad_ones_are_refused() {
     );
 
     let wasm = std::fs::read(hookflow::builtins::EFFECT_PLUGIN_PATH).unwrap();
-    let r = server
-        .admin(Method::POST, "/v1/plugins")
-        .header("content-type", "application/wasm")
-        .body(wasm)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::CREATED);
-    let info: Value = r.json().await.unwrap();
+    let (status, info) = install(&server, wasm).await;
+    assert_eq!(status, StatusCode::CREATED);
     assert_eq!(
         (
             info["name"].as_str(),

@@ -204,6 +204,7 @@ conformance!(
     flow_memory_first_sighting,
     flow_cache_lifetimes_limits_and_peers,
     stored_plugins_round_trip_with_their_audit_event,
+    a_stored_plugin_is_removed_only_when_no_flow_uses_it,
     audit_chain_goes_on_after_retention_empties_the_table,
     audit_events_from_before_the_keyed_chain_keep_verifying,
     a_bad_request_fails_alone_in_its_batch,
@@ -2826,6 +2827,115 @@ async fn stored_plugins_round_trip_with_their_audit_event(h: Harness) {
             .is_none()
     );
     assert_eq!(audit_events(&store, &["plugin.installed"]).await.len(), 2);
+}
+
+async fn a_stored_plugin_is_removed_only_when_no_flow_uses_it(h: Harness) {
+    let store = h.store.clone();
+    let peer = h.peer().await;
+    let draft = |action: AuditAction, version: &str| {
+        AuditDraft::new(
+            "default",
+            Some("default"),
+            &actor(),
+            action,
+            json!({"plugin": {"name": "greet", "version": version}}),
+        )
+    };
+    for version in ["1.0.0", "2.0.0"] {
+        let plugin = StoredPlugin {
+            name: "greet".into(),
+            version: version.into(),
+            digest: format!("digest-{version}"),
+            component: b"\0asm".to_vec(),
+        };
+        store
+            .save_plugin(&plugin, draft(AuditAction::PluginInstalled, version))
+            .await
+            .expect("save");
+    }
+    let using = |plugin: &str| {
+        json!({"name": "greets", "trigger": {"type": "webhook"}, "steps": [
+            {"name": "greet", "type": "action", "plugin": plugin, "input": {}}]})
+    };
+    let remove = |digest: &'static str| {
+        let store = store.clone();
+        async move {
+            store
+                .remove_plugin(
+                    "greet",
+                    "1.0.0",
+                    digest,
+                    draft(AuditAction::PluginRemoved, "1.0.0"),
+                )
+                .await
+                .expect("remove")
+        }
+    };
+    let user = |flow_id: &str, version: i64, draft: bool| PluginUser {
+        flow_id: flow_id.into(),
+        flow_name: "greets".into(),
+        version,
+        draft,
+    };
+    let a = store
+        .create_flow(&actor(), &scope(), "greets", &using("greet@1.0.0"))
+        .await
+        .expect("create");
+    // Only the label as a plugin counts: the same text as an input value does not.
+    let mentions = json!({"name": "mentions", "trigger": {"type": "webhook"}, "steps": [
+        {"name": "say", "type": "action", "plugin": "log@0.1.0", "input": {"message": "greet@1.0.0"}}]});
+    store
+        .create_flow(&actor(), &scope(), "mentions", &mentions)
+        .await
+        .expect("create");
+    assert_eq!(
+        remove("digest-1.0.0").await,
+        PluginRemoval::InUse(vec![user(&a.id, 1, false)])
+    );
+    store
+        .update_flow(&actor(), &a.id, "greets", &using("greet@2.0.0"))
+        .await
+        .expect("publish v2");
+    store
+        .save_flow_draft(&actor(), &a.id, &using("greet@1.0.0"))
+        .await
+        .expect("draft v3");
+    assert_eq!(
+        remove("digest-1.0.0").await,
+        PluginRemoval::InUse(vec![user(&a.id, 3, true)])
+    );
+    // Published again without it: versions 1 and 3 stay in the history, which does not count.
+    store
+        .update_flow(&actor(), &a.id, "greets", &using("greet@2.0.0"))
+        .await
+        .expect("publish v4");
+    assert_eq!(remove("digest-other").await, PluginRemoval::NotFound);
+    assert_eq!(remove("digest-1.0.0").await, PluginRemoval::Removed);
+    assert_eq!(remove("digest-1.0.0").await, PluginRemoval::NotFound);
+    let left: Vec<String> = peer
+        .plugin_digests()
+        .await
+        .expect("digests")
+        .into_iter()
+        .map(|(_, version, _)| version)
+        .collect();
+    assert_eq!(left, vec!["2.0.0".to_string()]);
+    assert_eq!(audit_events(&store, &["plugin.removed"]).await.len(), 1);
+    // A deleted flow does not hold a version either.
+    let remove_v2 = || {
+        store.remove_plugin(
+            "greet",
+            "2.0.0",
+            "digest-2.0.0",
+            draft(AuditAction::PluginRemoved, "2.0.0"),
+        )
+    };
+    assert!(matches!(
+        remove_v2().await.expect("remove"),
+        PluginRemoval::InUse(_)
+    ));
+    store.delete_flow(&actor(), &a.id).await.expect("delete");
+    assert_eq!(remove_v2().await.expect("remove"), PluginRemoval::Removed);
 }
 
 // ---------------------------------------------------------------------------------------------
