@@ -1,6 +1,7 @@
 //! `/v1/plugins`: list installed plugins, show one version; install a component (raw body)
-//! without a restart. Installed versions are immutable: the same bytes again are a 200 that
-//! changes nothing, other bytes under an installed `name@version` a 409.
+//! without a restart, remove a version no flow uses. Installed versions are immutable: the same
+//! bytes again are a 200 that changes nothing, other bytes under an installed `name@version` a
+//! 409 (after a removal, the version may be installed again with any bytes).
 
 use super::guard::{self, Route};
 use super::{ApiError, ApiResult, AppState, RequestActor};
@@ -30,6 +31,9 @@ pub fn routes() -> Vec<Route> {
         guard::get("/plugins/{name}/{version}", Need::SignedIn, show)
             .doc("One plugin version: description, input schema, side effects, digest")
             .returns::<PluginInfo>(StatusCode::OK),
+        guard::delete("/plugins/{name}/{version}", Need::Platform, remove)
+            .doc("Removes an installed plugin version that no flow uses")
+            .empty(StatusCode::NO_CONTENT),
     ]
 }
 
@@ -79,4 +83,28 @@ async fn install(
     Ok((status, Json(json!(info))))
 }
 
-pub use crate::plugins::InstallError;
+/// Removes an installed version no flow uses (`204`). `409` for a built-in, a plugin-directory
+/// file, or a version a flow's published version or draft uses (the flows listed in `flows`);
+/// older versions in flows' histories do not count.
+async fn remove(
+    State(app): State<AppState>,
+    RequestActor(actor): RequestActor,
+    Path((name, version)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    crate::plugins::remove_plugin(&app.sandbox, &app.store, &actor, &name, &version)
+        .await
+        .map_err(|e| match e {
+            RemoveError::NotFound(_) => ApiError::not_found(e.to_string()),
+            RemoveError::InUse(_, ref users) => {
+                let flows = json!({ "flows": users });
+                ApiError::new(StatusCode::CONFLICT, e.to_string()).with_extra(flows)
+            }
+            RemoveError::Builtin(_) | RemoveError::Directory(_) => {
+                ApiError::new(StatusCode::CONFLICT, e.to_string())
+            }
+            RemoveError::Store(error) => ApiError::from(error),
+        })?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub use crate::plugins::{InstallError, RemoveError};
