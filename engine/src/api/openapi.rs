@@ -247,11 +247,18 @@ fn responses(
     }
     let problem_content = json!({"application/problem+json": {"schema": problem}});
     let mut errors = vec![StatusCode::BAD_REQUEST, StatusCode::NOT_FOUND];
-    if route.need != Need::Public || route.path.starts_with("/webhooks") {
+    // Guarded routes check a credential; public ones that take a body check what they are sent
+    // (a webhook's credential, a password, an invitation token).
+    if route.need != Need::Public || route.doc.body.is_some() {
         errors.push(StatusCode::UNAUTHORIZED);
     }
     if route.need != Need::Public {
         errors.push(StatusCode::FORBIDDEN);
+    }
+    // A change may meet stored state it conflicts with (no draft to publish, a run that is not
+    // failed, a name taken, a plugin in use).
+    if route.method != axum::http::Method::GET {
+        errors.push(StatusCode::CONFLICT);
     }
     if route.doc.body.is_some() {
         errors.extend([
