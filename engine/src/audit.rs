@@ -731,8 +731,14 @@ fn own_summary(action: &str, event: &Value) -> Option<String> {
             } else {
                 ""
             };
+            let version = &data["flowVersion"];
+            let which = match version["version"].as_i64() {
+                Some(n) if version["draft"] == true => format!(", its draft version {n},"),
+                Some(n) => format!(", version {n},"),
+                None => String::new(),
+            };
             format!(
-                "Flow {} was test-run{live} (run {})",
+                "Flow {}{which} was test-run{live} (run {})",
                 text(&data["flow"]["displayName"]),
                 text(&data["flowRun"]["id"])
             )

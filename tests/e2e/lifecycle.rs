@@ -419,11 +419,16 @@ async fn test_runs_target_the_draft_or_a_version_and_lists_show_the_lifecycle() 
     }
     let tested = audit(&server, "flow.tested", &id).await;
     assert_eq!(tested.len(), 6);
+    let draft_test = tested
+        .iter()
+        .find(|e| e["data"]["flowVersion"] == json!({"version": 2, "draft": true}))
+        .unwrap_or_else(|| panic!("{tested:?}"));
     assert!(
-        tested
-            .iter()
-            .any(|e| e["data"]["flowVersion"] == json!({"version": 2, "draft": true})),
-        "{tested:?}"
+        draft_test["summary"]
+            .as_str()
+            .unwrap()
+            .starts_with("Flow tested, its draft version 2, was test-run (run "),
+        "{draft_test}"
     );
     // Webhooks still run the published version.
     let run = server.run_flow(&id, &json!({})).await;
