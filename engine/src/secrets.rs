@@ -98,8 +98,7 @@ impl SecretBox {
     }
 }
 
-/// What a trigger credential sealed at rest starts with; `<nonce>:<ciphertext>` (base64) follow.
-pub const SEALED_CREDENTIAL: &str = "hookflow-sealed:v1:";
+pub use crate::flow::model::SEALED_CREDENTIAL;
 
 /// A sealed trigger credential that does not open for this flow with this server's key: sealed
 /// for another flow or field, by another key, or altered.

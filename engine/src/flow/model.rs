@@ -133,6 +133,10 @@ pub enum WebhookAuth {
 /// A save that sends it back keeps the stored credential (see [`restore_masked_credentials`]).
 pub const CREDENTIAL_MASK: &str = "********";
 
+/// What a trigger credential sealed at rest starts with; `<nonce>:<ciphertext>` (base64)
+/// follow. Sealing is `secrets`' business; validation only needs to recognise the form.
+pub const SEALED_CREDENTIAL: &str = "hookflow-sealed:v1:";
+
 /// The fields of `trigger.auth` that hold a credential, by auth type. Usernames and header
 /// names are not secret; these are what the API masks and what may name a project secret.
 pub const CREDENTIAL_FIELDS: &[(&str, &str)] = &[
@@ -173,8 +177,6 @@ pub fn mask_credentials(definition: &mut Value) {
     }
 }
 
-/// Puts the stored credential back where a new definition sends [`CREDENTIAL_MASK`] for the
-/// same auth type, so a client that saves what it read keeps the credential. A mask with no
 /// The literal credential of a raw flow definition's `trigger.auth` and the field holding it
 /// (`token`, `value`, …): what the API masks and what is sealed at rest. `None` when the auth
 /// type has no credential or the credential is a `{{secrets.NAME}}` reference.
@@ -189,6 +191,8 @@ pub fn literal_credential_mut(definition: &mut Value) -> Option<(&'static str, &
     }
 }
 
+/// Puts the stored credential back where a new definition sends [`CREDENTIAL_MASK`] for the
+/// same auth type, so a client that saves what it read keeps the credential. A mask with no
 /// stored credential of that type to stand for stays, and validation refuses it.
 pub fn restore_masked_credentials(definition: &mut Value, stored: &Value) {
     let Some(old) = stored.pointer("/trigger/auth").and_then(Value::as_object) else {

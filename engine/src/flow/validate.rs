@@ -14,7 +14,8 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use super::model::{
-    CREDENTIAL_FIELDS, CREDENTIAL_MASK, Flow, Operator, PluginRef, Span, secret_reference,
+    CREDENTIAL_FIELDS, CREDENTIAL_MASK, Flow, Operator, PluginRef, SEALED_CREDENTIAL, Span,
+    secret_reference,
 };
 use super::template;
 
@@ -526,8 +527,14 @@ impl Checker {
             }
             Some("standardWebhooks") => {
                 self.unknown_fields(path, a, &["type", "secret"]);
+                // The mask and a sealed credential are not the secret itself: a save that
+                // sends either has it restored or opened first, and refused by what is left
+                // (`save_problems`, `FlowRegistry`), so their form would only add a misleading
+                // problem here.
                 if let Some(s) = self.required_str(path, a, "secret")
                     && secret_reference(s).is_none()
+                    && s != CREDENTIAL_MASK
+                    && !s.starts_with(SEALED_CREDENTIAL)
                 {
                     match s.strip_prefix("whsec_") {
                         None => self.push("trigger.auth.secret", "must start with \"whsec_\""),
@@ -1511,6 +1518,11 @@ steps:
         assert!(auth(json!({"type": "standardWebhooks", "secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"})).is_empty());
         assert!(auth(json!({"type": "standardWebhooks", "secret": "whsec_c2VjcmV0"})).is_empty());
         assert!(auth(json!({"type": "standardWebhooks", "secret": "whsec_c2VjcmU="})).is_empty());
+        // The mask and a sealed secret stand for one: refused or opened elsewhere, not as
+        // malformed secrets (a save of an export would otherwise get a misleading problem).
+        assert!(auth(json!({"type": "standardWebhooks", "secret": CREDENTIAL_MASK})).is_empty());
+        let sealed = format!("{SEALED_CREDENTIAL}bm9uY2U=:c2VhbGVk");
+        assert!(auth(json!({"type": "standardWebhooks", "secret": sealed})).is_empty());
         assert_eq!(
             auth(json!({"type": "standardWebhooks", "secret": "whsec_not base64!"})),
             ["trigger.auth.secret: must be base64 after \"whsec_\""]
