@@ -218,7 +218,9 @@ pub async fn run(command: FlowRemoteCommand) -> Result<ExitCode, Failure> {
                 Some(path) => {
                     std::fs::write(&path, text)
                         .map_err(|e| usage(format!("cannot write {}: {e}", path.display())))?;
-                    eprintln!("wrote {}", path.display());
+                    if !quiet {
+                        eprintln!("wrote {}", path.display());
+                    }
                 }
             }
             Ok(ExitCode::SUCCESS)
