@@ -587,3 +587,78 @@ async fn a_removed_plugin_an_old_version_names_and_what_the_contract_and_metrics
     };
     assert!(body["properties"]["version"].is_object(), "{body}");
 }
+
+/// A draft that changes the credential, read and saved again as a draft with the mask, keeps
+/// the draft's credential, not the published one: publishing it then serves what the draft
+/// said.
+#[tokio::test]
+async fn a_draft_saved_again_with_the_mask_keeps_the_drafts_credential() {
+    let server = Server::start().await;
+    let id = server
+        .create_flow(Kind::Header.flow("redraft", "one"))
+        .await;
+    let mut changed = Kind::Header.flow("redraft", "two");
+    changed["trigger"]["auth"]["value"] = json!("hdr-tok-of-the-draft");
+    let (status, saved) = put(&server, &format!("/v1/flows/{id}?draft=true"), &changed).await;
+    assert_eq!(status, StatusCode::OK, "{saved}");
+    let mut draft = server.get_json(&format!("/v1/flows/{id}/versions/2")).await;
+    assert_eq!(draft["definition"]["trigger"]["auth"]["value"], "********");
+    draft["definition"]["steps"][0]["input"]["message"] = json!("three");
+    let (status, saved) = put(
+        &server,
+        &format!("/v1/flows/{id}?draft=true"),
+        &draft["definition"],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{saved}");
+    // Until published, the published credential is the one the webhook takes.
+    Kind::Header
+        .assert_verifies(&server, &id, "draft pending")
+        .await;
+    let r = server
+        .admin(Method::POST, &format!("/v1/flows/{id}/publish"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let call = |token: &'static str| {
+        server
+            .client
+            .post(server.url(&format!("/v1/webhooks/{id}")))
+            .header("X-Hook-Token", token)
+            .json(&json!({"id": token}))
+            .send()
+    };
+    assert_eq!(
+        call("hdr-tok-of-the-draft").await.unwrap().status(),
+        StatusCode::ACCEPTED
+    );
+    assert_eq!(
+        call(HEADER_TOKEN).await.unwrap().status(),
+        StatusCode::UNAUTHORIZED
+    );
+
+    // A draft that changes the kind of credential, saved again with the mask, keeps it too.
+    let mut standard = Kind::Standard.flow("redraft", "four");
+    standard["steps"] = draft["definition"]["steps"].clone();
+    let (status, saved) = put(&server, &format!("/v1/flows/{id}?draft=true"), &standard).await;
+    assert_eq!(status, StatusCode::OK, "{saved}");
+    let mut draft = server.get_json(&format!("/v1/flows/{id}/versions/4")).await;
+    draft["definition"]["steps"][0]["input"]["message"] = json!("five");
+    let (status, saved) = put(
+        &server,
+        &format!("/v1/flows/{id}?draft=true"),
+        &draft["definition"],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{saved}");
+    let r = server
+        .admin(Method::POST, &format!("/v1/flows/{id}/publish"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    Kind::Standard
+        .assert_verifies(&server, &id, "published v5")
+        .await;
+}
