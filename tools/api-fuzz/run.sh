@@ -46,47 +46,30 @@ echo "api-fuzz: server at $base"
 api() { curl -sS -f -H "Authorization: Bearer $token" -H 'Content-Type: application/json' "$@"; }
 id_of() { python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])'; }
 
-# Something real behind the {id}s: a flow that has runs, a destination, a project with a member.
+# Something real behind the {id}s: a flow that has a run, a destination, a project.
 flow='{"name": "api fuzz", "trigger": {"type": "webhook"}, "steps": [{"type": "action", "name": "note", "plugin": "log@0.1.0", "input": {"message": "{{trigger.body.kind}}"}}]}'
 flow_id="$(api -X POST "$base/v1/flows" -d "$flow" | id_of)"
 curl -sS -f -X POST "$base/v1/webhooks/$flow_id" -H 'Content-Type: application/json' -d '{"kind": "seed"}' > /dev/null
+# Webhooks get a flow of their own: the fuzzed disable, PUT and DELETE calls take the first.
+hook_id="$(api -X POST "$base/v1/flows" -d "$flow" | id_of)"
 destination_id="$(api -X POST "$base/v1/event-destinations" -d '{"name": "api fuzz", "url": "http://127.0.0.1:9/hook"}' | id_of)"
 project_id="$(api -X POST "$base/v1/projects" -d '{"name": "api fuzz"}' | id_of)"
 run_id="$(api "$base/v1/flow-runs?environment=ALL" | python3 -c 'import json,sys; print(json.load(sys.stdin)["data"][0]["id"])')"
-export FLOW_ID="$flow_id" DESTINATION_ID="$destination_id" PROJECT_ID="$project_id" RUN_ID="$run_id"
 
 # Path ids of each resource come from the seeds (schemathesis still varies every other part);
 # DELETEs keep random ids, or the first one would take the seed away from the rest of the run.
-cat > "$data/schemathesis.toml" <<TOML
-# Known failures are tried first on the next run; kept with the reports, not in the checkout.
-[cache]
-directory = "$out/cache"
-
-[[operations]]
-exclude-method = "DELETE"
-include-path-regex = "^/v1/flows/\\\\{id\\\\}"
-parameters = { "path.id" = "\${FLOW_ID}" }
-
-[[operations]]
-exclude-method = "DELETE"
-include-path-regex = "^/v1/webhooks/"
-parameters = { "path.flow_id" = "\${FLOW_ID}" }
-
-[[operations]]
-exclude-method = "DELETE"
-include-path-regex = "^/v1/event-destinations/\\\\{id\\\\}"
-parameters = { "path.id" = "\${DESTINATION_ID}" }
-
-[[operations]]
-exclude-method = "DELETE"
-include-path-regex = "^/v1/projects/\\\\{id\\\\}"
-parameters = { "path.id" = "\${PROJECT_ID}" }
-
-[[operations]]
-exclude-method = "DELETE"
-include-path-regex = "^/v1/flow-runs/\\\\{id\\\\}"
-parameters = { "path.id" = "\${RUN_ID}" }
-TOML
+seeded() { # path prefix, path parameter, id
+  printf '[[operations]]\nexclude-method = "DELETE"\ninclude-path-regex = "^%s"\nparameters = { "path.%s" = "%s" }\n\n' "$1" "$2" "$3"
+}
+{
+  # Known failures are tried first on the next run; kept with the reports, not in the checkout.
+  printf '[cache]\ndirectory = "%s/cache"\n\n' "$out"
+  seeded '/v1/flows/\\{id\\}' id "$flow_id"
+  seeded '/v1/webhooks/' flow_id "$hook_id"
+  seeded '/v1/event-destinations/\\{id\\}' id "$destination_id"
+  seeded '/v1/projects/\\{id\\}' id "$project_id"
+  seeded '/v1/flow-runs/\\{id\\}' id "$run_id"
+} > "$data/schemathesis.toml"
 
 status=0
 schemathesis --config-file "$data/schemathesis.toml" run "$base/v1/openapi.json" \
