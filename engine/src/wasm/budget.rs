@@ -16,9 +16,15 @@
 //! flat [`ENTRY_BYTES`] — the most one can hold: a header map is capped at that size and an
 //! outgoing body buffers at most one chunk of it (`http::BODY_CHUNK_BYTES`) — plus the strings
 //! of an outgoing request, the one entry that can hold more.
+//!
+//! Linear memory is limited per step by the store's limiter, and across the process by
+//! admission ([`LiveMemory`]): a step starts only while the linear memory of the steps alive is
+//! under a budget, so `workers` instances growing at once cannot add up to `workers` times a
+//! step's limit. A step that waits keeps its worker slot; with no step alive one always starts.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use tokio::sync::Notify;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi_http::p2::types::HostOutgoingRequest;
 
@@ -165,6 +171,78 @@ impl Drop for HostMemory {
     }
 }
 
+/// The linear memory of the steps alive, and the gate new steps wait at.
+pub struct LiveMemory {
+    bytes: AtomicUsize,
+    budget: usize,
+    released: Notify,
+}
+
+/// Charged to a step when it is admitted, before its instance exists, so that steps admitted
+/// together count before they grow: about what a small plugin's instance starts with.
+const ADMISSION_BYTES: usize = 1 << 20;
+
+impl LiveMemory {
+    pub fn new(budget: usize) -> Arc<LiveMemory> {
+        Arc::new(LiveMemory {
+            bytes: AtomicUsize::new(0),
+            budget,
+            released: Notify::new(),
+        })
+    }
+
+    /// Waits until the steps alive hold less than the budget, then admits one.
+    pub async fn admit(self: &Arc<Self>) -> Admission {
+        loop {
+            let released = self.released.notified();
+            tokio::pin!(released);
+            released.as_mut().enable();
+            let admitted = self
+                .bytes
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |held| {
+                    (held < self.budget).then_some(held + ADMISSION_BYTES)
+                })
+                .is_ok();
+            if admitted {
+                return Admission {
+                    live: self.clone(),
+                    charged: ADMISSION_BYTES,
+                    grown: 0,
+                };
+            }
+            released.await;
+        }
+    }
+}
+
+/// One admitted step's share of [`LiveMemory`]: what its memories grew to, at least what it was
+/// charged at admission. Given back when the store is dropped.
+pub struct Admission {
+    live: Arc<LiveMemory>,
+    charged: usize,
+    grown: usize,
+}
+
+impl Admission {
+    /// A memory of the step grew by `bytes`.
+    pub fn grew(&mut self, bytes: usize) {
+        self.grown += bytes;
+        if self.grown > self.charged {
+            self.live
+                .bytes
+                .fetch_add(self.grown - self.charged, Ordering::AcqRel);
+            self.charged = self.grown;
+        }
+    }
+}
+
+impl Drop for Admission {
+    fn drop(&mut self) {
+        self.live.bytes.fetch_sub(self.charged, Ordering::AcqRel);
+        self.live.released.notify_waiters();
+    }
+}
+
 /// What a step's table holds, by the charge of [`ENTRY_BYTES`] per entry plus request strings.
 fn held_bytes(table: &mut ResourceTable) -> usize {
     table
@@ -273,6 +351,33 @@ mod tests {
         fill(&mut table, per_step / ENTRY_BYTES);
         step.table_for_call(&mut table);
         assert!(step.exceeded().is_none());
+    }
+
+    /// Regression (issue 18, `bench/attack.py` "host-memory plugins": 531 MiB with JavaScript
+    /// steps alive in every worker): steps start only while those alive hold less linear memory
+    /// than the budget, and the next starts when one ends.
+    #[tokio::test]
+    async fn steps_start_while_live_linear_memory_is_under_the_budget() {
+        let live = LiveMemory::new(4 << 20);
+        let mut first = live.admit().await;
+        first.grew(3 << 20);
+        assert_eq!(live.bytes.load(Ordering::Acquire), 3 << 20);
+        let second = live.admit().await;
+        assert_eq!(
+            live.bytes.load(Ordering::Acquire),
+            4 << 20,
+            "charged on admission"
+        );
+        let mut third = std::pin::pin!(live.admit());
+        assert!(
+            futures::poll!(third.as_mut()).is_pending(),
+            "4 MiB alive: the third waits"
+        );
+        drop(first);
+        let third = third.await;
+        assert_eq!(live.bytes.load(Ordering::Acquire), 2 << 20);
+        drop((second, third));
+        assert_eq!(live.bytes.load(Ordering::Acquire), 0);
     }
 
     #[test]

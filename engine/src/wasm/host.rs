@@ -1,7 +1,7 @@
 //! Per-step host state: the WASI context (nothing granted), the memory limiter and the log
 //! capture behind the `hookflow:plugin/log` import.
 
-use super::budget::{BudgetExceeded, HostMemory};
+use super::budget::{Admission, BudgetExceeded, HostMemory};
 use super::hookflow::plugin::log::{Host as LogHost, Level};
 use super::http::HttpPolicy;
 use crate::mail::{MailGrant, MailRequest};
@@ -53,14 +53,17 @@ pub struct MemoryLimits {
     hit: bool,
     /// The largest linear memory the step grew to (what its instance actually used).
     peak: usize,
+    /// The step's share of the process's live linear memory.
+    admission: Admission,
 }
 
 impl MemoryLimits {
-    pub fn new(max_bytes: usize) -> Self {
+    pub fn new(max_bytes: usize, admission: Admission) -> Self {
         MemoryLimits {
             max_bytes,
             hit: false,
             peak: 0,
+            admission,
         }
     }
 }
@@ -68,7 +71,7 @@ impl MemoryLimits {
 impl wasmtime::ResourceLimiter for MemoryLimits {
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
@@ -76,6 +79,7 @@ impl wasmtime::ResourceLimiter for MemoryLimits {
         self.hit |= !allowed;
         if allowed {
             self.peak = self.peak.max(desired);
+            self.admission.grew(desired.saturating_sub(current));
         }
         Ok(allowed)
     }

@@ -26,7 +26,7 @@ mod threads;
 use crate::flow::hosts::HostPattern;
 use crate::mail::MailGrant;
 use crate::memory::MemoryGrant;
-use budget::{HostMemory, HostMemoryPool};
+use budget::{HostMemory, HostMemoryPool, LiveMemory};
 use host::{HostState, MemoryLimits};
 use http::HttpPolicy;
 use serde::Serialize;
@@ -70,6 +70,9 @@ pub struct SandboxConfig {
     /// Bytes all running steps together may make the host hold for them (header maps,
     /// requests, bodies, streams); one step may hold a quarter of it.
     pub host_memory_budget: usize,
+    /// New steps wait while the steps alive hold this much linear memory (a step already
+    /// running may still grow to `memory_limit`); with none alive one always starts.
+    pub live_memory_budget: usize,
     /// Threads plugin code runs on (at a lower priority than the server's).
     pub threads: usize,
 }
@@ -83,6 +86,8 @@ impl Default for SandboxConfig {
             max_output_bytes: 1 << 20,
             max_component_bytes: 32 << 20,
             host_memory_budget: 64 << 20,
+            // ~40 JavaScript steps or ~90 Rust ones at once, far more than two CPUs run.
+            live_memory_budget: 96 << 20,
             threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
         }
     }
@@ -240,6 +245,7 @@ pub struct Sandbox {
     plugins: RwLock<HashMap<(String, String), Arc<LoadedPlugin>>>,
     slots: Arc<Semaphore>,
     host_memory: Arc<HostMemoryPool>,
+    live_memory: Arc<LiveMemory>,
     /// Where plugin code runs: the sandbox's own threads, not the runtime serving HTTP.
     threads: threads::SandboxThreads,
 }
@@ -308,6 +314,7 @@ impl Sandbox {
         .map_err(wasmtime_error)?;
         let slots = Arc::new(Semaphore::new(config.max_concurrency as usize));
         let host_memory = HostMemoryPool::new(config.host_memory_budget);
+        let live_memory = LiveMemory::new(config.live_memory_budget);
         let threads = threads::SandboxThreads::new(config.threads)?;
         Ok(Sandbox {
             engine,
@@ -317,6 +324,7 @@ impl Sandbox {
             plugins: RwLock::new(HashMap::new()),
             slots,
             host_memory,
+            live_memory,
             threads,
         })
     }
@@ -364,7 +372,12 @@ impl Sandbox {
         // The epoch deadline stops a describe() that computes forever; one that waits in a host
         // call (a sleep) is cut off here, so an install or a start never hangs on it. It runs on
         // the sandbox threads like a step.
-        let mut store = self.new_store(Instant::now() + DESCRIBE_DEADLINE, &Grants::default());
+        let admission = self.live_memory.admit().await;
+        let mut store = self.new_store(
+            Instant::now() + DESCRIBE_DEADLINE,
+            &Grants::default(),
+            admission,
+        );
         let pre = offline.clone();
         let describing = async move {
             let plugin = pre.instantiate_async(&mut store).await?;
@@ -489,8 +502,9 @@ impl Sandbox {
             .acquire_owned()
             .await
             .expect("sandbox semaphore closed");
+        let admission = self.live_memory.admit().await;
         let started = Instant::now();
-        let mut store = self.new_store(started + timeout, grants);
+        let mut store = self.new_store(started + timeout, grants, admission);
         let pre = plugin.pre_for(grants).clone();
         let wit_ctx = WitRunContext {
             run_id: ctx.run_id.clone(),
@@ -602,10 +616,15 @@ impl Sandbox {
         }
     }
 
-    fn new_store(&self, deadline: Instant, grants: &Grants) -> Store<HostState> {
+    fn new_store(
+        &self,
+        deadline: Instant,
+        grants: &Grants,
+        admission: budget::Admission,
+    ) -> Store<HostState> {
         let policy = HttpPolicy::new(grants.allowed_hosts.clone(), grants.allow_local);
         let state = HostState::new(
-            MemoryLimits::new(self.config.memory_limit),
+            MemoryLimits::new(self.config.memory_limit, admission),
             HostMemory::new(self.host_memory.clone(), self.config.host_memory_budget / 4),
             policy,
             grants.secrets.clone(),
