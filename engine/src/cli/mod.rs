@@ -282,8 +282,9 @@ enum FlowCommand {
             default_value = "http://127.0.0.1:8080"
         )]
         server: String,
-        /// Admin token for flow ids.
-        #[arg(long, env = "HOOKFLOW_ADMIN_TOKEN", hide_env_values = true)]
+        /// API key or admin token for flow ids. Default: HOOKFLOW_TOKEN, HOOKFLOW_ADMIN_TOKEN,
+        /// else the admin token the server wrote into its data directory.
+        #[arg(long, hide_env_values = true)]
         token: Option<String>,
         /// Print the run as JSON instead of a tree.
         #[arg(long)]
@@ -948,7 +949,8 @@ async fn test_flow(
         .await;
         (flow, result, run_id, None)
     } else {
-        let token = token.ok_or_else(|| usage(format!("{target} is not a file; to test a flow on a server set HOOKFLOW_ADMIN_TOKEN or --token")))?;
+        // Not a file: a flow id on the server, with the token the other server commands use.
+        let remote = remote::Remote::new(server, token)?;
         let mut body = match &input {
             TestInput::Event(e) => json!({"event": e, "live": live}),
             TestInput::Payload(p) => json!({"payload": p, "live": live}),
@@ -956,30 +958,21 @@ async fn test_flow(
         if let Some(version) = version {
             body["version"] = version;
         }
-        let (status, run) = http::request(
-            server,
-            "POST",
-            &format!("/v1/flows/{target}/test"),
-            token,
-            Some(&body),
-        )
-        .await?;
-        if status != 200 {
-            return Err(usage(format!(
-                "server answered {status}: {}",
-                run["detail"].as_str().unwrap_or("(no detail)")
-            )));
-        }
+        let id = remote::encode(target);
+        let run = remote
+            .call(
+                reqwest::Method::POST,
+                &format!("/v1/flows/{id}/test"),
+                remote::Body::Json(&body),
+            )
+            .await?;
         // The trace is drawn over the version that ran.
         let ran = run["flowVersion"].as_i64();
         let record_path = match ran {
-            Some(v) => format!("/v1/flows/{target}/versions/{v}"),
-            None => format!("/v1/flows/{target}"),
+            Some(v) => format!("/v1/flows/{id}/versions/{v}"),
+            None => format!("/v1/flows/{id}"),
         };
-        let (status, record) = http::request(server, "GET", &record_path, token, None).await?;
-        if status != 200 {
-            return Err(usage(format!("server answered {status} for flow {target}")));
-        }
+        let record = remote.get(&record_path).await?;
         let flow = flow::flow_from_value(record["definition"].clone())
             .map_err(|p| Failure::Internal(anyhow::anyhow!("{p}")))?;
         let steps: Vec<StepRecord> = serde_json::from_value(run["steps"].clone())
