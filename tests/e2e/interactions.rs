@@ -247,6 +247,22 @@ async fn credential_journey(kind: Kind) {
     );
     assert_clean("test run", &run.to_string(), credential);
 
+    // The CLI draws each trace over the version that ran (read back masked).
+    let dir = tempfile::tempdir().unwrap();
+    let payload = dir.path().join("payload.json");
+    std::fs::write(&payload, r#"{"id": "t4"}"#).unwrap();
+    let payload = payload.to_str().unwrap();
+    for (which, version) in [
+        (&["--draft"][..], "version 4"),
+        (&["--flow-version", "1"][..], "version 1"),
+    ] {
+        let args = [&["flow", "test", &id, "--payload", payload][..], which].concat();
+        let (code, out, err) = cli(&server, &args).await;
+        assert_eq!(code, Some(0), "flow test {which:?}: {err}");
+        assert!(out.contains(version), "{out}");
+        assert_clean("flow test", &format!("{out}{err}"), credential);
+    }
+
     // Two versions side by side: only the step changed, the credential shows masked in both.
     for v in ["1", "4"] {
         let (status, body) = text(&server, &format!("/v1/flows/{id}/versions/{v}")).await;
