@@ -323,9 +323,16 @@ async fn replace(
     body: Bytes,
 ) -> ApiResult<Json<Value>> {
     let mut value = definition(&headers, &body)?;
-    // The mask stands for the credential stored now.
+    // The mask stands for the credential stored last: a pending draft's (it may have changed
+    // the credential, and the console's editor builds the next save on it), else the
+    // published version's.
     if let Some(current) = app.flows.current(&id).await? {
-        crate::flow::model::restore_masked_credentials(&mut value, &current.record.definition);
+        let pending = match current.state.draft_version {
+            Some(draft) => app.store.get_flow_version(&id, draft).await?,
+            None => None,
+        };
+        let stored = pending.as_ref().unwrap_or(&current.record);
+        crate::flow::model::restore_masked_credentials(&mut value, &stored.definition);
     }
     check_save(&value)?;
     if params.draft == Some(true) {
