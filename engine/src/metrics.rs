@@ -407,6 +407,13 @@ impl Metrics {
         self.recorded.forget_destination(destination);
     }
 
+    /// Drops a plugin's step series once no version of it is installed any more.
+    pub fn forget_plugin(&self, plugin: &str) {
+        self.recorded.step_duration.remove(&PluginLabels {
+            plugin: plugin.to_string(),
+        });
+    }
+
     /// Every metric in `format`: the recorded ones, then what this scrape sampled.
     pub fn render(&self, sample: &Sample, format: Format) -> String {
         let sampled = sampled_registry(sample, &self.tasks);

@@ -104,6 +104,9 @@ async fn remove(
             }
             RemoveError::Store(error) => ApiError::from(error),
         })?;
+    if !app.sandbox.plugins().iter().any(|p| p.name == name) {
+        app.metrics.forget_plugin(&name);
+    }
     Ok(StatusCode::NO_CONTENT)
 }
 
