@@ -469,12 +469,12 @@ pub struct SecretInfo {
 #[schemars(rename = "{T}Page")]
 pub struct Page<T> {
     pub data: Vec<T>,
-    pub next: Option<String>,
     /// The cursor of the next page; `null` on the last.
     #[schemars(required, extend("type" = ["string", "null"]))]
-    pub previous: Option<String>,
+    pub next: Option<String>,
     /// The cursor of the previous page; `null` on the first.
     #[schemars(required, extend("type" = ["string", "null"]))]
+    pub previous: Option<String>,
 }
 
 /// An installed plugin component as the store keeps it.
