@@ -17,6 +17,7 @@ mod destinations;
 mod detections;
 mod hardening;
 mod intake;
+mod interactions;
 mod javascript;
 mod lifecycle;
 mod logs;
