@@ -495,6 +495,11 @@ async fn a_removed_plugin_an_old_version_names_and_what_the_contract_and_metrics
     let server = Server::start().await;
     let first = install_greet(&server).await;
     let id = server.create_flow(greet_flow("greeter")).await;
+    // A flow that only mentions the plugin, with its Standard Webhooks secret sealed at rest,
+    // does not use it (its stored definition is read to decide).
+    server
+        .create_flow(Kind::Standard.flow("mentions", "greet@1.0.0"))
+        .await;
     let r = server
         .client
         .post(server.url(&format!("/v1/webhooks/{id}")))
@@ -520,7 +525,12 @@ async fn a_removed_plugin_an_old_version_names_and_what_the_contract_and_metrics
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        r.status(),
+        StatusCode::NO_CONTENT,
+        "{}",
+        r.text().await.unwrap()
+    );
     let (status, problem) = test_run(
         &server,
         &id,

@@ -527,10 +527,11 @@ impl Checker {
             }
             Some("standardWebhooks") => {
                 self.unknown_fields(path, a, &["type", "secret"]);
-                // The mask and a sealed credential are not the secret itself: a save that
-                // sends either has it restored or opened first, and refused by what is left
-                // (`save_problems`, `FlowRegistry`), so their form would only add a misleading
-                // problem here.
+                // The mask and a sealed credential stand for the secret: a save has the mask
+                // restored (or refused by `save_problems`) and a sealed one opened (or refused
+                // by `FlowRegistry`) before the secret's form is checked. Refusing their form
+                // here failed every reader of a masked or stored definition (`flow test`,
+                // `flow deploy` of an export, plugin removal's check of stored flows).
                 if let Some(s) = self.required_str(path, a, "secret")
                     && secret_reference(s).is_none()
                     && s != CREDENTIAL_MASK
