@@ -678,4 +678,33 @@ async fn a_draft_saved_again_with_the_mask_keeps_the_drafts_credential() {
     Kind::Standard
         .assert_verifies(&server, &id, "published v5")
         .await;
+
+    // A draft of another kind pending, the published version read and saved with the mask:
+    // the draft has no credential of that kind, the published one is kept.
+    let (status, saved) = put(
+        &server,
+        &format!("/v1/flows/{id}?draft=true"),
+        &Kind::Header.flow("redraft", "six"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{saved}");
+    let mut published = server.get_json(&format!("/v1/flows/{id}")).await;
+    published["definition"]["steps"][0]["input"]["message"] = json!("seven");
+    let (status, saved) = put(
+        &server,
+        &format!("/v1/flows/{id}?draft=true"),
+        &published["definition"],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{saved}");
+    assert_eq!(saved["draftVersion"], 7, "{saved}");
+    let r = server
+        .admin(Method::POST, &format!("/v1/flows/{id}/publish"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    Kind::Standard
+        .assert_verifies(&server, &id, "published v7")
+        .await;
 }

@@ -193,7 +193,8 @@ pub fn literal_credential_mut(definition: &mut Value) -> Option<(&'static str, &
 
 /// Puts the stored credential back where a new definition sends [`CREDENTIAL_MASK`] for the
 /// same auth type, so a client that saves what it read keeps the credential. A mask with no
-/// stored credential of that type to stand for stays, and validation refuses it.
+/// stored credential of that type to stand for stays, and validation refuses it; so it may be
+/// asked of several stored definitions in turn, the first holding one wins.
 pub fn restore_masked_credentials(definition: &mut Value, stored: &Value) {
     let Some(old) = stored.pointer("/trigger/auth").and_then(Value::as_object) else {
         return;
