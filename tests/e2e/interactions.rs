@@ -415,6 +415,16 @@ async fn a_generated_credential_is_shown_once_and_in_no_later_answer() {
             .and_then(Value::as_str)
             .unwrap_or_else(|| panic!("a credential: {created}"))
             .to_string();
+        // Shown like every other answer's flow, lifecycle included.
+        assert_eq!(
+            (
+                &created["enabled"],
+                &created["publishedVersion"],
+                &created["draftVersion"]
+            ),
+            (&json!(true), &json!(1), &Value::Null),
+            "{created}"
+        );
         let mut shown = created.clone();
         shown.as_object_mut().unwrap().remove("credential");
         assert_clean("the creation's definition", &shown.to_string(), &credential);
