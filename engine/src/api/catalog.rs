@@ -152,7 +152,7 @@ async fn handler_flow(
         .create(&caller.actor(), caller.project()?, definition)
         .await?;
     let location = format!("/v1/flows/{}", active.record.id);
-    let mut body = super::flows::masked_record(&active.record);
+    let mut body = super::flows::render(&active);
     let path = format!("/v1/webhooks/{}", active.record.id);
     body["webhookUrl"] = json!(absolute_url(&app, &headers, &path));
     // Shown this once: every later answer masks it.

@@ -223,7 +223,8 @@ fn definition(headers: &HeaderMap, body: &Bytes) -> ApiResult<Value> {
     }
 }
 
-fn render(active: &ActiveFlow) -> Value {
+/// A flow as every answer shows it: masked, with its webhook path and lifecycle.
+pub(crate) fn render(active: &ActiveFlow) -> Value {
     let r = &active.record;
     let mut body = masked_record(r);
     body["webhookUrl"] = json!(format!("/v1/webhooks/{}", r.id));
@@ -324,15 +325,15 @@ async fn replace(
 ) -> ApiResult<Json<Value>> {
     let mut value = definition(&headers, &body)?;
     // The mask stands for the credential stored last: a pending draft's (it may have changed
-    // the credential, and the console's editor builds the next save on it), else the
-    // published version's.
+    // the credential, and the console's editor builds the next save on it), else (no draft,
+    // or none of that kind in it) the published version's.
     if let Some(current) = app.flows.current(&id).await? {
-        let pending = match current.state.draft_version {
-            Some(draft) => app.store.get_flow_version(&id, draft).await?,
-            None => None,
-        };
-        let stored = pending.as_ref().unwrap_or(&current.record);
-        crate::flow::model::restore_masked_credentials(&mut value, &stored.definition);
+        if let Some(draft) = current.state.draft_version
+            && let Some(pending) = app.store.get_flow_version(&id, draft).await?
+        {
+            crate::flow::model::restore_masked_credentials(&mut value, &pending.definition);
+        }
+        crate::flow::model::restore_masked_credentials(&mut value, &current.record.definition);
     }
     check_save(&value)?;
     if params.draft == Some(true) {
