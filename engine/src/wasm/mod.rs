@@ -372,16 +372,25 @@ impl Sandbox {
         // The epoch deadline stops a describe() that computes forever; one that waits in a host
         // call (a sleep) is cut off here, so an install or a start never hangs on it. It runs on
         // the sandbox threads like a step.
+        // A pool slot like a step's: the pooling allocator has one component instance per slot.
+        let slot = self
+            .slots
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("sandbox semaphore closed");
         let admission = self.live_memory.admit().await;
-        let mut store = self.new_store(
+        let store = self.new_store(
             Instant::now() + DESCRIBE_DEADLINE,
             &Grants::default(),
             admission,
         );
+        let mut occupied = Occupied { store, _slot: slot };
         let pre = offline.clone();
         let describing = async move {
-            let plugin = pre.instantiate_async(&mut store).await?;
-            plugin.call_describe(&mut store).await
+            let store = &mut occupied.store;
+            let plugin = pre.instantiate_async(&mut *store).await?;
+            plugin.call_describe(&mut *store).await
         };
         let describing = tokio::time::timeout(DESCRIBE_DEADLINE + HOST_CALL_MARGIN, describing);
         let descriptor = self
@@ -504,7 +513,7 @@ impl Sandbox {
             .expect("sandbox semaphore closed");
         let admission = self.live_memory.admit().await;
         let started = Instant::now();
-        let mut store = self.new_store(started + timeout, grants, admission);
+        let store = self.new_store(started + timeout, grants, admission);
         let pre = plugin.pre_for(grants).clone();
         let wit_ctx = WitRunContext {
             run_id: ctx.run_id.clone(),
@@ -514,23 +523,25 @@ impl Sandbox {
             test_run: ctx.test_run,
         };
         let input = input.to_owned();
-        // On the sandbox threads, holding the pool slot until the instance is gone. Epochs stop
-        // guest code at the deadline; the outer timeout also covers time spent in host calls (a
-        // guest sleeping), which epochs cannot interrupt. The small margin lets the epoch path
-        // win for guest code, so its trap is reported with the guest's logs.
+        let mut occupied = Occupied { store, _slot: slot };
+        // On the sandbox threads. Epochs stop guest code at the deadline; the outer timeout also
+        // covers time spent in host calls (a guest sleeping), which epochs cannot interrupt. The
+        // small margin lets the epoch path win for guest code, so its trap is reported with the
+        // guest's logs.
         let call = async move {
+            let store = &mut occupied.store;
             let result = tokio::time::timeout(timeout + HOST_CALL_MARGIN, async {
-                let instance = pre.instantiate_async(&mut store).await?;
-                instance.call_run(&mut store, &wit_ctx, &input).await
+                let instance = pre.instantiate_async(&mut *store).await?;
+                instance.call_run(&mut *store, &wit_ctx, &input).await
             })
             .await;
-            drop(slot);
-            (result, store)
+            (result, occupied)
         };
-        let (result, mut store) = match self.threads.run(call).await {
+        let (result, mut occupied) = match self.threads.run(call).await {
             Ok(done) => done,
             Err(error) => return StepReport::failed(format!("the step's task ended: {error}")),
         };
+        let store = &mut occupied.store;
         let outcome = match result {
             Err(_) => StepOutcome::TimedOut {
                 after: started.elapsed(),
@@ -664,6 +675,16 @@ fn raw_inputs(schema: &Value) -> Vec<String> {
         .filter(|(_, spec)| spec.get("x-hookflow-raw") == Some(&Value::Bool(true)))
         .map(|(name, _)| name.clone())
         .collect()
+}
+
+/// A step's store and the pool slot it occupies. Fields drop in declaration order: the store,
+/// and the component instance in it, goes before the slot is given back, so the pooling
+/// allocator (one component instance per slot) never sees more live instances than slots —
+/// also when a cancelled step's task is dropped. Giving the slot back first let the next step
+/// instantiate while the old instance lived ("maximum concurrent limit ... reached").
+struct Occupied {
+    store: Store<HostState>,
+    _slot: tokio::sync::OwnedSemaphorePermit,
 }
 
 fn engine_config(config: &SandboxConfig, pooling: bool) -> Config {
