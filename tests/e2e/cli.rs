@@ -1056,3 +1056,56 @@ fn replay_shows_progress_off_a_terminal_only_for_long_work_and_quiet_silences_it
     short.ok();
     assert_eq!(short.stderr, "", "short work shows nothing off a terminal");
 }
+
+/// `flow replay ID` reads the flow from a server with the same client and token rules as every
+/// other server command (`--url`, `--token`, `HOOKFLOW_TOKEN`...): it once had its own client
+/// that took only `HOOKFLOW_ADMIN_TOKEN`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_reads_a_stored_flow_with_the_shared_server_options() {
+    let server = Server::start().await;
+    let flow_id = server
+        .create_flow(json!({"name": "replayed", "trigger": {"type": "webhook"}, "steps": []}))
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let events = dir.path().join("events.jsonl");
+    std::fs::write(&events, "{\"id\": 1}\n{\"id\": 2}\n").unwrap();
+    let events = events.to_str().unwrap();
+    let replayed = cli_with(
+        &server,
+        &["flow", "replay", &flow_id, "--events", events, "--json"],
+        ADMIN_TOKEN,
+        None,
+    )
+    .await;
+    let report: Value = serde_json::from_str(replayed.ok()).unwrap();
+    assert_eq!(report["events"], 2);
+
+    let missing = cli_with(
+        &server,
+        &["flow", "replay", "no-such-flow", "--events", events],
+        ADMIN_TOKEN,
+        None,
+    )
+    .await;
+    assert_eq!(missing.code, Some(2), "{}", missing.stderr);
+    assert_eq!(
+        missing.stderr.trim().lines().count(),
+        1,
+        "{}",
+        missing.stderr
+    );
+    assert!(missing.stderr.contains("not found"), "{}", missing.stderr);
+
+    // Neither a file nor a server to ask: one line saying both.
+    let nowhere = finish(
+        command(&["flow", "replay", "no-such-file.yaml", "--events", events])
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(nowhere.code, Some(2), "{}", nowhere.stderr);
+    assert!(
+        nowhere.stderr.contains("no-such-file.yaml is not a file"),
+        "{}",
+        nowhere.stderr
+    );
+}

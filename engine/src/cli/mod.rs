@@ -1,7 +1,6 @@
 //! The `hookflow` command line. `main.rs` only calls [`main`]. Usage errors and bad input exit
 //! with code 2 and one line saying what is wrong; a flow run that fails exits with 1.
 
-mod http;
 mod local_run;
 mod people;
 mod progress;
@@ -134,8 +133,8 @@ struct ServerArgs {
 }
 
 impl ServerArgs {
-    fn token(&self) -> Result<String, Failure> {
-        remote::resolve_token(self.token.as_deref())
+    fn remote(&self) -> Result<remote::Remote, Failure> {
+        remote::Remote::new(&self.server, self.token.as_deref())
     }
 }
 
@@ -302,12 +301,9 @@ enum FlowCommand {
         /// Extra plugin components to load besides the built-ins.
         #[arg(long = "plugin")]
         plugins: Vec<PathBuf>,
-        /// Server for flow ids.
-        #[arg(long, env = "HOOKFLOW_URL", default_value = "http://127.0.0.1:8080")]
-        server: String,
-        /// Admin token for flow ids.
-        #[arg(long, env = "HOOKFLOW_ADMIN_TOKEN", hide_env_values = true)]
-        token: Option<String>,
+        /// The server a flow id is read from.
+        #[command(flatten)]
+        server: ServerArgs,
         /// Print `{"events": N, "alerts": [...]}` as JSON.
         #[arg(long)]
         json: bool,
@@ -463,7 +459,6 @@ async fn dispatch(command: Command) -> Result<ExitCode, Failure> {
             events,
             plugins,
             server,
-            token,
             json,
             quiet,
         }) => {
@@ -472,7 +467,6 @@ async fn dispatch(command: Command) -> Result<ExitCode, Failure> {
                 events,
                 plugins,
                 server,
-                token,
                 json,
                 quiet,
             })

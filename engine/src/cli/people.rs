@@ -2,7 +2,8 @@
 //! through a running server's API (so every change is checked and audited like any other).
 //! Passwords are read from stdin or a prompt without echo, never from the command line.
 
-use super::{Failure, ServerArgs, http, usage};
+use super::{Failure, ServerArgs, remote, usage};
+use reqwest::Method;
 use serde_json::{Value, json};
 use std::io::{BufRead, IsTerminal, Write};
 use std::process::ExitCode;
@@ -131,27 +132,16 @@ pub enum ApiKeyCommand {
     },
 }
 
-/// Calls the API; a 4xx is the user's to fix (exit 2, the server's detail), 5xx is ours.
+/// Calls the API through the CLI's one server client: a 4xx is the user's to fix (exit 2, the
+/// server's detail), an unreachable server or a 5xx is ours (exit 1).
 async fn call(
     server: &ServerArgs,
-    method: &str,
+    method: reqwest::Method,
     path: &str,
     body: Option<&Value>,
-    expected: u16,
 ) -> Result<Value, Failure> {
-    let token = server.token()?;
-    let (status, answer) = http::request(&server.server, method, path, &token, body).await?;
-    if status == expected || (expected == 201 && status == 200) {
-        return Ok(answer);
-    }
-    let detail = answer["detail"].as_str().unwrap_or("(no detail)");
-    if (400..500).contains(&status) {
-        Err(usage(format!("server answered {status}: {detail}")))
-    } else {
-        Err(Failure::Internal(anyhow::anyhow!(
-            "server answered {status}: {detail}"
-        )))
-    }
+    let body = body.map_or(remote::Body::None, remote::Body::Json);
+    server.remote()?.call(method, path, body).await
 }
 
 /// Reads a password: the first line of stdin when it is not a terminal, else a prompt with
@@ -235,7 +225,7 @@ pub async fn user(command: UserCommand) -> Result<ExitCode, Failure> {
                 (None, None) => {}
             }
             body["password"] = json!(read_password()?);
-            let user = call(&server, "POST", "/v1/users", Some(&body), 201).await?;
+            let user = call(&server, Method::POST, "/v1/users", Some(&body)).await?;
             println!(
                 "created user {} ({})",
                 text(&user["id"]),
@@ -243,7 +233,7 @@ pub async fn user(command: UserCommand) -> Result<ExitCode, Failure> {
             );
         }
         UserCommand::List { server } => {
-            let users = call(&server, "GET", "/v1/users", None, 200).await?;
+            let users = call(&server, Method::GET, "/v1/users", None).await?;
             print_list(&users, |u| {
                 format!(
                     "{}  {}  {}  {}{}",
@@ -269,10 +259,9 @@ async fn set_disabled(server: &ServerArgs, id: &str, disabled: bool) -> Result<(
     let body = json!({"disabled": disabled});
     call(
         server,
-        "PATCH",
+        Method::PATCH,
         &format!("/v1/users/{id}"),
         Some(&body),
-        200,
     )
     .await?;
     println!(
@@ -286,11 +275,11 @@ pub async fn project(command: ProjectCommand) -> Result<ExitCode, Failure> {
     match command {
         ProjectCommand::Create { name, server } => {
             let body = json!({"name": name});
-            let p = call(&server, "POST", "/v1/projects", Some(&body), 201).await?;
+            let p = call(&server, Method::POST, "/v1/projects", Some(&body)).await?;
             println!("created project {} ({})", text(&p["id"]), text(&p["name"]));
         }
         ProjectCommand::List { server } => {
-            let list = call(&server, "GET", "/v1/projects", None, 200).await?;
+            let list = call(&server, Method::GET, "/v1/projects", None).await?;
             print_list(&list, |p| {
                 format!(
                     "{}  {}  {}",
@@ -308,7 +297,7 @@ pub async fn project(command: ProjectCommand) -> Result<ExitCode, Failure> {
         } => {
             let body = json!({"email": email, "role": role});
             let path = format!("/v1/projects/{project}/members");
-            call(&server, "POST", &path, Some(&body), 201).await?;
+            call(&server, Method::POST, &path, Some(&body)).await?;
             println!("{email} is {role} in project {project}");
         }
         ProjectCommand::RemoveMember {
@@ -317,12 +306,12 @@ pub async fn project(command: ProjectCommand) -> Result<ExitCode, Failure> {
             server,
         } => {
             let path = format!("/v1/projects/{project}/members/{user_id}");
-            call(&server, "DELETE", &path, None, 204).await?;
+            call(&server, Method::DELETE, &path, None).await?;
             println!("removed {user_id} from project {project}");
         }
         ProjectCommand::Members { project, server } => {
             let path = format!("/v1/projects/{project}/members");
-            let list = call(&server, "GET", &path, None, 200).await?;
+            let list = call(&server, Method::GET, &path, None).await?;
             print_list(&list, |m| {
                 format!(
                     "{}  {}  {}",
@@ -340,7 +329,7 @@ pub async fn project(command: ProjectCommand) -> Result<ExitCode, Failure> {
         } => {
             let body = json!({"email": email, "role": role});
             let path = format!("/v1/projects/{project}/invitations");
-            let invitation = call(&server, "POST", &path, Some(&body), 201).await?;
+            let invitation = call(&server, Method::POST, &path, Some(&body)).await?;
             println!(
                 "invitation for {email} ({role}), valid until {}; hand over this one-time token:",
                 text(&invitation["expiresAt"])
@@ -368,7 +357,7 @@ pub async fn api_key(command: ApiKeyCommand) -> Result<ExitCode, Failure> {
             server,
         } => {
             let body = json!({"name": name, "role": role, "expiresAt": expires_at});
-            let key = call(&server, "POST", &keys_path(&project), Some(&body), 201).await?;
+            let key = call(&server, Method::POST, &keys_path(&project), Some(&body)).await?;
             eprintln!(
                 "created API key {} ({role}); it is shown only now:",
                 text(&key["id"])
@@ -376,7 +365,7 @@ pub async fn api_key(command: ApiKeyCommand) -> Result<ExitCode, Failure> {
             println!("{}", text(&key["key"]));
         }
         ApiKeyCommand::List { project, server } => {
-            let list = call(&server, "GET", &keys_path(&project), None, 200).await?;
+            let list = call(&server, Method::GET, &keys_path(&project), None).await?;
             print_list(&list, |k| {
                 format!(
                     "{}  {}…  {}  {}  last used {}{}",
@@ -399,7 +388,7 @@ pub async fn api_key(command: ApiKeyCommand) -> Result<ExitCode, Failure> {
             server,
         } => {
             let path = format!("{}/{id}", keys_path(&project));
-            call(&server, "DELETE", &path, None, 204).await?;
+            call(&server, Method::DELETE, &path, None).await?;
             println!("revoked API key {id}");
         }
     }

@@ -3,7 +3,7 @@
 //! file, or the id of a flow on a server whose definition is fetched and replayed here.
 
 use super::progress::{Progress, Unit};
-use super::{Failure, http, load_flow, local_scope, usage};
+use super::{Failure, ServerArgs, load_flow, local_scope, remote, usage};
 use crate::exec::Executor;
 use crate::flow;
 use crate::replay::{self, ReplayReport};
@@ -18,8 +18,7 @@ pub(super) struct ReplayArgs {
     pub flow: String,
     pub events: PathBuf,
     pub plugins: Vec<PathBuf>,
-    pub server: String,
-    pub token: Option<String>,
+    pub server: ServerArgs,
     pub json: bool,
     pub quiet: bool,
 }
@@ -61,26 +60,18 @@ pub(super) async fn replay_command(args: ReplayArgs) -> Result<ExitCode, Failure
             .map_err(|problems| usage(format!("{}: {}", args.flow, problems.join("; "))))?;
         (flow, "local".to_owned())
     } else {
-        let token = args.token.as_deref().ok_or_else(|| {
-            usage(format!(
-                "{} is not a file; to replay a flow on a server set HOOKFLOW_ADMIN_TOKEN or --token",
+        // Not a file: a flow id on the server (the same client, token and URL rules as every
+        // command that talks to a server).
+        let server = args.server.remote().map_err(|failure| match failure {
+            Failure::Usage(super::UsageError(why)) => usage(format!(
+                "{} is not a file, nor a flow id a server can be asked for: {why}",
                 args.flow
-            ))
+            )),
+            other => other,
         })?;
-        let (status, record) = http::request(
-            &args.server,
-            "GET",
-            &format!("/v1/flows/{}", args.flow),
-            token,
-            None,
-        )
-        .await?;
-        if status != 200 {
-            return Err(usage(format!(
-                "server answered {status} for flow {}",
-                args.flow
-            )));
-        }
+        let record = server
+            .get(&format!("/v1/flows/{}", remote::encode(&args.flow)))
+            .await?;
         let flow = flow::flow_from_value(record["definition"].clone())
             .map_err(|p| usage(format!("flow {}: {p}", args.flow)))?;
         (flow, args.flow.clone())
