@@ -371,21 +371,8 @@ impl Sandbox {
         };
         // The epoch deadline stops a describe() that computes forever; one that waits in a host
         // call (a sleep) is cut off here, so an install or a start never hangs on it. It runs on
-        // the sandbox threads like a step.
-        // A pool slot like a step's: the pooling allocator has one component instance per slot.
-        let slot = self
-            .slots
-            .clone()
-            .acquire_owned()
-            .await
-            .expect("sandbox semaphore closed");
-        let admission = self.live_memory.admit().await;
-        let store = self.new_store(
-            Instant::now() + DESCRIBE_DEADLINE,
-            &Grants::default(),
-            admission,
-        );
-        let mut occupied = Occupied { store, _slot: slot };
+        // the sandbox threads, in a pool slot, like a step.
+        let (mut occupied, _) = self.occupy(DESCRIBE_DEADLINE, &Grants::default()).await;
         let pre = offline.clone();
         let describing = async move {
             let store = &mut occupied.store;
@@ -505,15 +492,7 @@ impl Sandbox {
         let Some(plugin) = self.lookup(name, version) else {
             return StepReport::failed(format!("plugin {name}@{version} is not installed"));
         };
-        let slot = self
-            .slots
-            .clone()
-            .acquire_owned()
-            .await
-            .expect("sandbox semaphore closed");
-        let admission = self.live_memory.admit().await;
-        let started = Instant::now();
-        let store = self.new_store(started + timeout, grants, admission);
+        let (mut occupied, started) = self.occupy(timeout, grants).await;
         let pre = plugin.pre_for(grants).clone();
         let wit_ctx = WitRunContext {
             run_id: ctx.run_id.clone(),
@@ -523,7 +502,6 @@ impl Sandbox {
             test_run: ctx.test_run,
         };
         let input = input.to_owned();
-        let mut occupied = Occupied { store, _slot: slot };
         // On the sandbox threads. Epochs stop guest code at the deadline; the outer timeout also
         // covers time spent in host calls (a guest sleeping), which epochs cannot interrupt. The
         // small margin lets the epoch path win for guest code, so its trap is reported with the
@@ -569,6 +547,25 @@ impl Sandbox {
             response,
             peak_memory_bytes: state.memory_peak(),
         }
+    }
+
+    /// Waits for a pool slot and for room in the live-memory budget, then makes a fresh store
+    /// that must finish within `timeout` from now (waiting does not count); returns when it
+    /// started.
+    async fn occupy(&self, timeout: Duration, grants: &Grants) -> (Occupied, Instant) {
+        let slot = self
+            .slots
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("sandbox semaphore closed");
+        let admission = self.live_memory.admit().await;
+        let started = Instant::now();
+        let occupied = Occupied {
+            store: self.new_store(started + timeout, grants, admission),
+            _slot: slot,
+        };
+        (occupied, started)
     }
 
     fn check_output(&self, output: String) -> StepOutcome {
